@@ -1,0 +1,10 @@
+"""gliocore: the processing package behind GlioScope.
+
+Glioma MRI cohorts (four co-registered sequences per subject plus a clinical table) are
+segmented into two tumour classes kept by name, described with PyRadiomics features, cached
+in DuckDB and analysed for survival. This package never imports Streamlit; the dashboard
+(``app.py`` and ``pages/``) composes calls into it.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"

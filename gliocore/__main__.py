@@ -1,0 +1,3 @@
+from gliocore.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,55 @@
+"""Exception and warning classes, in one place (as ``sklearn.exceptions``)."""
+from __future__ import annotations
+
+
+class GlioError(Exception):
+    """Base class for every error gliocore raises on purpose."""
+
+
+class InvalidVolumeError(GlioError, ValueError):
+    """A NIfTI file is missing, empty, unreadable, not 3-D or holds non-finite values."""
+
+
+class GeometryMismatchError(GlioError, ValueError):
+    """Volumes of one subject do not share a grid (shape or affine)."""
+
+
+class CohortError(GlioError, ValueError):
+    """The clinical table or the image folder of a cohort is unusable as a whole."""
+
+
+class SubjectError(GlioError):
+    """A problem confined to one subject; processing of the other subjects goes on.
+
+    Parameters
+    ----------
+    subject_id : str
+        The subject concerned.
+    message : str
+        What is wrong and, where possible, what to do about it.
+    path : str, optional
+        The file concerned.
+    stage : str, optional
+        Pipeline stage: ``"load"``, ``"segment"``, ``"features"``, ...
+    """
+
+    def __init__(self, subject_id: str, message: str, path: str | None = None,
+                 stage: str | None = None):
+        self.subject_id = subject_id
+        self.path = None if path is None else str(path)
+        self.stage = stage
+        self.message = message
+        where = f" ({self.path})" if self.path else ""
+        super().__init__(f"subject {subject_id}{where}: {message}")
+
+
+class SegmenterUnavailableError(GlioError, RuntimeError):
+    """A segmentation backend cannot run here (weights or package missing)."""
+
+
+class FeatureExtractionError(GlioError, RuntimeError):
+    """PyRadiomics failed on a subject."""
+
+
+class GlioWarning(UserWarning):
+    """Base warning class for gliocore (input checks that do not stop processing)."""

@@ -1,0 +1,134 @@
+"""Label maps: how a mask source's integers translate into GlioScope's named tumour classes.
+
+Every mask source (a segmentation backend, an imported expert mask) declares a
+:class:`LabelMap`. Masks are converted to GlioScope's canonical integer mask
+(1 = contrast-enhancing, 2 = non-enhancing; see :attr:`TumourClass.canonical_label`)
+right after they are produced, and the store keeps classes by name.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+
+from gliocore.types import TUMOUR_CLASSES, TumourClass
+
+
+@dataclass(frozen=True)
+class LabelMap:
+    """Map from source integers to tumour classes.
+
+    Parameters
+    ----------
+    name : str
+        Short identifier, e.g. ``"hdglio-v2"``.
+    classes : mapping of int to TumourClass
+        Source label value -> class. Several source values may map to one class
+        (BraTS: 1 and 2 -> non-enhancing). Source values absent from the map are
+        treated as background.
+    description : str
+        Where the convention comes from.
+    """
+
+    name: str
+    classes: Mapping[int, TumourClass]
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        for value, cls in self.classes.items():
+            if int(value) <= 0:
+                raise ValueError(f"label map {self.name!r}: source value {value} must be > 0 "
+                                 "(0 is background)")
+            if not isinstance(cls, TumourClass):
+                raise TypeError(f"label map {self.name!r}: {cls!r} is not a TumourClass")
+
+    def source_values(self, cls: TumourClass) -> list[int]:
+        """Source integers that make up ``cls``."""
+        return sorted(int(v) for v, c in self.classes.items() if c is cls)
+
+    def to_canonical(self, mask: np.ndarray) -> np.ndarray:
+        """Convert a source mask to GlioScope's canonical uint8 mask (1 = CE, 2 = NE)."""
+        mask = np.asarray(mask)
+        if not np.issubdtype(mask.dtype, np.integer):
+            rounded = np.rint(mask)
+            if not np.allclose(mask, rounded):
+                raise ValueError(f"label map {self.name!r}: mask has non-integer values")
+            mask = rounded.astype(np.int32)
+        out = np.zeros(mask.shape, dtype=np.uint8)
+        for cls in TUMOUR_CLASSES:
+            values = self.source_values(cls)
+            if values:
+                out[np.isin(mask, values)] = cls.canonical_label
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps({"name": self.name,
+                           "classes": {str(k): v.value for k, v in sorted(self.classes.items())},
+                           "description": self.description}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "LabelMap":
+        data = json.loads(text)
+        return cls(data["name"], {int(k): TumourClass(v) for k, v in data["classes"].items()},
+                   data.get("description", ""))
+
+    @classmethod
+    def parse(cls, spec: str, name: str = "custom") -> "LabelMap":
+        """Parse a mapping such as ``"4:ce,1:ne,2:ne"`` or ``"4->1,1+2->2"``.
+
+        The targets may be class names (``ce``/``enhancing``/``contrast_enhancing``,
+        ``ne``/``non_enhancing``) or canonical numbers (1 = CE, 2 = NE).
+        """
+        aliases = {"ce": TumourClass.ENHANCING, "enhancing": TumourClass.ENHANCING,
+                   "contrast_enhancing": TumourClass.ENHANCING, "1": TumourClass.ENHANCING,
+                   "ne": TumourClass.NON_ENHANCING, "non_enhancing": TumourClass.NON_ENHANCING,
+                   "nonenhancing": TumourClass.NON_ENHANCING, "2": TumourClass.NON_ENHANCING}
+        classes: dict[int, TumourClass] = {}
+        for part in spec.replace(" ", "").split(","):
+            if not part:
+                continue
+            sep = "->" if "->" in part else ":"
+            if sep not in part:
+                raise ValueError(f"label mapping {spec!r}: expected 'SOURCE:CLASS' items, got {part!r}")
+            src, dst = part.split(sep, 1)
+            target = aliases.get(dst.lower())
+            if target is None:
+                raise ValueError(f"label mapping {spec!r}: unknown class {dst!r}; use ce or ne")
+            for value in src.split("+"):
+                classes[int(value)] = target
+        if not classes:
+            raise ValueError(f"label mapping {spec!r} is empty")
+        return cls(name, classes, f"user mapping {spec}")
+
+
+CANONICAL = LabelMap("glioscope", {1: TumourClass.ENHANCING, 2: TumourClass.NON_ENHANCING},
+                     "GlioScope's own mask files and the seed notebook: 1 = contrast-enhancing, "
+                     "2 = non-enhancing")
+HDGLIO_V2 = LabelMap("hdglio-v2", {1: TumourClass.NON_ENHANCING, 2: TumourClass.ENHANCING},
+                     "HD-GLIO v2 as read by published integrations: 1 = non-enhancing T2/FLAIR "
+                     "abnormality, 2 = contrast-enhancing tumour")
+SEED = LabelMap("seed", {1: TumourClass.ENHANCING, 2: TumourClass.NON_ENHANCING},
+                "the seed notebook's reading of HD-GLIO output: 1 = contrast-enhancing")
+BRATS = LabelMap("brats", {4: TumourClass.ENHANCING, 1: TumourClass.NON_ENHANCING,
+                           2: TumourClass.NON_ENHANCING},
+                 "BraTS 2012-2021: 4 = enhancing tumour, 1 = necrosis/non-enhancing core, "
+                 "2 = oedema; 1+2 -> non-enhancing")
+BRATS2023 = LabelMap("brats2023", {3: TumourClass.ENHANCING, 1: TumourClass.NON_ENHANCING,
+                                   2: TumourClass.NON_ENHANCING},
+                     "BraTS 2023: 3 = enhancing tumour, 1 = necrotic core, 2 = oedema")
+
+PRESETS: dict[str, LabelMap] = {m.name: m for m in (CANONICAL, HDGLIO_V2, SEED, BRATS, BRATS2023)}
+
+
+def get_label_map(spec: str | LabelMap) -> LabelMap:
+    """Return a preset by name, or parse a custom ``"src:class,..."`` mapping."""
+    if isinstance(spec, LabelMap):
+        return spec
+    if spec in PRESETS:
+        return PRESETS[spec]
+    if ":" in spec or "->" in spec:
+        return LabelMap.parse(spec)
+    raise ValueError(f"unknown label map {spec!r}; presets: {', '.join(PRESETS)} "
+                     "or a mapping such as '4:ce,1:ne,2:ne'")
