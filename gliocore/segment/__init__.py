@@ -1,0 +1,32 @@
+"""Tumour segmentation behind one small interface.
+
+Every backend is a :class:`~gliocore.segment.base.Segmenter`: a name, a version, the label map of
+its raw output, an optional weights checksum, ``load()`` once per batch and ``segment()`` per
+subject returning GlioScope's canonical mask (1 = contrast-enhancing, 2 = non-enhancing).
+Backends register themselves by name; :func:`get_segmenter` builds one.
+
+Torch is imported only inside the deep-learning backends, lazily.
+"""
+from __future__ import annotations
+
+from gliocore.segment.base import (SEGMENTERS, Segmenter, available_segmenters, get_segmenter,
+                                   register_segmenter)
+
+# Importing the backend modules registers them.
+try:  # TEMPORARY until baseline.py lands
+    from gliocore.segment import baseline as _baseline  # noqa: F401,E402
+except ImportError:
+    pass
+from gliocore.segment import maskimport as _maskimport  # noqa: F401,E402
+
+try:  # deep-learning backends register even when their packages are absent (they report why)
+    from gliocore.segment import hdglio as _hdglio  # noqa: F401
+except ImportError:  # pragma: no cover - module not written yet in some checkouts
+    pass
+try:
+    from gliocore.segment import nnunetv2 as _nnunetv2  # noqa: F401
+except ImportError:  # pragma: no cover
+    pass
+
+__all__ = ["SEGMENTERS", "Segmenter", "available_segmenters", "get_segmenter",
+           "register_segmenter"]
