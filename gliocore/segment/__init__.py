@@ -13,10 +13,7 @@ from gliocore.segment.base import (SEGMENTERS, Segmenter, available_segmenters, 
                                    register_segmenter)
 
 # Importing the backend modules registers them.
-try:  # TEMPORARY until baseline.py lands
-    from gliocore.segment import baseline as _baseline  # noqa: F401,E402
-except ImportError:
-    pass
+from gliocore.segment import baseline as _baseline  # noqa: F401,E402
 from gliocore.segment import maskimport as _maskimport  # noqa: F401,E402
 
 try:  # deep-learning backends register even when their packages are absent (they report why)
