@@ -1,0 +1,583 @@
+"""Radiomics: PyRadiomics feature extraction on GlioScope's canonical masks, fast and value-identical.
+
+The public entry point is :func:`extract_features`. It takes the volumes of one subject (already
+loaded by the caller, each once) and GlioScope's canonical mask (1 = contrast-enhancing,
+2 = non-enhancing) and returns one :class:`FeatureValue` per (tumour class, sequence, feature).
+The values are those of ``radiomics.featureextractor.RadiomicsFeatureExtractor.execute`` run on
+the same NIfTI files with the same parameters; only the work around the computation is cut:
+
+* **Shape once per label.** Shape features depend on the mask and the voxel spacing, never on
+  intensities, so they are computed once per label (``sequence == ''``) and not once per sequence.
+  (Exception: with ``resegmentShape: true`` and a ``resegmentRange`` the shape mask depends on
+  the intensities; shape is then computed per sequence and reported with that sequence.)
+* **No provenance.** ``additionalInfo`` is forced off, which skips PyRadiomics' diagnostics,
+  among them the ``sitk.Hash`` of every image and mask on every call.
+* **Crop before building SimpleITK images.** Each label is cropped to its bounding box plus
+  ``margin`` voxels (clipped at the volume's edges) before the arrays become SimpleITK images.
+  For the ``Original`` image type without normalisation or resampling this cannot change a value:
+  PyRadiomics itself crops to the bounding box (no padding) before computing any feature, the
+  grey-level discretisation uses only the voxels inside the ROI, and every texture matrix only
+  looks at voxels inside the ROI. The crop keeps the physical origin, so the geometry is the same.
+  Crop is **not** used (the whole image is passed, exactly as PyRadiomics would get it from the
+  file) when the parameters
+
+  - set ``normalize: true`` (mean/SD are taken over the whole image),
+  - resample (``resampledPixelSpacing`` with an ``interpolator``: ITK's B-spline interpolator
+    pre-filters the whole image with an infinite-support recursive filter, so a crop changes
+    values in the last digits), or
+  - enable any image type other than ``Original``: ``LoG`` (recursive Gaussian, global support
+    and edge effects), ``Wavelet`` (padding and periodic extension of the whole image),
+    ``Square``/``SquareRoot``/``Logarithm``/``Exponential`` (scaled by the whole image's maximum),
+    ``Gradient`` and ``LBP2D``/``LBP3D``.
+
+  See :func:`crop_is_exact`.
+
+Geometry. ``Volume.data`` is in nibabel's voxel order (i, j, k) with a RAS+ affine; SimpleITK
+arrays are (k, j, i) and ITK's physical space is LPS+. Images are built with spacing from
+:func:`gliocore.io.spacing_from_affine`, direction ``diag(-1, -1, 1) @ A[:3, :3] / spacing`` and
+origin ``diag(-1, -1, 1) @ A[:3, 3]`` (moved to the crop's first voxel), which is what
+SimpleITK's NIfTI reader produces for the same file. All images of a subject are given the mask's
+affine (the caller has checked that the sequences share one grid, see
+:func:`gliocore.io.check_same_grid`).
+
+Failure handling. An empty label or a label of one voxel (PyRadiomics raises for both) gives
+``FeatureValue(value=None, reason=...)`` for every feature of that label; the other label is still
+computed. The feature names of such rows are the names the parameters would have produced
+(found once per parameter set by running PyRadiomics on a small synthetic volume); if even that
+fails, a single placeholder row with ``feature == '*'`` per class and sequence carries the reason.
+A feature PyRadiomics returns as NaN becomes ``value=None`` with a reason.
+
+PyRadiomics' own logging is lowered to ERROR when this module is imported.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import radiomics
+import SimpleITK as sitk
+from radiomics.featureextractor import RadiomicsFeatureExtractor
+
+from gliocore.errors import FeatureExtractionError, GeometryMismatchError
+from gliocore.io import AFFINE_ATOL, Volume, spacing_from_affine
+from gliocore.types import TUMOUR_CLASSES, PathType, TumourClass
+
+__all__ = [
+    "DEFAULT_PARAMS",
+    "FeatureValue",
+    "load_params",
+    "params_fingerprint",
+    "extract_features",
+    "extract_features_from_files",
+    "crop_is_exact",
+    "volume_from_sitk",
+]
+
+# PyRadiomics logs every step at INFO; keep only errors (setVerbosity sets its stderr handler,
+# the logger level stops records from reaching the root logger of the application too).
+radiomics.setVerbosity(logging.ERROR)
+logging.getLogger("radiomics").setLevel(logging.ERROR)
+
+#: The seed notebook's feature set: per label shape MeshVolume and Maximum3DDiameter; per sequence
+#: and label first-order Mean and Variance and GLDM GrayLevelNonUniformity. Everything else is
+#: PyRadiomics' default (binWidth 25, no resampling, no normalisation), written out here.
+DEFAULT_PARAMS: dict = {
+    "imageType": {"Original": {}},
+    "featureClass": {
+        "shape": ["MeshVolume", "Maximum3DDiameter"],
+        "firstorder": ["Mean", "Variance"],
+        "gldm": ["GrayLevelNonUniformity"],
+    },
+    "setting": {"binWidth": 25},
+}
+
+#: Top-level keys of a PyRadiomics parameter file.
+_PARAM_KEYS = ("imageType", "featureClass", "setting", "voxelSetting")
+
+# ITK's physical space is LPS+, nibabel's RAS+.
+_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
+
+
+@dataclass(frozen=True)
+class FeatureValue:
+    """One radiomics feature of one tumour class (and one sequence).
+
+    Attributes
+    ----------
+    tumour_class : TumourClass
+        The class whose canonical label was used as the ROI.
+    sequence : str
+        Canonical sequence key (``'t1'``, ``'t1c'``, ``'t2'``, ``'flair'``), or ``''`` for shape
+        features, which do not depend on the image.
+    feature : str
+        PyRadiomics key, e.g. ``'original_shape_MeshVolume'``, ``'wavelet-LLH_glcm_Contrast'``;
+        ``'*'`` for a placeholder row standing for all features of a failed extraction.
+    value : float or None
+        The feature value; None when it could not be computed.
+    reason : str or None
+        Why ``value`` is None (``'label empty'``, ``'label has 1 voxel'``, an exception text).
+    """
+
+    tumour_class: TumourClass
+    sequence: str
+    feature: str
+    value: float | None
+    reason: str | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Parameters
+# --------------------------------------------------------------------------------------------
+
+def load_params(params: None | str | Path | dict) -> dict:
+    """Return a validated PyRadiomics parameter dictionary.
+
+    Parameters
+    ----------
+    params : None, str, Path or dict
+        None for a deep copy of :data:`DEFAULT_PARAMS`; a path to a PyRadiomics YAML (or JSON)
+        parameter file; or a dict in the same structure (``imageType``, ``featureClass``,
+        ``setting``, ``voxelSetting``).
+
+    Returns
+    -------
+    dict
+        A new dict (the input is not modified), validated against PyRadiomics' schema, with
+        feature class, feature and image type names checked.
+
+    Raises
+    ------
+    ValueError
+        With the file name (when given a path) and what is wrong: missing or empty file,
+        YAML syntax error, not a mapping, unknown key, schema violation, unknown feature.
+    """
+    if params is None:
+        return copy.deepcopy(DEFAULT_PARAMS)
+    if isinstance(params, Mapping):
+        return _validate_params(copy.deepcopy(dict(params)), source="parameter dict")
+    if isinstance(params, (str, Path)):
+        path = Path(params)
+        where = f"radiomics parameter file {path}"
+        if not path.exists():
+            raise ValueError(f"{where} does not exist")
+        if path.is_dir():
+            raise ValueError(f"{where} is a directory; expected a YAML file")
+        text = path.read_text(encoding="utf-8")
+        if not text.strip():
+            raise ValueError(f"{where} is empty; expected a YAML mapping with imageType, "
+                             "featureClass and setting")
+        import yaml  # PyYAML, a PyRadiomics dependency
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{where} is not valid YAML: {exc}") from exc
+        if data is None:
+            raise ValueError(f"{where} holds no parameters (only comments?)")
+        return _validate_params(data, source=where)
+    raise TypeError(f"params must be None, a path or a dict, got {type(params).__name__}")
+
+
+def _validate_params(data: Any, source: str) -> dict:
+    if not isinstance(data, dict):
+        raise ValueError(f"{source}: expected a mapping with keys {', '.join(_PARAM_KEYS)}, "
+                         f"got {type(data).__name__}")
+    unknown = [k for k in data if k not in _PARAM_KEYS]
+    if unknown:
+        raise ValueError(f"{source}: unknown top-level key(s) {unknown}; allowed: "
+                         f"{', '.join(_PARAM_KEYS)}")
+    for key in _PARAM_KEYS:
+        if key in data and data[key] is None:
+            data[key] = {}
+    if data.get("voxelSetting"):
+        raise ValueError(f"{source}: voxel-based extraction (voxelSetting) is not supported; "
+                         "remove the voxelSetting section")
+    # PyRadiomics' own schema check (pykwalify) gives the authoritative message.
+    try:
+        _make_extractor(data)
+    except Exception as exc:
+        raise ValueError(f"{source} does not pass PyRadiomics' parameter schema: "
+                         f"{type(exc).__name__}: {exc}") from exc
+    classes = radiomics.getFeatureClasses()
+    for cls_name, names in (data.get("featureClass") or {}).items():
+        if cls_name not in classes:
+            raise ValueError(f"{source}: unknown feature class {cls_name!r}; choose from "
+                             f"{', '.join(sorted(classes))}")
+        known = classes[cls_name].getFeatureNames()
+        for name in names or []:
+            if name not in known:
+                raise ValueError(f"{source}: feature class {cls_name!r} has no feature {name!r}; "
+                                 f"choose from {', '.join(sorted(known))}")
+    image_types = set(radiomics.getImageTypes())
+    for it in (data.get("imageType") or {}):
+        if it not in image_types:
+            raise ValueError(f"{source}: unknown image type {it!r}; choose from "
+                             f"{', '.join(sorted(image_types))}")
+    return data
+
+
+def params_fingerprint(params: dict) -> str:
+    """SHA-256 of the canonical JSON of ``params`` plus the PyRadiomics version.
+
+    Keys are sorted and separators fixed, so equal parameter sets give equal fingerprints
+    whatever the key order; any change of a value, of the feature list or of the PyRadiomics
+    version gives another. Used in cache keys.
+    """
+    payload = {"params": params, "pyradiomics": str(radiomics.__version__)}
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=repr)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def crop_is_exact(params: dict) -> tuple[bool, str]:
+    """Whether cropping to the ROI's bounding box leaves every value of ``params`` unchanged.
+
+    Returns
+    -------
+    (bool, str)
+        True and ``''`` when a crop is exact, else False and the reason (the whole image is
+        then used).
+    """
+    setting = params.get("setting") or {}
+    if setting.get("normalize"):
+        return False, "normalize uses whole-image mean and SD"
+    if setting.get("resampledPixelSpacing") is not None and setting.get("interpolator", "sitkBSpline") is not None:
+        return False, "resampling: the interpolator (B-spline pre-filter) sees the whole image"
+    others = [t for t in (params.get("imageType") or {"Original": {}}) if t != "Original"]
+    if others:
+        return False, f"image type(s) {', '.join(others)} depend on voxels outside the ROI"
+    return True, ""
+
+
+# --------------------------------------------------------------------------------------------
+# Extractors (cached per parameter set)
+# --------------------------------------------------------------------------------------------
+
+def _make_extractor(params: dict) -> RadiomicsFeatureExtractor:
+    p = copy.deepcopy(params)
+    p.setdefault("setting", {})
+    ex = RadiomicsFeatureExtractor(p)
+    ex.settings["additionalInfo"] = False  # no diagnostics, no per-call sitk.Hash
+    return ex
+
+
+@dataclass
+class _Extractors:
+    shape: RadiomicsFeatureExtractor | None      # shape classes only
+    image: RadiomicsFeatureExtractor | None      # all other classes
+    shape_per_sequence: bool
+
+
+_CACHE: dict[str, _Extractors] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _extractors(params: dict, fingerprint: str) -> _Extractors:
+    with _CACHE_LOCK:
+        cached = _CACHE.get(fingerprint)
+    if cached is not None:
+        return cached
+    full = _make_extractor(params)
+    enabled = full.enabledFeatures
+    shape_part = {k: v for k, v in enabled.items() if k.startswith("shape")}
+    other_part = {k: v for k, v in enabled.items() if not k.startswith("shape")}
+    shape_ex = image_ex = None
+    if shape_part:
+        shape_ex = _make_extractor(params)
+        shape_ex.enabledFeatures = shape_part
+        shape_ex.enabledImagetypes = {"Original": {}}  # shape is only computed on the original
+    if other_part:
+        image_ex = _make_extractor(params)
+        image_ex.enabledFeatures = other_part
+    s = full.settings
+    per_seq = bool(s.get("resegmentShape", False) and s.get("resegmentRange") is not None)
+    ex = _Extractors(shape_ex, image_ex, per_seq)
+    with _CACHE_LOCK:
+        if len(_CACHE) > 32:
+            _CACHE.clear()
+        _CACHE[fingerprint] = ex
+    return ex
+
+
+_NAMES_CACHE: dict[str, tuple[list[str], list[str]] | None] = {}
+
+
+def _feature_names(params: dict, fingerprint: str) -> tuple[list[str], list[str]] | None:
+    """(shape names, per-image names) that ``params`` produce, or None if they cannot be found.
+
+    Found by running the same extractors on a small synthetic volume (20³ voxels, a 8³ cube),
+    once per parameter set.
+    """
+    if fingerprint in _NAMES_CACHE:
+        return _NAMES_CACHE[fingerprint]
+    names: tuple[list[str], list[str]] | None
+    try:
+        rng = np.random.default_rng(0)
+        data = rng.integers(0, 200, size=(20, 20, 20)).astype(np.float32)
+        mask = np.zeros((20, 20, 20), dtype=np.uint8)
+        mask[6:14, 6:14, 6:14] = 1
+        ex = _extractors(params, fingerprint)
+        img, msk = _to_sitk(data, np.eye(4)), _to_sitk(mask, np.eye(4))
+        shape_names = list(ex.shape.execute(img, msk, label=1)) if ex.shape else []
+        other_names = list(ex.image.execute(img, msk, label=1)) if ex.image else []
+        names = (shape_names, other_names)
+    except Exception:  # e.g. resegmentation empties the synthetic ROI
+        names = None
+    _NAMES_CACHE[fingerprint] = names
+    return names
+
+
+# --------------------------------------------------------------------------------------------
+# Geometry
+# --------------------------------------------------------------------------------------------
+
+def _to_sitk(data: np.ndarray, affine: np.ndarray,
+             start: tuple[int, int, int] = (0, 0, 0)) -> sitk.Image:
+    """SimpleITK image from an (i, j, k) array and its RAS affine; ``start`` = index of data[0,0,0].
+
+    The array is transposed to ITK's (k, j, i) order; spacing, direction and origin follow
+    SimpleITK's NIfTI reader (LPS+).
+    """
+    arr = np.asarray(data)
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    elif arr.dtype == np.float16:
+        arr = arr.astype(np.float32)
+    img = sitk.GetImageFromArray(np.ascontiguousarray(arr.transpose(2, 1, 0)))
+    a = np.asarray(affine, dtype=float)
+    spacing = np.asarray(spacing_from_affine(a))
+    lps = _RAS_TO_LPS @ a[:3, :3]
+    direction = lps / spacing[None, :]
+    origin = lps @ np.asarray(start, dtype=float) + _RAS_TO_LPS @ a[:3, 3]
+    img.SetSpacing(tuple(float(s) for s in spacing))
+    img.SetDirection(tuple(float(v) for v in direction.ravel()))
+    img.SetOrigin(tuple(float(v) for v in origin))
+    return img
+
+
+def volume_from_sitk(image: sitk.Image, path: Path | None = None, dtype: Any = None) -> Volume:
+    """Convert a 3-D SimpleITK image (LPS, (k, j, i) array) to a :class:`Volume` (RAS, (i, j, k)).
+
+    The inverse of the conversion :func:`extract_features` applies, so NRRD or other
+    SimpleITK-readable files can go through the same code path as NIfTI volumes.
+    """
+    if image.GetDimension() != 3:
+        raise ValueError(f"expected a 3-D image, got {image.GetDimension()}-D"
+                         + (f" ({path})" if path else ""))
+    data = sitk.GetArrayFromImage(image).transpose(2, 1, 0)
+    if dtype is not None:
+        data = data.astype(dtype, copy=False)
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    spacing = np.asarray(image.GetSpacing(), dtype=float)
+    affine = np.eye(4)
+    affine[:3, :3] = _RAS_TO_LPS @ (direction * spacing[None, :])
+    affine[:3, 3] = _RAS_TO_LPS @ np.asarray(image.GetOrigin(), dtype=float)
+    return Volume(np.ascontiguousarray(data), affine, path)
+
+
+def _bbox(mask_label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inclusive lower and upper indices of the True voxels along each axis."""
+    lo, hi = [], []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        idx = np.flatnonzero(mask_label.any(axis=other))
+        lo.append(idx[0])
+        hi.append(idx[-1])
+    return np.array(lo), np.array(hi)
+
+
+# --------------------------------------------------------------------------------------------
+# Extraction
+# --------------------------------------------------------------------------------------------
+
+def _as_float(value: Any) -> tuple[float | None, str | None]:
+    arr = np.asarray(value, dtype=float)
+    if arr.size != 1:
+        return None, f"PyRadiomics returned {arr.size} values"
+    v = float(arr.reshape(-1)[0])
+    if not np.isfinite(v):
+        return None, f"not computable (PyRadiomics returned {v})"
+    return v, None
+
+
+def _missing_rows(names: tuple[list[str], list[str]] | None, sequences: list[str],
+                  shape_wanted: bool, image_wanted: bool, shape_per_seq: bool,
+                  reason: str) -> list[tuple[str, str, float | None, str | None]]:
+    rows: list[tuple[str, str, float | None, str | None]] = []
+    shape_names, image_names = names if names is not None else (["*"] if shape_wanted else [],
+                                                                  ["*"] if image_wanted else [])
+    if not shape_per_seq:
+        rows += [("", n, None, reason) for n in shape_names]
+    for seq in sequences:
+        if shape_per_seq:
+            rows += [(seq, n, None, reason) for n in shape_names]
+        rows += [(seq, n, None, reason) for n in image_names]
+    return rows
+
+
+def _extract_label(images: Mapping[str, np.ndarray], mask: np.ndarray, affine: np.ndarray,
+                   label: int, params: dict, fingerprint: str, margin: int
+                   ) -> list[tuple[str, str, float | None, str | None]]:
+    """Rows (sequence, feature, value, reason) for one integer label of ``mask``."""
+    ex = _extractors(params, fingerprint)
+    sequences = list(images)
+    roi = mask == label
+    n = int(np.count_nonzero(roi))
+    reason = None
+    if n == 0:
+        reason = "label empty"
+    elif n == 1:
+        reason = "label has 1 voxel"
+    if reason is not None:
+        return _missing_rows(_feature_names(params, fingerprint), sequences, ex.shape is not None,
+                             ex.image is not None, ex.shape_per_sequence, reason)
+
+    exact, _ = crop_is_exact(params)
+    if exact:
+        lo, hi = _bbox(roi)
+        m = max(int(margin), 0)
+        lo = np.maximum(lo - m, 0)
+        hi = np.minimum(hi + m, np.asarray(mask.shape) - 1)
+        sl = tuple(slice(int(a), int(b) + 1) for a, b in zip(lo, hi))
+        start = tuple(int(a) for a in lo)
+    else:
+        sl = (slice(None),) * 3
+        start = (0, 0, 0)
+    sitk_mask = _to_sitk(mask[sl], affine, start)
+
+    rows: list[tuple[str, str, float | None, str | None]] = []
+
+    def run(extractor: RadiomicsFeatureExtractor, image: sitk.Image, seq: str, what: str) -> None:
+        try:
+            result = extractor.execute(image, sitk_mask, label=label)
+        except Exception as exc:  # PyRadiomics raises ValueError/RuntimeError on bad ROIs
+            msg = f"{type(exc).__name__}: {exc}"
+            names = _feature_names(params, fingerprint)
+            pick = None if names is None else (names[0] if what == "shape" else names[1])
+            rows.extend((seq, f, None, msg) for f in (pick or ["*"]))
+            return
+        for key, value in result.items():
+            if key.startswith("diagnostics_"):
+                continue
+            v, why = _as_float(value)
+            rows.append((seq, key, v, why))
+
+    if ex.shape is not None and not ex.shape_per_sequence:
+        # Shape depends on the mask and spacing only; any image on the grid will do.
+        first = next(iter(images.values()), None)
+        shape_img = (_to_sitk(first[sl], affine, start) if first is not None
+                     else _to_sitk(np.zeros(mask[sl].shape, np.float32), affine, start))
+        run(ex.shape, shape_img, "", "shape")
+    for seq, data in images.items():
+        img = _to_sitk(data[sl], affine, start)
+        if ex.shape is not None and ex.shape_per_sequence:
+            run(ex.shape, img, seq, "shape")
+        if ex.image is not None:
+            run(ex.image, img, seq, "image")
+    return rows
+
+
+def _check_inputs(images: Mapping[str, Volume], mask: np.ndarray, affine: np.ndarray) -> None:
+    mask = np.asarray(mask)
+    if mask.ndim != 3:
+        raise GeometryMismatchError(f"mask must be 3-D, got {mask.ndim}-D")
+    aff = np.asarray(affine, dtype=float)
+    if aff.shape != (4, 4):
+        raise GeometryMismatchError(f"affine must be 4x4, got {aff.shape}")
+    for name, vol in images.items():
+        if tuple(vol.shape) != tuple(mask.shape):
+            raise GeometryMismatchError(
+                f"{name} shape {vol.shape} != mask shape {tuple(mask.shape)}"
+                + (f" ({vol.path})" if vol.path else "") + "; resample the mask first")
+        if not np.allclose(vol.affine, aff, atol=AFFINE_ATOL):
+            raise GeometryMismatchError(
+                f"{name} affine differs from the mask affine by up to "
+                f"{np.abs(vol.affine - aff).max():.4g}" + (f" ({vol.path})" if vol.path else "")
+                + "; co-register and resample to one grid first")
+
+
+def extract_features(images: Mapping[str, Volume], mask: np.ndarray, affine: np.ndarray,
+                     params: dict | None = None, margin: int = 5) -> list[FeatureValue]:
+    """Radiomics features of each tumour class, shape once per class, the rest per sequence.
+
+    Parameters
+    ----------
+    images : mapping of str to Volume
+        Canonical sequence key -> volume, all on the mask's grid. ``Volume.data`` is used as is
+        (its dtype too: load with the dtype PyRadiomics would read from the file for
+        bit-identical results; float32 holds every int16 value exactly).
+    mask : (I, J, K) integer ndarray
+        GlioScope canonical mask: 1 = contrast-enhancing, 2 = non-enhancing, 0 = background.
+    affine : (4, 4) ndarray
+        Voxel-to-RAS affine of the mask (used for every image).
+    params : dict, optional
+        PyRadiomics parameters (see :func:`load_params`); None for :data:`DEFAULT_PARAMS`.
+    margin : int
+        Voxels kept around each label's bounding box when cropping (crop is used only where it
+        is exact, see :func:`crop_is_exact`). Values do not depend on it.
+
+    Returns
+    -------
+    list of FeatureValue
+        For each class in :data:`gliocore.types.TUMOUR_CLASSES`: shape rows (``sequence ''``)
+        then, per sequence in ``images`` order, the other features in PyRadiomics' order.
+
+    Raises
+    ------
+    GeometryMismatchError
+        When an image's shape or affine disagrees with the mask's.
+    ValueError
+        When ``params`` are invalid.
+    """
+    params = load_params(params)
+    _check_inputs(images, mask, affine)
+    fp = params_fingerprint(params)
+    mask = np.asarray(mask)
+    arrays = {name: vol.data for name, vol in images.items()}
+    out: list[FeatureValue] = []
+    for cls in TUMOUR_CLASSES:
+        for seq, feat, value, reason in _extract_label(arrays, mask, affine, cls.canonical_label,
+                                                       params, fp, margin):
+            out.append(FeatureValue(cls, seq, feat, value, reason))
+    return out
+
+
+def extract_features_from_files(image_path: PathType, mask_path: PathType,
+                                params: None | str | Path | dict = None, label: int = 1,
+                                margin: int = 5) -> dict[str, float | None]:
+    """Features of one label of any SimpleITK-readable image/mask pair (NIfTI, NRRD, ...).
+
+    The files are read with SimpleITK (as PyRadiomics would), converted to (i, j, k) arrays and a
+    RAS affine with :func:`volume_from_sitk`, and go through the same extraction code as
+    :func:`extract_features`. Used by the validation against PyRadiomics' baselines.
+
+    Returns
+    -------
+    dict of str to float or None
+        PyRadiomics feature key -> value (shape and image features together).
+
+    Raises
+    ------
+    FeatureExtractionError
+        When the label cannot be extracted (empty, one voxel, PyRadiomics error).
+    """
+    params = load_params(params)
+    image = volume_from_sitk(sitk.ReadImage(str(image_path)), Path(image_path))
+    mask_img = sitk.ReadImage(str(mask_path))
+    mask = volume_from_sitk(mask_img, Path(mask_path))
+    if image.shape != mask.shape:
+        raise GeometryMismatchError(f"image {image_path} shape {image.shape} != mask {mask_path} "
+                                    f"shape {mask.shape}; resample the mask first")
+    rows = _extract_label({"image": image.data}, mask.data, mask.affine, int(label), params,
+                          params_fingerprint(params), margin)
+    failed = [(f, r) for _, f, v, r in rows if v is None and r is not None and f == "*"]
+    if failed or all(v is None for _, _, v, _ in rows):
+        reason = (failed or [(None, rows[0][3] if rows else "no features")])[0][1]
+        raise FeatureExtractionError(f"label {label} of {mask_path}: {reason}")
+    return {f: v for _, f, v, _ in rows}
