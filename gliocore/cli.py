@@ -1,0 +1,252 @@
+"""Command line: ``python -m gliocore {demo,process,export,status,validate}``."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from gliocore.settings import Settings
+
+
+def _parse_kv(items: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or ():
+        if "=" not in item:
+            raise SystemExit(f"--backend-option expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        low = v.lower()
+        out[k] = True if low == "true" else False if low == "false" else _number(v)
+    return out
+
+
+def _number(v: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    return v
+
+
+class _Bars:
+    """One tqdm progress bar per pipeline stage."""
+
+    def __init__(self, disable: bool = False) -> None:
+        from tqdm import tqdm
+        self._tqdm = tqdm
+        self.bars: dict[str, Any] = {}
+        self.disable = disable
+
+    def __call__(self, stage: str, done: int, total: int, subject: str | None) -> None:
+        bar = self.bars.get(stage)
+        if bar is None:
+            bar = self._tqdm(total=total, desc=f"{stage:>8}", unit="subj", position=len(self.bars),
+                             leave=True, disable=self.disable, dynamic_ncols=True)
+            self.bars[stage] = bar
+        bar.n = done
+        if subject:
+            bar.set_postfix_str(subject, refresh=False)
+        bar.refresh()
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+def ensure_demo(settings: Settings, n_subjects: int | None = None, workers: int = 1,
+                quiet: bool = False) -> Path:
+    """Generate the demo cohort if absent (resumes a partial one); return its CSV."""
+    from gliocore import synth
+    n = n_subjects or settings.demo_n_subjects
+    bars = _Bars(disable=quiet)
+    try:
+        csv = synth.generate_demo_cohort(settings.demo_dir, n_subjects=n, seed=settings.demo_seed,
+                                         progress=lambda d, t: bars("generate", d, t, None),
+                                         workers=workers)
+    finally:
+        bars.close()
+    return Path(csv)
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    csv = ensure_demo(settings, args.n_subjects, args.workers, args.quiet)
+    print(f"demo cohort: {csv}")
+    return 0
+
+
+def _load_cohort_from_args(args: argparse.Namespace, settings: Settings):
+    from gliocore.cohort import load_cohort
+    if args.demo or not args.csv:
+        csv = ensure_demo(settings, getattr(args, "n_subjects", None), args.workers, args.quiet)
+        return load_cohort(csv, csv.parent, name="demo"), "tcga"
+    return load_cohort(args.csv, args.root, naming=args.naming, id_column=args.id_column,
+                       name=args.name), args.naming
+
+
+def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
+    opts = _parse_kv(args.backend_option)
+    if args.label_map:
+        opts["label_map"] = args.label_map
+    if args.mask_pattern:
+        opts["pattern"] = args.mask_pattern
+    if args.weights_dir:
+        opts["weights_dir"] = args.weights_dir
+    if args.model_dir:
+        opts["model_dir"] = args.model_dir
+    if args.no_mirroring:
+        opts["mirroring"] = False
+    return opts
+
+
+def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
+    from gliocore.pipeline import ProcessingConfig, process_cohort
+    from gliocore.store import Store
+    cohort, _naming = _load_cohort_from_args(args, settings)
+    store = Store(args.db or settings.db)
+    config = ProcessingConfig(backend=args.backend, backend_options=_backend_options(args),
+                              params=args.params, workers=args.workers,
+                              output_dir=Path(args.output_dir) if args.output_dir else None)
+    bars = _Bars(disable=args.quiet)
+    try:
+        summary = process_cohort(cohort, store, config, progress=bars,
+                                 subject_ids=args.subjects or None)
+    finally:
+        bars.close()
+    print(f"cohort {cohort.name!r} ({summary.cohort_id}), backend {args.backend}, "
+          f"store {store.path}")
+    print(summary.describe())
+    return 0 if not summary.errors else 2
+
+
+def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    from gliocore.export import seed_table, write_table
+    from gliocore.store import Store
+    store = Store(args.db or settings.db)
+    cohort_id = _pick_cohort(store, args.cohort)
+    df = seed_table(store, cohort_id, args.config, only_processed=args.only_processed)
+    path = write_table(df, Path(args.output))
+    print(f"wrote {len(df)} rows x {df.shape[1]} columns to {path}")
+    return 0
+
+
+def _pick_cohort(store: Any, name_or_id: str | None) -> str:
+    cohorts = store.cohorts()
+    if cohorts.empty:
+        raise SystemExit("the store has no cohort yet; run `python -m gliocore process` first")
+    if name_or_id is None:
+        return str(cohorts.iloc[0]["cohort_id"])
+    hit = cohorts[(cohorts["cohort_id"] == name_or_id) | (cohorts["name"] == name_or_id)]
+    if hit.empty:
+        raise SystemExit(f"no cohort {name_or_id!r}; known: "
+                         + ", ".join(f"{n} ({c})" for n, c in zip(cohorts["name"], cohorts["cohort_id"])))
+    return str(hit.iloc[0]["cohort_id"])
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    import pandas as pd
+    from gliocore.store import Store
+    store = Store(args.db or settings.db)
+    cohort_id = _pick_cohort(store, args.cohort)
+    info = store.cohort(cohort_id)
+    st = store.status(cohort_id)
+    print(f"cohort {info['name']!r} ({cohort_id}): {info['clinical_csv']}")
+    print(f"{len(st)} subjects: {int(st['segmented'].sum())} segmented, "
+          f"{int(st['features'].sum())} with features, {int(st['error'].notna().sum())} with errors")
+    with pd.option_context("display.max_rows", None, "display.width", 160,
+                           "display.max_colwidth", 80):
+        cols = ["subject_id", "has_images", "segmented", "features", "backend", "error_stage", "error"]
+        print(st[cols].fillna("").to_string(index=False))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
+    from gliocore.validation import find_shared, run_validation
+    shared = Path(args.shared) if args.shared else find_shared()
+    if shared is None:
+        print("no reference data found: pass --shared PATH (the folder with reference/ and cases/)")
+        return 1
+    report = run_validation(shared, parts=args.parts or None)
+    text = report.to_markdown()
+    print(text)
+    out = Path(args.output) if args.output else settings.data_dir / "validation" / "report.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"\nreport written to {out}")
+    return 0 if report.ok else 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gliocore", description="GlioScope batch processing")
+    p.add_argument("--db", help="DuckDB file (default data/gliocore.duckdb or $GLIOSCOPE_DB)")
+    p.add_argument("--data-dir", help="data folder (default data/ or $GLIOSCOPE_DATA)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="generate the synthetic demo cohort (if absent)")
+    d.add_argument("--n-subjects", type=int, default=None)
+    d.add_argument("--workers", type=int, default=2)
+    d.set_defaults(func=cmd_demo)
+
+    pr = sub.add_parser("process", help="segment, extract features and cache a cohort")
+    pr.add_argument("--csv", help="clinical CSV (SUBJECT ID, Survival(months), IDH-status, ...)")
+    pr.add_argument("--root", help="image root (default: the CSV's folder)")
+    pr.add_argument("--demo", action="store_true", help="the demo cohort (generated if absent)")
+    pr.add_argument("--n-subjects", type=int, default=None, help="demo size")
+    pr.add_argument("--name", help="cohort name (default: the CSV's folder name)")
+    pr.add_argument("--naming", default=None,
+                    help="file naming: tcga, brats, brats2023, nnunet, bet, or "
+                         "'t1=_t1,t1c=_t1ce,t2=_t2,flair=_flair' (default: try all)")
+    pr.add_argument("--id-column", default="SUBJECT ID")
+    pr.add_argument("--backend", default="baseline",
+                    help="segmentation backend: baseline, import, hdglio, nnunetv2")
+    pr.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE")
+    pr.add_argument("--label-map", help="label map of the backend's output, e.g. brats, "
+                    "hdglio-v2, seed, or '4:ce,1:ne,2:ne'")
+    pr.add_argument("--mask-pattern", help="import backend: mask path per subject, e.g. "
+                    "'{subject}_seg.nii.gz'")
+    pr.add_argument("--weights-dir", help="hdglio: folder with HD-GLIO's parameter files")
+    pr.add_argument("--model-dir", help="nnunetv2: trained model folder")
+    pr.add_argument("--no-mirroring", action="store_true", help="hdglio/nnunetv2: no test-time "
+                    "mirroring (faster, slightly different masks)")
+    pr.add_argument("--params", help="PyRadiomics YAML params (default: the seed's feature set)")
+    pr.add_argument("--workers", type=int, default=1)
+    pr.add_argument("--output-dir", help="where masks are written (default data/segmentations)")
+    pr.add_argument("--subjects", nargs="*", help="only these subject IDs")
+    pr.set_defaults(func=cmd_process)
+
+    e = sub.add_parser("export", help="write the seed's wide table (CSV or Parquet)")
+    e.add_argument("output", help="file ending in .csv or .parquet")
+    e.add_argument("--cohort", help="cohort name or ID (default: the latest)")
+    e.add_argument("--config", help="configuration key (default: the latest)")
+    e.add_argument("--only-processed", action="store_true")
+    e.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("status", help="per-subject state and errors")
+    s.add_argument("--cohort", help="cohort name or ID (default: the latest)")
+    s.set_defaults(func=cmd_status)
+
+    v = sub.add_parser("validate", help="check features, statistics and segmentation against "
+                       "external references; print and write a Markdown report")
+    v.add_argument("--shared", help="reference data folder (default ../shared beside the repo)")
+    v.add_argument("--output", help="Markdown file (default data/validation/report.md)")
+    v.add_argument("--parts", nargs="*", choices=["ibsi", "pyradiomics", "survival", "segmentation"])
+    v.set_defaults(func=cmd_validate)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    overrides: dict[str, Any] = {}
+    if args.data_dir:
+        overrides["data_dir"] = Path(args.data_dir)
+    settings = Settings.from_env(**overrides)
+    try:
+        return int(args.func(args, settings) or 0)
+    except KeyboardInterrupt:
+        print("interrupted; finished subjects are saved, a re-run resumes", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

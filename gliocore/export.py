@@ -1,0 +1,118 @@
+"""The seed-style wide table: one row per subject, clinical columns + features + tumour_volume.
+
+Column names follow the seed notebook, with label 1 = contrast-enhancing and label 2 =
+non-enhancing (GlioScope's canonical numbers, whatever the segmentation source called them):
+
+=========================================  ===============================================
+PyRadiomics feature                         wide column
+=========================================  ===============================================
+``original_shape_MeshVolume``               ``Volume_label{n}``
+``original_shape_Maximum3DDiameter``        ``Max3DDiameter_label{n}``
+``original_firstorder_Mean`` (sequence s)   ``{s}_MeanIntensity_label{n}``
+``original_firstorder_Variance``            ``{s}_IntensityVariance_label{n}``
+``original_gldm_GrayLevelNonUniformity``    ``{s}_GrayLevelNonUniformity_label{n}``
+any other shape feature ``X``               ``{X}_label{n}`` (image type prefix kept if not original)
+any other feature ``X`` of sequence s       ``{s}_{X}_label{n}``
+=========================================  ===============================================
+
+``tumor_volume`` = ``Volume_label1 + Volume_label2`` (missing label volumes count as 0 when the
+label is empty; missing when both are missing).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gliocore.store import Store
+from gliocore.types import SEQUENCES, TumourClass
+
+SEED_NAMES: dict[str, str] = {
+    "original_shape_MeshVolume": "Volume",
+    "original_shape_Maximum3DDiameter": "Max3DDiameter",
+    "original_firstorder_Mean": "MeanIntensity",
+    "original_firstorder_Variance": "IntensityVariance",
+    "original_gldm_GrayLevelNonUniformity": "GrayLevelNonUniformity",
+}
+CLINICAL_FIRST = ("SUBJECT ID", "img_dir", "Survival(months)", "IDH-status", "age", "sex", "event")
+
+
+def wide_column(tumour_class: str, sequence: str, feature: str) -> str:
+    """The wide-table column name of one long-form feature row."""
+    n = TumourClass(tumour_class).canonical_label
+    short = SEED_NAMES.get(feature)
+    if short is None:
+        short = feature[len("original_"):] if feature.startswith("original_") else feature
+        short = short.replace("shape_", "", 1) if not sequence else short
+    return f"{sequence}_{short}_label{n}" if sequence else f"{short}_label{n}"
+
+
+def _column_order(columns: list[str]) -> list[str]:
+    seq_rank = {s: i for i, s in enumerate(SEQUENCES)}
+
+    def key(col: str) -> tuple:
+        label = 1 if col.endswith("_label1") else 2
+        head, _, _ = col.rpartition("_label")
+        seq, _, rest = head.partition("_")
+        if seq in seq_rank:
+            return (label, 1, seq_rank[seq], rest)
+        return (label, 0, 0, head)
+
+    return sorted(columns, key=key)
+
+
+def features_wide(long: pd.DataFrame) -> pd.DataFrame:
+    """Pivot long-form features (subject_id, tumour_class, sequence, feature, value) to wide."""
+    if long.empty:
+        return pd.DataFrame(columns=["SUBJECT ID"])
+    cols = [wide_column(c, s, f) for c, s, f in zip(long["tumour_class"], long["sequence"],
+                                                     long["feature"])]
+    frame = long.assign(column=cols)
+    wide = frame.pivot_table(index="subject_id", columns="column", values="value",
+                             aggfunc="first", dropna=False)
+    wide = wide.reindex(columns=_column_order(list(wide.columns)))
+    wide.columns.name = None
+    v1 = wide.get("Volume_label1")
+    v2 = wide.get("Volume_label2")
+    if v1 is not None and v2 is not None:
+        both_missing = v1.isna() & v2.isna()
+        wide["tumor_volume"] = (v1.fillna(0.0) + v2.fillna(0.0)).where(~both_missing, np.nan)
+    return wide.reset_index().rename(columns={"subject_id": "SUBJECT ID"})
+
+
+def seed_table(store: Store, cohort_id: str, config_key: str | None = None,
+               only_processed: bool = False) -> pd.DataFrame:
+    """The seed's wide table for a cohort: clinical columns, then features, then tumor_volume.
+
+    Parameters
+    ----------
+    store : Store
+    cohort_id : str
+    config_key : str, optional
+        Which segmentation + params configuration (default: the latest).
+    only_processed : bool
+        Drop subjects without features.
+    """
+    clinical = store.clinical(cohort_id)
+    feats = features_wide(store.features_long(cohort_id, config_key))
+    if clinical.empty:
+        return feats
+    clinical = clinical.drop(columns=["has_images"], errors="ignore")
+    first = [c for c in CLINICAL_FIRST if c in clinical.columns]
+    clinical = clinical[first + [c for c in clinical.columns if c not in first]]
+    out = clinical.merge(feats, on="SUBJECT ID", how="inner" if only_processed else "left")
+    return out
+
+
+def write_table(df: pd.DataFrame, path: Path) -> Path:
+    """Write CSV or Parquet by the file's extension."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".parquet":
+        df.to_parquet(path, index=False)
+    elif path.suffix.lower() == ".csv":
+        df.to_csv(path, index=False)
+    else:
+        raise ValueError(f"unknown export format {path.suffix!r}; use .csv or .parquet")
+    return path

@@ -1,0 +1,557 @@
+"""The DuckDB store: the schema (in this one module) and every query, parameterised.
+
+Everything GlioScope computes is cached here, keyed by content:
+
+* an image's SHA-256 (looked up by path, size and mtime, so unchanged files are not re-hashed);
+* ``seg_key`` = hash(input images' hashes + the backend's cache token: name, version, weights
+  checksum, options, label map [+ the imported mask's hash]);
+* ``feature_key`` = hash(segmentation mask hash + input hashes + radiomics params fingerprint).
+
+Results of one subject are written in one transaction when the subject is done, so a crash
+loses at most the subjects in flight and a re-run resumes. Connections are short-lived so
+that the CLI and the dashboard can take turns on one file.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import duckdb
+import pandas as pd
+
+from gliocore.types import PathType
+
+SCHEMA_VERSION = 1
+
+#: The whole schema. Tables, in the order data flows.
+SCHEMA: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS meta (
+        key VARCHAR PRIMARY KEY,
+        value VARCHAR)""",
+    # A cohort = clinical CSV + image root (+ naming). cohort_id = hash of the resolved paths.
+    """CREATE TABLE IF NOT EXISTS cohorts (
+        cohort_id VARCHAR PRIMARY KEY,
+        name VARCHAR NOT NULL,
+        clinical_csv VARCHAR NOT NULL,
+        image_root VARCHAR NOT NULL,
+        naming VARCHAR,
+        updated_at TIMESTAMP)""",
+    # One row per clinical-table subject; clinical values as JSON (columns vary by cohort).
+    """CREATE TABLE IF NOT EXISTS subjects (
+        cohort_id VARCHAR NOT NULL,
+        subject_id VARCHAR NOT NULL,
+        folder VARCHAR,
+        has_images BOOLEAN NOT NULL,
+        reference_mask VARCHAR,
+        clinical_json VARCHAR NOT NULL,
+        PRIMARY KEY (cohort_id, subject_id))""",
+    """CREATE TABLE IF NOT EXISTS subject_images (
+        cohort_id VARCHAR NOT NULL,
+        subject_id VARCHAR NOT NULL,
+        sequence VARCHAR NOT NULL,
+        path VARCHAR NOT NULL,
+        PRIMARY KEY (cohort_id, subject_id, sequence))""",
+    # Content hash and geometry of every image file, with brain-intensity statistics.
+    """CREATE TABLE IF NOT EXISTS images (
+        path VARCHAR PRIMARY KEY,
+        size_bytes BIGINT NOT NULL,
+        mtime_ns BIGINT NOT NULL,
+        sha256 VARCHAR NOT NULL,
+        shape VARCHAR,
+        spacing VARCHAR,
+        brain_mean DOUBLE,
+        brain_std DOUBLE,
+        brain_median DOUBLE,
+        brain_p01 DOUBLE,
+        brain_p99 DOUBLE,
+        hashed_at TIMESTAMP)""",
+    """CREATE TABLE IF NOT EXISTS segmentations (
+        seg_key VARCHAR PRIMARY KEY,
+        input_key VARCHAR NOT NULL,
+        backend VARCHAR NOT NULL,
+        backend_version VARCHAR NOT NULL,
+        weights_checksum VARCHAR,
+        cache_token VARCHAR NOT NULL,
+        label_map VARCHAR NOT NULL,
+        device VARCHAR,
+        path VARCHAR NOT NULL,
+        mask_sha256 VARCHAR NOT NULL,
+        volume_ce_mm3 DOUBLE,
+        volume_ne_mm3 DOUBLE,
+        seconds DOUBLE,
+        warnings VARCHAR,
+        created_at TIMESTAMP)""",
+    """CREATE TABLE IF NOT EXISTS radiomics_params (
+        params_fingerprint VARCHAR PRIMARY KEY,
+        params_json VARCHAR NOT NULL,
+        created_at TIMESTAMP)""",
+    """CREATE TABLE IF NOT EXISTS feature_sets (
+        feature_key VARCHAR PRIMARY KEY,
+        seg_key VARCHAR NOT NULL,
+        params_fingerprint VARCHAR NOT NULL,
+        n_values INTEGER,
+        n_missing INTEGER,
+        seconds DOUBLE,
+        created_at TIMESTAMP)""",
+    # Long form: one row per (feature set, class, sequence, feature). sequence '' = shape.
+    """CREATE TABLE IF NOT EXISTS features (
+        feature_key VARCHAR NOT NULL,
+        tumour_class VARCHAR NOT NULL,
+        sequence VARCHAR NOT NULL,
+        feature VARCHAR NOT NULL,
+        value DOUBLE,
+        reason VARCHAR,
+        PRIMARY KEY (feature_key, tumour_class, sequence, feature))""",
+    # A configuration = backend cache token + radiomics params; config_key = hash of both.
+    """CREATE TABLE IF NOT EXISTS configs (
+        config_key VARCHAR PRIMARY KEY,
+        backend VARCHAR NOT NULL,
+        backend_version VARCHAR NOT NULL,
+        cache_token VARCHAR NOT NULL,
+        params_fingerprint VARCHAR NOT NULL,
+        created_at TIMESTAMP)""",
+    # Each subject's current result under a configuration.
+    """CREATE TABLE IF NOT EXISTS subject_results (
+        cohort_id VARCHAR NOT NULL,
+        subject_id VARCHAR NOT NULL,
+        config_key VARCHAR NOT NULL,
+        input_key VARCHAR NOT NULL,
+        seg_key VARCHAR NOT NULL,
+        feature_key VARCHAR NOT NULL,
+        updated_at TIMESTAMP,
+        PRIMARY KEY (cohort_id, subject_id, config_key))""",
+    """CREATE TABLE IF NOT EXISTS runs (
+        run_id VARCHAR PRIMARY KEY,
+        cohort_id VARCHAR NOT NULL,
+        config_key VARCHAR NOT NULL,
+        backend VARCHAR,
+        workers INTEGER,
+        started_at TIMESTAMP,
+        finished_at TIMESTAMP,
+        status VARCHAR,
+        n_subjects INTEGER,
+        n_computed INTEGER,
+        n_cached INTEGER,
+        n_errors INTEGER)""",
+    """CREATE TABLE IF NOT EXISTS subject_errors (
+        run_id VARCHAR NOT NULL,
+        cohort_id VARCHAR NOT NULL,
+        subject_id VARCHAR NOT NULL,
+        stage VARCHAR,
+        path VARCHAR,
+        message VARCHAR NOT NULL,
+        created_at TIMESTAMP)""",
+    # Segmentation QC against reference masks (ground truth or expert masks).
+    """CREATE TABLE IF NOT EXISTS qc_metrics (
+        seg_key VARCHAR NOT NULL,
+        reference_sha256 VARCHAR NOT NULL,
+        region VARCHAR NOT NULL,
+        dice DOUBLE,
+        hd95_mm DOUBLE,
+        volume_pred_mm3 DOUBLE,
+        volume_ref_mm3 DOUBLE,
+        volume_diff_mm3 DOUBLE,
+        PRIMARY KEY (seg_key, reference_sha256, region))""",
+)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    path: str
+    sha256: str
+    shape: tuple[int, ...] | None
+    spacing: tuple[float, ...] | None
+
+
+@dataclass(frozen=True)
+class SegmentationRecord:
+    """A cached segmentation (row of ``segmentations``)."""
+
+    seg_key: str
+    backend: str
+    backend_version: str
+    weights_checksum: str | None
+    label_map: str
+    device: str | None
+    path: str
+    mask_sha256: str
+    volume_ce_mm3: float | None
+    volume_ne_mm3: float | None
+    seconds: float | None
+    warnings: list[str]
+
+
+class Store:
+    """A GlioScope DuckDB file.
+
+    Parameters
+    ----------
+    path : path
+        The ``.duckdb`` file (created with its schema if absent).
+    lock_timeout : float
+        Seconds to keep retrying when another process holds the file.
+    """
+
+    def __init__(self, path: PathType, lock_timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        self.lock_timeout = lock_timeout
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.connect() as con:
+            ensure_schema(con)
+
+    # -- connection -----------------------------------------------------------------------
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short-lived connection; retried while another process holds the file lock."""
+        deadline = time.monotonic() + self.lock_timeout
+        while True:
+            try:
+                con = duckdb.connect(str(self.path))
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection inside BEGIN/COMMIT (ROLLBACK on error)."""
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    def _df(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        with self.connect() as con:
+            return con.execute(sql, list(params)).df()
+
+    # -- cohorts and subjects -------------------------------------------------------------
+    def upsert_cohort(self, cohort_id: str, name: str, clinical_csv: str, image_root: str,
+                      naming: str | None, subjects: Iterable[dict[str, Any]]) -> None:
+        """Record a cohort and its subjects (replacing the previous subject list).
+
+        ``subjects`` items: subject_id, folder, has_images, reference_mask, clinical (dict),
+        sequences (dict seq -> path, may be empty).
+        """
+        with self.transaction() as con:
+            con.execute("INSERT OR REPLACE INTO cohorts VALUES (?, ?, ?, ?, ?, ?)",
+                        [cohort_id, name, clinical_csv, image_root, naming, _now()])
+            con.execute("DELETE FROM subjects WHERE cohort_id = ?", [cohort_id])
+            con.execute("DELETE FROM subject_images WHERE cohort_id = ?", [cohort_id])
+            for s in subjects:
+                con.execute("INSERT INTO subjects VALUES (?, ?, ?, ?, ?, ?)",
+                            [cohort_id, s["subject_id"], s.get("folder"), bool(s["has_images"]),
+                             s.get("reference_mask"), json.dumps(s["clinical"], default=_json_default)])
+                for seq, p in (s.get("sequences") or {}).items():
+                    con.execute("INSERT INTO subject_images VALUES (?, ?, ?, ?)",
+                                [cohort_id, s["subject_id"], seq, str(p)])
+
+    def cohorts(self) -> pd.DataFrame:
+        """All cohorts with subject counts, most recently updated first."""
+        return self._df("""
+            SELECT c.*, count(s.subject_id) AS n_subjects,
+                   count(s.subject_id) FILTER (WHERE s.has_images) AS n_with_images
+            FROM cohorts c LEFT JOIN subjects s USING (cohort_id)
+            GROUP BY ALL ORDER BY c.updated_at DESC""")
+
+    def cohort(self, cohort_id: str) -> dict[str, Any] | None:
+        df = self._df("SELECT * FROM cohorts WHERE cohort_id = ?", [cohort_id])
+        return None if df.empty else df.iloc[0].to_dict()
+
+    def clinical(self, cohort_id: str) -> pd.DataFrame:
+        """The clinical table of a cohort (one row per subject, typed as loaded)."""
+        df = self._df("SELECT subject_id, has_images, clinical_json FROM subjects "
+                      "WHERE cohort_id = ? ORDER BY subject_id", [cohort_id])
+        rows = [json.loads(t) for t in df["clinical_json"]]
+        out = pd.DataFrame(rows)
+        if not out.empty:
+            out["has_images"] = df["has_images"].to_numpy()
+        return out
+
+    def subject_images(self, cohort_id: str, subject_id: str) -> dict[str, str]:
+        df = self._df("SELECT sequence, path FROM subject_images WHERE cohort_id = ? AND "
+                      "subject_id = ?", [cohort_id, subject_id])
+        return dict(zip(df["sequence"], df["path"]))
+
+    def reference_mask(self, cohort_id: str, subject_id: str) -> str | None:
+        df = self._df("SELECT reference_mask FROM subjects WHERE cohort_id = ? AND subject_id = ?",
+                      [cohort_id, subject_id])
+        return None if df.empty else df.iloc[0, 0]
+
+    # -- images ---------------------------------------------------------------------------
+    def cached_image_hash(self, path: str, size: int, mtime_ns: int) -> str | None:
+        """The stored SHA-256 of a file whose size and mtime are unchanged, else None."""
+        with self.connect() as con:
+            row = con.execute("SELECT sha256 FROM images WHERE path = ? AND size_bytes = ? AND "
+                              "mtime_ns = ?", [path, size, mtime_ns]).fetchone()
+        return None if row is None else row[0]
+
+    def put_image_hashes(self, rows: Iterable[tuple[str, int, int, str]]) -> None:
+        """Record (path, size, mtime_ns, sha256) rows."""
+        rows = list(rows)
+        if not rows:
+            return
+        with self.transaction() as con:
+            for path, size, mtime, sha in rows:
+                con.execute("""INSERT INTO images (path, size_bytes, mtime_ns, sha256, hashed_at)
+                               VALUES (?, ?, ?, ?, ?)
+                               ON CONFLICT (path) DO UPDATE SET size_bytes = excluded.size_bytes,
+                                 mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256,
+                                 hashed_at = excluded.hashed_at""",
+                            [path, size, mtime, sha, _now()])
+
+    def image_stats(self, cohort_id: str) -> pd.DataFrame:
+        """Per subject and sequence: brain intensity statistics (raw), for the data check."""
+        return self._df("""
+            SELECT si.subject_id, si.sequence, i.brain_mean, i.brain_std, i.brain_median,
+                   i.brain_p01, i.brain_p99, i.shape, i.spacing
+            FROM subject_images si JOIN images i USING (path)
+            WHERE si.cohort_id = ? AND i.brain_mean IS NOT NULL
+            ORDER BY si.subject_id, si.sequence""", [cohort_id])
+
+    # -- configurations -------------------------------------------------------------------
+    def put_config(self, config_key: str, backend: str, backend_version: str, cache_token: str,
+                   params_fingerprint: str, params_json: str) -> None:
+        with self.transaction() as con:
+            con.execute("INSERT OR IGNORE INTO configs VALUES (?, ?, ?, ?, ?, ?)",
+                        [config_key, backend, backend_version, cache_token, params_fingerprint,
+                         _now()])
+            con.execute("INSERT OR IGNORE INTO radiomics_params VALUES (?, ?, ?)",
+                        [params_fingerprint, params_json, _now()])
+
+    def configs(self, cohort_id: str) -> pd.DataFrame:
+        """Configurations with results in a cohort, most recently updated first."""
+        return self._df("""
+            SELECT c.config_key, c.backend, c.backend_version, c.params_fingerprint,
+                   c.cache_token, count(*) AS n_subjects, max(r.updated_at) AS updated_at
+            FROM subject_results r JOIN configs c USING (config_key)
+            WHERE r.cohort_id = ? GROUP BY ALL ORDER BY updated_at DESC""", [cohort_id])
+
+    def latest_config(self, cohort_id: str) -> str | None:
+        df = self.configs(cohort_id)
+        return None if df.empty else str(df.iloc[0]["config_key"])
+
+    # -- segmentations and features -------------------------------------------------------
+    def segmentation(self, seg_key: str) -> SegmentationRecord | None:
+        df = self._df("SELECT * FROM segmentations WHERE seg_key = ?", [seg_key])
+        if df.empty:
+            return None
+        r = df.iloc[0]
+        return SegmentationRecord(
+            r.seg_key, r.backend, r.backend_version, _none(r.weights_checksum), r.label_map,
+            _none(r.device), r.path, r.mask_sha256, _none(r.volume_ce_mm3),
+            _none(r.volume_ne_mm3), _none(r.seconds), json.loads(r.warnings or "[]"))
+
+    def has_feature_set(self, feature_key: str) -> bool:
+        with self.connect() as con:
+            return con.execute("SELECT 1 FROM feature_sets WHERE feature_key = ?",
+                               [feature_key]).fetchone() is not None
+
+    def save_subject_result(self, *, cohort_id: str, subject_id: str, config_key: str,
+                            input_key: str, segmentation: dict[str, Any] | None,
+                            seg_key: str, feature_key: str,
+                            feature_rows: Sequence[tuple[str, str, str, float | None, str | None]] | None,
+                            feature_meta: dict[str, Any] | None,
+                            image_stats: dict[str, dict[str, float]] | None = None,
+                            qc_rows: Sequence[dict[str, Any]] | None = None) -> None:
+        """Write one subject's results in one transaction (what makes a crash lose nothing).
+
+        Parameters
+        ----------
+        segmentation : dict or None
+            A new ``segmentations`` row (None when the segmentation was cached).
+        feature_rows : sequence of (tumour_class, sequence, feature, value, reason) or None
+            A new feature set (None when cached); ``feature_meta`` has params_fingerprint,
+            seconds.
+        image_stats : dict path -> {brain_mean, brain_std, brain_median, brain_p01, brain_p99,
+            shape, spacing}, optional
+        qc_rows : QC metrics rows against a reference mask, optional.
+        """
+        with self.transaction() as con:
+            if segmentation is not None:
+                s = segmentation
+                con.execute("INSERT OR REPLACE INTO segmentations VALUES "
+                            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            [seg_key, input_key, s["backend"], s["backend_version"],
+                             s.get("weights_checksum"), s["cache_token"], s["label_map"],
+                             s.get("device"), s["path"], s["mask_sha256"], s.get("volume_ce_mm3"),
+                             s.get("volume_ne_mm3"), s.get("seconds"),
+                             json.dumps(s.get("warnings") or []), _now()])
+            if feature_rows is not None:
+                meta = feature_meta or {}
+                con.execute("DELETE FROM features WHERE feature_key = ?", [feature_key])
+                if feature_rows:
+                    con.executemany("INSERT INTO features VALUES (?, ?, ?, ?, ?, ?)",
+                                    [[feature_key, *row] for row in feature_rows])
+                n_missing = sum(1 for row in feature_rows if row[3] is None)
+                con.execute("INSERT OR REPLACE INTO feature_sets VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            [feature_key, seg_key, meta.get("params_fingerprint", ""),
+                             len(feature_rows), n_missing, meta.get("seconds"), _now()])
+            for path, st in (image_stats or {}).items():
+                con.execute("""UPDATE images SET brain_mean = ?, brain_std = ?, brain_median = ?,
+                               brain_p01 = ?, brain_p99 = ?, shape = ?, spacing = ? WHERE path = ?""",
+                            [st["brain_mean"], st["brain_std"], st["brain_median"],
+                             st["brain_p01"], st["brain_p99"], json.dumps(st.get("shape")),
+                             json.dumps(st.get("spacing")), path])
+            for q in qc_rows or ():
+                con.execute("INSERT OR REPLACE INTO qc_metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            [seg_key, q["reference_sha256"], q["region"], q.get("dice"),
+                             q.get("hd95_mm"), q.get("volume_pred_mm3"), q.get("volume_ref_mm3"),
+                             q.get("volume_diff_mm3")])
+            con.execute("INSERT OR REPLACE INTO subject_results VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [cohort_id, subject_id, config_key, input_key, seg_key, feature_key,
+                         _now()])
+
+    def subject_result(self, cohort_id: str, subject_id: str, config_key: str
+                       ) -> dict[str, Any] | None:
+        df = self._df("SELECT * FROM subject_results WHERE cohort_id = ? AND subject_id = ? "
+                      "AND config_key = ?", [cohort_id, subject_id, config_key])
+        return None if df.empty else df.iloc[0].to_dict()
+
+    def features_long(self, cohort_id: str, config_key: str | None = None) -> pd.DataFrame:
+        """Features of a cohort under a configuration (default: the latest), long form.
+
+        Columns: subject_id, tumour_class, sequence, feature, value, reason.
+        """
+        config_key = config_key or self.latest_config(cohort_id)
+        if config_key is None:
+            return pd.DataFrame(columns=["subject_id", "tumour_class", "sequence", "feature",
+                                         "value", "reason"])
+        return self._df("""
+            SELECT r.subject_id, f.tumour_class, f.sequence, f.feature, f.value, f.reason
+            FROM subject_results r JOIN features f USING (feature_key)
+            WHERE r.cohort_id = ? AND r.config_key = ?
+            ORDER BY r.subject_id, f.tumour_class, f.sequence, f.feature""",
+                        [cohort_id, config_key])
+
+    def segmentations_of(self, cohort_id: str, config_key: str | None = None) -> pd.DataFrame:
+        """Per subject: segmentation path, backend, version, weights checksum, volumes, time."""
+        config_key = config_key or self.latest_config(cohort_id)
+        if config_key is None:
+            return pd.DataFrame(columns=["subject_id", "seg_key", "path", "backend"])
+        return self._df("""
+            SELECT r.subject_id, s.seg_key, s.path, s.backend, s.backend_version,
+                   s.weights_checksum, s.label_map, s.device, s.volume_ce_mm3, s.volume_ne_mm3,
+                   s.seconds, s.warnings, fs.seconds AS feature_seconds
+            FROM subject_results r JOIN segmentations s USING (seg_key)
+            LEFT JOIN feature_sets fs USING (feature_key)
+            WHERE r.cohort_id = ? AND r.config_key = ? ORDER BY r.subject_id""",
+                        [cohort_id, config_key])
+
+    def qc_metrics(self, cohort_id: str, config_key: str | None = None) -> pd.DataFrame:
+        """QC metrics against the reference masks, per subject and region."""
+        config_key = config_key or self.latest_config(cohort_id)
+        if config_key is None:
+            return pd.DataFrame(columns=["subject_id", "region", "dice", "hd95_mm"])
+        return self._df("""
+            SELECT r.subject_id, s.backend, s.backend_version, q.region, q.dice, q.hd95_mm,
+                   q.volume_pred_mm3, q.volume_ref_mm3, q.volume_diff_mm3
+            FROM subject_results r JOIN segmentations s USING (seg_key)
+            JOIN qc_metrics q USING (seg_key)
+            WHERE r.cohort_id = ? AND r.config_key = ? ORDER BY r.subject_id, q.region""",
+                        [cohort_id, config_key])
+
+    # -- runs and errors ------------------------------------------------------------------
+    def start_run(self, cohort_id: str, config_key: str, backend: str, workers: int,
+                  n_subjects: int) -> str:
+        run_id = uuid.uuid4().hex[:12]
+        with self.transaction() as con:
+            con.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, NULL, 'running', ?, 0, 0, 0)",
+                        [run_id, cohort_id, config_key, backend, workers, _now(), n_subjects])
+        return run_id
+
+    def finish_run(self, run_id: str, status: str, n_computed: int, n_cached: int,
+                   n_errors: int) -> None:
+        with self.transaction() as con:
+            con.execute("UPDATE runs SET finished_at = ?, status = ?, n_computed = ?, "
+                        "n_cached = ?, n_errors = ? WHERE run_id = ?",
+                        [_now(), status, n_computed, n_cached, n_errors, run_id])
+
+    def add_error(self, run_id: str, cohort_id: str, subject_id: str, stage: str | None,
+                  path: str | None, message: str) -> None:
+        with self.transaction() as con:
+            con.execute("INSERT INTO subject_errors VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [run_id, cohort_id, subject_id, stage, path, message, _now()])
+
+    def runs(self, cohort_id: str) -> pd.DataFrame:
+        return self._df("SELECT * FROM runs WHERE cohort_id = ? ORDER BY started_at DESC",
+                        [cohort_id])
+
+    def errors(self, cohort_id: str, run_id: str | None = None) -> pd.DataFrame:
+        """Per-subject errors of a run (default: the latest run of the cohort)."""
+        if run_id is None:
+            runs = self.runs(cohort_id)
+            if runs.empty:
+                return pd.DataFrame(columns=["subject_id", "stage", "path", "message"])
+            run_id = str(runs.iloc[0]["run_id"])
+        return self._df("SELECT subject_id, stage, path, message, created_at FROM subject_errors "
+                        "WHERE cohort_id = ? AND run_id = ? ORDER BY subject_id", [cohort_id, run_id])
+
+    def status(self, cohort_id: str, config_key: str | None = None) -> pd.DataFrame:
+        """Per subject: has images, segmented, features, last error (stage and message)."""
+        config_key = config_key or self.latest_config(cohort_id) or ""
+        runs = self.runs(cohort_id)
+        run_id = "" if runs.empty else str(runs.iloc[0]["run_id"])
+        return self._df("""
+            SELECT s.subject_id, s.has_images,
+                   r.seg_key IS NOT NULL AS segmented,
+                   fs.feature_key IS NOT NULL AS features,
+                   seg.backend, seg.seconds AS segment_seconds, fs.seconds AS feature_seconds,
+                   fs.n_missing AS missing_features,
+                   e.stage AS error_stage, e.message AS error
+            FROM subjects s
+            LEFT JOIN subject_results r ON r.cohort_id = s.cohort_id
+                 AND r.subject_id = s.subject_id AND r.config_key = ?
+            LEFT JOIN segmentations seg ON seg.seg_key = r.seg_key
+            LEFT JOIN feature_sets fs ON fs.feature_key = r.feature_key
+            LEFT JOIN (SELECT subject_id, first(stage) AS stage,
+                              string_agg(message, ' | ') AS message
+                       FROM subject_errors WHERE cohort_id = ? AND run_id = ?
+                       GROUP BY subject_id) e ON e.subject_id = s.subject_id
+            WHERE s.cohort_id = ? ORDER BY s.subject_id""",
+                        [config_key, cohort_id, run_id, cohort_id])
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create every table if absent and record the schema version."""
+    for ddl in SCHEMA:
+        con.execute(ddl)
+    row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if row is None:
+        con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+    elif int(row[0]) != SCHEMA_VERSION:
+        raise RuntimeError(f"store schema version {row[0]} != {SCHEMA_VERSION}; "
+                           "delete the .duckdb file to rebuild it (results are recomputed)")
+
+
+def _none(v: Any) -> Any:
+    try:
+        return None if pd.isna(v) else v
+    except (TypeError, ValueError):
+        return v
+
+
+def _json_default(v: Any) -> Any:
+    if hasattr(v, "item"):
+        return v.item()
+    if isinstance(v, float) and v != v:
+        return None
+    return str(v)
