@@ -10,7 +10,7 @@ fi
 PIP=".venv/bin/python -m pip"
 $PIP install -q --upgrade pip
 # 1. numpy, build tools and the pinned torch first (torch==2.13.0 takes the local CPU wheel where one exists).
-$PIP install -q "numpy==2.4.6" "setuptools>=70" wheel "torch==2.13.0"
+$PIP install -q "numpy==2.4.6" "setuptools==84.2.1" "wheel==0.45.1" "torch==2.13.0"
 # 2. PyRadiomics builds from source against the numpy already installed.
 if ! .venv/bin/python -c "import radiomics" 2>/dev/null; then
   $PIP install -q --no-build-isolation "pyradiomics==3.0.1"
