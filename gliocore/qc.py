@@ -1,0 +1,248 @@
+"""Segmentation quality control: overlap, surface distance and volume against a reference.
+
+Every measure works in physical units where units matter: volumes come from the voxel
+spacing (never from voxel counts alone) and Hausdorff distances are in millimetres, computed
+with :func:`scipy.ndimage.distance_transform_edt` and the voxel spacing as ``sampling``.
+
+Conventions
+-----------
+* :func:`dice` of two empty masks is 1.0 (both agree there is nothing); of one empty and one
+  non-empty mask it is 0.0.
+* :func:`hausdorff95` is NaN when either mask is empty (a distance to nothing is undefined);
+  :func:`compare_masks` then gives the reason in :attr:`QCRow.note`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from gliocore.io import spacing_from_affine
+from gliocore.types import TUMOUR_CLASSES
+
+#: Name used in :class:`QCRow` for the union of both tumour classes.
+WHOLE_TUMOUR = "whole_tumour"
+
+
+@dataclass(frozen=True)
+class QCRow:
+    """Agreement between a predicted and a reference mask for one region.
+
+    Attributes
+    ----------
+    region : str
+        A :class:`~gliocore.types.TumourClass` value (``"contrast_enhancing"``,
+        ``"non_enhancing"``) or ``"whole_tumour"``.
+    dice : float
+    hd95_mm : float
+        NaN when either mask is empty (see ``note``).
+    volume_pred_mm3, volume_ref_mm3, volume_diff_mm3 : float
+        ``volume_diff_mm3 = volume_pred_mm3 - volume_ref_mm3``.
+    note : str
+        Why a value is NaN, or ``""``.
+    """
+
+    region: str
+    dice: float
+    hd95_mm: float
+    volume_pred_mm3: float
+    volume_ref_mm3: float
+    volume_diff_mm3: float
+    note: str = ""
+
+    def as_dict(self) -> dict[str, float | str]:
+        return asdict(self)
+
+
+def _as_bool(mask: np.ndarray, name: str) -> np.ndarray:
+    arr = np.asarray(mask)
+    if arr.ndim != 3:
+        raise ValueError(f"{name}: expected a 3-D mask, got {arr.ndim}-D with shape {arr.shape}")
+    return arr.astype(bool, copy=False)
+
+
+def _check_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a, b = _as_bool(a, "a"), _as_bool(b, "b")
+    if a.shape != b.shape:
+        raise ValueError(f"mask shapes differ: {a.shape} != {b.shape}; resample one mask to the "
+                         "other's grid first")
+    return a, b
+
+
+def _spacing(affine_or_spacing: np.ndarray | Sequence[float]) -> tuple[float, float, float]:
+    arr = np.asarray(affine_or_spacing, dtype=float)
+    if arr.shape == (4, 4):
+        return spacing_from_affine(arr)
+    if arr.shape == (3,):
+        if np.any(arr <= 0) or not np.all(np.isfinite(arr)):
+            raise ValueError(f"voxel spacing must be positive and finite, got {tuple(arr)}")
+        return tuple(float(v) for v in arr)  # type: ignore[return-value]
+    raise ValueError(f"expected a (4, 4) affine or 3 voxel sizes, got an array of shape {arr.shape}")
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice coefficient ``2|A∩B| / (|A| + |B|)`` of two binary masks.
+
+    Parameters
+    ----------
+    a, b : (I, J, K) array-like
+        Non-zero voxels are foreground.
+
+    Returns
+    -------
+    float
+        1.0 when both are empty (they agree completely), 0.0 when exactly one is empty.
+    """
+    a, b = _check_pair(a, b)
+    total = int(a.sum()) + int(b.sum())
+    if total == 0:
+        return 1.0
+    return 2.0 * int(np.logical_and(a, b).sum()) / total
+
+
+def _surface(mask: np.ndarray) -> np.ndarray:
+    """Foreground voxels with at least one 6-connected background neighbour (or on the border)."""
+    eroded = ndimage.binary_erosion(mask, structure=ndimage.generate_binary_structure(3, 1),
+                                    border_value=0)
+    return mask & ~eroded
+
+
+def surface_distances(a: np.ndarray, b: np.ndarray,
+                      spacing: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Distances (mm) from each surface voxel of ``a`` to the surface of ``b``, and back.
+
+    Both masks must be non-empty. Distances are between voxel centres, with the voxel
+    spacing as the sampling of :func:`scipy.ndimage.distance_transform_edt`.
+    """
+    a, b = _check_pair(a, b)
+    sampling = _spacing(spacing)
+    sa, sb = _surface(a), _surface(b)
+    dist_to_b = ndimage.distance_transform_edt(~sb, sampling=sampling)
+    dist_to_a = ndimage.distance_transform_edt(~sa, sampling=sampling)
+    return dist_to_b[sa], dist_to_a[sb]
+
+
+def hausdorff95(a: np.ndarray, b: np.ndarray, spacing: Sequence[float] | np.ndarray) -> float:
+    """95th percentile of the symmetric surface distances, in mm.
+
+    The distances from every surface voxel of ``a`` to the surface of ``b`` and from every
+    surface voxel of ``b`` to the surface of ``a`` are pooled, and their 95th percentile is
+    returned (the convention of the BraTS evaluation and MedPy's ``hd95``). Identical masks
+    give 0.0.
+
+    Parameters
+    ----------
+    a, b : (I, J, K) array-like
+        Binary masks on one grid.
+    spacing : 3 floats or (4, 4) affine
+        Voxel size in mm along i, j, k (or the affine it is taken from).
+
+    Returns
+    -------
+    float
+        NaN when either mask is empty (the distance to an empty set is undefined).
+    """
+    a, b = _check_pair(a, b)
+    if not a.any() or not b.any():
+        return math.nan
+    d_ab, d_ba = surface_distances(a, b, spacing)
+    return float(np.percentile(np.concatenate([d_ab, d_ba]), 95))
+
+
+def volume_mm3(mask: np.ndarray, affine_or_spacing: np.ndarray | Sequence[float]) -> float:
+    """Foreground volume in mm³: voxel count times the voxel volume.
+
+    Parameters
+    ----------
+    mask : (I, J, K) array-like
+    affine_or_spacing : (4, 4) affine or 3 voxel sizes (mm)
+        With an affine the voxel volume is ``|det(affine[:3, :3])|`` (exact for sheared
+        grids too); with voxel sizes it is their product.
+    """
+    m = _as_bool(mask, "mask")
+    arr = np.asarray(affine_or_spacing, dtype=float)
+    if arr.shape == (4, 4):
+        voxel = float(abs(np.linalg.det(arr[:3, :3])))
+    else:
+        voxel = float(np.prod(_spacing(arr)))
+    return float(m.sum()) * voxel
+
+
+def compare_masks(pred_canonical: np.ndarray, ref_canonical: np.ndarray,
+                  affine: np.ndarray) -> list[QCRow]:
+    """Compare a predicted canonical mask with a reference, per tumour class and overall.
+
+    Parameters
+    ----------
+    pred_canonical, ref_canonical : (I, J, K) int arrays
+        GlioScope canonical labels (1 = contrast-enhancing, 2 = non-enhancing).
+    affine : (4, 4) array
+        The grid's voxel-to-world transform (spacing and voxel volume come from it).
+
+    Returns
+    -------
+    list of QCRow
+        One row per :data:`~gliocore.types.TUMOUR_CLASSES` member, then ``whole_tumour``
+        (any non-zero label).
+    """
+    pred = np.asarray(pred_canonical)
+    ref = np.asarray(ref_canonical)
+    if pred.shape != ref.shape:
+        raise ValueError(f"predicted mask shape {pred.shape} != reference shape {ref.shape}; "
+                         "resample the reference to the image grid first")
+    spacing = _spacing(affine)
+    regions = [(cls.value, pred == cls.canonical_label, ref == cls.canonical_label)
+               for cls in TUMOUR_CLASSES]
+    regions.append((WHOLE_TUMOUR, pred > 0, ref > 0))
+    rows = []
+    for name, p, r in regions:
+        vp, vr = volume_mm3(p, affine), volume_mm3(r, affine)
+        note = ""
+        if not p.any() and not r.any():
+            note = "both masks empty: Dice 1 by convention, HD95 undefined"
+        elif not p.any():
+            note = "prediction empty: HD95 undefined"
+        elif not r.any():
+            note = "reference empty: HD95 undefined"
+        rows.append(QCRow(name, dice(p, r), hausdorff95(p, r, spacing), vp, vr, vp - vr, note))
+    return rows
+
+
+def majority_vote(masks: Sequence[np.ndarray], min_votes: int | None = None) -> np.ndarray:
+    """Fuse label masks voxel-wise: the label with the most votes, if it has at least ``min_votes``.
+
+    Parameters
+    ----------
+    masks : sequence of (I, J, K) int arrays
+        Masks in one label convention (e.g. canonical), on one grid.
+    min_votes : int, optional
+        Votes a non-zero label needs; default a strict majority, ``len(masks) // 2 + 1``.
+
+    Returns
+    -------
+    (I, J, K) ndarray
+        Same dtype as the first mask. Voxels where no non-zero label has ``min_votes`` are 0.
+        Ties between non-zero labels go to the smaller label value.
+    """
+    if len(masks) == 0:
+        raise ValueError("majority_vote needs at least one mask")
+    stack = np.stack([np.asarray(m) for m in masks])
+    if stack.ndim != 4:
+        raise ValueError(f"expected 3-D masks, got shape {stack.shape[1:]}")
+    n = stack.shape[0]
+    if min_votes is None:
+        min_votes = n // 2 + 1
+    if not 1 <= min_votes <= n:
+        raise ValueError(f"min_votes must be between 1 and the number of masks ({n}), got {min_votes}")
+    labels = [v for v in np.unique(stack) if v != 0]
+    out = np.zeros(stack.shape[1:], dtype=stack.dtype)
+    best = np.zeros(stack.shape[1:], dtype=np.int32)
+    for value in sorted(labels):
+        votes = (stack == value).sum(axis=0)
+        win = (votes >= min_votes) & (votes > best)
+        out[win] = value
+        best[win] = votes[win]
+    return out
