@@ -49,15 +49,17 @@ def wide_column(tumour_class: str, sequence: str, feature: str) -> str:
 
 
 def _column_order(columns: list[str]) -> list[str]:
-    seq_rank = {s: i for i, s in enumerate(SEQUENCES)}
+    """Seed order: per label, shape (Volume, Max3DDiameter, others), then per sequence
+    (flair, t1, t1c, t2 as in the seed) Mean, Variance, GLNU, others."""
+    seq_rank = {s: i for i, s in enumerate(sorted(SEQUENCES))}
+    seed_rank = {name: i for i, name in enumerate(SEED_NAMES.values())}
 
     def key(col: str) -> tuple:
-        label = 1 if col.endswith("_label1") else 2
-        head, _, _ = col.rpartition("_label")
+        head, _, label = col.rpartition("_label")
         seq, _, rest = head.partition("_")
         if seq in seq_rank:
-            return (label, 1, seq_rank[seq], rest)
-        return (label, 0, 0, head)
+            return (label, 1, seq_rank[seq], seed_rank.get(rest, 99), rest)
+        return (label, 0, 0, seed_rank.get(head, 99), head)
 
     return sorted(columns, key=key)
 

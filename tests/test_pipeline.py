@@ -1,0 +1,229 @@
+"""Processing pipeline and store: cache hits, partial recompute, resume after a crash, errors,
+mask import, export columns."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from gliocore import radiomics, synth
+from gliocore.cli import main as cli_main
+from gliocore.cohort import load_cohort
+from gliocore.export import seed_table, wide_column
+from gliocore.labels import BRATS
+from gliocore.pipeline import ProcessingConfig, process_cohort
+from gliocore.segment.base import Segmenter
+from gliocore.store import Store
+from gliocore.types import SEQUENCES
+
+N = 4
+SHAPE = (48, 48, 32)
+SEED_COLUMNS = (["Volume_label1", "Max3DDiameter_label1"]
+                + [f"{s}_{f}_label1" for s in ("flair", "t1", "t1c", "t2")
+                   for f in ("MeanIntensity", "IntensityVariance", "GrayLevelNonUniformity")]
+                + ["Volume_label2", "Max3DDiameter_label2"]
+                + [f"{s}_{f}_label2" for s in ("flair", "t1", "t1c", "t2")
+                   for f in ("MeanIntensity", "IntensityVariance", "GrayLevelNonUniformity")]
+                + ["tumor_volume"])
+
+
+@pytest.fixture(scope="module")
+def tiny_source(tmp_path_factory) -> Path:
+    out = synth.make_tiny_cohort(tmp_path_factory.mktemp("tiny"), n=N, shape=SHAPE, seed=3)
+    out = Path(out)
+    return out if out.suffix == ".csv" else out / "clinical.csv"
+
+
+@pytest.fixture
+def cohort_csv(tiny_source, tmp_path) -> Path:
+    """A private copy (tests modify files)."""
+    dst = tmp_path / "cohort"
+    shutil.copytree(tiny_source.parent, dst)
+    return dst / tiny_source.name
+
+
+def run(csv: Path, db: Path, **kw):
+    cohort = load_cohort(csv, csv.parent, name="tiny")
+    store = Store(db)
+    return process_cohort(cohort, store, ProcessingConfig(**kw)), store
+
+
+class CallCounter:
+    def __init__(self, monkeypatch):
+        self.segment = 0
+        self.features = 0
+        orig_seg = Segmenter.segment
+        orig_feat = radiomics.extract_features
+
+        def seg(this, *a, **k):
+            self.segment += 1
+            return orig_seg(this, *a, **k)
+
+        def feat(*a, **k):
+            self.features += 1
+            return orig_feat(*a, **k)
+
+        monkeypatch.setattr(Segmenter, "segment", seg)
+        monkeypatch.setattr(radiomics, "extract_features", feat)
+
+
+def test_first_run_computes_everything_and_stores_it(cohort_csv, tmp_path):
+    summary, store = run(cohort_csv, tmp_path / "g.duckdb")
+    assert len(summary.computed) == N and not summary.cached and not summary.errors
+    long = store.features_long(summary.cohort_id)
+    assert set(long["subject_id"]) == set(summary.computed)
+    assert set(long["tumour_class"]) == {"contrast_enhancing", "non_enhancing"}
+    st = store.status(summary.cohort_id)
+    assert st["segmented"].all() and st["features"].all() and st["error"].isna().all()
+    segs = store.segmentations_of(summary.cohort_id)
+    assert (segs["backend"] == "baseline").all()
+    for p in segs["path"]:
+        mask = np.asarray(nib.load(p).dataobj)
+        assert set(np.unique(mask)) <= {0, 1, 2} and mask.shape == SHAPE
+    # QC against the generator's truth was stored
+    qc = store.qc_metrics(summary.cohort_id)
+    assert set(qc["region"]) >= {"contrast_enhancing", "non_enhancing"}
+    # image statistics for the data-check box plot
+    stats = store.image_stats(summary.cohort_id)
+    assert len(stats) == N * 4 and stats["brain_mean"].notna().all()
+
+
+def test_rerun_recomputes_nothing(cohort_csv, tmp_path, monkeypatch):
+    db = tmp_path / "g.duckdb"
+    run(cohort_csv, db)
+    calls = CallCounter(monkeypatch)
+    summary, _ = run(cohort_csv, db)
+    assert len(summary.cached) == N and not summary.computed
+    assert calls.segment == 0 and calls.features == 0
+
+
+def test_changed_file_recomputes_only_that_subject(cohort_csv, tmp_path, monkeypatch):
+    db = tmp_path / "g.duckdb"
+    first, store = run(cohort_csv, db)
+    cohort = load_cohort(cohort_csv, cohort_csv.parent)
+    victim = cohort.subjects[1]
+    img = nib.load(str(victim.path("flair")))
+    data = np.asanyarray(img.dataobj).astype(np.float32) * 1.1
+    nib.save(nib.Nifti1Image(data, img.affine), str(victim.path("flair")))
+    calls = CallCounter(monkeypatch)
+    summary, _ = run(cohort_csv, db)
+    assert summary.computed == [victim.subject_id]
+    assert calls.segment == 1 and calls.features == 1
+
+
+def test_changed_params_recompute_features_but_not_segmentation(cohort_csv, tmp_path, monkeypatch):
+    db = tmp_path / "g.duckdb"
+    run(cohort_csv, db)
+    params = tmp_path / "p.yaml"
+    params.write_text("setting:\n  binWidth: 10\nfeatureClass:\n  firstorder: [Mean, Median]\n")
+    calls = CallCounter(monkeypatch)
+    summary, store = run(cohort_csv, db, params=str(params))
+    assert len(summary.computed) == N
+    assert calls.segment == 0 and calls.features == N
+    long = store.features_long(summary.cohort_id)
+    assert set(long["feature"]) == {"original_firstorder_Mean", "original_firstorder_Median"}
+    # both configurations remain in the store
+    assert len(store.configs(summary.cohort_id)) == 2
+
+
+def test_resume_after_simulated_crash(cohort_csv, tmp_path, monkeypatch):
+    db = tmp_path / "g.duckdb"
+    orig = radiomics.extract_features
+    state = {"n": 0}
+
+    def crash_on_third(*a, **k):
+        state["n"] += 1
+        if state["n"] == 3:
+            raise KeyboardInterrupt("simulated kill")
+        return orig(*a, **k)
+
+    monkeypatch.setattr(radiomics, "extract_features", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        run(cohort_csv, db)
+    store = Store(db)
+    cid = store.cohorts().iloc[0]["cohort_id"]
+    assert int(store.status(cid)["features"].sum()) == 2  # finished subjects were kept
+    assert store.runs(cid).iloc[0]["status"] == "running"  # the killed run never finished
+    monkeypatch.setattr(radiomics, "extract_features", orig)
+    calls = CallCounter(monkeypatch)
+    summary, _ = run(cohort_csv, db)
+    assert len(summary.cached) == 2 and len(summary.computed) == N - 2
+    assert calls.segment == N - 2
+
+
+def test_bad_subject_is_reported_and_others_go_on(cohort_csv, tmp_path):
+    cohort = load_cohort(cohort_csv, cohort_csv.parent)
+    victim = cohort.subjects[0]
+    Path(victim.path("t2")).write_bytes(b"not a nifti at all")
+    summary, store = run(cohort_csv, tmp_path / "g.duckdb")
+    assert len(summary.computed) == N - 1
+    (err,) = summary.errors
+    assert err.subject_id == victim.subject_id and err.stage == "load"
+    assert "not a gzip file" in str(err) and str(victim.path("t2")) in str(err)
+    st = store.status(summary.cohort_id).set_index("subject_id")
+    assert st.loc[victim.subject_id, "error_stage"] == "load"
+    assert not st.loc[victim.subject_id, "features"]
+
+
+def test_parallel_workers_give_the_same_features(cohort_csv, tmp_path):
+    s1, st1 = run(cohort_csv, tmp_path / "a.duckdb", workers=1)
+    s2, st2 = run(cohort_csv, tmp_path / "b.duckdb", workers=2)
+    a = st1.features_long(s1.cohort_id).sort_values(["subject_id", "tumour_class", "sequence", "feature"])
+    b = st2.features_long(s2.cohort_id).sort_values(["subject_id", "tumour_class", "sequence", "feature"])
+    np.testing.assert_array_equal(a["value"].to_numpy(), b["value"].to_numpy())
+
+
+def test_mask_import_with_brats_labels(cohort_csv, tmp_path):
+    cohort = load_cohort(cohort_csv, cohort_csv.parent)
+    for subj in cohort.subjects:  # write BraTS-style masks from the truth: 4 = CE, 2 = oedema
+        truth = nib.load(str(subj.reference_mask))
+        t = np.asarray(truth.dataobj)
+        brats = np.where(t == 1, 4, np.where(t == 2, 2, 0)).astype(np.uint8)
+        nib.save(nib.Nifti1Image(brats, truth.affine), str(subj.folder / f"{subj.subject_id}_seg.nii.gz"))
+    summary, store = run(cohort_csv, tmp_path / "g.duckdb", backend="import",
+                         backend_options={"pattern": "{subject}_seg.nii.gz", "label_map": "brats"})
+    assert len(summary.computed) == N
+    qc = store.qc_metrics(summary.cohort_id)
+    assert np.allclose(qc["dice"].dropna(), 1.0)  # imported truth scores perfectly against truth
+    segs = store.segmentations_of(summary.cohort_id)
+    assert (segs["label_map"].str.contains("brats")).all()
+
+
+def test_export_has_the_seed_columns(cohort_csv, tmp_path):
+    summary, store = run(cohort_csv, tmp_path / "g.duckdb")
+    df = seed_table(store, summary.cohort_id)
+    assert list(df.columns[:4]) == ["SUBJECT ID", "img_dir", "Survival(months)", "IDH-status"]
+    assert [c for c in df.columns if c in SEED_COLUMNS] == SEED_COLUMNS
+    assert len(df) == N
+    ok = df[["Volume_label1", "Volume_label2"]].notna().all(axis=1)
+    np.testing.assert_allclose(df.loc[ok, "tumor_volume"],
+                               df.loc[ok, "Volume_label1"] + df.loc[ok, "Volume_label2"])
+    # CLI export writes the same table as CSV and Parquet
+    for ext in ("csv", "parquet"):
+        out = tmp_path / f"wide.{ext}"
+        assert cli_main(["--db", str(store.path), "-q", "export", str(out)]) == 0
+        back = pd.read_csv(out) if ext == "csv" else pd.read_parquet(out)
+        assert list(back.columns) == list(df.columns) and len(back) == N
+
+
+def test_wide_column_names():
+    assert wide_column("contrast_enhancing", "", "original_shape_MeshVolume") == "Volume_label1"
+    assert wide_column("non_enhancing", "t1c", "original_firstorder_Mean") == "t1c_MeanIntensity_label2"
+    assert wide_column("non_enhancing", "", "original_shape_Sphericity") == "Sphericity_label2"
+    assert wide_column("contrast_enhancing", "flair", "wavelet-LLH_glcm_Contrast") == \
+        "flair_wavelet-LLH_glcm_Contrast_label1"
+
+
+def test_cli_process_and_status(cohort_csv, tmp_path, capsys):
+    db = tmp_path / "cli.duckdb"
+    rc = cli_main(["--db", str(db), "-q", "process", "--csv", str(cohort_csv), "--workers", "1"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert f"{N} subjects: {N} computed, 0 from cache, 0 with errors" in out
+    assert cli_main(["--db", str(db), "status"]) == 0
+    out = capsys.readouterr().out
+    assert f"{N} subjects: {N} segmented, {N} with features, 0 with errors" in out
