@@ -199,12 +199,9 @@ def _validate_params(data: Any, source: str) -> dict:
     if data.get("voxelSetting"):
         raise ValueError(f"{source}: voxel-based extraction (voxelSetting) is not supported; "
                          "remove the voxelSetting section")
-    # PyRadiomics' own schema check (pykwalify) gives the authoritative message.
-    try:
-        _make_extractor(data)
-    except Exception as exc:
-        raise ValueError(f"{source} does not pass PyRadiomics' parameter schema: "
-                         f"{type(exc).__name__}: {exc}") from exc
+    for key in ("imageType", "featureClass", "setting"):
+        if key in data and not isinstance(data[key], dict):
+            raise ValueError(f"{source}: {key} must be a mapping, got {type(data[key]).__name__}")
     classes = radiomics.getFeatureClasses()
     for cls_name, names in (data.get("featureClass") or {}).items():
         if cls_name not in classes:
@@ -220,6 +217,12 @@ def _validate_params(data: Any, source: str) -> dict:
         if it not in image_types:
             raise ValueError(f"{source}: unknown image type {it!r}; choose from "
                              f"{', '.join(sorted(image_types))}")
+    # PyRadiomics' own schema check (pykwalify) for the values of settings.
+    try:
+        _make_extractor(data)
+    except Exception as exc:
+        raise ValueError(f"{source} does not pass PyRadiomics' parameter schema: "
+                         f"{type(exc).__name__}: {exc}") from exc
     return data
 
 
@@ -515,7 +518,10 @@ def extract_features(images: Mapping[str, Volume], mask: np.ndarray, affine: np.
     mask : (I, J, K) integer ndarray
         GlioScope canonical mask: 1 = contrast-enhancing, 2 = non-enhancing, 0 = background.
     affine : (4, 4) ndarray
-        Voxel-to-RAS affine of the mask (used for every image).
+        Voxel-to-RAS affine of the mask (used for every image). Pass it as read from the file
+        (``Volume.affine``): NIfTI stores it in float32, and SimpleITK's spacing comes from the
+        same float32 numbers, so a float64 affine from elsewhere (e.g. 0.9 instead of
+        float32(0.9)) changes spacing-dependent features (shape) in the 8th digit.
     params : dict, optional
         PyRadiomics parameters (see :func:`load_params`); None for :data:`DEFAULT_PARAMS`.
     margin : int

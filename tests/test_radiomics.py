@@ -1,0 +1,314 @@
+"""gliocore.radiomics: feature keys, identity with plain PyRadiomics, failures, parameters."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from radiomics.featureextractor import RadiomicsFeatureExtractor
+
+from gliocore import radiomics as gr
+from gliocore.errors import GeometryMismatchError
+from gliocore.io import Volume, load_volume
+from gliocore.types import SEQUENCES, TumourClass
+
+SHAPE = {"original_shape_MeshVolume", "original_shape_Maximum3DDiameter"}
+PER_SEQ = {"original_firstorder_Mean", "original_firstorder_Variance",
+           "original_gldm_GrayLevelNonUniformity"}
+
+# An anisotropic, axis-flipped affine with an offset: exercises spacing, RAS->LPS and origin.
+AFFINE = np.array([[-0.9, 0.0, 0.0, 30.0],
+                   [0.0, 1.1, 0.0, -12.5],
+                   [0.0, 0.0, 2.5, 7.0],
+                   [0.0, 0.0, 0.0, 1.0]])
+
+YAML_PARAMS = """\
+imageType:
+  Original: {}
+  LoG:
+    sigma: [1.0]
+featureClass:
+  shape: [MeshVolume, Sphericity]
+  firstorder: [Mean, Kurtosis]
+  glcm: [Contrast, Idmn]
+  glszm:
+setting:
+  binWidth: 10
+"""
+
+
+def make_case(rng: np.random.Generator, shape=(28, 26, 18)) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Four int16 sequences with a two-class 'tumour' (CE shell around NE core) and noise."""
+    grid = np.indices(shape).astype(float)
+    centre = np.array([13.0, 12.0, 8.0])[:, None, None, None]
+    r = np.sqrt((((grid - centre) * np.array([0.9, 1.1, 2.5])[:, None, None, None]) ** 2).sum(0))
+    mask = np.zeros(shape, np.uint8)
+    mask[r < 9] = 1
+    mask[r < 5.5] = 2
+    images = {}
+    for n, seq in enumerate(SEQUENCES):
+        img = 200 + 40 * n + 150 * (mask == 1) + 60 * (mask == 2) + rng.normal(0, 30, shape)
+        images[seq] = np.clip(img, 0, None).astype(np.int16)
+    return images, mask
+
+
+def write_case(tmp_path: Path, images: dict[str, np.ndarray], mask: np.ndarray,
+               affine=AFFINE) -> tuple[dict[str, Path], Path]:
+    paths = {}
+    for seq, arr in images.items():
+        paths[seq] = tmp_path / f"{seq}.nii.gz"
+        nib.save(nib.Nifti1Image(arr, affine), paths[seq])
+    mpath = tmp_path / "mask.nii.gz"
+    nib.save(nib.Nifti1Image(mask, affine), mpath)
+    return paths, mpath
+
+
+def reference(paths: dict[str, Path], mpath: Path, params: dict) -> dict[tuple[int, str], dict]:
+    """Plain PyRadiomics on the files: one execute per sequence and label (as the seed did)."""
+    ex = RadiomicsFeatureExtractor(params)
+    out = {}
+    for label in (1, 2):
+        for seq, p in paths.items():
+            res = ex.execute(str(p), str(mpath), label=label)
+            out[(label, seq)] = {k: float(v) for k, v in res.items()
+                                 if not k.startswith("diagnostics_")}
+    return out
+
+
+def assert_identical(rows: list[gr.FeatureValue], ref: dict, rtol: float = 1e-9) -> int:
+    n = 0
+    first_seq = next(iter(dict.fromkeys(k[1] for k in ref)))
+    expected_keys = {(lab, seq, k) for (lab, seq), feats in ref.items() for k in feats
+                     if not k.startswith("original_shape_")}
+    expected_keys |= {(lab, "", k) for (lab, seq), feats in ref.items() for k in feats
+                      if k.startswith("original_shape_")}
+    got_keys = {(r.tumour_class.canonical_label, r.sequence, r.feature) for r in rows}
+    assert got_keys == expected_keys
+    for r in rows:
+        label = r.tumour_class.canonical_label
+        expected = ref[(label, r.sequence or first_seq)][r.feature]
+        assert r.reason is None, r
+        assert r.value is not None
+        assert np.isclose(r.value, expected, rtol=rtol, atol=0), (r, expected)
+        n += 1
+    # Shape features are the same whichever sequence PyRadiomics was given.
+    for (label, seq), feats in ref.items():
+        for k, v in feats.items():
+            if k.startswith("original_shape_"):
+                assert v == ref[(label, first_seq)][k]
+    return n
+
+
+@pytest.fixture
+def case(tmp_path, rng):
+    images, mask = make_case(rng)
+    paths, mpath = write_case(tmp_path, images, mask)
+    vols = {seq: load_volume(p) for seq, p in paths.items()}  # float32, as the pipeline loads
+    return images, mask, paths, mpath, vols
+
+
+def disk_affine(vols: dict[str, Volume]) -> np.ndarray:
+    """The affine as read back from disk (float32 sform): what SimpleITK sees too."""
+    return next(iter(vols.values())).affine
+
+
+class TestDefaultSet:
+    def test_keys(self, case):
+        _, mask, _, _, vols = case
+        rows = gr.extract_features(vols, mask, disk_affine(vols))
+        for cls in TumourClass:
+            mine = [r for r in rows if r.tumour_class is cls]
+            shape_rows = [r for r in mine if r.sequence == ""]
+            assert {r.feature for r in shape_rows} == SHAPE and len(shape_rows) == 2
+            for seq in SEQUENCES:
+                seq_rows = [r for r in mine if r.sequence == seq]
+                assert {r.feature for r in seq_rows} == PER_SEQ and len(seq_rows) == 3
+            assert len(mine) == 2 + 3 * len(SEQUENCES)
+        assert all(r.value is not None and r.reason is None for r in rows)
+
+    def test_identical_to_plain_pyradiomics(self, case):
+        _, mask, paths, mpath, vols = case
+        rows = gr.extract_features(vols, mask, disk_affine(vols))
+        ref = reference(paths, mpath, gr.DEFAULT_PARAMS)
+        assert assert_identical(rows, ref, rtol=0) == 28  # bit-identical
+
+    def test_stored_dtype_and_margin_do_not_matter(self, case):
+        _, mask, paths, mpath, _ = case
+        vols16 = {seq: load_volume(p, dtype=None) for seq, p in paths.items()}
+        a = gr.extract_features(vols16, mask, disk_affine(vols16), margin=0)
+        b = gr.extract_features(vols16, mask, disk_affine(vols16), margin=40)
+        assert [(r.feature, r.value) for r in a] == [(r.feature, r.value) for r in b]
+        assert_identical(a, reference(paths, mpath, gr.DEFAULT_PARAMS), rtol=0)
+
+
+def test_yaml_params_with_log_filter(case, tmp_path):
+    _, mask, paths, mpath, vols = case
+    yaml_path = tmp_path / "params.yaml"
+    yaml_path.write_text(YAML_PARAMS)
+    params = gr.load_params(yaml_path)
+    assert gr.crop_is_exact(params)[0] is False  # LoG: whole image is used
+    images2 = {k: vols[k] for k in ("t1c", "flair")}
+    rows = gr.extract_features(images2, mask, disk_affine(vols), params)
+    ref = reference({k: paths[k] for k in images2}, mpath, params)
+    n = assert_identical(rows, ref, rtol=1e-9)
+    features = {r.feature for r in rows}
+    assert "log-sigma-1-0-mm-3D_glcm_Contrast" in features
+    assert "original_glszm_ZoneEntropy" in features
+    assert {f for f in features if "shape" in f} == {"original_shape_MeshVolume",
+                                                      "original_shape_Sphericity"}
+    assert n == 2 * (2 + 2 * (2 * 2 + 2 * 2 + 16 * 2))
+
+
+def test_cropped_path_with_extra_classes_matches(case):
+    """Original-only parameters with several classes and 2-D/resegmentation settings: crop exact."""
+    _, mask, paths, mpath, vols = case
+    params = gr.load_params({"imageType": {"Original": {}},
+                             "featureClass": {"glcm": [], "glrlm": [], "ngtdm": [], "gldm": [],
+                                              "firstorder": []},
+                             "setting": {"binWidth": 15, "resegmentRange": [-2, 2],
+                                         "resegmentMode": "sigma", "voxelArrayShift": 100}})
+    assert gr.crop_is_exact(params)[0]
+    images1 = {"t2": vols["t2"]}
+    rows = gr.extract_features(images1, mask, disk_affine(vols), params)
+    assert_identical(rows, reference({"t2": paths["t2"]}, mpath, params), rtol=1e-12)
+
+
+class TestFailures:
+    def test_empty_label(self, case):
+        images, mask, _, _, vols = case
+        mask = mask.copy()
+        mask[mask == 1] = 0
+        rows = gr.extract_features(vols, mask, disk_affine(vols))
+        ce = [r for r in rows if r.tumour_class is TumourClass.ENHANCING]
+        ne = [r for r in rows if r.tumour_class is TumourClass.NON_ENHANCING]
+        assert len(ce) == 14 and all(r.value is None and r.reason == "label empty" for r in ce)
+        assert {r.feature for r in ce if r.sequence == ""} == SHAPE
+        assert {r.feature for r in ce if r.sequence == "t1"} == PER_SEQ
+        assert len(ne) == 14 and all(r.value is not None and r.reason is None for r in ne)
+
+    def test_one_voxel_label(self, case):
+        _, mask, _, _, vols = case
+        mask = mask.copy()
+        mask[mask == 2] = 1
+        mask[0, 0, 0] = 2
+        rows = gr.extract_features(vols, mask, disk_affine(vols))
+        ne = [r for r in rows if r.tumour_class is TumourClass.NON_ENHANCING]
+        assert len(ne) == 14
+        assert all(r.value is None and r.reason == "label has 1 voxel" for r in ne)
+        ce = [r for r in rows if r.tumour_class is TumourClass.ENHANCING]
+        assert all(r.value is not None for r in ce)
+
+    def test_empty_label_with_arbitrary_params_uses_their_names(self, case, tmp_path):
+        _, mask, _, _, vols = case
+        yaml_path = tmp_path / "params.yaml"
+        yaml_path.write_text(YAML_PARAMS)
+        params = gr.load_params(yaml_path)
+        empty = np.where(mask == 2, 0, mask).astype(np.uint8)
+        rows = gr.extract_features({"t1": vols["t1"]}, empty, disk_affine(vols), params)
+        ne = [r for r in rows if r.tumour_class is TumourClass.NON_ENHANCING]
+        ce = [r for r in rows if r.tumour_class is TumourClass.ENHANCING]
+        assert [(r.sequence, r.feature) for r in ne] == [(r.sequence, r.feature) for r in ce]
+        assert all(r.value is None and r.reason == "label empty" for r in ne)
+
+    def test_pyradiomics_error_becomes_reason(self, case):
+        """A flat (one-slice) label with minimumROIDimensions 3 makes PyRadiomics raise."""
+        _, mask, _, _, vols = case
+        flat = np.zeros_like(mask)
+        flat[10:14, 10:14, 5] = 1
+        flat[mask == 2] = 2
+        params = gr.load_params(None)
+        params["setting"]["minimumROIDimensions"] = 3
+        rows = gr.extract_features({"t1": vols["t1"]}, flat, disk_affine(vols), params)
+        ce = [r for r in rows if r.tumour_class is TumourClass.ENHANCING]
+        assert ce and all(r.value is None and "ValueError" in r.reason for r in ce)
+        ne = [r for r in rows if r.tumour_class is TumourClass.NON_ENHANCING]
+        assert all(r.value is not None for r in ne)
+
+    def test_grid_mismatch(self, case):
+        _, mask, _, _, vols = case
+        with pytest.raises(GeometryMismatchError, match="resample the mask"):
+            gr.extract_features(vols, mask[:-1], disk_affine(vols))
+        shifted = disk_affine(vols).copy()
+        shifted[0, 3] += 1
+        with pytest.raises(GeometryMismatchError, match="affine"):
+            gr.extract_features(vols, mask, shifted)
+
+
+class TestParams:
+    def test_default_is_a_copy(self):
+        p = gr.load_params(None)
+        assert p == gr.DEFAULT_PARAMS and p is not gr.DEFAULT_PARAMS
+        p["featureClass"]["shape"].append("Sphericity")
+        assert "Sphericity" not in gr.DEFAULT_PARAMS["featureClass"]["shape"]
+
+    @pytest.mark.parametrize("text, match", [
+        ("", "is empty"),
+        ("imageType: [unclosed", "not valid YAML"),
+        ("- a\n- b\n", "expected a mapping"),
+        ("featureClas:\n  glcm:\n", "unknown top-level key"),
+        ("setting:\n  binWidth: -3\n", "schema"),
+        ("featureClass:\n  glcm: [NoSuchFeature]\n", "no feature 'NoSuchFeature'"),
+        ("featureClass:\n  texture: []\n", "unknown feature class"),
+    ])
+    def test_bad_yaml(self, tmp_path, text, match):
+        p = tmp_path / "bad.yaml"
+        p.write_text(text)
+        with pytest.raises(ValueError, match=match) as info:
+            gr.load_params(p)
+        assert str(p) in str(info.value)
+
+    def test_missing_file(self, tmp_path):
+        with pytest.raises(ValueError, match="does not exist"):
+            gr.load_params(tmp_path / "nope.yaml")
+
+    def test_fingerprint(self):
+        a = gr.load_params(None)
+        b = gr.load_params(None)
+        assert gr.params_fingerprint(a) == gr.params_fingerprint(b)
+        assert len(gr.params_fingerprint(a)) == 64
+        reordered = {"setting": a["setting"], "featureClass": a["featureClass"],
+                     "imageType": a["imageType"]}
+        assert gr.params_fingerprint(reordered) == gr.params_fingerprint(a)
+        b["setting"]["binWidth"] = 10
+        assert gr.params_fingerprint(b) != gr.params_fingerprint(a)
+        c = gr.load_params(None)
+        c["featureClass"]["firstorder"].append("Median")
+        assert gr.params_fingerprint(c) != gr.params_fingerprint(a)
+
+
+def test_volume_from_sitk_roundtrip(case):
+    import SimpleITK as sitk
+
+    _, _, paths, _, vols = case
+    vol = gr.volume_from_sitk(sitk.ReadImage(str(paths["t1"])))
+    assert np.array_equal(vol.data, vols["t1"].data)
+    assert np.allclose(vol.affine, AFFINE, atol=1e-6)
+
+
+def test_extract_features_from_files_matches(case):
+    _, _, paths, mpath, _ = case
+    got = gr.extract_features_from_files(paths["flair"], mpath, None, label=2)
+    ref = reference({"flair": paths["flair"]}, mpath, gr.DEFAULT_PARAMS)[(2, "flair")]
+    assert got == ref
+
+
+@pytest.mark.slow
+def test_real_case_identical(shared_dir, tmp_path):
+    from gliocore.labels import BRATS
+
+    base = shared_dir / "cases" / "TCGA-DU-7294"
+    files = {"t1": "t1", "t1c": "t1c", "t2": "t2", "flair": "fla"}
+    paths = {seq: base / f"TCGA-DU-7294_{tag}_bet.nii.gz" for seq, tag in files.items()}
+    seg = load_volume(base / "algorithm_segmentations" / "hnfnetv1-20.nii.gz", dtype=None)
+    mask = BRATS.to_canonical(seg.data)
+    assert (mask == 1).sum() > 1 and (mask == 2).sum() > 1
+    mpath = tmp_path / "canonical.nii.gz"
+    nib.save(nib.Nifti1Image(mask, seg.affine), mpath)
+    vols = {seq: load_volume(p) for seq, p in paths.items()}
+    t0 = time.perf_counter()
+    rows = gr.extract_features(vols, mask, seg.affine)
+    elapsed = time.perf_counter() - t0
+    assert assert_identical(rows, reference(paths, mpath, gr.DEFAULT_PARAMS), rtol=0) == 28
+    assert elapsed < 5, f"extract_features took {elapsed:.1f} s on one subject"
