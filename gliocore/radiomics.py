@@ -582,8 +582,7 @@ def extract_features_from_files(image_path: PathType, mask_path: PathType,
                                     f"shape {mask.shape}; resample the mask first")
     rows = _extract_label({"image": image.data}, mask.data, mask.affine, int(label), params,
                           params_fingerprint(params), margin)
-    failed = [(f, r) for _, f, v, r in rows if v is None and r is not None and f == "*"]
-    if failed or all(v is None for _, _, v, _ in rows):
-        reason = (failed or [(None, rows[0][3] if rows else "no features")])[0][1]
+    if not rows or all(v is None for _, _, v, _ in rows):
+        reason = rows[0][3] if rows else "no features enabled"
         raise FeatureExtractionError(f"label {label} of {mask_path}: {reason}")
     return {f: v for _, f, v, _ in rows}

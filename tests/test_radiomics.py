@@ -312,3 +312,11 @@ def test_real_case_identical(shared_dir, tmp_path):
     elapsed = time.perf_counter() - t0
     assert assert_identical(rows, reference(paths, mpath, gr.DEFAULT_PARAMS), rtol=0) == 28
     assert elapsed < 5, f"extract_features took {elapsed:.1f} s on one subject"
+
+
+def test_extract_features_from_files_empty_label_raises(case):
+    from gliocore.errors import FeatureExtractionError
+
+    _, _, paths, mpath, _ = case
+    with pytest.raises(FeatureExtractionError, match="label empty"):
+        gr.extract_features_from_files(paths["t1"], mpath, None, label=7)
