@@ -23,6 +23,7 @@ from sklearn.model_selection import LeaveOneOut, RepeatedStratifiedKFold, permut
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
+from threadpoolctl import threadpool_limits
 
 from gliocore.errors import CohortError
 from gliocore.survival import _clean_survival, short_long_mask
@@ -294,7 +295,19 @@ def evaluate_classifier(X: pd.DataFrame | np.ndarray, y: Sequence[int] | pd.Seri
     Returns
     -------
     ClassifierResult
+
+    Notes
+    -----
+    BLAS is limited to one thread while this runs: the many fits on small cohorts are dominated by
+    thread start-up, and multi-threaded BLAS was up to 40x slower on a loaded 2-core machine.
     """
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _evaluate(X, y, model, n_splits, n_repeats, random_state, n_permutations,
+                         feature_selection_k, importance_repeats, class_names, n_jobs)
+
+
+def _evaluate(X, y, model, n_splits, n_repeats, random_state, n_permutations, feature_selection_k,
+              importance_repeats, class_names, n_jobs) -> ClassifierResult:
     Xd, yv = _check_xy(X, y)
     n, p = Xd.shape
     counts = {0: int((yv == 0).sum()), 1: int((yv == 1).sum())}
@@ -386,7 +399,7 @@ def evaluate_classifier(X: pd.DataFrame | np.ndarray, y: Sequence[int] | pd.Seri
         first_models, Xa, list(Xd.columns), yv, importance_repeats, random_state)
 
     for msg in notes:
-        warnings.warn(msg, UserWarning, stacklevel=2)
+        warnings.warn(msg, UserWarning, stacklevel=3)
     names = tuple(class_names) if class_names is not None else ("0", "1")
     return ClassifierResult(
         model=model_name, cv_scheme=scheme, n_samples=n, n_features=p, class_counts=counts,
