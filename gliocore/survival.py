@@ -147,10 +147,13 @@ class KMCurve:
 
     def survival_at(self, times: float | Sequence[float]) -> np.ndarray:
         """Value of the step function at ``times`` (right-continuous; NaN before time 0)."""
-        t = np.atleast_1d(np.asarray(times, dtype=float))
-        idx = np.searchsorted(self.timeline, t, side="right") - 1
-        out = np.where(idx >= 0, self.survival[np.clip(idx, 0, None)], np.nan)
-        return out
+        return _step_at(self.timeline, self.survival, times)
+
+
+def _step_at(timeline: np.ndarray, values: np.ndarray, times: float | Sequence[float]) -> np.ndarray:
+    t = np.atleast_1d(np.asarray(times, dtype=float))
+    idx = np.searchsorted(timeline, t, side="right") - 1
+    return np.where(idx >= 0, values[np.clip(idx, 0, None)], np.nan)
 
 
 @dataclass(frozen=True)
@@ -348,10 +351,9 @@ def kaplan_meier(df: pd.DataFrame, duration_col: str, event_col: str,
         curve = KMCurve(
             group=name, n=int(m.sum()), n_events=int(e.sum()), timeline=tl, survival=s,
             ci_lower=ci.iloc[:, 0].to_numpy(float), ci_upper=ci.iloc[:, 1].to_numpy(float),
-            censor_times=cens, censor_survival=np.empty(0), median=med,
-            median_ci=(float(med_ci.iloc[0, 0]), float(med_ci.iloc[0, 1])),
+            censor_times=cens, censor_survival=_step_at(tl, s, cens) if cens.size else np.empty(0),
+            median=med, median_ci=(float(med_ci.iloc[0, 0]), float(med_ci.iloc[0, 1])),
         )
-        object.__setattr__(curve, "censor_survival", curve.survival_at(cens) if cens.size else np.empty(0))
         curves[name] = curve
         at_risk_rows[name] = [(d >= t).sum() for t in at_risk_times]
         label = f"group {name!r}" if group_col else "the cohort"
