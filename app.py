@@ -1,0 +1,47 @@
+"""GlioScope dashboard: ``streamlit run app.py``.
+
+The entry point only routes: it builds the run's :class:`~gliocore.settings.Settings` (from
+``$GLIOSCOPE_DATA`` / ``$GLIOSCOPE_DB``), renders the shared sidebar (cohort picker and filters,
+which therefore keep their values on every page) and runs the selected page from ``pages/``.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+ROOT = Path(__file__).resolve().parent
+if str(ROOT) not in sys.path:  # `gliocore` and `pages._common` importable from any cwd
+    sys.path.insert(0, str(ROOT))
+
+from gliocore.settings import Settings  # noqa: E402
+from pages import _common as common  # noqa: E402
+
+PAGES = {
+    "Data": [
+        st.Page("pages/cohort.py", title="Cohort", icon="📁", default=True),
+        st.Page("pages/viewer.py", title="Viewer", icon="🧠"),
+        st.Page("pages/features.py", title="Features", icon="📊"),
+    ],
+    "Analysis": [
+        st.Page("pages/survival.py", title="Survival", icon="📈"),
+        st.Page("pages/classifiers.py", title="Classifiers", icon="🎯"),
+    ],
+    "Quality": [
+        st.Page("pages/qc.py", title="Segmentation QC", icon="✅"),
+        st.Page("pages/about.py", title="About / Validation", icon="ℹ️"),
+    ],
+}
+
+st.set_page_config(page_title="GlioScope", page_icon="🧠", layout="wide")
+page = st.navigation(PAGES)
+settings = Settings.from_env()
+common.sidebar(settings)
+try:
+    page.run()
+except Exception as exc:  # shown in the page, never as a bare traceback
+    st.error(f"This page hit an unexpected error: {type(exc).__name__}: {exc}. "
+             "The other pages still work; please report this with the details below.")
+    with st.expander("Details"):
+        st.exception(exc)

@@ -1,0 +1,442 @@
+"""The dashboard's thin shared layer: cached loaders, the cohort picker, the shared filters.
+
+Every page imports this module; ``gliocore`` never imports Streamlit. What lives here:
+
+* :func:`get_store` — the :class:`~gliocore.store.Store`, one per DuckDB file
+  (``st.cache_resource``);
+* ``load_*`` — cached reads from the store (``st.cache_data``), keyed by the DuckDB path, a
+  *stamp* of the file (mtime and size of the file and its WAL, so a write by the CLI or by the
+  Process button invalidates them) and the cohort id — never by ``_``-prefixed objects;
+* :func:`load_volume_array` — voxel arrays keyed by file path and mtime, so moving a slice
+  slider never reloads a volume;
+* :func:`sidebar` — the cohort picker and the filters (IDH status first), rendered once per run
+  by ``app.py`` (the entry point, so the widgets keep their values on every page), and
+  :func:`context` — what a page reads: the whole cohort table and its filtered rows;
+* :func:`page_header` — the title, "n of N subjects" and the segmentation backend/version line.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from gliocore.settings import Settings
+from gliocore.store import Store
+
+ID = "SUBJECT ID"
+SURVIVAL = "Survival(months)"
+IDH = "IDH-status"
+EVENT = "event"
+#: Clinical columns that are identifiers or paths, never filters or features.
+NON_DATA_COLUMNS = (ID, "img_dir", "has_images")
+CONTEXT_KEY = "_glioscope_context"
+FRESH_KEY = "_glioscope_context_fresh"
+PENDING_COHORT = "_glioscope_pending_cohort"
+FILTER_PREFIX = "flt_"
+
+
+# -- settings and the store ---------------------------------------------------------------------
+def get_settings() -> Settings:
+    """The run's :class:`Settings` (built by ``app.py``; from the environment otherwise)."""
+    return st.session_state.get("_glioscope_settings") or Settings.from_env()
+
+
+@st.cache_resource(show_spinner=False)
+def get_store(db_path: str) -> Store:
+    """One :class:`Store` per DuckDB file, shared by sessions (connections are short-lived)."""
+    return Store(db_path, lock_timeout=5.0)
+
+
+def db_stamp(db_path: str | Path) -> str:
+    """Changes whenever the DuckDB file (or its WAL) is written: the key of every cached read."""
+    parts = []
+    for p in (Path(db_path), Path(f"{db_path}.wal")):
+        try:
+            s = p.stat()
+            parts.append(f"{s.st_mtime_ns}:{s.st_size}")
+        except FileNotFoundError:
+            parts.append("-")
+    return "|".join(parts)
+
+
+# -- cached reads ---------------------------------------------------------------------------------
+@st.cache_data(show_spinner=False, max_entries=8)
+def load_cohorts(db: str, stamp: str) -> pd.DataFrame:
+    return get_store(db).cohorts()
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def load_table(db: str, stamp: str, cohort_id: str) -> pd.DataFrame:
+    """The seed's wide table (clinical + features + tumor_volume), every clinical subject."""
+    from gliocore.export import seed_table
+    return seed_table(get_store(db), cohort_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def load_status(db: str, stamp: str, cohort_id: str) -> pd.DataFrame:
+    return get_store(db).status(cohort_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def load_errors(db: str, stamp: str, cohort_id: str) -> pd.DataFrame:
+    return get_store(db).errors(cohort_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def load_runs(db: str, stamp: str, cohort_id: str) -> pd.DataFrame:
+    return get_store(db).runs(cohort_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def load_segmentations(db: str, stamp: str, cohort_id: str) -> pd.DataFrame:
+    return get_store(db).segmentations_of(cohort_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def load_image_stats(db: str, stamp: str, cohort_id: str) -> pd.DataFrame:
+    return get_store(db).image_stats(cohort_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def load_qc(db: str, stamp: str, cohort_id: str) -> pd.DataFrame:
+    return get_store(db).qc_metrics(cohort_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def load_subject_files(db: str, stamp: str, cohort_id: str, subject_id: str
+                       ) -> tuple[dict[str, str], str | None]:
+    """A subject's sequence files and its reference mask (or None)."""
+    store = get_store(db)
+    return store.subject_images(cohort_id, subject_id), store.reference_mask(cohort_id, subject_id)
+
+
+def file_mtime(path: str | None) -> int:
+    try:
+        return os.stat(path).st_mtime_ns if path else 0
+    except OSError:
+        return 0
+
+
+@st.cache_data(show_spinner=False, max_entries=48)
+def load_volume_array(path: str, mtime_ns: int, is_mask: bool = False
+                      ) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """A volume in RAS+ orientation (uint8 for masks, float32 otherwise) and its spacing.
+
+    Keyed by path and mtime: a slice slider re-reads the cache, never the file.
+    """
+    from gliocore.io import load_volume
+    from gliocore.plots import to_ras
+    vol = load_volume(path, dtype=np.uint8 if is_mask else np.float32)
+    return to_ras(vol.data, vol.affine)
+
+
+# -- the shared context ---------------------------------------------------------------------------
+@dataclass
+class Context:
+    """What a page reads: the active cohort's table, its filtered rows and provenance."""
+
+    settings: Settings
+    db: str
+    stamp: str
+    cohorts: pd.DataFrame
+    cohort_id: str | None = None
+    cohort: dict[str, Any] | None = None
+    table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    filtered: pd.DataFrame = field(default_factory=pd.DataFrame)
+    filters_active: list[str] = field(default_factory=list)
+    store_error: str | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.filtered)
+
+    @property
+    def n_total(self) -> int:
+        return len(self.table)
+
+    @property
+    def subject_ids(self) -> list[str]:
+        return [] if self.filtered.empty else self.filtered[ID].astype(str).tolist()
+
+    @property
+    def has_features(self) -> bool:
+        return "tumor_volume" in self.table.columns and self.table["tumor_volume"].notna().any()
+
+    def feature_columns(self) -> list[str]:
+        """Numeric radiomics columns of the wide table (``*_label1``, ``*_label2``, tumor_volume)."""
+        return [c for c in self.table.columns
+                if (c.endswith("_label1") or c.endswith("_label2") or c == "tumor_volume")
+                and pd.api.types.is_numeric_dtype(self.table[c])]
+
+    def clinical_columns(self) -> list[str]:
+        feats = set(self.feature_columns())
+        return [c for c in self.table.columns if c not in feats and c not in NON_DATA_COLUMNS]
+
+    def store(self) -> Store:
+        return get_store(self.db)
+
+
+def context() -> Context:
+    """The context computed by this run's :func:`sidebar` (rendering it when a page runs alone)."""
+    # ``app.py`` renders the sidebar before running the page and leaves a flag; a page run on its
+    # own (AppTest reruns a page file directly) renders it here instead.
+    if st.session_state.pop(FRESH_KEY, False) and CONTEXT_KEY in st.session_state:
+        return st.session_state[CONTEXT_KEY]
+    ctx = sidebar(get_settings())
+    st.session_state.pop(FRESH_KEY, None)
+    return ctx
+
+
+def sidebar(settings: Settings) -> Context:
+    """Render the cohort picker and the filters in the sidebar; return the page context."""
+    st.session_state["_glioscope_settings"] = settings
+    db = str(settings.db)
+    stamp = db_stamp(db)
+    try:
+        cohorts = load_cohorts(db, stamp)
+    except Exception as exc:  # locked by another process, unreadable file, old schema
+        ctx = Context(settings, db, stamp, pd.DataFrame(), store_error=_store_problem(db, exc))
+        st.sidebar.error(ctx.store_error)
+        return _remember(ctx)
+    ctx = Context(settings, db, stamp, cohorts)
+    if cohorts.empty:
+        st.sidebar.info("No cohort yet: open **Cohort** to load one or generate the demo.")
+        return _remember(ctx)
+
+    ids = cohorts["cohort_id"].astype(str).tolist()
+    pending = st.session_state.pop(PENDING_COHORT, None)
+    if pending in ids:
+        st.session_state["active_cohort"] = pending
+    elif st.session_state.get("active_cohort") not in ids:
+        st.session_state["active_cohort"] = ids[0]
+    names = {r.cohort_id: f"{r.name} · {r.n_subjects} subjects" for r in cohorts.itertuples()}
+    cid = _kept(st.sidebar, "selectbox", "Cohort", "active_cohort", options=ids,
+                format_func=names.get,
+                help="Switch between the cohorts in the store; load a new one on the Cohort page.")
+    ctx.cohort_id = cid
+    ctx.cohort = cohorts.set_index("cohort_id").loc[cid].to_dict()
+    ctx.table = load_table(db, stamp, cid)
+    ctx.filtered, ctx.filters_active = _filters(ctx.table, cid)
+    n, total = ctx.n, ctx.n_total
+    st.sidebar.markdown(f"**{n} of {total} subjects**"
+                        + (f" · filtered by {', '.join(ctx.filters_active)}" if ctx.filters_active else ""))
+    if ctx.filters_active:
+        st.sidebar.button("Clear filters", on_click=clear_filters, key="clear_filters")
+    return _remember(ctx)
+
+
+def _remember(ctx: Context) -> Context:
+    st.session_state[CONTEXT_KEY] = ctx
+    st.session_state[FRESH_KEY] = True
+    return ctx
+
+
+def _store_problem(db: str, exc: Exception) -> str:
+    text = str(exc)
+    if "lock" in text.lower():
+        return (f"The store {db} is in use by another process (a `gliocore process` run?). "
+                "Reload the page when it has finished.")
+    return f"Cannot read the store {db}: {text}"
+
+
+def persistent(key: str) -> str:
+    """Widget key for a value kept in ``st.session_state[key]`` across pages.
+
+    Streamlit gives widgets on different pages different identities and drops a widget's value
+    when it is not rendered, so the value lives under a plain key, copied into the widget's key
+    before it is drawn and back by :func:`_sync` when the user changes it.
+    """
+    wkey = f"_w_{key}"
+    if key in st.session_state:
+        st.session_state[wkey] = st.session_state[key]
+    return wkey
+
+
+def _sync(key: str) -> None:
+    st.session_state[key] = st.session_state[f"_w_{key}"]
+
+
+def _kept(dg: Any, widget: str, label: str, key: str, **kwargs: Any) -> Any:
+    """Draw ``dg.<widget>`` whose value persists under ``key`` (see :func:`persistent`)."""
+    if key in st.session_state:  # the remembered value wins over the default
+        for default in ("value", "default", "index"):
+            kwargs.pop(default, None)
+    value = getattr(dg, widget)(label, key=persistent(key), on_change=_sync, args=(key,), **kwargs)
+    st.session_state[key] = value
+    return value
+
+
+def clear_filters() -> None:
+    for k in [k for k in st.session_state
+              if str(k).startswith(FILTER_PREFIX) or str(k).startswith(f"_w_{FILTER_PREFIX}")]:
+        del st.session_state[k]
+
+
+def _filters(table: pd.DataFrame, cohort_id: str) -> tuple[pd.DataFrame, list[str]]:
+    """The filter widgets (IDH status first) and the rows they keep."""
+    if st.session_state.get("_flt_cohort") != cohort_id:
+        clear_filters()
+        st.session_state["_flt_cohort"] = cohort_id
+    if table.empty:
+        return table, []
+    keep = pd.Series(True, index=table.index)
+    active: list[str] = []
+    box = st.sidebar.container(border=True)
+    box.markdown("**Filters** (apply on every page)")
+
+    if IDH in table.columns:
+        idh = table[IDH].fillna("unknown").astype(str)
+        options = ["all"] + sorted(idh.unique())
+        choice = _kept(box, "radio", "IDH status", f"{FILTER_PREFIX}idh", options=options,
+                       horizontal=True)
+        if choice != "all":
+            keep &= idh == choice
+            active.append("IDH")
+
+    def numeric_range(col: str, label: str, key: str) -> None:
+        nonlocal keep
+        if col not in table.columns:
+            return
+        values = pd.to_numeric(table[col], errors="coerce")
+        if values.notna().sum() < 2 or values.min() == values.max():
+            return
+        lo, hi = float(np.floor(values.min())), float(np.ceil(values.max()))
+        sel = _kept(box, "slider", label, f"{FILTER_PREFIX}{key}", min_value=lo, max_value=hi,
+                    value=(lo, hi))
+        if tuple(sel) != (lo, hi):
+            keep &= values.between(sel[0], sel[1])
+            active.append(label.split(" (")[0])
+
+    numeric_range(SURVIVAL, "Survival (months)", "survival")
+    numeric_range("age", "Age (years)", "age")
+    if "sex" in table.columns:
+        sexes = sorted(table["sex"].fillna("unknown").astype(str).unique())
+        if len(sexes) > 1:
+            sel = _kept(box, "multiselect", "Sex", f"{FILTER_PREFIX}sex", options=sexes,
+                        default=sexes)
+            if set(sel) != set(sexes):
+                keep &= table["sex"].fillna("unknown").astype(str).isin(sel)
+                active.append("sex")
+    if EVENT in table.columns:
+        ev = _kept(box, "radio", "Event", f"{FILTER_PREFIX}event",
+                   options=["all", "died", "censored"], horizontal=True,
+                   help="died = death observed (event 1); censored = alive at last follow-up")
+        if ev != "all":
+            keep &= table[EVENT] == (1 if ev == "died" else 0)
+            active.append("event")
+    numeric_range("tumor_volume", "Tumour volume (mm³)", "volume")
+
+    used = {SURVIVAL, IDH, "age", "sex", EVENT, "tumor_volume", *NON_DATA_COLUMNS}
+    others = [c for c in table.columns if c not in used]
+    more = _kept(box, "multiselect", "More filters (any column)", f"{FILTER_PREFIX}more",
+                 options=others, help="Add a filter on any clinical or feature column.")
+    for col in more:
+        if pd.api.types.is_numeric_dtype(table[col]):
+            values = table[col]
+            if values.notna().sum() < 2 or values.min() == values.max():
+                box.caption(f"{col}: fewer than two distinct values, no filter")
+                continue
+            lo, hi = float(values.min()), float(values.max())
+            sel = _kept(box, "slider", col, f"{FILTER_PREFIX}col_{col}", min_value=lo,
+                        max_value=hi, value=(lo, hi))
+            if tuple(sel) != (lo, hi):
+                keep &= values.between(sel[0], sel[1])
+                active.append(col)
+        else:
+            vals = sorted(table[col].fillna("unknown").astype(str).unique())
+            sel = _kept(box, "multiselect", col, f"{FILTER_PREFIX}col_{col}", options=vals,
+                        default=vals)
+            if set(sel) != set(vals):
+                keep &= table[col].fillna("unknown").astype(str).isin(sel)
+                active.append(col)
+    return table.loc[keep].reset_index(drop=True), active
+
+
+# -- page furniture -------------------------------------------------------------------------------
+def backend_line(ctx: Context) -> str | None:
+    """Which segmentation backend/version produced the results, in one line."""
+    if not ctx.cohort_id:
+        return None
+    seg = load_segmentations(ctx.db, ctx.stamp, ctx.cohort_id)
+    if seg.empty:
+        return None
+    if ctx.subject_ids:
+        sub = seg[seg["subject_id"].isin(ctx.subject_ids)]
+        seg = sub if not sub.empty else seg
+    parts = []
+    cols = ["backend", "backend_version", "weights_checksum", "device"]
+    for (backend, version, weights, device), g in seg.groupby(cols, dropna=False):
+        w = "no weights" if not isinstance(weights, str) or not weights else f"weights {weights[:10]}"
+        dev = f" on {device}" if isinstance(device, str) and device else ""
+        parts.append(f"{backend} v{version} ({w}){dev}: {len(g)} subjects")
+    return "Segmentation: " + "; ".join(parts)
+
+
+def page_header(title: str, ctx: Context, icon: str = "") -> None:
+    """Title, "n of N subjects" and the segmentation provenance line."""
+    st.title(f"{icon} {title}".strip())
+    if ctx.cohort_id is None:
+        return
+    bits = [f"**{ctx.n} of {ctx.n_total} subjects**"
+            + (f" (filters: {', '.join(ctx.filters_active)})" if ctx.filters_active else "")]
+    name = (ctx.cohort or {}).get("name")
+    if name:
+        bits.append(f"cohort **{name}**")
+    line = backend_line(ctx)
+    bits.append(line or "not segmented yet")
+    st.caption(" · ".join(bits))
+
+
+def require_cohort(ctx: Context) -> bool:
+    """Say what is missing (no store, no cohort, filters empty) and return False, else True."""
+    if ctx.store_error:
+        st.error(ctx.store_error)
+        return False
+    if ctx.cohort_id is None:
+        st.info("No cohort in the store yet. Open the **Cohort** page to load a clinical CSV and "
+                "image folder, or to generate and process the demo cohort "
+                "(`python -m gliocore process --demo`).")
+        st.page_link(COHORT_PAGE, label="Go to the Cohort page", icon="📁")
+        return False
+    if ctx.n == 0:
+        st.warning(f"No subject matches the filters (0 of {ctx.n_total}). Widen or clear them in "
+                   "the sidebar.")
+        st.button("Clear filters", on_click=clear_filters, key="clear_filters_empty")
+        return False
+    return True
+
+
+def require_features(ctx: Context, what: str = "this page") -> bool:
+    """False (with how to get them) when the cohort has no radiomics features yet."""
+    if ctx.has_features and ctx.filtered.get("tumor_volume", pd.Series(dtype=float)).notna().any():
+        return True
+    if ctx.has_features:
+        st.warning(f"None of the {ctx.n} filtered subjects has features; {what} needs processed "
+                   "subjects. Widen the filters or process the remaining subjects on the Cohort page.")
+    else:
+        st.info(f"The cohort has no segmentation or features yet, which {what} needs. Press "
+                "**Process cohort** on the Cohort page, or run "
+                "`python -m gliocore process --csv CLINICAL.csv --root IMAGES/`.")
+        st.page_link(COHORT_PAGE, label="Go to the Cohort page", icon="📁")
+    return False
+
+
+def processed(ctx: Context) -> pd.DataFrame:
+    """Filtered subjects that have features."""
+    if "tumor_volume" not in ctx.filtered.columns:
+        return ctx.filtered.iloc[0:0]
+    return ctx.filtered[ctx.filtered["tumor_volume"].notna()].reset_index(drop=True)
+
+
+def ids_key(ids: list[str]) -> str:
+    """A compact, hashable key of a subject list (for cached analyses)."""
+    from hashlib import sha1
+    return sha1("\n".join(sorted(ids)).encode()).hexdigest()[:16]
+
+
+COHORT_PAGE = "pages/cohort.py"

@@ -1,0 +1,199 @@
+"""Cohort: load or switch a cohort, process it, see each subject's status and the filtered table."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from pages import _common as common
+
+ctx = common.context()
+common.page_header("Cohort", ctx, "📁")
+settings = ctx.settings
+
+
+# -- actions ----------------------------------------------------------------------------------------
+class _Progress:
+    """Feeds the pipeline's progress callback ``(stage, done, total, subject)`` to st.progress."""
+
+    STAGES = ("generate", "hash", "segment", "features")
+
+    def __init__(self, stages: tuple[str, ...]) -> None:
+        self.stages = stages
+        self.bar = st.progress(0.0, text="Starting…")
+
+    def __call__(self, stage: str, done: int, total: int, subject: str | None = None) -> None:
+        i = self.stages.index(stage) if stage in self.stages else 0
+        frac = (i + (done / total if total else 1.0)) / len(self.stages)
+        who = f" — {subject}" if subject else ""
+        self.bar.progress(min(max(frac, 0.0), 1.0), text=f"{stage}: {done}/{total}{who}")
+
+
+def _process(cohort, backend: str, workers: int, options: dict | None = None) -> None:
+    from gliocore.pipeline import ProcessingConfig, process_cohort
+    progress = _Progress(("hash", "segment", "features"))
+    summary = process_cohort(cohort, ctx.store(), ProcessingConfig(
+        backend=backend, backend_options=options or {}, workers=workers), progress=progress)
+    progress.bar.progress(1.0, text="Done")
+    st.session_state["last_summary"] = summary.describe()
+    st.session_state[common.PENDING_COHORT] = summary.cohort_id
+
+
+def _generate_demo(n: int, workers: int) -> None:
+    from gliocore import synth
+    from gliocore.cohort import load_cohort
+    gen = _Progress(("generate",))
+    csv = synth.generate_demo_cohort(settings.demo_dir, n_subjects=n, seed=settings.demo_seed,
+                                     workers=workers,
+                                     progress=lambda d, t: gen("generate", d, t))
+    cohort = load_cohort(csv, Path(csv).parent, name="demo")
+    _process(cohort, settings.default_backend, workers)
+
+
+def _load_current_cohort():
+    from gliocore.cohort import load_cohort
+    info = ctx.cohort or {}
+    naming = info.get("naming")
+    return load_cohort(info["clinical_csv"], info["image_root"],
+                       naming=naming if isinstance(naming, str) and naming else None,
+                       name=info.get("name"))
+
+
+def _run(action, *args) -> None:
+    """Run an action with its errors shown as messages; rerun to show the new state."""
+    from gliocore.errors import GlioError
+    try:
+        action(*args)
+    except (GlioError, ValueError, OSError) as exc:
+        st.error(f"{type(exc).__name__}: {exc}")
+        return
+    st.cache_data.clear()
+    st.rerun()
+
+
+if ctx.store_error:
+    st.error(ctx.store_error)
+    st.stop()
+
+if "last_summary" in st.session_state:
+    st.success("Processing finished: " + st.session_state.pop("last_summary"))
+
+cpu = max(1, os.cpu_count() or 1)
+
+# -- first start: the demo ------------------------------------------------------------------------
+demo_known = not ctx.cohorts.empty and (ctx.cohorts["name"] == "demo").any()
+if ctx.cohorts.empty:
+    st.info("The store has no cohort yet. Generate and process the synthetic demo cohort, or load "
+            "your own below (a clinical CSV with `SUBJECT ID`, `Survival(months)`, `IDH-status`, "
+            "and an image folder with four sequences per subject).")
+with st.expander("Demo cohort", expanded=ctx.cohorts.empty):
+    if demo_known:
+        st.write("The processed demo cohort is in the store; pick **demo** in the sidebar.")
+    st.caption(f"Synthetic phantoms with a tumour, a ground-truth mask and simulated survival, "
+               f"written to `{settings.demo_dir}` and processed with the `{settings.default_backend}` "
+               "backend. Same as `python -m gliocore process --demo`.")
+    c1, c2 = st.columns(2)
+    n_demo = c1.number_input("Subjects", 4, 200, settings.demo_n_subjects, key="demo_n")
+    w_demo = c2.number_input("Worker processes", 1, cpu, min(2, cpu), key="demo_workers")
+    if st.button("Generate and process demo cohort", type="primary", key="demo_button"):
+        _run(_generate_demo, int(n_demo), int(w_demo))
+
+# -- load another cohort --------------------------------------------------------------------------
+with st.expander("Load or switch a cohort", expanded=False):
+    if not ctx.cohorts.empty:
+        shown = ctx.cohorts[["name", "n_subjects", "n_with_images", "clinical_csv", "image_root",
+                             "updated_at"]]
+        st.dataframe(shown, hide_index=True)
+        st.caption("Switch cohorts with the picker in the sidebar.")
+    with st.form("load_cohort"):
+        csv = st.text_input("Clinical CSV", placeholder="/path/to/clinical.csv",
+                            help="Columns SUBJECT ID, Survival(months), IDH-status; optional event, "
+                                 "age, sex, img_dir and any other.")
+        root = st.text_input("Image root (optional)", placeholder="defaults to the CSV's folder")
+        from gliocore.cohort import NAMING_SCHEMES
+        naming = st.selectbox("File naming", ["auto", *NAMING_SCHEMES],
+                              help="How the four sequence files are named (auto tries all presets).")
+        name = st.text_input("Name (optional)")
+        submitted = st.form_submit_button("Load cohort")
+    if submitted:
+        def _load() -> None:
+            from gliocore.cohort import load_cohort
+            from gliocore.pipeline import register_cohort
+            if not csv.strip():
+                raise ValueError("enter the path of the clinical CSV")
+            cohort = load_cohort(csv.strip(), root.strip() or None,
+                                 naming=None if naming == "auto" else naming,
+                                 name=name.strip() or None)
+            st.session_state[common.PENDING_COHORT] = register_cohort(
+                ctx.store(), cohort, None if naming == "auto" else naming)
+        _run(_load)
+
+if ctx.cohort_id is None:
+    st.stop()
+
+# -- processing -----------------------------------------------------------------------------------
+st.subheader("Processing")
+status = common.load_status(ctx.db, ctx.stamp, ctx.cohort_id)
+n_all = len(status)
+c = st.columns(4)
+c[0].metric("Subjects", n_all)
+c[1].metric("With images", int(status["has_images"].sum()) if n_all else 0)
+c[2].metric("Segmented", int(status["segmented"].sum()) if n_all else 0)
+c[3].metric("With features", int(status["features"].sum()) if n_all else 0)
+
+from gliocore.segment import available_segmenters  # noqa: E402
+
+backends = available_segmenters()
+names = sorted(backends, key=lambda b: (backends[b] is not None, b != settings.default_backend, b))
+captions = [("available" if backends[b] is None else f"unavailable: {backends[b]}") for b in names]
+col_a, col_b = st.columns([3, 1])
+backend = col_a.radio("Segmentation backend", names, captions=captions, key="backend",
+                      format_func=lambda b: b if backends[b] is None else f"{b} (unavailable)")
+workers = col_b.number_input("Worker processes", 1, cpu, min(2, cpu), key="workers")
+options: dict = {}
+if backend == "import":
+    o1, o2 = st.columns(2)
+    options["pattern"] = o1.text_input("Mask file pattern", "{subject}_seg.nii.gz",
+                                       help="Relative to each subject's folder, or absolute; "
+                                            "{subject} is replaced by the subject ID.")
+    from gliocore.labels import PRESETS
+    options["label_map"] = o2.selectbox("Label map of the masks", list(PRESETS), index=list(PRESETS).index("brats"))
+reason = backends.get(backend)
+if reason:
+    st.warning(f"`{backend}` cannot run here: {reason}")
+if st.button("Process cohort", type="primary", disabled=reason is not None, key="process",
+             help="Segment, extract features and score against reference masks; cached results "
+                  "are reused, so a re-run only does what is missing."):
+    _run(lambda: _process(_load_current_cohort(), backend, int(workers), options))
+st.caption("Command line equivalent: `python -m gliocore process --csv "
+           f"{(ctx.cohort or {}).get('clinical_csv', 'CLINICAL.csv')} --backend {backend}`")
+
+# -- status per subject ---------------------------------------------------------------------------
+st.subheader("Status per subject")
+shown = status[status["subject_id"].isin(ctx.subject_ids)] if ctx.filters_active else status
+errors = shown[shown["error"].notna()]
+if not errors.empty:
+    st.error(f"{len(errors)} subject(s) with errors in the latest run:")
+    st.dataframe(errors[["subject_id", "error_stage", "error"]], hide_index=True,
+                 column_config={"error": st.column_config.TextColumn("message", width="large")})
+elif n_all and not status["segmented"].any():
+    st.info("No subject is processed yet: choose a backend and press **Process cohort**.")
+st.dataframe(
+    shown, hide_index=True,
+    column_config={"segment_seconds": st.column_config.NumberColumn("segment s", format="%.2f"),
+                   "feature_seconds": st.column_config.NumberColumn("features s", format="%.2f")})
+
+# -- the filtered table ---------------------------------------------------------------------------
+st.subheader("Clinical table (filtered)")
+if ctx.n == 0:
+    st.warning("No subject matches the filters; widen or clear them in the sidebar.")
+else:
+    st.dataframe(ctx.filtered[[common.ID] + [c for c in ctx.clinical_columns() if c in ctx.filtered.columns]
+                              + (["tumor_volume"] if "tumor_volume" in ctx.filtered.columns else [])],
+                 hide_index=True)
+runs = common.load_runs(ctx.db, ctx.stamp, ctx.cohort_id)
+if not runs.empty:
+    with st.expander(f"Processing runs ({len(runs)})"):
+        st.dataframe(runs, hide_index=True)

@@ -1,0 +1,154 @@
+"""Viewer: a subject's four sequences with the segmentation overlay, and the intensity data check."""
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from gliocore import plots
+from gliocore.types import SEQUENCE_TITLES, SEQUENCES
+from pages import _common as common
+
+ctx = common.context()
+common.page_header("Viewer", ctx, "🧠")
+if not common.require_cohort(ctx):
+    st.stop()
+
+status = common.load_status(ctx.db, ctx.stamp, ctx.cohort_id)
+with_images = set(status.loc[status["has_images"], "subject_id"].astype(str))
+subjects = [s for s in ctx.subject_ids if s in with_images]
+if not subjects:
+    st.warning("None of the filtered subjects has images on disk. Check the image root on the "
+               "Cohort page (the status table says what is missing per subject).")
+    st.stop()
+
+seg = common.load_segmentations(ctx.db, ctx.stamp, ctx.cohort_id)
+seg_path = dict(zip(seg["subject_id"].astype(str), seg["path"])) if not seg.empty else {}
+stats = common.load_image_stats(ctx.db, ctx.stamp, ctx.cohort_id)
+
+tab_view, tab_check = st.tabs(["Slices", "Data check: intensities across the cohort"])
+
+with tab_view:
+    c1, c2, c3 = st.columns([2, 2, 2])
+    if st.session_state.get("viewer_subject") not in subjects:
+        st.session_state["viewer_subject"] = subjects[0]
+    sid = c1.selectbox("Subject", subjects, key="viewer_subject")
+    plane = c2.radio("Plane", plots.PLANES, horizontal=True, key="viewer_plane")
+    layout = c3.radio("Layout", ["Four sequences", "One large"], horizontal=True, key="viewer_layout")
+
+    files, ref_path = common.load_subject_files(ctx.db, ctx.stamp, ctx.cohort_id, sid)
+    missing = [s for s in SEQUENCES if s not in files]
+    if missing:
+        st.error(f"{sid}: no file recorded for {', '.join(missing)}; reload the cohort on the "
+                 "Cohort page.")
+        st.stop()
+    try:
+        vols = {s: common.load_volume_array(files[s], common.file_mtime(files[s])) for s in SEQUENCES}
+    except Exception as exc:  # unreadable / moved file: say which
+        st.error(f"Cannot read {sid}'s images: {exc}")
+        st.stop()
+    shape = vols[SEQUENCES[0]][0].shape
+    spacing = vols[SEQUENCES[0]][1]
+
+    mask = ref = None
+    mpath = seg_path.get(sid)
+    if mpath:
+        try:
+            mask = common.load_volume_array(mpath, common.file_mtime(mpath), is_mask=True)[0]
+        except Exception as exc:
+            st.warning(f"Segmentation file of {sid} unreadable ({exc}); showing images only.")
+    else:
+        st.info(f"{sid} has no segmentation yet: press **Process cohort** on the Cohort page to "
+                "see the tumour overlay.")
+
+    o1, o2, o3, o4 = st.columns([3, 2, 2, 2])
+    overlay = o1.radio("Overlay", ["Both", "Contrast-enhancing", "Non-enhancing", "None"],
+                       horizontal=True, key="viewer_overlay", disabled=mask is None,
+                       help="Red = contrast-enhancing (label 1), yellow = non-enhancing (label 2).")
+    opacity = o2.slider("Overlay opacity", 0.0, 1.0, 0.4, 0.05, key="viewer_opacity")
+    level = o3.slider("Window level", 0.0, 1.0, 0.5, 0.02, key="viewer_level",
+                      help="Centre of the grey-scale window, as a fraction of each image's 1st–99th "
+                           "brain-intensity percentile range.")
+    width = o4.slider("Window width", 0.1, 2.0, 1.0, 0.05, key="viewer_width",
+                      help="Width of the window in the same units (1 = p01 to p99).")
+    show_ref = False
+    if ref_path:
+        show_ref = st.checkbox("Reference mask outline (cyan)", value=False, key="viewer_ref",
+                               help="The subject's reference segmentation, drawn as an outline "
+                                    "over the prediction's fill.")
+        if show_ref:
+            ref = common.load_volume_array(ref_path, common.file_mtime(ref_path), is_mask=True)[0]
+
+    n = plots.n_slices(shape, plane)
+    default = plots.best_slice(mask, plane) if mask is not None else n // 2
+    index = st.slider(f"{plane.capitalize()} slice", 0, n - 1, default,
+                      key=f"viewer_slice_{sid}_{plane}",
+                      help="Starts at the slice with the most tumour.")
+
+    labels = {"Both": (1, 2), "Contrast-enhancing": (1,), "Non-enhancing": (2,), "None": ()}[overlay]
+    stat_by = {} if stats.empty else {r.sequence: r for r in stats[stats["subject_id"] == sid].itertuples()}
+    mask2d = None if mask is None else plots.extract_slice(mask, plane, index)
+    ref2d = None if ref is None else plots.extract_slice(ref, plane, index)
+    shown = SEQUENCES if layout == "Four sequences" else [
+        st.selectbox("Sequence", SEQUENCES, format_func=SEQUENCE_TITLES.get, key="viewer_seq",
+                     index=SEQUENCES.index("flair"))]
+    panels = []
+    for s in shown:
+        data = vols[s][0]
+        img2d = plots.extract_slice(data, plane, index)
+        st_row = stat_by.get(s)
+        if st_row is not None and pd.notna(st_row.brain_p01):
+            p01, p99 = float(st_row.brain_p01), float(st_row.brain_p99)
+        else:
+            p01, p99 = float(data.min()), float(data.max())
+        window = plots.window_bounds(p01, p99, level, width)
+        panels.append((SEQUENCE_TITLES[s], plots.slice_rgb(img2d, window, mask2d, labels, opacity,
+                                                            ref2d, max_pixels=512 if len(shown) == 1 else 256)))
+    rows_mm = {"axial": spacing[1], "coronal": spacing[2], "sagittal": spacing[2]}[plane]
+    cols_mm = {"axial": spacing[0], "coronal": spacing[0], "sagittal": spacing[1]}[plane]
+    fig = plots.slices_figure(panels, height=330 if len(shown) > 1 else 640,
+                              pixel_aspect=rows_mm / cols_mm)
+    st.plotly_chart(fig, key="viewer_slices", config={"displayModeBar": False})
+    vol_row = seg[seg["subject_id"] == sid] if not seg.empty else seg
+    if not vol_row.empty:
+        r = vol_row.iloc[0]
+        st.caption(f"{sid}: contrast-enhancing {r.volume_ce_mm3 / 1000:.2f} cm³, non-enhancing "
+                   f"{r.volume_ne_mm3 / 1000:.2f} cm³ · {r.backend} v{r.backend_version} · "
+                   f"slice {index + 1}/{n}, voxel {spacing[0]:.2g}×{spacing[1]:.2g}×{spacing[2]:.2g} mm. "
+                   "Radiological convention: the patient's right is on the left.")
+
+with tab_check:
+    st.markdown("The seed notebook's data check: are intensities comparable across subjects? "
+                "MRI intensities have no fixed unit, so raw values differ between scanners and "
+                "subjects; features that compare tumour intensity across subjects need it "
+                "expressed relative to each image's own brain.")
+    if stats.empty:
+        st.info("No intensity statistics yet: they are computed when the cohort is processed "
+                "(Cohort page → **Process cohort**).")
+    else:
+        sub_stats = stats[stats["subject_id"].isin(ctx.subject_ids)]
+        check = plots.intensity_check_table(ctx.filtered, sub_stats)
+        check["sequence"] = check["sequence"].map(lambda s: SEQUENCE_TITLES.get(s, s))
+        order = {"sequence": [SEQUENCE_TITLES[s] for s in SEQUENCES]}
+        a, b = st.columns(2)
+        fig_raw = px.box(check, x="sequence", y="raw", points="all", hover_data=["subject_id"],
+                         category_orders=order, title="Raw: mean brain intensity per image",
+                         labels={"raw": "mean intensity (scanner units)"})
+        a.plotly_chart(fig_raw, key="check_raw")
+        norm = check.dropna(subset=["normalised"])
+        if norm.empty:
+            b.info("No tumour intensities yet (features missing); process the cohort first.")
+        else:
+            fig_norm = px.box(norm, x="sequence", y="normalised", points="all",
+                              hover_data=["subject_id"], category_orders=order,
+                              title="Normalised: tumour mean, z-scored per image",
+                              labels={"normalised": "(tumour mean − brain mean) / brain SD"})
+            fig_norm.add_hline(y=0, line_dash="dot", line_color="grey")
+            b.plotly_chart(fig_norm, key="check_norm")
+        st.caption("Left: each image's mean intensity inside the brain (non-zero voxels) as stored — "
+                   "spread here is scanner/intensity-scale variation, not biology. Right: the mean "
+                   "intensity of the non-enhancing tumour label (`{seq}_MeanIntensity_label2`) minus "
+                   "that image's brain mean, divided by its brain standard deviation; 0 means as "
+                   "bright as the average brain, +2 means two brain SDs brighter (FLAIR/T2 "
+                   "hyperintensity is expected). Brain statistics come from the store "
+                   "(`image_stats`).")
