@@ -8,7 +8,6 @@ A failing subject is recorded with its error (stage, file, message) and the othe
 from __future__ import annotations
 
 import json
-import os
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -126,6 +125,20 @@ def hash_file_cached(store: Store, path: Path, pending: list[tuple[str, int, int
 
 # -- worker side -------------------------------------------------------------------------------
 _WORKER_SEGMENTERS: dict[str, Segmenter] = {}
+
+
+def _init_worker() -> None:
+    """One thread per worker process: N processes x M threads on N cores only thrash."""
+    try:
+        import SimpleITK as sitk
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    except Exception:  # pragma: no cover - SimpleITK always present with PyRadiomics
+        pass
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(1)
+    except Exception:  # pragma: no cover
+        pass
 
 
 def _worker_segmenter(name: str, options: Mapping[str, Any]) -> Segmenter:
@@ -376,7 +389,8 @@ def process_cohort(cohort: Cohort, store: Store, config: ProcessingConfig | None
         finally:
             segmenter.close()
     else:
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
+        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)),
+                                 initializer=_init_worker) as pool:
             futures = {pool.submit(process_subject, task): task for task in tasks}
             for fut in as_completed(futures):
                 collect(futures[fut], fut.result())
