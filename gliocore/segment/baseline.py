@@ -7,18 +7,24 @@ skull-stripped sequences (zero outside the brain) and a single, mostly contiguou
 
 Method
 ------
-1. **Brain mask**: voxels where any sequence is above a small fraction of its robust maximum,
-   holes filled.
+1. **Brain mask**: voxels where any sequence is above 2 % of its 99th percentile (the largest
+   connected part); the work is cropped to it.
 2. **Robust normalisation**: each sequence is z-scored inside the brain with its median and
    MAD (scaled to a standard deviation), after light Gaussian smoothing that suppresses noise.
-3. **Abnormal T2/FLAIR region**: FLAIR hyperintense (``z_flair > flair_z``) and T2 not dark
-   (``z_t2 > t2_z``, which rejects the FLAIR-bright but T2-dark artefacts at the brain edge).
+3. **Abnormal T2/FLAIR region** (hysteresis): a core that is clearly FLAIR hyperintense
+   (``z_flair > flair_z``) and not T2-dark (``z_t2 > t2_z``, which rejects FLAIR-bright but
+   T2-dark artefacts), kept when of plausible size; then the margin is added by growing
+   the core by at most ``grow_mm`` into voxels above an adaptive level: ``margin_level``
+   (one half) of the core's median z, and at least ``flair_grow_z``. The level is thus
+   half-way between normal brain and the lesion, whatever the lesion's contrast, and the
+   bounded growth cannot leak along normal grey matter.
 4. **Enhancement**: T1c markedly brighter than T1 after each is normalised
    (``z_t1c - z_t1 > enhance_z``) and T1c bright in itself (``z_t1c > t1c_z``), kept only
    within ``adjacent_mm`` of the abnormal region (vessels, choroid plexus and dura far from it
    enhance too).
-5. **Clean-up**: opening/closing, dropping specks below ``min_component_mm3``, keeping the
-   largest lesion and the components at least ``keep_fraction`` of its size, and filling
+5. **Clean-up**: opening/closing (1 mm), dropping specks below ``min_component_mm3``,
+   keeping the largest lesion and the components at least ``keep_fraction`` of its size
+   (step 3), and filling
    holes of the whole tumour, so that a necrotic core inside the enhancing rim counts as
    non-enhancing (as BraTS necrosis does in GlioScope's label map).
 6. **Labels**: 1 = contrast-enhancing (step 4, inside the tumour), 2 = the rest of the tumour.
@@ -40,14 +46,17 @@ from gliocore.segment.base import Segmenter, register_segmenter
 
 #: Default options; every one changes the output, so all enter the cache key.
 DEFAULTS: dict[str, float] = {
-    "flair_z": 2.5,           # FLAIR hyperintensity threshold (robust z)
-    "t2_z": 0.5,              # T2 must be at least this bright (robust z)
-    "enhance_z": 2.0,         # z(T1c) - z(T1) threshold for enhancement
-    "t1c_z": 1.5,             # T1c itself must be at least this bright (robust z)
+    "flair_z": 2.5,           # FLAIR hyperintensity of the lesion's core (robust z)
+    "flair_grow_z": 1.5,      # the lesion grows from its core into voxels above this ...
+    "grow_mm": 5.0,           # ... by at most this distance
+    "margin_level": 0.5,      # margin threshold as a fraction of the core's median z
+    "t2_z": 0.5,              # T2 must be at least this bright in the core (robust z)
+    "keep_fraction": 0.25,    # keep lesion components at least this fraction of the largest
+    "enhance_z": 1.5,         # z(T1c) - z(T1) threshold for enhancement
+    "t1c_z": 0.5,             # T1c itself must be at least this bright (robust z)
     "adjacent_mm": 4.0,       # enhancement counts within this distance of the abnormal region
     "smooth_mm": 1.0,         # Gaussian sigma before thresholding
     "min_component_mm3": 500.0,   # drop lesion components smaller than this
-    "keep_fraction": 0.1,     # keep components at least this fraction of the largest
     "min_enhancing_mm3": 50.0,    # drop enhancing specks smaller than this
 }
 
@@ -142,7 +151,7 @@ def segment_arrays(t1: np.ndarray, t1c: np.ndarray, t2: np.ndarray, flair: np.nd
         brain = lab == (np.argmax(np.bincount(lab.ravel())[1:]) + 1)
     box = ndi.find_objects(brain.astype(np.uint8))[0]
     box = tuple(slice(max(s.start - 2, 0), min(s.stop + 2, dim)) for s, dim in zip(box, shape))
-    brain = ndi.binary_fill_holes(brain[box])
+    brain = brain[box]
     sigma = opt["smooth_mm"] / sp
     z = []
     for a in arrays:
@@ -152,29 +161,54 @@ def segment_arrays(t1: np.ndarray, t1c: np.ndarray, t2: np.ndarray, flair: np.nd
         z.append(_robust_z(crop, brain))
     z_t1, z_t1c, z_t2, z_flair = z
 
-    # 3. Abnormal T2/FLAIR region.
-    abnormal = brain & (z_flair > opt["flair_z"]) & (z_t2 > opt["t2_z"])
+    # 3. Abnormal T2/FLAIR region: a clearly hyperintense core (hysteresis high threshold),
+    # grown by a bounded distance into moderately hyperintense voxels (the fainter margin),
+    # so that growth cannot leak along normal grey matter far from the lesion.
     ball1 = _ball(1.0 / sp)
-    abnormal = ndi.binary_opening(abnormal, ball1)
-    abnormal = _keep_components(abnormal, voxel_mm3, opt["min_component_mm3"],
-                                opt["keep_fraction"])
-    if not abnormal.any():
+    core = brain & (z_flair > opt["flair_z"]) & (z_t2 > opt["t2_z"])
+    core = ndi.binary_opening(core, ball1)
+    core = _keep_components(core, voxel_mm3, opt["min_component_mm3"], opt["keep_fraction"])
+    if not core.any():
         return out
+    # Everything below happens in a crop around the lesion (morphology is the costly part).
+    pad = np.ceil((opt["grow_mm"] + opt["adjacent_mm"] + 3.0) / sp).astype(int) + 1
+    lbox = ndi.find_objects(core.astype(np.uint8))[0]
+    lbox = tuple(slice(max(sl.start - p, 0), min(sl.stop + p, dim))
+                 for sl, p, dim in zip(lbox, pad, brain.shape))
+    brain, core = brain[lbox], core[lbox]
+    z_t1, z_t1c, z_t2, z_flair = (v[lbox] for v in (z_t1, z_t1c, z_t2, z_flair))
+    # The margin level adapts to the lesion: ``margin_level`` (half-way) between normal brain
+    # (z = 0) and the core's median, but never below ``flair_grow_z``.
+    level = max(opt["flair_grow_z"], opt["margin_level"] * float(np.median(z_flair[core])))
+    margin = brain & (z_flair > level) & (z_t2 > 0.0)
+    seed = core & margin
+    if not seed.any():
+        return out
+    steps = int(round(opt["grow_mm"] / float(sp.min())))
+    abnormal = seed
+    if steps > 0:
+        abnormal = ndi.binary_dilation(seed, ndi.generate_binary_structure(3, 1),
+                                       iterations=steps, mask=margin) | seed
 
-    # 4. Enhancement near the abnormal region.
-    near = ndi.binary_dilation(abnormal, _ball(opt["adjacent_mm"] / sp)) & brain
+    # 4. Enhancement near the abnormal region (its holes included: a necrotic centre).
+    near = ndi.binary_dilation(ndi.binary_fill_holes(abnormal),
+                               _ball(opt["adjacent_mm"] / sp)) & brain
     enh = near & ((z_t1c - z_t1) > opt["enhance_z"]) & (z_t1c > opt["t1c_z"])
-    enh = ndi.binary_opening(enh, ndi.generate_binary_structure(3, 1))
-    enh = _keep_components(enh, voxel_mm3, opt["min_enhancing_mm3"], 0.0) if enh.any() else enh
+    enh = ndi.binary_opening(enh, ball1)
+    if enh.any():
+        enh = _keep_components(enh, voxel_mm3, opt["min_enhancing_mm3"], 0.0)
 
     # 5. Whole tumour: abnormal + enhancing, closed, holes (necrotic core) filled.
     tumour = abnormal | enh
-    tumour = ndi.binary_closing(tumour, ball1, iterations=1) | tumour
+    tumour = ndi.binary_closing(tumour, ball1) | tumour
     tumour = ndi.binary_fill_holes(tumour) & brain
-    tumour = _keep_components(tumour, voxel_mm3, opt["min_component_mm3"], opt["keep_fraction"])
+    tumour = _keep_components(tumour, voxel_mm3, opt["min_component_mm3"], 0.0)
 
-    crop_out = np.where(tumour, np.uint8(2), np.uint8(0))
-    crop_out[tumour & enh] = 1
+    # 6. Labels, pasted back through both crops.
+    lesion = np.where(tumour, np.uint8(2), np.uint8(0))
+    lesion[tumour & enh] = 1
+    crop_out = np.zeros(tuple(sl.stop - sl.start for sl in box), dtype=np.uint8)
+    crop_out[lbox] = lesion
     out[box] = crop_out
     return out
 
