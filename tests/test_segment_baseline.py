@@ -1,0 +1,167 @@
+"""Tests of the baseline (intensity-rule) segmenter on the demo phantom and one real case."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gliocore import synth
+from gliocore.cohort import Subject, find_sequences, get_naming
+from gliocore.io import Volume, load_volume
+from gliocore.labels import BRATS, CANONICAL
+from gliocore.segment import SEGMENTERS, get_segmenter
+from gliocore.segment.baseline import DEFAULTS, BaselineSegmenter, segment_arrays
+
+SEQS = ("t1", "t1c", "t2", "flair")
+REDUCED = (120, 120, 78)   # the full field of view at 2 mm
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    denom = a.sum() + b.sum()
+    return 1.0 if denom == 0 else 2.0 * float((a & b).sum()) / float(denom)
+
+
+def _volumes(images: dict[str, np.ndarray], affine: np.ndarray) -> dict[str, Volume]:
+    return {seq: Volume(images[seq], affine) for seq in SEQS}
+
+
+def _subject(sid: str = "X") -> Subject:
+    return Subject(sid, {s: Path(f"{sid}_{s}.nii.gz") for s in SEQS}, Path("."))
+
+
+def _segment(s: synth.SyntheticSubject) -> np.ndarray:
+    seg = get_segmenter("baseline")
+    return seg.segment(_subject(s.subject_id), _volumes(s.images, s.affine))
+
+
+def _demo_subjects(n: int, shape, spacing, want_ce: bool) -> list[synth.SyntheticSubject]:
+    out = []
+    for seed in range(1000, 1100):
+        s = synth.generate_subject(f"S{seed}", seed, shape, spacing)
+        if want_ce and (s.truth == 1).sum() * np.prod([spacing] * 3) < 1000.0:
+            continue  # need >= 1 cm³ of enhancement to score it
+        out.append(s)
+        if len(out) == n:
+            return out
+    pytest.fail("not enough demo subjects found")  # pragma: no cover
+
+
+def test_registered():
+    assert "baseline" in SEGMENTERS
+    seg = get_segmenter("baseline")
+    assert isinstance(seg, BaselineSegmenter)
+    assert seg.title == "Baseline (intensity rules, no weights)"
+    assert seg.label_map is CANONICAL
+    assert seg.weights_checksum is None and seg.unavailable_reason() is None
+    assert seg.version
+    assert get_segmenter("baseline", flair_z=3.0).cache_token() != seg.cache_token()
+
+
+def test_unknown_or_bad_option():
+    with pytest.raises(ValueError, match="unknown baseline option"):
+        get_segmenter("baseline", not_an_option=1)
+    with pytest.raises(ValueError, match="must be a number"):
+        get_segmenter("baseline", flair_z="high")
+    assert set(DEFAULTS) >= {"flair_z", "enhance_z", "min_component_mm3"}
+
+
+def test_dice_per_label_on_demo_subjects_reduced():
+    for s in _demo_subjects(4, REDUCED, 2.0, want_ce=True):
+        mask = _segment(s)
+        assert mask.dtype == np.uint8 and mask.shape == s.truth.shape
+        d_ce, d_ne = dice(mask == 1, s.truth == 1), dice(mask == 2, s.truth == 2)
+        assert d_ce >= 0.8, (s.subject_id, d_ce)
+        assert d_ne >= 0.8, (s.subject_id, d_ne)
+
+
+def test_dice_non_enhancing_tumours_reduced():
+    # IDH-mutant-like subjects often enhance little or not at all; NE must still be found.
+    found = 0
+    for seed in range(2000, 2060):
+        if synth._draw_params(synth._subject_rng(seed)[0]).idh_status != "mutant":
+            continue  # cheap look at the subject's draw before generating it
+        s = synth.generate_subject(f"M{seed}", seed, REDUCED, 2.0)
+        mask = _segment(s)
+        assert dice(mask == 2, s.truth == 2) >= 0.8
+        assert dice(mask > 0, s.truth > 0) >= 0.85
+        if not (s.truth == 1).any():
+            assert (mask == 1).sum() * 8.0 < 500.0  # no sizeable false enhancement
+        found += 1
+        if found == 3:
+            break
+    assert found == 3
+
+
+def test_dice_full_size_subject():
+    s = _demo_subjects(1, synth.REFERENCE_SHAPE, 1.0, want_ce=True)[0]
+    mask = _segment(s)
+    assert dice(mask == 1, s.truth == 1) >= 0.8
+    assert dice(mask == 2, s.truth == 2) >= 0.8
+
+
+def test_all_zero_brain_gives_empty_mask():
+    zeros = {seq: np.zeros((40, 40, 30), np.float32) for seq in SEQS}
+    mask = get_segmenter("baseline").segment(_subject(), _volumes(zeros, np.eye(4)))
+    assert mask.shape == (40, 40, 30) and not mask.any()
+
+
+def test_healthy_brain_gives_no_tumour():
+    # A flat brain without lesion: noise alone must not become a tumour.
+    rng = np.random.default_rng(0)
+    shape = (60, 60, 40)
+    grid = np.indices(shape).astype(float)
+    brain = (((grid[0] - 30) / 25) ** 2 + ((grid[1] - 30) / 27) ** 2
+             + ((grid[2] - 20) / 17) ** 2) < 1
+    images = {seq: np.where(brain, 500 + 20 * rng.standard_normal(shape), 0).astype(np.float32)
+              for seq in SEQS}
+    mask = segment_arrays(images["t1"], images["t1c"], images["t2"], images["flair"])
+    assert not mask.any()
+
+
+def test_odd_inputs():
+    a = np.zeros((20, 20, 20), np.float32)
+    with pytest.raises(ValueError, match="shapes differ"):
+        segment_arrays(a, a, a, np.zeros((20, 20, 21), np.float32))
+    with pytest.raises(ValueError, match="spacing"):
+        segment_arrays(a, a, a, a, spacing=(1, 0, 1))
+    with pytest.raises(ValueError, match="3-D"):
+        segment_arrays(a[0], a[0], a[0], a[0])
+    nan = a.copy()
+    nan[0, 0, 0] = np.nan
+    assert not segment_arrays(nan, a, a, a).any()
+    # Constant brain (MAD = 0) does not crash.
+    cube = np.zeros((30, 30, 30), np.float32)
+    cube[5:25, 5:25, 5:25] = 100.0
+    assert not segment_arrays(cube, cube, cube, cube).any()
+
+
+def test_does_not_modify_inputs():
+    s = synth.generate_subject("X", 1001, (60, 60, 39), 4.0)
+    before = {k: v.copy() for k, v in s.images.items()}
+    segment_arrays(s.images["t1"], s.images["t1c"], s.images["t2"], s.images["flair"],
+                   (4.0, 4.0, 4.0))
+    for k in SEQS:
+        np.testing.assert_array_equal(before[k], s.images[k])
+
+
+def test_real_case_whole_tumour(shared_dir):
+    case = shared_dir / "cases" / "TCGA-DU-7294"
+    paths, _ = find_sequences(case, "TCGA-DU-7294", get_naming("bet"))
+    images = {seq: load_volume(p) for seq, p in paths.items()}
+    subject = Subject("TCGA-DU-7294", paths, case)
+    mask = get_segmenter("baseline").segment(subject, images)
+    algos = sorted((case / "algorithm_segmentations").glob("*.nii.gz"))
+    assert len(algos) == 5
+    canon = [BRATS.to_canonical(load_volume(p, dtype=None).data) for p in algos]
+    votes_wt = sum((c > 0).astype(int) for c in canon)
+    votes_ce = sum((c == 1).astype(int) for c in canon)
+    ref_wt, ref_ce = votes_wt >= 3, votes_ce >= 3
+    d_wt = dice(mask > 0, ref_wt)
+    print(f"TCGA-DU-7294 baseline: whole-tumour Dice {d_wt:.3f}; CE voxels "
+          f"{int((mask == 1).sum())} vs reference {int(ref_ce.sum())} "
+          f"(CE Dice {dice(mask == 1, ref_ce):.3f})")
+    assert d_wt >= 0.85
+    # The reference shows no enhancement (a lower-grade glioma); nor should we, much.
+    assert (mask == 1).sum() < 0.05 * max(int(ref_wt.sum()), 1)
