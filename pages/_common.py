@@ -115,6 +115,13 @@ def load_subject_files(db: str, stamp: str, cohort_id: str, subject_id: str
     return store.subject_images(cohort_id, subject_id), store.reference_mask(cohort_id, subject_id)
 
 
+@st.cache_data(ttl=300, show_spinner=False)
+def available_backends() -> dict[str, str | None]:
+    """Segmentation backend -> None when it can run here, else why not (checked every 5 min)."""
+    from gliocore.segment import available_segmenters
+    return available_segmenters()
+
+
 def file_mtime(path: str | None) -> int:
     try:
         return os.stat(path).st_mtime_ns if path else 0
@@ -271,6 +278,19 @@ def _kept(dg: Any, widget: str, label: str, key: str, **kwargs: Any) -> Any:
     return value
 
 
+def _clamp_range(key: str, lo: float, hi: float) -> None:
+    """Keep a remembered (low, high) inside the slider's bounds (the data may have changed)."""
+    value = st.session_state.get(key)
+    if value is None:
+        return
+    try:
+        a, b = (min(max(float(v), lo), hi) for v in value)
+    except (TypeError, ValueError):
+        st.session_state.pop(key, None)
+        return
+    st.session_state[key] = (min(a, b), max(a, b))
+
+
 def clear_filters() -> None:
     for k in [k for k in st.session_state
               if str(k).startswith(FILTER_PREFIX) or str(k).startswith(f"_w_{FILTER_PREFIX}")]:
@@ -279,9 +299,10 @@ def clear_filters() -> None:
 
 def _filters(table: pd.DataFrame, cohort_id: str) -> tuple[pd.DataFrame, list[str]]:
     """The filter widgets (IDH status first) and the rows they keep."""
-    if st.session_state.get("_flt_cohort") != cohort_id:
+    previous = st.session_state.get("_flt_cohort")
+    if previous is not None and previous != cohort_id:  # another cohort: its own filters
         clear_filters()
-        st.session_state["_flt_cohort"] = cohort_id
+    st.session_state["_flt_cohort"] = cohort_id
     if table.empty:
         return table, []
     keep = pd.Series(True, index=table.index)
@@ -306,6 +327,7 @@ def _filters(table: pd.DataFrame, cohort_id: str) -> tuple[pd.DataFrame, list[st
         if values.notna().sum() < 2 or values.min() == values.max():
             return
         lo, hi = float(np.floor(values.min())), float(np.ceil(values.max()))
+        _clamp_range(f"{FILTER_PREFIX}{key}", lo, hi)
         sel = _kept(box, "slider", label, f"{FILTER_PREFIX}{key}", min_value=lo, max_value=hi,
                     value=(lo, hi))
         if tuple(sel) != (lo, hi):
@@ -342,6 +364,7 @@ def _filters(table: pd.DataFrame, cohort_id: str) -> tuple[pd.DataFrame, list[st
                 box.caption(f"{col}: fewer than two distinct values, no filter")
                 continue
             lo, hi = float(values.min()), float(values.max())
+            _clamp_range(f"{FILTER_PREFIX}col_{col}", lo, hi)
             sel = _kept(box, "slider", col, f"{FILTER_PREFIX}col_{col}", min_value=lo,
                         max_value=hi, value=(lo, hi))
             if tuple(sel) != (lo, hi):

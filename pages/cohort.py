@@ -143,9 +143,7 @@ c[1].metric("With images", int(status["has_images"].sum()) if n_all else 0)
 c[2].metric("Segmented", int(status["segmented"].sum()) if n_all else 0)
 c[3].metric("With features", int(status["features"].sum()) if n_all else 0)
 
-from gliocore.segment import available_segmenters  # noqa: E402
-
-backends = available_segmenters()
+backends = common.available_backends()
 names = sorted(backends, key=lambda b: (backends[b] is not None, b != settings.default_backend, b))
 captions = [("available" if backends[b] is None else f"unavailable: {backends[b]}") for b in names]
 col_a, col_b = st.columns([3, 1])

@@ -1,0 +1,87 @@
+"""About / Validation: what GlioScope is, where its data lives, and the validation report."""
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+
+import streamlit as st
+
+from pages import _common as common
+
+ctx = common.context()
+common.page_header("About / Validation", ctx, "ℹ️")
+settings = ctx.settings
+
+st.markdown(
+    "**GlioScope** analyses glioma cohorts from MRI: four co-registered sequences per subject "
+    "(T1, T1c, T2, FLAIR) and a clinical table are segmented into **contrast-enhancing** and "
+    "**non-enhancing** tumour, described with PyRadiomics features and analysed against survival "
+    "and IDH status. Processing (`gliocore`) caches everything in DuckDB, keyed by content, so "
+    "re-runs only compute what changed; this dashboard only reads from it.\n\n"
+    "It is a research tool, not a medical device: the `baseline` segmenter is a rule-based "
+    "yardstick, and every result carries the backend and version that produced it.")
+
+st.subheader("This installation")
+try:
+    from importlib.metadata import version
+
+    versions = {p: version(p) for p in ("streamlit", "plotly", "pandas", "duckdb", "lifelines",
+                                        "scikit-learn", "pyradiomics")}
+except Exception:  # a package without metadata: show what we have
+    versions = {}
+import gliocore  # noqa: E402
+
+info = {"store (DuckDB)": str(settings.db), "data folder": str(settings.data_dir),
+        "demo cohort": str(settings.demo_dir),
+        "short-survival threshold": f"{settings.short_survival_months:g} months",
+        "gliocore": gliocore.__version__, "python": platform.python_version(), **versions}
+st.dataframe([{"setting": k, "value": v} for k, v in info.items()], hide_index=True,
+             key="about_info")
+
+
+backends = common.available_backends()
+st.markdown("**Segmentation backends:** " + "; ".join(
+    f"`{b}` " + ("available" if r is None else f"unavailable ({r})") for b, r in backends.items()))
+line = common.backend_line(ctx)
+if line:
+    st.caption("Results on display — " + line)
+
+st.subheader("Validation")
+st.markdown("The validation report checks GlioScope against external references: the IBSI "
+            "phase-1 digital phantom and PyRadiomics' baselines (features), survival reference "
+            "values (Kaplan–Meier, log-rank, Cox), and the baseline segmenter on a real case against "
+            "a consensus of published BraTS algorithms.")
+report_path = settings.data_dir / "validation" / "report.md"
+from gliocore.validation import find_shared  # noqa: E402
+
+shared = find_shared()
+if shared is not None:
+    if st.button("Run validation", key="run_validation",
+                 help=f"Uses the reference data in {shared}; takes a minute or two."):
+        from gliocore.validation import run_validation
+        with st.spinner("Running the validation…"):
+            t0 = time.perf_counter()
+            try:
+                report = run_validation(shared)
+            except Exception as exc:  # report it; the page stays usable
+                st.error(f"Validation failed: {type(exc).__name__}: {exc}")
+            else:
+                report_path.parent.mkdir(parents=True, exist_ok=True)
+                report_path.write_text(report.to_markdown())
+                (st.success if report.ok else st.warning)(
+                    f"Validation {'passed' if report.ok else 'found failures'} in "
+                    f"{time.perf_counter() - t0:.0f} s; report written to {report_path}.")
+else:
+    st.caption("Reference data (`../shared`) not found, so the validation cannot be run here; "
+               "`python -m gliocore validate --shared PATH` runs it where the data is.")
+
+if report_path.exists():
+    stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(report_path.stat().st_mtime))
+    st.caption(f"Latest report: `{report_path}` ({stamp})")
+    with st.container(border=True):
+        st.markdown(report_path.read_text())
+else:
+    st.info(f"No validation report yet (`{report_path}`). "
+            + ("Press **Run validation** above, or run " if shared else "Run ")
+            + "`python -m gliocore validate`.")

@@ -1,0 +1,158 @@
+"""Features: the seed's wide table (pick, sort, search, download), distributions, correlations,
+and a univariable survival screen with Benjamini–Hochberg q-values."""
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from pages import _common as common
+
+ctx = common.context()
+common.page_header("Features", ctx, "📊")
+if not common.require_cohort(ctx):
+    st.stop()
+
+table = ctx.filtered
+features = ctx.feature_columns()
+clinical = [common.ID] + ctx.clinical_columns()
+if not common.require_features(ctx, "the feature table"):
+    st.subheader("Clinical table")
+    st.dataframe(table[[c for c in clinical if c in table.columns]], hide_index=True)
+    st.stop()
+
+tab_table, tab_dist, tab_corr, tab_screen = st.tabs(
+    ["Table", "Distribution by group", "Correlation", "Survival screen (FDR)"])
+
+# -- the wide table -------------------------------------------------------------------------------
+with tab_table:
+    st.caption("The seed's table: one row per subject; `label1` = contrast-enhancing, `label2` = "
+               "non-enhancing tumour; `tumor_volume` = both, in mm³. Missing values mean the label "
+               "is empty or the subject is not processed.")
+    default_cols = [c for c in clinical if c in table.columns and c != "img_dir"] + \
+        [c for c in ("Volume_label1", "Volume_label2", "tumor_volume", "Max3DDiameter_label1",
+                     "flair_MeanIntensity_label2") if c in table.columns]
+    c1, c2, c3 = st.columns([4, 2, 2])
+    cols = c1.multiselect("Columns", list(table.columns), default=default_cols, key="feat_cols")
+    sort_by = c2.selectbox("Sort by", ["(table order)", *cols], key="feat_sort")
+    descending = c3.toggle("Descending", value=False, key="feat_desc")
+    search = st.text_input("Search", placeholder="subject ID or any text value (e.g. mutant)",
+                           key="feat_search")
+    view = table[cols] if cols else table
+    if search.strip():
+        text_cols = [c for c in view.columns if view[c].dtype == object]
+        hit = pd.Series(False, index=view.index)
+        for c in text_cols:
+            hit |= view[c].astype(str).str.contains(search.strip(), case=False, regex=False, na=False)
+        view = view[hit]
+    if sort_by != "(table order)" and sort_by in view.columns:
+        view = view.sort_values(sort_by, ascending=not descending, na_position="last")
+    st.dataframe(view, hide_index=True, height=min(38 + 35 * len(view), 460))
+    st.caption(f"{len(view)} rows × {view.shape[1]} columns shown.")
+    d1, d2, _ = st.columns([1, 1, 4])
+    d1.download_button("Download CSV", view.to_csv(index=False).encode(), "glioscope_features.csv",
+                       "text/csv", key="dl_csv")
+    buf = io.BytesIO()
+    view.to_parquet(buf, index=False)
+    d2.download_button("Download Parquet", buf.getvalue(), "glioscope_features.parquet",
+                       "application/vnd.apache.parquet", key="dl_parquet")
+
+# -- distribution by group ------------------------------------------------------------------------
+processed = common.processed(ctx)
+with tab_dist:
+    c1, c2, c3 = st.columns([3, 2, 2])
+    feature = c1.selectbox("Feature", features,
+                           index=features.index("tumor_volume") if "tumor_volume" in features else 0,
+                           key="dist_feature")
+    threshold = ctx.settings.short_survival_months
+    group_options = ["IDH-status", f"Short/long survival (≤ {threshold:g} months)", "sex", "event"]
+    group_options = [g for g in group_options
+                     if g.startswith("Short") or g in processed.columns]
+    group = c2.selectbox("Group by", group_options, key="dist_group")
+    kind = c3.radio("Plot", ["Box", "Violin", "Histogram"], horizontal=True, key="dist_kind")
+    data = processed.copy()
+    if group.startswith("Short"):
+        from gliocore.survival import make_groups
+        g = make_groups(data, common.SURVIVAL, "short_long", threshold=threshold,
+                        event_col=common.EVENT)
+        data["group"] = g.labels.astype(object)
+        st.caption(g.rule)
+    else:
+        data["group"] = data[group].astype(object).where(data[group].notna(), "unknown").astype(str)
+    data = data.dropna(subset=["group", feature])
+    if data.empty:
+        st.warning(f"No processed subject has a value for {feature}; pick another feature.")
+    else:
+        hover = [common.ID, common.SURVIVAL]
+        if kind == "Histogram":
+            fig = px.histogram(data, x=feature, color="group", barmode="overlay", opacity=0.65,
+                               hover_data=hover)
+        elif kind == "Violin":
+            fig = px.violin(data, x="group", y=feature, color="group", box=True, points="all",
+                            hover_data=hover)
+        else:
+            fig = px.box(data, x="group", y=feature, color="group", points="all", hover_data=hover)
+        fig.update_layout(showlegend=kind == "Histogram", height=420,
+                          title=f"{feature} by {group} (n = {len(data)})")
+        st.plotly_chart(fig, key="dist_fig")
+        counts = data.groupby("group", observed=True)[feature].describe()[["count", "mean", "50%", "std"]]
+        st.dataframe(counts.rename(columns={"50%": "median"}), key="dist_counts")
+
+# -- correlation ------------------------------------------------------------------------------------
+with tab_corr:
+    default_corr = [c for c in ("Volume_label1", "Volume_label2", "tumor_volume",
+                                "Max3DDiameter_label1", "Max3DDiameter_label2",
+                                "flair_MeanIntensity_label2", "t1c_MeanIntensity_label1")
+                    if c in features]
+    chosen = st.multiselect("Features", features, default=default_corr, key="corr_features")
+    method = st.radio("Method", ["spearman", "pearson"], horizontal=True, key="corr_method",
+                      help="Spearman (rank) is robust to the skew of volumes and intensities.")
+    usable = [c for c in chosen if processed[c].notna().sum() >= 3]
+    if len(usable) < 2:
+        st.info("Pick at least two features with values in three or more subjects.")
+    else:
+        corr = processed[usable].corr(method=method, min_periods=3)
+        fig = px.imshow(corr, zmin=-1, zmax=1, color_continuous_scale="RdBu_r", text_auto=".2f",
+                        aspect="auto", title=f"{method.capitalize()} correlation (n = {len(processed)})")
+        fig.update_layout(height=max(380, 60 * len(usable)))
+        st.plotly_chart(fig, key="corr_fig")
+        if len(usable) < len(chosen):
+            st.caption("Left out (fewer than 3 values): "
+                       + ", ".join(c for c in chosen if c not in usable))
+
+
+# -- survival screen --------------------------------------------------------------------------------
+@st.cache_data(show_spinner="Screening features…", max_entries=16)
+def _screen(db: str, stamp: str, cohort_id: str, ids: str, feats: tuple[str, ...],
+            _table: pd.DataFrame) -> pd.DataFrame:
+    """Cached by cohort, store stamp, subject set and features (the table follows from those)."""
+    from gliocore.survival import screen_features
+    return screen_features(_table, common.SURVIVAL, common.EVENT, list(feats))
+
+
+with tab_screen:
+    st.markdown("Each feature alone in a Cox model (standardised: hazard ratio per SD). With many "
+                "features some look significant by chance, so read the **q-value** "
+                "(Benjamini–Hochberg false-discovery rate over the features screened), not p.")
+    screen_feats = st.multiselect("Features to screen", features, default=features,
+                                  key="screen_features")
+    events = int(processed[common.EVENT].fillna(0).sum()) if common.EVENT in processed else 0
+    if not screen_feats:
+        st.info("Pick features to screen.")
+    elif events < 2:
+        st.warning(f"Only {events} death(s) among the {len(processed)} processed subjects: a Cox "
+                   "screen needs events. Widen the filters.")
+    else:
+        res = _screen(ctx.db, ctx.stamp, ctx.cohort_id, common.ids_key(processed[common.ID].tolist()),
+                      tuple(screen_feats), processed)
+        n_sig = int((res["q"] < 0.05).sum())
+        st.caption(f"{len(processed)} subjects, {events} deaths; {n_sig} feature(s) with q < 0.05.")
+        st.dataframe(
+            res.reset_index(), hide_index=True, key="screen_table",
+            column_config={"HR_per_SD": st.column_config.NumberColumn("HR per SD", format="%.2f"),
+                           "HR_lower": st.column_config.NumberColumn("95% CI low", format="%.2f"),
+                           "HR_upper": st.column_config.NumberColumn("95% CI high", format="%.2f"),
+                           "p": st.column_config.NumberColumn("p", format="%.4f"),
+                           "q": st.column_config.NumberColumn("q (BH FDR)", format="%.4f")})

@@ -1,0 +1,199 @@
+"""Survival: the seed's plots, Kaplan–Meier by a chosen grouping and a Cox model."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from gliocore import plots
+from gliocore.errors import CohortError
+from pages import _common as common
+
+ctx = common.context()
+common.page_header("Survival", ctx, "📈")
+if not common.require_cohort(ctx):
+    st.stop()
+
+data = ctx.filtered.copy()
+threshold = ctx.settings.short_survival_months
+data = data[data[common.SURVIVAL].notna()]
+if data.empty:
+    st.warning(f"No filtered subject has a `{common.SURVIVAL}` value; check the clinical table.")
+    st.stop()
+data["IDH"] = data[common.IDH].fillna("unknown") if common.IDH in data else "unknown"
+data["status"] = np.where(data[common.EVENT] == 1, "died", "censored")
+n_events = int((data[common.EVENT] == 1).sum())
+st.caption(f"{len(data)} subjects with a survival time, {n_events} deaths observed, "
+           f"{len(data) - n_events} censored (alive at last follow-up).")
+
+tab_seed, tab_km, tab_cox = st.tabs(["Seed plots", "Kaplan–Meier", "Cox model"])
+colours = {"mutant": "#1f77b4", "wildtype": "#d62728", "unknown": "#7f7f7f"}
+
+# -- the seed's plots ------------------------------------------------------------------------------
+with tab_seed:
+    ordered = data.sort_values(common.SURVIVAL).reset_index(drop=True)
+    fig = px.bar(ordered, x=common.ID, y=common.SURVIVAL, color="IDH", pattern_shape="status",
+                 pattern_shape_map={"died": "", "censored": "/"}, color_discrete_map=colours,
+                 hover_data=["age", "sex"] if {"age", "sex"} <= set(ordered.columns) else None,
+                 title="Survival by subject (sorted); hatched = censored")
+    fig.add_hline(y=threshold, line_dash="dash", line_color="grey",
+                  annotation_text=f"short-survival threshold ({threshold:g} months)")
+    fig.update_xaxes(categoryorder="array", categoryarray=ordered[common.ID].tolist(),
+                     showticklabels=len(ordered) <= 40)
+    fig.update_layout(height=380)
+    st.plotly_chart(fig, key="seed_bars")
+
+    processed = data[data.get("tumor_volume", pd.Series(index=data.index, dtype=float)).notna()] \
+        if "tumor_volume" in data else data.iloc[0:0]
+    if processed.empty:
+        common.require_features(ctx, "the volume plots")
+    else:
+        a, b = st.columns(2)
+        fig = px.scatter(processed, x="tumor_volume", y=common.SURVIVAL, color="IDH",
+                         symbol="status", symbol_map={"died": "circle", "censored": "circle-open"},
+                         color_discrete_map=colours, hover_data=[common.ID],
+                         title="Tumour volume vs survival",
+                         labels={"tumor_volume": "tumour volume (mm³)"})
+        fig.update_traces(marker=dict(size=10))
+        a.plotly_chart(fig, key="seed_scatter")
+        from gliocore.survival import make_groups
+        g = make_groups(processed, common.SURVIVAL, "short_long", threshold=threshold,
+                        event_col=common.EVENT)
+        grouped = processed.assign(group=g.labels.astype(object)).dropna(subset=["group"])
+        if "Volume_label1" in grouped:
+            fig = px.box(grouped, x="group", y="Volume_label1", color="IDH", points="all",
+                         color_discrete_map=colours, hover_data=[common.ID],
+                         title="Contrast-enhancing volume by survival group",
+                         labels={"Volume_label1": "Volume_label1 (mm³)", "group": ""})
+            b.plotly_chart(fig, key="seed_box")
+        st.caption(g.rule + ". Open circles = censored.")
+
+
+# -- Kaplan–Meier ---------------------------------------------------------------------------------
+def _run_quiet(fn, *args, **kwargs):
+    """Call a gliocore analysis; its warnings are returned as text, not printed."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = fn(*args, **kwargs)
+    return out, [str(w.message) for w in caught]
+
+
+with tab_km:
+    from gliocore.survival import kaplan_meier, make_groups
+    features = [c for c in ctx.feature_columns() if data[c].notna().sum() >= 3]
+    numeric_clin = [c for c in ctx.clinical_columns()
+                    if pd.api.types.is_numeric_dtype(data[c]) and c not in (common.SURVIVAL, common.EVENT)]
+    choices = ["None (whole cohort)", "IDH status", "Sex", f"Short/long (≤ {threshold:g} months)",
+               "Median split of a variable", "Tertile split of a variable"]
+    c1, c2, c3 = st.columns([3, 3, 1])
+    grouping = c1.selectbox("Group by", choices, index=1, key="km_grouping")
+    variable = None
+    if grouping.endswith("of a variable"):
+        options = features + numeric_clin
+        if not options:
+            st.warning("No numeric variable to split; process the cohort to get features.")
+            st.stop()
+        variable = c2.selectbox("Variable", options,
+                                index=options.index("tumor_volume") if "tumor_volume" in options else 0,
+                                key="km_variable")
+    show_ci = c3.toggle("95% CI", value=True, key="km_ci")
+    try:
+        frame = data.copy()
+        group_col = None
+        rule = "whole cohort"
+        if grouping == "IDH status":
+            grp = make_groups(frame, common.IDH, "categorical")
+        elif grouping == "Sex":
+            grp = make_groups(frame, "sex", "categorical")
+        elif grouping.startswith("Short"):
+            grp = make_groups(frame, common.SURVIVAL, "short_long", threshold=threshold,
+                              event_col=common.EVENT)
+        elif variable is not None:
+            grp = make_groups(frame, variable, "median" if grouping.startswith("Median") else "tertile")
+        else:
+            grp = None
+        if grp is not None:
+            frame["_group"] = grp.labels
+            group_col = "_group"
+            rule = grp.rule
+        km, notes = _run_quiet(kaplan_meier, frame, common.SURVIVAL, common.EVENT, group_col)
+    except CohortError as exc:
+        st.warning(f"Kaplan–Meier not possible with this grouping: {exc}")
+    else:
+        fig = plots.km_figure(km, show_ci=show_ci, time_label="months")
+        fig.update_layout(height=560)
+        st.plotly_chart(fig, key="km_fig")
+        st.caption(f"Grouping: {rule}. Ticks = censored subjects. The table under the curves is the "
+                   "number still at risk at each time.")
+        m1, m2 = st.columns([3, 2])
+        med = km.medians.reset_index()[["group", "n", "events", "median_text"]]
+        m1.dataframe(med.rename(columns={"median_text": "median survival, months (95% CI)"}),
+                     hide_index=True, key="km_medians")
+        lr = km.logrank
+        if lr is not None:
+            test = "log-rank" if lr.dof == 1 else f"multivariate log-rank ({len(lr.groups)} groups)"
+            m2.metric(f"{test} p", f"{lr.p_value:.3g}", help=f"χ² = {lr.statistic:.2f}, df = {lr.dof}")
+        elif group_col is not None:
+            m2.info("No log-rank test (see notes).")
+        for note in notes:
+            st.warning(note)
+        with st.expander("Number at risk"):
+            st.dataframe(km.at_risk, key="km_at_risk")
+
+# -- Cox PH ---------------------------------------------------------------------------------------
+
+
+@st.cache_data(show_spinner="Fitting the Cox model…", max_entries=16)
+def _cox(db: str, stamp: str, cohort_id: str, ids: str, covariates: tuple[str, ...], ties: str,
+         standardize: bool, penalizer: float, _frame: pd.DataFrame):
+    """Cached by cohort, store stamp, subject set and model options (the frame follows)."""
+    from gliocore.survival import cox_ph
+    return _run_quiet(cox_ph, _frame, common.SURVIVAL, common.EVENT, list(covariates), ties=ties,
+                      standardize=standardize, penalizer=penalizer)
+
+
+with tab_cox:
+    candidates = [c for c in [common.IDH, "age", "sex", *ctx.feature_columns()] if c in data.columns
+                  and data[c].notna().sum() >= 3]
+    default = [c for c in (common.IDH, "age", "tumor_volume") if c in candidates]
+    c1, c2, c3, c4 = st.columns([5, 2, 2, 2])
+    covariates = c1.multiselect("Covariates", candidates, default=default, key="cox_covariates")
+    ties = c2.selectbox("Ties", ["efron", "breslow"], key="cox_ties")
+    standardize = c3.toggle("HR per SD", value=True, key="cox_std",
+                            help="Rescale numeric covariates to unit SD, so HRs are comparable.")
+    penalizer = c4.number_input("Ridge penalty", 0.0, 10.0, 0.0, 0.05, key="cox_pen",
+                                help="Small values (0.01–0.1) stabilise fits with few events.")
+    if not covariates:
+        st.info("Pick at least one covariate.")
+    else:
+        frame = data.copy()
+        try:
+            cox, notes = _cox(ctx.db, ctx.stamp, ctx.cohort_id,
+                              common.ids_key(frame[common.ID].tolist()), tuple(covariates), ties,
+                              standardize, float(penalizer), frame)
+        except (CohortError, ValueError, np.linalg.LinAlgError) as exc:
+            st.warning(f"The Cox model could not be fitted: {exc}")
+        else:
+            k = st.columns(4)
+            k[0].metric("Subjects", cox.n, help=f"{cox.n_dropped} dropped for missing values")
+            k[1].metric("Deaths", cox.n_events)
+            k[2].metric("Concordance (C)", f"{cox.concordance:.3f}",
+                        help="Harrell's C on the fitting data: optimistic, not cross-validated.")
+            k[3].metric("Likelihood-ratio p", f"{cox.lr_test['p']:.3g}")
+            st.plotly_chart(plots.forest_figure(cox), key="cox_forest")
+            summ = cox.summary.reset_index()[["term", "HR", "HR_lower", "HR_upper", "p"]]
+            st.dataframe(summ, hide_index=True, key="cox_table", column_config={
+                "HR": st.column_config.NumberColumn("hazard ratio", format="%.3f"),
+                "HR_lower": st.column_config.NumberColumn("95% CI low", format="%.3f"),
+                "HR_upper": st.column_config.NumberColumn("95% CI high", format="%.3f"),
+                "p": st.column_config.NumberColumn("p", format="%.4f")})
+            verdict_ok = "violated" not in cox.ph_verdict
+            (st.success if verdict_ok else st.warning)(
+                f"Proportional-hazards check (scaled Schoenfeld residuals): {cox.ph_verdict}.")
+            with st.expander("Proportional-hazards test per term"):
+                st.dataframe(cox.ph_test.reset_index(), hide_index=True, key="cox_ph")
+            for note in dict.fromkeys([*cox.notes, *notes]):
+                st.caption("Note: " + note)

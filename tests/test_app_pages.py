@@ -1,0 +1,319 @@
+"""AppTest smoke and behaviour tests of every dashboard page, on a tiny processed demo store.
+
+The store is built once per session: a 14-subject synthetic cohort on a coarse grid (44×44×32
+voxels of 4 mm, so tumour volumes and survival are realistic) processed with the baseline
+backend into a temporary DuckDB; the app is pointed at it through ``$GLIOSCOPE_DATA`` /
+``$GLIOSCOPE_DB``.
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+st_testing = pytest.importorskip("streamlit.testing.v1")
+AppTest = st_testing.AppTest
+
+REPO = Path(__file__).resolve().parents[1]
+APP = str(REPO / "app.py")
+N_SUBJECTS = 14
+DEMO_KW = dict(n_subjects=N_SUBJECTS, seed=0, shape=(44, 44, 32), spacing=4.0)
+
+
+def build_demo_store(root: Path) -> Path:
+    """Generate and process the tiny demo cohort under ``root`` (reused if already there).
+
+    Returns the DuckDB path (``root / "gliocore.duckdb"``).
+    """
+    from gliocore import synth
+    from gliocore.cohort import load_cohort
+    from gliocore.pipeline import ProcessingConfig, process_cohort
+    from gliocore.store import Store
+
+    db = root / "gliocore.duckdb"
+    done = root / ".processed"
+    if done.exists():
+        return db
+    csv = synth.generate_demo_cohort(root / "demo", **DEMO_KW)
+    cohort = load_cohort(csv, name="demo")
+    summary = process_cohort(cohort, Store(db), ProcessingConfig(backend="baseline", workers=2))
+    assert not summary.errors, summary.describe()
+    done.write_text(summary.cohort_id)
+    return db
+
+
+@pytest.fixture(scope="session")
+def demo_store(tmp_path_factory) -> Path:
+    root = tmp_path_factory.getbasetemp() / "glioscope_demo_store"
+    root.mkdir(exist_ok=True)
+    return build_demo_store(root)
+
+
+@pytest.fixture
+def app_env(demo_store, monkeypatch):
+    """Point the app at the demo store."""
+    monkeypatch.setenv("GLIOSCOPE_DATA", str(demo_store.parent))
+    monkeypatch.setenv("GLIOSCOPE_DB", str(demo_store))
+    return demo_store
+
+
+def _new_app() -> AppTest:
+    return AppTest.from_file(APP, default_timeout=90)
+
+
+def _open(page: str | None = None) -> AppTest:
+    at = _new_app().run()
+    assert not at.exception, at.exception
+    if page:
+        at.switch_page(f"pages/{page}.py").run()
+        assert not at.exception, at.exception
+    return at
+
+
+def n_of_n(at: AppTest) -> tuple[int, int]:
+    """The "n of N subjects" shown under the page title."""
+    for c in at.caption:
+        m = re.search(r"\*\*(\d+) of (\d+) subjects\*\*", c.value)
+        if m:
+            return int(m.group(1)), int(m.group(2))
+    raise AssertionError("no 'n of N subjects' caption on the page: "
+                         + "; ".join(c.value for c in at.caption))
+
+
+def texts(at: AppTest) -> str:
+    parts = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "success")
+             for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def sidebar_widget(at: AppTest, kind: str, label: str):
+    for w in getattr(at.sidebar, kind):
+        if w.label == label:
+            return w
+    raise AssertionError(f"no sidebar {kind} labelled {label!r}")
+
+
+# -- every page --------------------------------------------------------------------------------
+PAGES = ["cohort", "viewer", "features", "survival", "classifiers", "qc", "about"]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_renders_without_exception(app_env, page):
+    at = _open(page)
+    assert n_of_n(at) == (N_SUBJECTS, N_SUBJECTS)
+    assert not at.error, [e.value for e in at.error]
+    # every page says which segmentation produced the results
+    assert any("Segmentation: baseline v" in c.value for c in at.caption)
+
+
+def test_cohort_page_widgets(app_env):
+    at = _open("cohort")
+    backend = at.radio(key="backend")
+    assert "baseline" in backend.options
+    assert backend.value == "baseline"
+    assert at.button(key="process").disabled is False
+    assert at.button(key="demo_button")
+    assert at.sidebar.selectbox[0].label == "Cohort"
+    status = next(df.value for df in at.dataframe if "segmented" in df.value.columns)
+    assert len(status) == N_SUBJECTS and status["segmented"].all()
+    assert [m for m in at.metric if m.label == "Segmented"][0].value == str(N_SUBJECTS)
+
+
+def test_idh_filter_changes_n_on_every_page(app_env):
+    at = _open("cohort")
+    idh = sidebar_widget(at, "radio", "IDH status")
+    assert idh.options[0] == "all" and "mutant" in idh.options
+    idh.set_value("mutant").run()
+    n, total = n_of_n(at)
+    assert total == N_SUBJECTS and 0 < n < N_SUBJECTS
+    for page in ("survival", "features", "viewer"):  # the filter is set once, applies everywhere
+        at.switch_page(f"pages/{page}.py").run()
+        assert not at.exception
+        assert n_of_n(at) == (n, total)
+    sidebar_widget(at, "radio", "IDH status").set_value("all").run()
+    assert n_of_n(at) == (N_SUBJECTS, N_SUBJECTS)
+
+
+def test_empty_filter_result_says_so(app_env):
+    at = _new_app()
+    at.session_state["flt_survival"] = (0.0, 0.5)  # nobody survived < 0.5 months
+    at.run()
+    for page in PAGES[1:5]:
+        at.switch_page(f"pages/{page}.py").run()
+        assert not at.exception
+        assert n_of_n(at)[0] == 0
+        assert "No subject matches the filters" in texts(at)
+
+
+def test_viewer_slider_does_not_reload_volumes(app_env, monkeypatch):
+    import streamlit as st
+
+    import gliocore.io
+    calls: list[str] = []
+    real = gliocore.io.load_volume
+
+    def counting(path, *a, **k):
+        calls.append(str(path))
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(gliocore.io, "load_volume", counting)
+    st.cache_data.clear()
+    at = _open("viewer")
+    assert len(calls) == 5  # four sequences + the segmentation
+    slider = next(s for s in at.slider if s.key.startswith("viewer_slice_"))
+    assert 0 < slider.value < slider.max  # the slice with most tumour, not the first
+    assert at.radio(key="viewer_plane").options == ["axial", "coronal", "sagittal"]
+    assert "Both" in at.radio(key="viewer_overlay").options
+    assert at.slider(key="viewer_opacity") and at.slider(key="viewer_level")
+    slider.set_value(slider.value - 1)
+    t0 = time.perf_counter()
+    at.run()
+    assert time.perf_counter() - t0 < 1.5
+    assert not at.exception
+    assert len(calls) == 5, "moving the slice slider reloaded a volume"
+    at.radio(key="viewer_plane").set_value("coronal").run()
+    at.radio(key="viewer_layout").set_value("One large").run()
+    at.checkbox(key="viewer_ref").check().run()
+    assert not at.exception
+    assert len(calls) == 6  # + the reference mask, once
+    subjects = at.selectbox(key="viewer_subject")
+    subjects.set_value(subjects.options[3]).run()
+    assert not at.exception and len(calls) == 12
+
+
+def test_features_page(app_env):
+    at = _open("features")
+    cols = at.multiselect(key="feat_cols")
+    assert "tumor_volume" in cols.value and "SUBJECT ID" in cols.value
+    table = next(df.value for df in at.dataframe if "tumor_volume" in df.value.columns)
+    assert len(table) == N_SUBJECTS
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["Download CSV", "Download Parquet"]
+    at.selectbox(key="feat_sort").set_value("tumor_volume").run()
+    at.text_input(key="feat_search").input("DEMO-00").run()
+    assert not at.exception
+    at.selectbox(key="dist_group").set_value(at.selectbox(key="dist_group").options[1]).run()
+    assert not at.exception
+    screen = next(df.value for df in at.dataframe if "q" in df.value.columns)
+    assert {"HR_per_SD", "p", "q"} <= set(screen.columns)
+    assert (screen["q"].dropna() >= screen["p"].dropna().reindex(screen["q"].dropna().index)).all()
+
+
+def test_survival_page_km_and_cox(app_env):
+    at = _open("survival")
+    grouping = at.selectbox(key="km_grouping")
+    assert grouping.value == "IDH status"
+    assert any(m.label.startswith("log-rank") for m in at.metric)
+    medians = next(df.value for df in at.dataframe if "group" in df.value.columns)
+    assert set(medians["group"]) == {"mutant", "wildtype"}
+    grouping.set_value("Tertile split of a variable").run()
+    assert not at.exception
+    assert any(m.label.startswith("multivariate log-rank") for m in at.metric)
+    at.selectbox(key="km_grouping").set_value("Short/long (≤ 5 months)").run()
+    assert not at.exception
+    cox = next(df.value for df in at.dataframe if "HR_lower" in df.value.columns)
+    assert len(cox) >= 2
+    assert "Proportional-hazards check" in texts(at)
+    assert any(m.label == "Concordance (C)" for m in at.metric)
+
+
+def test_classifiers_page(app_env):
+    at = _open("classifiers")
+    assert "excluded" in texts(at)
+    assert at.number_input(key="clf_threshold").value == 5.0
+    at.number_input(key="clf_threshold").set_value(15.0)
+    at.multiselect(key="clf_models").set_value(["logreg"])
+    at.number_input(key="clf_perm").set_value(10)
+    at.number_input(key="clf_repeats").set_value(2)
+    at.run()
+    assert "Small sample" in texts(at)
+    at.button(key="clf_run").click().run()
+    assert not at.exception
+    summary = next(df.value for df in at.dataframe if "AUC" in df.value.columns)
+    assert list(summary["model"]) == ["Logistic regression"]
+    assert 0.0 <= summary["AUC"].iloc[0] <= 1.0
+    assert "permutation p" in summary.columns
+    assert "training" not in " ".join(summary.columns).lower()
+    # results stay while inputs are unchanged, and are recomputed only on demand
+    at.run()
+    assert any("AUC" in df.value.columns for df in at.dataframe)
+    at.number_input(key="clf_threshold").set_value(12.0).run()
+    assert not any("AUC" in df.value.columns for df in at.dataframe)
+
+
+def test_qc_page(app_env):
+    at = _open("qc")
+    summary = next(df.value for df in at.dataframe if "dice_median" in df.value.columns)
+    assert {"Contrast-enhancing", "Non-enhancing"} <= set(summary.index)
+    assert summary["dice_median"].between(0, 1).all()
+    per_subject = next(df.value for df in at.dataframe if "subject_id" in df.value.columns)
+    assert len(per_subject) == N_SUBJECTS
+    at.radio(key="qc_plane").set_value("sagittal").run()
+    assert not at.exception
+
+
+def test_about_page(app_env, tmp_path, monkeypatch):
+    at = _open("about")
+    assert "Validation" in [h.value for h in at.subheader]
+    assert "No validation report yet" in texts(at)
+    report = app_env.parent / "validation" / "report.md"
+    report.parent.mkdir(exist_ok=True)
+    report.write_text("# GlioScope validation report\n\nall good")
+    try:
+        at.run()
+        assert "all good" in texts(at)
+    finally:
+        report.unlink()
+
+
+# -- stores that are empty or not processed --------------------------------------------------
+def test_empty_store_offers_the_demo(tmp_path, monkeypatch):
+    monkeypatch.setenv("GLIOSCOPE_DATA", str(tmp_path))
+    monkeypatch.delenv("GLIOSCOPE_DB", raising=False)
+    at = _open()
+    assert "no cohort yet" in texts(at).lower()
+    assert at.button(key="demo_button").label == "Generate and process demo cohort"
+    for page in PAGES[1:]:
+        at.switch_page(f"pages/{page}.py").run()
+        assert not at.exception
+        if page != "about":
+            assert "No cohort in the store yet" in texts(at)
+
+
+def test_unprocessed_cohort_says_what_is_missing(tmp_path, monkeypatch, demo_store):
+    from gliocore.cohort import load_cohort
+    from gliocore.pipeline import register_cohort
+    from gliocore.store import Store
+
+    db = tmp_path / "fresh.duckdb"
+    register_cohort(Store(db), load_cohort(demo_store.parent / "demo" / "clinical.csv",
+                                           name="unprocessed"))
+    monkeypatch.setenv("GLIOSCOPE_DATA", str(tmp_path))
+    monkeypatch.setenv("GLIOSCOPE_DB", str(db))
+    at = _open("cohort")
+    assert "No subject is processed yet" in texts(at)
+    assert any("not segmented yet" in c.value for c in at.caption)
+    expected = {"viewer": "has no segmentation yet", "features": "no segmentation or features",
+                "classifiers": "no segmentation or features", "qc": "not segmented",
+                "survival": "no segmentation or features"}
+    for page, message in expected.items():
+        at.switch_page(f"pages/{page}.py").run()
+        assert not at.exception, (page, at.exception)
+        assert message in texts(at), (page, texts(at))
+
+
+def test_warm_render_times(app_env):
+    """Every page re-renders within 1.5 s once its caches are warm."""
+    at = _open()
+    slow = {}
+    for page in PAGES:
+        at.switch_page(f"pages/{page}.py").run()
+        t0 = time.perf_counter()
+        at.run()
+        dt = time.perf_counter() - t0
+        if dt > 1.5:
+            slow[page] = round(dt, 2)
+    assert not slow, f"warm renders slower than 1.5 s: {slow}"
