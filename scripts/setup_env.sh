@@ -11,10 +11,13 @@ PIP=".venv/bin/python -m pip"
 $PIP install -q --upgrade pip
 # 1. numpy, build tools and the pinned torch first (torch==2.13.0 takes the local CPU wheel where one exists).
 $PIP install -q "numpy==2.4.6" "setuptools==84.2.1" "wheel==0.45.1" "torch==2.13.0"
-# 2. PyRadiomics builds from source against the numpy already installed.
-if ! .venv/bin/python -c "import radiomics" 2>/dev/null; then
+# 2. PyRadiomics builds from source against the numpy already installed. --no-cache-dir: a wheel
+#    cached by an earlier build against another numpy would fail to import ("compiled using NumPy 1.x").
+if ! .venv/bin/python -c "from radiomics import cMatrices" >/dev/null 2>&1; then
+  $PIP install -q --no-build-isolation --no-cache-dir --force-reinstall --no-deps "pyradiomics==3.0.1"
   $PIP install -q --no-build-isolation "pyradiomics==3.0.1"
 fi
+.venv/bin/python -c "from radiomics import cMatrices" || { echo "PyRadiomics C extensions do not load" >&2; exit 1; }
 # 3. Everything else, pinned.
 $PIP install -q -r requirements.txt
 if [ "${1:-}" = "--dev" ]; then
