@@ -24,3 +24,10 @@ if [ "${1:-}" = "--dev" ]; then
   $PIP install -q -r requirements-dev.txt
 fi
 $PIP install -q --no-deps -e .
+# nnunetv2 -> timm pulls PyPI's torchvision, a CUDA build that cannot load beside the CPU torch wheel
+# ("operator torchvision::nms does not exist"). GlioScope never needs it (nnU-Net's predictor does
+# not); remove it only where it is broken, so GPU machines keep a working one.
+if .venv/bin/python -c "import importlib.util,sys; sys.exit(0 if importlib.util.find_spec('torchvision') else 1)" \
+   && ! .venv/bin/python -c "import torchvision" >/dev/null 2>&1; then
+  $PIP uninstall -q -y torchvision
+fi
