@@ -20,21 +20,21 @@ from pages import _common as common  # noqa: E402
 
 PAGES = {
     "Data": [
-        st.Page("pages/cohort.py", title="Cohort", icon="📁", default=True),
-        st.Page("pages/viewer.py", title="Viewer", icon="🧠"),
-        st.Page("pages/features.py", title="Features", icon="📊"),
+        st.Page("pages/cohort.py", title="Cohort", icon=":material/folder_open:", default=True),
+        st.Page("pages/viewer.py", title="Viewer", icon=":material/visibility:"),
+        st.Page("pages/features.py", title="Features", icon=":material/table_chart:"),
     ],
     "Analysis": [
-        st.Page("pages/survival.py", title="Survival", icon="📈"),
-        st.Page("pages/classifiers.py", title="Classifiers", icon="🎯"),
+        st.Page("pages/survival.py", title="Survival", icon=":material/monitoring:"),
+        st.Page("pages/classifiers.py", title="Classifiers", icon=":material/target:"),
     ],
     "Quality": [
-        st.Page("pages/qc.py", title="Segmentation QC", icon="✅"),
-        st.Page("pages/about.py", title="About / Validation", icon="ℹ️"),
+        st.Page("pages/qc.py", title="Segmentation QC", icon=":material/fact_check:"),
+        st.Page("pages/about.py", title="About / Validation", icon=":material/info:"),
     ],
 }
 
-st.set_page_config(page_title="GlioScope", page_icon="🧠", layout="wide")
+st.set_page_config(page_title="GlioScope", page_icon=":material/visibility:", layout="wide")
 page = st.navigation(PAGES)
 settings = Settings.from_env()
 common.sidebar(settings)

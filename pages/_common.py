@@ -400,9 +400,9 @@ def backend_line(ctx: Context) -> str | None:
     return "Segmentation: " + "; ".join(parts)
 
 
-def page_header(title: str, ctx: Context, icon: str = "") -> None:
+def page_header(title: str, ctx: Context) -> None:
     """Title, "n of N subjects" and the segmentation provenance line."""
-    st.title(f"{icon} {title}".strip())
+    st.title(title)
     if ctx.cohort_id is None:
         return
     bits = [f"**{ctx.n} of {ctx.n_total} subjects**"
@@ -424,7 +424,7 @@ def require_cohort(ctx: Context) -> bool:
         st.info("No cohort in the store yet. Open the **Cohort** page to load a clinical CSV and "
                 "image folder, or to generate and process the demo cohort "
                 "(`python -m gliocore process --demo`).")
-        st.page_link(COHORT_PAGE, label="Go to the Cohort page", icon="📁")
+        st.page_link(COHORT_PAGE, label="Go to the Cohort page", icon=":material/folder_open:")
         return False
     if ctx.n == 0:
         st.warning(f"No subject matches the filters (0 of {ctx.n_total}). Widen or clear them in "
@@ -445,7 +445,7 @@ def require_features(ctx: Context, what: str = "this page") -> bool:
         st.info(f"The cohort has no segmentation or features yet, which {what} needs. Press "
                 "**Process cohort** on the Cohort page, or run "
                 "`python -m gliocore process --csv CLINICAL.csv --root IMAGES/`.")
-        st.page_link(COHORT_PAGE, label="Go to the Cohort page", icon="📁")
+        st.page_link(COHORT_PAGE, label="Go to the Cohort page", icon=":material/folder_open:")
     return False
 
 

@@ -10,7 +10,7 @@ import streamlit as st
 from pages import _common as common
 
 ctx = common.context()
-common.page_header("About / Validation", ctx, "ℹ️")
+common.page_header("About / Validation", ctx)
 settings = ctx.settings
 
 st.markdown(

@@ -15,7 +15,7 @@ from pages import _common as common
 MODELS = {"logreg": "Logistic regression", "random_forest": "Random forest", "svm": "SVM (RBF)"}
 
 ctx = common.context()
-common.page_header("Classifiers", ctx, "🎯")
+common.page_header("Classifiers", ctx)
 if not common.require_cohort(ctx) or not common.require_features(ctx, "a classifier"):
     st.stop()
 
@@ -67,7 +67,7 @@ if small and not problems:
     st.warning(f"Small sample: {len(y)} subjects, minority class {min(n_short, n_long)}. AUCs from "
                f"fewer than {SMALL_N} subjects (or fewer than {SMALL_MINORITY} in a class) vary a lot "
                "between resamplings; read the spread and the permutation p-value, not the point "
-               "estimate.", icon="⚠️")
+               "estimate.", icon=":material/warning:")
 for p in problems:
     st.info(p)
 

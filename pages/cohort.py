@@ -10,7 +10,7 @@ import streamlit as st
 from pages import _common as common
 
 ctx = common.context()
-common.page_header("Cohort", ctx, "📁")
+common.page_header("Cohort", ctx)
 settings = ctx.settings
 
 
@@ -145,7 +145,8 @@ c[3].metric("With features", int(status["features"].sum()) if n_all else 0)
 
 backends = common.available_backends()
 names = sorted(backends, key=lambda b: (backends[b] is not None, b != settings.default_backend, b))
-captions = [("available" if backends[b] is None else f"unavailable: {backends[b]}") for b in names]
+captions = [("available" if backends[b] is None
+             else "unavailable: " + backends[b].split(". ")[0].rstrip(".") + ".") for b in names]
 col_a, col_b = st.columns([3, 1])
 backend = col_a.radio("Segmentation backend", names, captions=captions, key="backend",
                       format_func=lambda b: b if backends[b] is None else f"{b} (unavailable)")

@@ -11,7 +11,7 @@ import streamlit as st
 from pages import _common as common
 
 ctx = common.context()
-common.page_header("Features", ctx, "📊")
+common.page_header("Features", ctx)
 if not common.require_cohort(ctx):
     st.stop()
 

@@ -14,7 +14,7 @@ REGIONS = {"contrast_enhancing": "Contrast-enhancing", "non_enhancing": "Non-enh
            "whole_tumour": "Whole tumour", "whole_tumor": "Whole tumour", "tumour": "Whole tumour"}
 
 ctx = common.context()
-common.page_header("Segmentation QC", ctx, "✅")
+common.page_header("Segmentation QC", ctx)
 if not common.require_cohort(ctx):
     st.stop()
 

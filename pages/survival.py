@@ -13,7 +13,7 @@ from gliocore.errors import CohortError
 from pages import _common as common
 
 ctx = common.context()
-common.page_header("Survival", ctx, "📈")
+common.page_header("Survival", ctx)
 if not common.require_cohort(ctx):
     st.stop()
 

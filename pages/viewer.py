@@ -10,7 +10,7 @@ from gliocore.types import SEQUENCE_TITLES, SEQUENCES
 from pages import _common as common
 
 ctx = common.context()
-common.page_header("Viewer", ctx, "🧠")
+common.page_header("Viewer", ctx)
 if not common.require_cohort(ctx):
     st.stop()
 
