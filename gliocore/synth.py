@@ -528,7 +528,13 @@ def _subject_complete(folder: Path, sid: str) -> bool:
 def _make_one(sid: str, sub_seed: int, shape: tuple[int, int, int], spacing: float,
               folder: str) -> tuple[str, float, float, str, float, str]:
     """Generate and write one subject (top level so a process pool can run it)."""
-    s = generate_subject(sid, sub_seed, shape, spacing)
+    try:  # one BLAS thread per worker process: the pool already uses the cores
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - optional
+        s = generate_subject(sid, sub_seed, shape, spacing)
+    else:
+        with threadpool_limits(limits=1):
+            s = generate_subject(sid, sub_seed, shape, spacing)
     write_subject(s, folder)
     return sid, s.volume_ce_mm3, s.volume_ne_mm3, s.idh_status, s.age, s.sex
 
@@ -569,7 +575,8 @@ def generate_demo_cohort(out_dir: PathType, n_subjects: int = 30, seed: int = 0,
     progress : callable(done, total), optional
         Called after each subject.
     workers : int
-        Processes to use (1 = in this process).
+        Processes to use (1 = in this process). Worker processes are *spawned*, so a script
+        that calls this with ``workers > 1`` needs the ``if __name__ == "__main__":`` guard.
     spacing : float
         Voxel size in mm.
 

@@ -13,7 +13,8 @@ Method
    MAD (scaled to a standard deviation), after light Gaussian smoothing that suppresses noise.
 3. **Abnormal T2/FLAIR region** (hysteresis): a core that is clearly FLAIR hyperintense
    (``z_flair > flair_z``) and not T2-dark (``z_t2 > t2_z``, which rejects FLAIR-bright but
-   T2-dark artefacts), kept when of plausible size; then the margin is added by growing
+   T2-dark artefacts), kept when of plausible size and, besides the strongest component
+   (largest summed FLAIR z), when at least ``keep_fraction`` as strong; then the margin is added by growing
    the core by at most ``grow_mm`` into voxels above an adaptive level: ``margin_level``
    (one half) of the core's median z, and at least ``flair_grow_z``. The level is thus
    half-way between normal brain and the lesion, whatever the lesion's contrast, and the
@@ -30,7 +31,16 @@ Method
 6. **Labels**: 1 = contrast-enhancing (step 4, inside the tumour), 2 = the rest of the tumour.
 
 Thresholds are in robust z units, so they do not depend on scanner intensity scale. The heavy
-morphology runs on a crop around the brain.
+morphology runs on a crop around the lesion (about 1-2 s per 240 x 240 x 155 subject).
+
+How good is it? On the synthetic demo (``gliocore.synth``, seed 0, 30 subjects) Dice against
+the generator's truth averaged 0.92 (CE) and 0.95 (NE); small patchy enhancement (IDH-mutant
+-like) is the weak spot (CE Dice down to ~0.5 for a 2 cm³ patchy rim). On one real
+lower-grade glioma (TCGA-DU-7294, BraTS-preprocessed) whole-tumour Dice against the majority
+vote of five BraTS algorithms was 0.89, with no enhancement found, as in the reference. The
+defaults were chosen on the synthetic data and only checked on that one real case. Expect it
+to fail on tumours with little FLAIR contrast, on multifocal disease, on images that are
+not skull-stripped, and where strong bias fields or artefacts outshine the lesion.
 """
 from __future__ import annotations
 
@@ -51,7 +61,7 @@ DEFAULTS: dict[str, float] = {
     "grow_mm": 5.0,           # ... by at most this distance
     "margin_level": 0.5,      # margin threshold as a fraction of the core's median z
     "t2_z": 0.5,              # T2 must be at least this bright in the core (robust z)
-    "keep_fraction": 0.25,    # keep lesion components at least this fraction of the largest
+    "keep_fraction": 0.25,    # keep lesion components at least this fraction of the strongest
     "enhance_z": 1.5,         # z(T1c) - z(T1) threshold for enhancement
     "t1c_z": 0.5,             # T1c itself must be at least this bright (robust z)
     "adjacent_mm": 4.0,       # enhancement counts within this distance of the abnormal region
@@ -85,15 +95,28 @@ def _ball(radius_vox: np.ndarray) -> np.ndarray:
 
 
 def _keep_components(mask: np.ndarray, voxel_mm3: float, min_mm3: float,
-                     keep_fraction: float) -> np.ndarray:
-    """Keep the largest component and those of plausible size."""
+                     keep_fraction: float, weight: np.ndarray | None = None) -> np.ndarray:
+    """Keep the strongest component and the others of plausible size.
+
+    A component's strength is its volume, or, with ``weight``, the sum of ``weight`` over it
+    (e.g. the FLAIR z-score: a large but faint region, such as a bias-field-bright cortex,
+    scores below a smaller, markedly hyperintense lesion). Components below ``min_mm3`` are
+    dropped; the others are kept when their strength is at least ``keep_fraction`` of the
+    strongest.
+    """
     lab, n = ndi.label(mask)
     if n == 0:
         return mask
     sizes = np.bincount(lab.ravel())[1:] * voxel_mm3
-    largest = sizes.max()
-    keep = (sizes >= min_mm3) & (sizes >= keep_fraction * largest)
-    keep[int(np.argmax(sizes))] = largest >= min_mm3
+    if weight is None:
+        strength = sizes
+    else:
+        strength = np.bincount(lab.ravel(), weights=np.maximum(weight, 0).ravel())[1:]
+    plausible = sizes >= min_mm3
+    if not plausible.any():
+        return np.zeros_like(mask, dtype=bool)
+    best = strength[plausible].max()
+    keep = plausible & (strength >= keep_fraction * best)
     return keep[lab - 1] & (lab > 0)
 
 
@@ -167,7 +190,8 @@ def segment_arrays(t1: np.ndarray, t1c: np.ndarray, t2: np.ndarray, flair: np.nd
     ball1 = _ball(1.0 / sp)
     core = brain & (z_flair > opt["flair_z"]) & (z_t2 > opt["t2_z"])
     core = ndi.binary_opening(core, ball1)
-    core = _keep_components(core, voxel_mm3, opt["min_component_mm3"], opt["keep_fraction"])
+    core = _keep_components(core, voxel_mm3, opt["min_component_mm3"], opt["keep_fraction"],
+                            weight=z_flair)
     if not core.any():
         return out
     # Everything below happens in a crop around the lesion (morphology is the costly part).
@@ -230,7 +254,7 @@ class BaselineSegmenter(Segmenter):
     name: ClassVar[str] = "baseline"
     title: ClassVar[str] = "Baseline (intensity rules, no weights)"
     #: Method revision; bump when the output changes (it enters cache keys).
-    METHOD_VERSION: ClassVar[str] = "1.0"
+    METHOD_VERSION: ClassVar[str] = "1.1"
 
     def __init__(self, **options: Any) -> None:
         unknown = set(options) - set(DEFAULTS)
