@@ -8,6 +8,7 @@ A failing subject is recorded with its error (stage, file, message) and the othe
 from __future__ import annotations
 
 import json
+import multiprocessing
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -389,8 +390,10 @@ def process_cohort(cohort: Cohort, store: Store, config: ProcessingConfig | None
         finally:
             segmenter.close()
     else:
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)),
-                                 initializer=_init_worker) as pool:
+        # spawn, not fork: the dashboard calls this from a threaded Streamlit process, and
+        # forking a threaded process can deadlock.
+        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), initializer=_init_worker,
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {pool.submit(process_subject, task): task for task in tasks}
             for fut in as_completed(futures):
                 collect(futures[fut], fut.result())
