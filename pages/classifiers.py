@@ -134,7 +134,8 @@ for m, (res, notes) in results.items():
         st.warning(note)
     a, b, c = st.columns([5, 3, 4])
     a.plotly_chart(plots.roc_figure(res, title=f"ROC — {MODELS[m]}"), key=f"roc_{m}")
-    b.plotly_chart(plots.confusion_figure(res), key=f"cm_{m}")
+    b.plotly_chart(plots.confusion_figure(res, title="Confusion matrix"), key=f"cm_{m}")
+    b.caption(res.confusion_note.capitalize() + ".")
     imp = res.feature_importance.reset_index().rename(columns={"index": "feature"})
     if "importance" in imp and imp["importance"].notna().any():
         imp = imp.sort_values("importance")

@@ -49,7 +49,9 @@ with tab_table:
         view = view[hit]
     if sort_by != "(table order)" and sort_by in view.columns:
         view = view.sort_values(sort_by, ascending=not descending, na_position="last")
-    st.dataframe(view, hide_index=True, height=min(38 + 35 * len(view), 460))
+    fmt = {c: st.column_config.NumberColumn(format="%.4g") for c in view.columns
+           if c in features}
+    st.dataframe(view, hide_index=True, height=min(38 + 35 * len(view), 460), column_config=fmt)
     st.caption(f"{len(view)} rows × {view.shape[1]} columns shown.")
     d1, d2, _ = st.columns([1, 1, 4])
     d1.download_button("Download CSV", view.to_csv(index=False).encode(), "glioscope_features.csv",
@@ -136,8 +138,9 @@ with tab_screen:
     st.markdown("Each feature alone in a Cox model (standardised: hazard ratio per SD). With many "
                 "features some look significant by chance, so read the **q-value** "
                 "(Benjamini–Hochberg false-discovery rate over the features screened), not p.")
-    screen_feats = st.multiselect("Features to screen", features, default=features,
-                                  key="screen_features")
+    picked = st.multiselect(f"Features to screen (empty = all {len(features)})", features,
+                            default=[], key="screen_features")
+    screen_feats = picked or features
     events = int(processed[common.EVENT].fillna(0).sum()) if common.EVENT in processed else 0
     if not screen_feats:
         st.info("Pick features to screen.")

@@ -40,7 +40,8 @@ with tab_seed:
                  hover_data=["age", "sex"] if {"age", "sex"} <= set(ordered.columns) else None,
                  title="Survival by subject (sorted); hatched = censored")
     fig.add_hline(y=threshold, line_dash="dash", line_color="grey",
-                  annotation_text=f"short-survival threshold ({threshold:g} months)")
+                  annotation_text=f"short-survival threshold ({threshold:g} months)",
+                  annotation_position="top left", annotation_bgcolor="rgba(255,255,255,0.8)")
     fig.update_xaxes(categoryorder="array", categoryarray=ordered[common.ID].tolist(),
                      showticklabels=len(ordered) <= 40)
     fig.update_layout(height=380)

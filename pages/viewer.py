@@ -106,7 +106,7 @@ with tab_view:
                                                             ref2d, max_pixels=512 if len(shown) == 1 else 256)))
     rows_mm = {"axial": spacing[1], "coronal": spacing[2], "sagittal": spacing[2]}[plane]
     cols_mm = {"axial": spacing[0], "coronal": spacing[0], "sagittal": spacing[1]}[plane]
-    fig = plots.slices_figure(panels, height=330 if len(shown) > 1 else 640,
+    fig = plots.slices_figure(panels, height=400 if len(shown) > 1 else 640,
                               pixel_aspect=rows_mm / cols_mm)
     st.plotly_chart(fig, key="viewer_slices", config={"displayModeBar": False})
     vol_row = seg[seg["subject_id"] == sid] if not seg.empty else seg

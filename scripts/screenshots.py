@@ -1,0 +1,179 @@
+"""Regenerate the README screenshots: docs/screenshots/<page>.png, one per dashboard page.
+
+Usage (after ``make process``, or with any processed store)::
+
+    .venv/bin/python scripts/screenshots.py [--db data/gliocore.duckdb] [--out docs/screenshots]
+
+Starts ``streamlit run app.py`` on a free loopback port against the store, opens each page in
+headless Chromium (``/usr/bin/chromium``; see scripts/install_browser.sh), makes the page show
+something representative (a subject with a large tumour, the Kaplan–Meier tab, a classifier
+run), and saves palette PNGs under 300 KB. The server is stopped at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+MAX_BYTES = 300_000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(db: Path, port: int) -> subprocess.Popen:
+    env = {**os.environ, "GLIOSCOPE_DB": str(db), "GLIOSCOPE_DATA": str(db.parent)}
+    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.address",
+           "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
+           "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+           "--client.toolbarMode", "viewer"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
+                return proc
+        except OSError:
+            if proc.poll() is not None:
+                raise SystemExit("streamlit exited early; run it by hand to see why")
+            time.sleep(0.3)
+    proc.terminate()
+    raise SystemExit("streamlit did not start within 60 s")
+
+
+def wait_idle(page, timeout: float = 120.0) -> None:
+    page.wait_for_timeout(400)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if page.locator('[data-testid="stStatusWidget"]').count() == 0:
+            page.wait_for_timeout(300)
+            if page.locator('[data-testid="stStatusWidget"]').count() == 0:
+                return
+        page.wait_for_timeout(250)
+    raise RuntimeError(f"the app was still running after {timeout} s")
+
+
+def pick(page, label: str, option: str) -> None:
+    page.get_by_test_id("stSelectbox").filter(has_text=label).first.click()
+    page.get_by_role("option", name=option, exact=True).first.click()
+    wait_idle(page)
+
+
+def save(png: bytes, path: Path, width: int = 1400) -> int:
+    """Downscale to ``width`` and quantise to a palette until the file is under MAX_BYTES."""
+    from PIL import Image
+    img = Image.open(io.BytesIO(png)).convert("RGB")
+    for colours in (256, 128, 64):
+        w = width
+        while True:
+            im = img if img.width <= w else img.resize((w, round(img.height * w / img.width)),
+                                                       Image.LANCZOS)
+            buf = io.BytesIO()
+            im.quantize(colors=colours, method=Image.Quantize.MEDIANCUT).save(buf, "PNG",
+                                                                             optimize=True)
+            if buf.tell() <= MAX_BYTES or w < 900:
+                break
+            w = int(w * 0.9)
+        if buf.tell() <= MAX_BYTES:
+            break
+    path.write_bytes(buf.getvalue())
+    return buf.tell()
+
+
+def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(REPO))
+    from gliocore.settings import Settings
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--db", type=Path, default=Settings.from_env().db)
+    ap.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
+    ap.add_argument("--subject", default=None, help="subject shown in the viewer")
+    args = ap.parse_args(argv)
+    if not Path(CHROMIUM).exists():
+        raise SystemExit(f"{CHROMIUM} not found; run scripts/install_browser.sh")
+    if not args.db.exists():
+        raise SystemExit(f"no store at {args.db}; run `make process` first")
+    args.out.mkdir(parents=True, exist_ok=True)
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    proc = start_server(args.db.resolve(), port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+            page = browser.new_page(viewport={"width": 1440, "height": 1100})
+            page.set_default_timeout(60_000)
+
+            def open_(path: str, title: str, height: int) -> None:
+                page.set_viewport_size({"width": 1440, "height": height})
+                page.goto(f"{base}/{path}", wait_until="domcontentloaded")
+                page.get_by_role("heading", name=re.compile(title)).first.wait_for()
+                wait_idle(page)
+
+            def shoot(name: str) -> None:
+                wait_idle(page)
+                page.mouse.move(5, 5)  # no hover tooltips in the pictures
+                page.wait_for_timeout(800)  # plotly transitions
+                size = save(page.screenshot(), args.out / f"{name}.png")
+                print(f"{args.out / name}.png  {size / 1000:.0f} kB")
+
+            open_("", "Cohort", 1500)
+            shoot("cohort")
+
+            open_("viewer", "Viewer", 1100)
+            if args.subject:
+                pick(page, "Subject", args.subject)
+            page.locator(".js-plotly-plot").first.wait_for()
+            shoot("viewer")
+            page.get_by_role("tab", name=re.compile("Data check")).click()
+            wait_idle(page)
+            shoot("viewer_data_check")
+
+            open_("features", "Features", 1100)
+            shoot("features")
+            page.get_by_role("tab", name="Survival screen (FDR)").click()
+            shoot("features_screen")
+
+            open_("survival", "Survival", 1250)
+            shoot("survival")
+            page.get_by_role("tab", name="Kaplan–Meier").click()
+            shoot("survival_km")
+            page.get_by_role("tab", name="Cox model").click()
+            shoot("survival_cox")
+
+            open_("classifiers", "Classifiers", 1500)
+            page.get_by_role("button", name="Run cross-validation").click()
+            page.get_by_text("Held-out performance").first.wait_for(timeout=300_000)
+            shoot("classifiers")
+
+            open_("qc", "Segmentation QC", 1400)
+            shoot("qc")
+            open_("about", "About", 1100)
+            shoot("about")
+            browser.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
