@@ -116,6 +116,18 @@ def weights_sha256(weights_dir: PathType) -> str:
     return _CHECKSUMS[key]
 
 
+def resolve_torch_device(option: str, backend: str):
+    """``auto`` -> CUDA when available else CPU; otherwise ``cpu``, ``cuda`` or ``cuda:N``."""
+    import torch
+    opt = str(option).lower()
+    if opt == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(opt)
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"{backend}: device must be auto, cpu, cuda or cuda:N, got {opt!r}")
+    return dev
+
+
 def _package_version(name: str) -> str | None:
     try:
         return metadata.version(name)
@@ -265,14 +277,7 @@ class HDGlioSegmenter(Segmenter):
         return self._torch_device().type
 
     def _torch_device(self):
-        import torch
-        opt = self._device_option.lower()
-        if opt == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        dev = torch.device(opt)
-        if dev.type not in ("cpu", "cuda"):
-            raise ValueError(f"hdglio: device must be auto, cpu, cuda or cuda:N, got {opt!r}")
-        return dev
+        return resolve_torch_device(self._device_option, self.name)
 
     @classmethod
     def unavailable_reason(cls) -> str | None:

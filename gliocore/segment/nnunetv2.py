@@ -36,7 +36,8 @@ from gliocore.io import Volume
 from gliocore.labels import LabelMap, get_label_map
 from gliocore.segment.base import Segmenter, register_segmenter
 from gliocore.segment.checks import DLInputWarning, check_dl_inputs
-from gliocore.segment.hdglio import _package_version, _quiet, _torch_threads
+from gliocore.segment.hdglio import (_package_version, _quiet, _torch_threads,
+                                     resolve_torch_device)
 from gliocore.types import SEQUENCES, PathType
 
 #: Environment variable naming a default model folder.
@@ -200,14 +201,7 @@ class NnUNetV2Segmenter(Segmenter):
         return self._torch_device().type
 
     def _torch_device(self):
-        import torch
-        opt = self._device_option.lower()
-        if opt == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        dev = torch.device(opt)
-        if dev.type not in ("cpu", "cuda"):
-            raise ValueError(f"nnunetv2: device must be auto, cpu, cuda or cuda:N, got {opt!r}")
-        return dev
+        return resolve_torch_device(self._device_option, self.name)
 
     def resolved_folds(self) -> list[int | str]:
         """The folds that will be used (``auto``: every fold folder holding the checkpoint)."""
