@@ -283,14 +283,19 @@ def test_empty_store_offers_the_demo(tmp_path, monkeypatch):
             assert "No cohort in the store yet" in texts(at)
 
 
-def test_unprocessed_cohort_says_what_is_missing(tmp_path, monkeypatch, demo_store):
+def test_unprocessed_cohort_says_what_is_missing_then_processes(tmp_path, monkeypatch,
+                                                                demo_store):
+    import pandas as pd
+
     from gliocore.cohort import load_cohort
     from gliocore.pipeline import register_cohort
     from gliocore.store import Store
 
+    demo = demo_store.parent / "demo"
+    csv = tmp_path / "clinical.csv"  # three of the demo's subjects, images where they are
+    pd.read_csv(demo / "clinical.csv").head(3).to_csv(csv, index=False)
     db = tmp_path / "fresh.duckdb"
-    register_cohort(Store(db), load_cohort(demo_store.parent / "demo" / "clinical.csv",
-                                           name="unprocessed"))
+    register_cohort(Store(db), load_cohort(csv, demo, name="unprocessed"))
     monkeypatch.setenv("GLIOSCOPE_DATA", str(tmp_path))
     monkeypatch.setenv("GLIOSCOPE_DB", str(db))
     at = _open("cohort")
@@ -303,6 +308,13 @@ def test_unprocessed_cohort_says_what_is_missing(tmp_path, monkeypatch, demo_sto
         at.switch_page(f"pages/{page}.py").run()
         assert not at.exception, (page, at.exception)
         assert message in texts(at), (page, texts(at))
+    # the Process button runs the pipeline (progress bar fed by its callback) and refreshes
+    at.switch_page("pages/cohort.py").run()
+    at.button(key="process").click().run()
+    assert not at.exception
+    assert "Processing finished: 3 subjects: 3 computed" in texts(at)
+    assert [m for m in at.metric if m.label == "Segmented"][0].value == "3"
+    assert any("Segmentation: baseline v" in c.value for c in at.caption)
 
 
 def test_warm_render_times(app_env):
