@@ -155,3 +155,203 @@ def confusion_figure(result: ClassifierResult | np.ndarray,
     fig.update_yaxes(autorange="reversed")
     fig.update_layout(title=title or ("Confusion matrix" + (f"<br><sup>{note}</sup>" if note else "")))
     return fig
+
+
+# --------------------------------------------------------------------------------------------
+# MRI slice viewer and the intensity data check (used by the dashboard's Viewer and QC pages)
+# --------------------------------------------------------------------------------------------
+PLANES = ("axial", "coronal", "sagittal")
+#: Overlay colours of the canonical labels (1 = contrast-enhancing, 2 = non-enhancing).
+LABEL_COLOURS = {1: (255, 40, 40), 2: (255, 210, 0)}
+REFERENCE_COLOUR = (0, 230, 255)
+
+
+def to_ras(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """Reorder a volume's axes to the closest RAS+ orientation (no resampling).
+
+    Returns
+    -------
+    data : (x, y, z) ndarray
+        Axis 0 runs left -> right, axis 1 posterior -> anterior, axis 2 inferior -> superior.
+    spacing : (3,) tuple of float
+        Voxel size (mm) along the new axes.
+    """
+    import nibabel as nib
+    ornt = nib.orientations.io_orientation(np.asarray(affine, float))
+    out = nib.orientations.apply_orientation(np.asarray(data), ornt)
+    vox = np.sqrt((np.asarray(affine, float)[:3, :3] ** 2).sum(axis=0))
+    spacing = [0.0, 0.0, 0.0]
+    for i, (out_axis, _flip) in enumerate(ornt):
+        spacing[int(out_axis)] = float(vox[i])
+    return np.ascontiguousarray(out), tuple(spacing)  # type: ignore[return-value]
+
+
+def _plane_axis(plane: str) -> int:
+    if plane not in PLANES:
+        raise ValueError(f"unknown plane {plane!r}; use one of {', '.join(PLANES)}")
+    return {"sagittal": 0, "coronal": 1, "axial": 2}[plane]
+
+
+def n_slices(shape: Sequence[int], plane: str) -> int:
+    """Number of slices of a RAS volume in ``plane``."""
+    return int(shape[_plane_axis(plane)])
+
+
+def extract_slice(volume: np.ndarray, plane: str, index: int) -> np.ndarray:
+    """A 2-D slice of a RAS volume oriented for display (radiological convention).
+
+    Rows run top to bottom of the screen: anterior at the top (axial), superior at the top
+    (coronal, sagittal). Columns: the patient's right on the viewer's left (axial, coronal),
+    anterior on the left (sagittal).
+    """
+    axis = _plane_axis(plane)
+    index = int(np.clip(index, 0, volume.shape[axis] - 1))
+    if axis == 2:       # (x, y) -> rows = y descending, cols = x descending
+        return volume[::-1, ::-1, index].T
+    if axis == 1:       # (x, z) -> rows = z descending, cols = x descending
+        return volume[::-1, index, ::-1].T
+    return volume[index, ::-1, ::-1].T   # (y, z) -> rows = z descending, cols = y descending
+
+
+def best_slice(mask: np.ndarray | None, plane: str) -> int:
+    """The slice with the most tumour voxels (the middle slice without a tumour or a mask)."""
+    axis = _plane_axis(plane)
+    if mask is None:
+        return 0
+    counts = (np.asarray(mask) > 0).sum(axis=tuple(a for a in range(3) if a != axis))
+    if counts.max(initial=0) == 0:
+        return int(mask.shape[axis] // 2)
+    return int(np.argmax(counts))
+
+
+def window_bounds(p01: float, p99: float, level: float = 0.5, width: float = 1.0) -> tuple[float, float]:
+    """Display window from a relative level/width on the brain's 1st–99th percentile range.
+
+    ``level = 0.5, width = 1`` maps p01 to black and p99 to white.
+    """
+    span = max(float(p99) - float(p01), 1e-6)
+    centre = float(p01) + level * span
+    half = max(width, 1e-3) * span / 2
+    return centre - half, centre + half
+
+
+def _outline(mask2d: np.ndarray) -> np.ndarray:
+    """Pixels of a binary 2-D mask that touch the background (4-neighbourhood)."""
+    m = np.asarray(mask2d, bool)
+    if not m.any():
+        return m
+    pad = np.pad(m, 1)
+    inner = pad[1:-1, 1:-1] & pad[:-2, 1:-1] & pad[2:, 1:-1] & pad[1:-1, :-2] & pad[1:-1, 2:]
+    return m & ~inner
+
+
+def slice_rgb(image2d: np.ndarray, window: tuple[float, float], mask2d: np.ndarray | None = None,
+              labels: Sequence[int] = (1, 2), opacity: float = 0.4,
+              reference2d: np.ndarray | None = None, max_pixels: int = 320) -> np.ndarray:
+    """Grey-scale slice with label fills (and a reference outline) blended in, as uint8 RGB.
+
+    Parameters
+    ----------
+    image2d : (rows, cols) ndarray
+    window : (low, high)
+        Intensities mapped to black and white.
+    mask2d : (rows, cols) ndarray of int, optional
+        Canonical labels (1 = contrast-enhancing, 2 = non-enhancing), drawn filled.
+    labels : sequence of int
+        Which labels to draw.
+    opacity : float
+        Opacity of the fills.
+    reference2d : (rows, cols) ndarray of int, optional
+        A reference mask, drawn as an outline of the whole tumour in cyan (labels > 0).
+    max_pixels : int
+        Larger slices are subsampled (by a whole stride) to keep the figure light.
+    """
+    lo, hi = window
+    stride = max(1, int(np.ceil(max(image2d.shape) / max_pixels)))
+    img = np.asarray(image2d, np.float32)[::stride, ::stride]
+    grey = np.clip((img - lo) / max(hi - lo, 1e-6), 0, 1) * 255
+    rgb = np.repeat(grey[..., None], 3, axis=2)
+    if mask2d is not None:
+        m = np.asarray(mask2d)[::stride, ::stride]
+        for lab in labels:
+            sel = m == lab
+            if sel.any():
+                colour = np.asarray(LABEL_COLOURS.get(int(lab), (0, 255, 0)), np.float32)
+                rgb[sel] = (1 - opacity) * rgb[sel] + opacity * colour
+    if reference2d is not None:
+        ref = _outline(np.asarray(reference2d)[::stride, ::stride] > 0)
+        rgb[ref] = REFERENCE_COLOUR
+    return rgb.astype(np.uint8)
+
+
+def slices_figure(panels: Sequence[tuple[str, np.ndarray]], *, height: int = 340,
+                  pixel_aspect: float = 1.0) -> go.Figure:
+    """Side-by-side RGB slices (one subplot each), sent to the browser as PNG images.
+
+    Parameters
+    ----------
+    panels : sequence of (title, (rows, cols, 3) uint8 array)
+    height : int
+        Figure height in pixels.
+    pixel_aspect : float
+        Row spacing / column spacing of the slices (1 for isotropic voxels).
+    """
+    import base64
+    import io
+
+    from PIL import Image
+
+    n = max(len(panels), 1)
+    fig = make_subplots(rows=1, cols=n, subplot_titles=[t for t, _ in panels],
+                        horizontal_spacing=0.01)
+    for i, (_title, rgb) in enumerate(panels, start=1):
+        buf = io.BytesIO()
+        Image.fromarray(np.asarray(rgb, np.uint8)).save(buf, format="PNG", compress_level=1)
+        src = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+        rows, cols = rgb.shape[:2]
+        fig.add_trace(go.Image(source=src, dy=pixel_aspect, hoverinfo="skip"), row=1, col=i)
+        fig.update_xaxes(visible=False, range=[-0.5, cols - 0.5], row=1, col=i)
+        fig.update_yaxes(visible=False, range=[rows * pixel_aspect - 0.5, -0.5],
+                         scaleanchor=f"x{'' if i == 1 else i}", row=1, col=i)
+    fig.update_layout(height=height, margin=dict(l=0, r=0, t=28, b=0), plot_bgcolor="black")
+    return fig
+
+
+def intensity_check_table(table, image_stats, label: int = 2):
+    """The seed's data check, long form: per subject and sequence, raw and normalised intensity.
+
+    Parameters
+    ----------
+    table : DataFrame
+        The seed's wide table (``SUBJECT ID``, ``{seq}_MeanIntensity_label{label}``, ...).
+    image_stats : DataFrame
+        :meth:`gliocore.store.Store.image_stats` (``subject_id``, ``sequence``, ``brain_mean``,
+        ``brain_std``).
+    label : int
+        Tumour label whose mean intensity is normalised (2 = non-enhancing, present in most
+        subjects).
+
+    Returns
+    -------
+    DataFrame
+        Columns ``subject_id``, ``sequence``, ``raw`` (mean brain intensity of the image),
+        ``tumour_raw`` and ``normalised`` (``(tumour mean - brain mean) / brain SD``: the tumour's
+        brightness in brain-SD units, comparable across scanners and subjects).
+    """
+    import pandas as pd
+    if image_stats is None or image_stats.empty:
+        return pd.DataFrame(columns=["subject_id", "sequence", "raw", "tumour_raw", "normalised"])
+    out = image_stats[["subject_id", "sequence", "brain_mean", "brain_std"]].rename(
+        columns={"brain_mean": "raw"}).copy()
+    tumour = []
+    by_id = table.set_index("SUBJECT ID") if "SUBJECT ID" in table.columns else None
+    for sid, seq in zip(out["subject_id"], out["sequence"]):
+        col = f"{seq}_MeanIntensity_label{label}"
+        v = np.nan
+        if by_id is not None and col in by_id.columns and sid in by_id.index:
+            v = by_id.at[sid, col]
+        tumour.append(v)
+    out["tumour_raw"] = pd.to_numeric(pd.Series(tumour, index=out.index), errors="coerce")
+    std = out["brain_std"].where(out["brain_std"] > 0)
+    out["normalised"] = (out["tumour_raw"] - out["raw"]) / std
+    return out.drop(columns=["brain_std"])

@@ -42,7 +42,8 @@ st.dataframe([{"setting": k, "value": v} for k, v in info.items()], hide_index=T
 
 backends = common.available_backends()
 st.markdown("**Segmentation backends:** " + "; ".join(
-    f"`{b}` " + ("available" if r is None else f"unavailable ({r})") for b, r in backends.items()))
+    f"`{b}` " + ("available" if r is None else f"unavailable ({r.split('. ')[0].rstrip('.')})")
+    for b, r in backends.items()))
 line = common.backend_line(ctx)
 if line:
     st.caption("Results on display — " + line)

@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 
             def shoot(name: str) -> None:
                 wait_idle(page)
-                page.mouse.move(5, 5)  # no hover tooltips in the pictures
+                page.mouse.move(900, 8)  # no hover tooltips in the pictures
                 page.wait_for_timeout(800)  # plotly transitions
                 size = save(page.screenshot(), args.out / f"{name}.png")
                 print(f"{args.out / name}.png  {size / 1000:.0f} kB")
