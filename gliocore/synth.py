@@ -405,8 +405,8 @@ def generate_subject(subject_id: str, seed: int, shape: Sequence[int] = REFERENC
 
 #: Weibull proportional-hazards survival model (months). Reference patient: IDH-mutant,
 #: 50 cm³ whole tumour, age 50, median survival 60 months.
-WEIBULL_SHAPE = 1.3
-BASELINE_MEDIAN_MONTHS = 60.0
+WEIBULL_SHAPE = 1.2
+BASELINE_MEDIAN_MONTHS = 60
 LOG_HR_WILDTYPE = math.log(6.0)
 LOG_HR_PER_LOG_VOLUME = 0.7       # per unit of log(volume / 50 cm³)
 LOG_HR_PER_DECADE = 0.25

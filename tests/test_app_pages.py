@@ -138,8 +138,12 @@ def test_idh_filter_changes_n_on_every_page(app_env):
 
 
 def test_empty_filter_result_says_so(app_env):
+    import pandas as pd
+    survival = sorted(set(pd.read_csv(app_env.parent / "demo" / "clinical.csv")["Survival(months)"]))
+    gap = round((survival[0] + survival[1]) / 2, 2)  # between the two shortest times: nobody
+    assert survival[0] < gap < survival[1]
     at = _new_app()
-    at.session_state["flt_survival"] = (0.0, 0.5)  # nobody survived < 0.5 months
+    at.session_state["flt_survival"] = (gap, gap)
     at.run()
     for page in PAGES[1:5]:
         at.switch_page(f"pages/{page}.py").run()
