@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 from scipy import ndimage
 
 from gliocore.io import spacing_from_affine
-from gliocore.types import TUMOUR_CLASSES
+from gliocore.types import TUMOUR_CLASSES, PathType
 
 #: Name used in :class:`QCRow` for the union of both tumour classes.
 WHOLE_TUMOUR = "whole_tumour"
@@ -218,6 +219,42 @@ def compare_masks(pred_canonical: np.ndarray, ref_canonical: np.ndarray,
             note = "reference empty: HD95 undefined"
         rows.append(QCRow(name, dice(p, r), hausdorff95(p, r, spacing), vp, vr, vp - vr, note))
     return rows
+
+
+def compare_mask_files(pairs: Mapping[str, tuple[PathType, PathType]]) -> pd.DataFrame:
+    """Compare two segmentations of each subject (e.g. two backends), file by file.
+
+    Parameters
+    ----------
+    pairs : mapping of subject ID -> (path A, path B)
+        Canonical masks on the same grid; B plays the reference.
+
+    Returns
+    -------
+    DataFrame
+        One row per subject and region: ``subject_id``, ``region``, ``dice``, ``hd95_mm``,
+        ``volume_a_mm3``, ``volume_b_mm3``, ``volume_diff_mm3`` (A - B), ``note``. A subject
+        whose files cannot be read gets one row with the error in ``note``.
+    """
+    from gliocore.io import load_volume
+    rows: list[dict[str, object]] = []
+    for sid, (path_a, path_b) in sorted(pairs.items()):
+        try:
+            a = load_volume(path_a, dtype=None)
+            b = load_volume(path_b, dtype=None)
+            if not np.allclose(a.affine, b.affine, atol=1e-3):
+                raise ValueError("the two masks are on different grids")
+            result = compare_masks(a.data, b.data, a.affine)
+        except Exception as exc:  # report and go on with the other subjects
+            rows.append({"subject_id": sid, "region": None, "note": f"{type(exc).__name__}: {exc}"})
+            continue
+        for r in result:
+            rows.append({"subject_id": sid, "region": r.region, "dice": r.dice,
+                         "hd95_mm": r.hd95_mm, "volume_a_mm3": r.volume_pred_mm3,
+                         "volume_b_mm3": r.volume_ref_mm3, "volume_diff_mm3": r.volume_diff_mm3,
+                         "note": r.note})
+    return pd.DataFrame(rows, columns=["subject_id", "region", "dice", "hd95_mm", "volume_a_mm3",
+                                       "volume_b_mm3", "volume_diff_mm3", "note"])
 
 
 def majority_vote(masks: Sequence[np.ndarray], min_votes: int | None = None) -> np.ndarray:

@@ -71,15 +71,15 @@ def load_cohorts(db: str, stamp: str) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def load_table(db: str, stamp: str, cohort_id: str) -> pd.DataFrame:
+def load_table(db: str, stamp: str, cohort_id: str, config_key: str | None = None) -> pd.DataFrame:
     """The seed's wide table (clinical + features + tumor_volume), every clinical subject."""
     from gliocore.export import seed_table
-    return seed_table(get_store(db), cohort_id)
+    return seed_table(get_store(db), cohort_id, config_key)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def load_status(db: str, stamp: str, cohort_id: str) -> pd.DataFrame:
-    return get_store(db).status(cohort_id)
+def load_status(db: str, stamp: str, cohort_id: str, config_key: str | None = None) -> pd.DataFrame:
+    return get_store(db).status(cohort_id, config_key)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -93,8 +93,9 @@ def load_runs(db: str, stamp: str, cohort_id: str) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def load_segmentations(db: str, stamp: str, cohort_id: str) -> pd.DataFrame:
-    return get_store(db).segmentations_of(cohort_id)
+def load_segmentations(db: str, stamp: str, cohort_id: str, config_key: str | None = None
+                       ) -> pd.DataFrame:
+    return get_store(db).segmentations_of(cohort_id, config_key)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -103,8 +104,26 @@ def load_image_stats(db: str, stamp: str, cohort_id: str) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def load_qc(db: str, stamp: str, cohort_id: str) -> pd.DataFrame:
-    return get_store(db).qc_metrics(cohort_id)
+def load_qc(db: str, stamp: str, cohort_id: str, config_key: str | None = None) -> pd.DataFrame:
+    return get_store(db).qc_metrics(cohort_id, config_key)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def load_configs(db: str, stamp: str, cohort_id: str) -> pd.DataFrame:
+    """Configurations (backend + radiomics params) with results in the cohort, newest first."""
+    return get_store(db).configs(cohort_id)
+
+
+@st.cache_data(show_spinner="Comparing segmentations…", max_entries=16)
+def compare_configs(db: str, stamp: str, cohort_id: str, config_a: str, config_b: str
+                    ) -> pd.DataFrame:
+    """Per subject and region: configuration A's masks scored against configuration B's."""
+    from gliocore.qc import compare_mask_files
+    a = load_segmentations(db, stamp, cohort_id, config_a)
+    b = load_segmentations(db, stamp, cohort_id, config_b)
+    pairs = dict(zip(a["subject_id"], a["path"]))
+    return compare_mask_files({sid: (pairs[sid], path) for sid, path in zip(b["subject_id"], b["path"])
+                               if sid in pairs})
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -162,6 +181,8 @@ class Context:
     filtered: pd.DataFrame = field(default_factory=pd.DataFrame)
     filters_active: list[str] = field(default_factory=list)
     store_error: str | None = None
+    config_key: str | None = None
+    configs: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def n(self) -> int:
@@ -232,7 +253,9 @@ def sidebar(settings: Settings) -> Context:
                 help="Switch between the cohorts in the store; load a new one on the Cohort page.")
     ctx.cohort_id = cid
     ctx.cohort = cohorts.set_index("cohort_id").loc[cid].to_dict()
-    ctx.table = load_table(db, stamp, cid)
+    ctx.configs = load_configs(db, stamp, cid)
+    ctx.config_key = _results_picker(ctx.configs)
+    ctx.table = load_table(db, stamp, cid, ctx.config_key)
     ctx.filtered, ctx.filters_active = _filters(ctx.table, cid)
     n, total = ctx.n, ctx.n_total
     st.sidebar.markdown(f"**{n} of {total} subjects**"
@@ -240,6 +263,27 @@ def sidebar(settings: Settings) -> Context:
     if ctx.filters_active:
         st.sidebar.button("Clear filters", on_click=clear_filters, key="clear_filters")
     return _remember(ctx)
+
+
+def config_label(row: Any) -> str:
+    """One line naming a configuration: backend, version, radiomics params, subjects."""
+    return (f"{row.backend} v{row.backend_version} · params {str(row.params_fingerprint)[:8]} · "
+            f"{row.n_subjects} subjects")
+
+
+def _results_picker(configs: pd.DataFrame) -> str | None:
+    """Which results to show when the cohort was processed more than one way (default: newest)."""
+    if len(configs) < 2:
+        st.session_state.pop("active_config", None)
+        return None if configs.empty else str(configs.iloc[0]["config_key"])
+    keys = configs["config_key"].astype(str).tolist()
+    if st.session_state.get("active_config") not in keys:
+        st.session_state["active_config"] = keys[0]
+    labels = {str(r.config_key): config_label(r) for r in configs.itertuples()}
+    return _kept(st.sidebar, "selectbox", "Results from", "active_config", options=keys,
+                 format_func=lambda k: labels.get(k, k),
+                 help="The cohort was processed with more than one segmentation backend or "
+                      "radiomics parameter set; every page shows the one chosen here.")
 
 
 def _remember(ctx: Context) -> Context:
@@ -390,7 +434,7 @@ def backend_line(ctx: Context) -> str | None:
     """Which segmentation backend/version produced the results, in one line."""
     if not ctx.cohort_id:
         return None
-    seg = load_segmentations(ctx.db, ctx.stamp, ctx.cohort_id)
+    seg = load_segmentations(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key)
     if seg.empty:
         return None
     if ctx.subject_ids:

@@ -18,9 +18,43 @@ common.page_header("Segmentation QC", ctx)
 if not common.require_cohort(ctx):
     st.stop()
 
-qc = common.load_qc(ctx.db, ctx.stamp, ctx.cohort_id)
+# -- two backends (or two settings of one) against each other --------------------------------------
+if len(ctx.configs) >= 2:
+    with st.expander("Compare two segmentations of this cohort", expanded=False):
+        keys = ctx.configs["config_key"].astype(str).tolist()
+        labels = {str(r.config_key): common.config_label(r) for r in ctx.configs.itertuples()}
+        c1, c2 = st.columns(2)
+        def name(k: str) -> str:
+            return labels.get(k, k)
+
+        key_a = c1.selectbox("A", keys, index=0, format_func=name, key="qc_cmp_a")
+        key_b = c2.selectbox("B (plays the reference)", keys, index=1, format_func=name,
+                             key="qc_cmp_b")
+        if key_a == key_b:
+            st.info("Pick two different configurations.")
+        else:
+            cmp = common.compare_configs(ctx.db, ctx.stamp, ctx.cohort_id, key_a, key_b)
+            cmp = cmp[cmp["subject_id"].isin(ctx.subject_ids)].copy()
+            failed = cmp[cmp["region"].isna()]
+            cmp = cmp.dropna(subset=["region"])
+            if cmp.empty:
+                st.info("No filtered subject has a segmentation under both configurations.")
+            else:
+                cmp["region"] = cmp["region"].map(lambda r: REGIONS.get(r, r))
+                st.dataframe(cmp.groupby("region", sort=False).agg(
+                    subjects=("subject_id", "nunique"), dice_median=("dice", "median"),
+                    hd95_median_mm=("hd95_mm", "median"),
+                    volume_diff_median_mm3=("volume_diff_mm3", "median")), key="qc_cmp_summary")
+                fig = px.box(cmp, x="region", y="dice", points="all", hover_data=["subject_id"],
+                             title="Dice between A and B per region")
+                fig.update_yaxes(range=[0, 1.05])
+                st.plotly_chart(fig, key="qc_cmp_dice")
+            for row in failed.itertuples():
+                st.warning(f"{row.subject_id}: {row.note}")
+
+qc = common.load_qc(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key)
 if qc.empty:
-    seg = common.load_segmentations(ctx.db, ctx.stamp, ctx.cohort_id)
+    seg = common.load_segmentations(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key)
     if seg.empty:
         st.info("Nothing to check yet: the cohort is not segmented. Press **Process cohort** on the "
                 "Cohort page.")
@@ -86,7 +120,7 @@ c1, c2 = st.columns([2, 3])
 sid = c1.selectbox("Subject (worst Dice first)", worst or subjects, key="qc_subject")
 plane = c2.radio("Plane", plots.PLANES, horizontal=True, key="qc_plane")
 files, ref_path = common.load_subject_files(ctx.db, ctx.stamp, ctx.cohort_id, sid)
-seg = common.load_segmentations(ctx.db, ctx.stamp, ctx.cohort_id)
+seg = common.load_segmentations(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key)
 mpath = dict(zip(seg["subject_id"], seg["path"])).get(sid)
 if not (files.get("flair") and ref_path and mpath):
     st.info(f"{sid}: image, segmentation or reference file not recorded.")

@@ -333,3 +333,50 @@ def test_warm_render_times(app_env):
         if dt > 1.5:
             slow[page] = round(dt, 2)
     assert not slow, f"warm renders slower than 1.5 s: {slow}"
+
+
+def frame_with(at: AppTest, column: str, not_column: str | None = None):
+    """The first dataframe on the page that has ``column`` (and lacks ``not_column``)."""
+    for df in at.dataframe:
+        cols = set(df.value.columns)
+        if column in cols and (not_column is None or not_column not in cols):
+            return df.value
+    raise AssertionError(f"no dataframe with column {column!r}")
+
+
+def test_two_configurations_pick_results_and_compare_backends(demo_store, tmp_path, monkeypatch):
+    """A cohort processed twice (baseline, then its reference masks imported) offers a
+    "Results from" choice on every page and a backend comparison on the QC page."""
+    import shutil
+
+    from gliocore.cohort import load_cohort
+    from gliocore.pipeline import ProcessingConfig, process_cohort
+    from gliocore.store import Store
+    db = tmp_path / "two.duckdb"
+    shutil.copy(demo_store, db)
+    cohort = load_cohort(demo_store.parent / "demo" / "clinical.csv", name="demo")
+    summary = process_cohort(cohort, Store(db), ProcessingConfig(
+        backend="import", backend_options={"pattern": "{subject}_truth.nii.gz",
+                                           "label_map": "glioscope"}))
+    assert not summary.errors
+    monkeypatch.setenv("GLIOSCOPE_DATA", str(tmp_path))
+    monkeypatch.setenv("GLIOSCOPE_DB", str(db))
+    at = _new_app().run()
+    assert not at.exception
+    picker = sidebar_widget(at, "selectbox", "Results from")
+    assert len(picker.options) == 2
+    at.switch_page("pages/qc.py").run()
+    assert not at.exception
+    assert "import v1" in texts(at)  # the newest configuration is shown by default
+    # imported reference masks score perfectly against themselves
+    summary_df = frame_with(at, "dice_mean")
+    assert (summary_df["dice_median"] == 1.0).all()
+    at.selectbox(key="qc_cmp_a").select_index(1)
+    at.selectbox(key="qc_cmp_b").select_index(0)
+    at.run()
+    assert not at.exception
+    cmp = frame_with(at, "hd95_median_mm", not_column="dice_mean")
+    assert 0.0 < cmp["dice_median"].max() <= 1.0
+    # switching "Results from" to the baseline changes every page's provenance line
+    sidebar_widget(at, "selectbox", "Results from").select_index(1).run()
+    assert not at.exception and "baseline v" in texts(at)

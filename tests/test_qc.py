@@ -181,3 +181,26 @@ class TestMajorityVote:
     def test_empty_list(self):
         with pytest.raises(ValueError):
             majority_vote([])
+
+
+def test_compare_mask_files_scores_a_against_b(tmp_path):
+    import nibabel as nib
+
+    from gliocore.qc import compare_mask_files
+    a = np.zeros((10, 10, 10), np.uint8)
+    a[2:6, 2:6, 2:6] = 1          # 64 voxels CE
+    b = a.copy()
+    b[2:6, 2:6, 2:4] = 2          # half of it NE in B
+    aff = np.diag([2.0, 1.0, 1.0, 1.0])  # 2 mm³ voxels
+    for name, m in (("a", a), ("b", b)):
+        nib.save(nib.Nifti1Image(m, aff), str(tmp_path / f"{name}.nii.gz"))
+    nib.save(nib.Nifti1Image(a, np.eye(4)), str(tmp_path / "other_grid.nii.gz"))
+    df = compare_mask_files({"S1": (tmp_path / "a.nii.gz", tmp_path / "b.nii.gz"),
+                             "S2": (tmp_path / "a.nii.gz", tmp_path / "other_grid.nii.gz")})
+    s1 = df[df["subject_id"] == "S1"].set_index("region")
+    assert s1.loc["contrast_enhancing", "dice"] == pytest.approx(2 * 32 / (64 + 32))
+    assert s1.loc["contrast_enhancing", "volume_a_mm3"] == 128.0
+    assert s1.loc["contrast_enhancing", "volume_diff_mm3"] == 64.0
+    assert s1.loc["whole_tumour", "dice"] == 1.0
+    s2 = df[df["subject_id"] == "S2"]
+    assert len(s2) == 1 and "different grids" in s2["note"].iloc[0]
