@@ -70,7 +70,8 @@ def default_weights_dir() -> Path:
     if env:
         return Path(env).expanduser()
     try:
-        from hd_glio.paths import folder_with_parameter_files
+        with contextlib.redirect_stdout(io.StringIO()):  # hd_glio prints citations on import
+            from hd_glio.paths import folder_with_parameter_files
     except ImportError:
         return Path.home() / "hd_glio_params"
     return Path(folder_with_parameter_files)
