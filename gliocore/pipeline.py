@@ -191,7 +191,7 @@ def process_subject(task: dict[str, Any], segmenter: Segmenter | None = None) ->
             mask = seg.segment(subject, images)
             seconds = time.perf_counter() - t0
             path = save_mask(mask, ref.affine, task["mask_path"])
-            warnings = list(getattr(seg, "last_warnings", []) or [])
+            warnings = list(seg.input_warnings_.get(subject.subject_id, []))
             out["segmentation"] = {
                 "backend": seg.name, "backend_version": seg.version,
                 "weights_checksum": seg.weights_checksum, "cache_token": seg.cache_token(),

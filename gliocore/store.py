@@ -506,7 +506,8 @@ class Store:
                         "WHERE cohort_id = ? AND run_id = ? ORDER BY subject_id", [cohort_id, run_id])
 
     def status(self, cohort_id: str, config_key: str | None = None) -> pd.DataFrame:
-        """Per subject: has images, segmented, features, last error (stage and message)."""
+        """Per subject: has images, segmented, features, input warnings (JSON list) of the
+        segmentation backend, and the latest run's error (stage and message)."""
         config_key = config_key or self.latest_config(cohort_id) or ""
         runs = self.runs(cohort_id)
         run_id = "" if runs.empty else str(runs.iloc[0]["run_id"])
@@ -516,6 +517,8 @@ class Store:
                    fs.feature_key IS NOT NULL AS features,
                    seg.backend, seg.seconds AS segment_seconds, fs.seconds AS feature_seconds,
                    fs.n_missing AS missing_features,
+                   CASE WHEN seg.warnings IS NULL OR seg.warnings = '[]' THEN NULL
+                        ELSE seg.warnings END AS input_warnings,
                    e.stage AS error_stage, e.message AS error
             FROM subjects s
             LEFT JOIN subject_results r ON r.cohort_id = s.cohort_id

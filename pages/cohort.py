@@ -135,7 +135,7 @@ if ctx.cohort_id is None:
 
 # -- processing -----------------------------------------------------------------------------------
 st.subheader("Processing")
-status = common.load_status(ctx.db, ctx.stamp, ctx.cohort_id)
+status = common.load_status(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key)
 n_all = len(status)
 c = st.columns(4)
 c[0].metric("Subjects", n_all)
@@ -177,7 +177,15 @@ if not errors.empty:
     st.error(f"{len(errors)} subject(s) with errors in the latest run:")
     st.dataframe(errors[["subject_id", "error_stage", "error"]], hide_index=True,
                  column_config={"error": st.column_config.TextColumn("message", width="large")})
-elif n_all and not status["segmented"].any():
+warned = shown[shown["input_warnings"].notna()] if "input_warnings" in shown else shown.iloc[0:0]
+if not warned.empty:
+    st.warning(f"{len(warned)} subject(s) with input warnings from the segmentation backend (e.g. "
+               "not skull-stripped, differing grids, unusual orientation); results may be "
+               "unreliable for them. Prepare inputs with HD-BET and registration (see README).")
+    st.dataframe(warned[["subject_id", "backend", "input_warnings"]], hide_index=True,
+                 column_config={"input_warnings": st.column_config.TextColumn("warnings",
+                                                                              width="large")})
+if errors.empty and n_all and not status["segmented"].any():
     st.info("No subject is processed yet: choose a backend and press **Process cohort**.")
 st.dataframe(
     shown, hide_index=True,

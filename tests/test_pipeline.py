@@ -227,3 +227,21 @@ def test_cli_process_and_status(cohort_csv, tmp_path, capsys):
     assert cli_main(["--db", str(db), "status"]) == 0
     out = capsys.readouterr().out
     assert f"{N} subjects: {N} segmented, {N} with features, 0 with errors" in out
+
+
+def test_backend_input_warnings_are_stored_with_the_result(cohort_csv, tmp_path):
+    from gliocore.segment import register_segmenter
+    from gliocore.segment.baseline import BaselineSegmenter
+
+    @register_segmenter
+    class WarningBaseline(BaselineSegmenter):  # a backend that flags every input
+        name = "test-warning-baseline"
+
+        def segment_images(self, subject, images):
+            self.input_warnings_[subject.subject_id] = [f"{subject.subject_id}: not skull-stripped"]
+            return super().segment_images(subject, images)
+
+    summary, store = run(cohort_csv, tmp_path / "g.duckdb", backend="test-warning-baseline")
+    st = store.status(summary.cohort_id).set_index("subject_id")
+    for sid in summary.computed:
+        assert "not skull-stripped" in st.loc[sid, "input_warnings"]

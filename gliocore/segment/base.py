@@ -53,6 +53,8 @@ class Segmenter(abc.ABC):
     def __init__(self, **options: Any) -> None:
         self.options: dict[str, Any] = dict(options)
         self._loaded = False
+        #: Per-subject input warnings (e.g. "not skull-stripped"), recorded with the result.
+        self.input_warnings_: dict[str, list[str]] = {}
 
     # -- identity -------------------------------------------------------------------------
     @property
