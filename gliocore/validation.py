@@ -140,7 +140,8 @@ class ValidationReport:
 
     @property
     def ok(self) -> bool:
-        return all(getattr(p, "ok", True) for p in self.parts.values())
+        """Every part that ran passed (each report has an ``ok`` verdict)."""
+        return all(p.ok for p in self.parts.values())
 
     def to_markdown(self) -> str:
         lines = ["# GlioScope validation report", "",

@@ -79,6 +79,11 @@ class SurvivalReport:
         return self.n_passed == self.n_compared
 
     @property
+    def ok(self) -> bool:
+        """Every compared quantity within tolerance (the same verdict the other reports give)."""
+        return self.all_passed
+
+    @property
     def failures(self) -> tuple[SurvivalCheck, ...]:
         return tuple(r for r in self.rows if not r.passed)
 
