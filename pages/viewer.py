@@ -14,7 +14,7 @@ common.page_header("Viewer", ctx)
 if not common.require_cohort(ctx):
     st.stop()
 
-status = common.load_status(ctx.db, ctx.stamp, ctx.cohort_id)
+status = common.load_status(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key)
 with_images = set(status.loc[status["has_images"], "subject_id"].astype(str))
 subjects = [s for s in ctx.subject_ids if s in with_images]
 if not subjects:
@@ -22,7 +22,7 @@ if not subjects:
                "Cohort page (the status table says what is missing per subject).")
     st.stop()
 
-seg = common.load_segmentations(ctx.db, ctx.stamp, ctx.cohort_id)
+seg = common.load_segmentations(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key)
 seg_path = dict(zip(seg["subject_id"].astype(str), seg["path"])) if not seg.empty else {}
 stats = common.load_image_stats(ctx.db, ctx.stamp, ctx.cohort_id)
 
