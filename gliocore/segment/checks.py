@@ -20,7 +20,8 @@ backends issue them as :class:`DLInputWarning` and keep going.
 """
 from __future__ import annotations
 
-from typing import Mapping
+import warnings
+from typing import Mapping, MutableMapping
 
 import nibabel as nib
 import numpy as np
@@ -28,6 +29,7 @@ import numpy as np
 from gliocore.cohort import Subject
 from gliocore.errors import GlioWarning
 from gliocore.io import AFFINE_ATOL, Volume
+from gliocore.qc import dice
 from gliocore.types import SEQUENCES
 
 #: Fraction of the volume's outer shell that may be non-zero in a skull-stripped image.
@@ -54,11 +56,6 @@ def _border_nonzero_fraction(data: np.ndarray, width: int = 2) -> float:
     shell = np.ones(data.shape, dtype=bool)
     shell[w:-w, w:-w, w:-w] = False
     return float(np.count_nonzero(data[shell])) / max(1, int(shell.sum()))
-
-
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
 
 
 def check_dl_inputs(subject: Subject | str, images: Mapping[str, Volume]) -> list[str]:
@@ -118,7 +115,7 @@ def check_dl_inputs(subject: Subject | str, images: Mapping[str, Volume]) -> lis
                    "non-brain voxels exactly 0: run HD-BET and apply its mask to all sequences")
     elif same_grid and len(present) > 1:
         masks = {seq: images[seq].data != 0 for seq in present}
-        worst = min(((seq, _dice(masks[ref_name], masks[seq])) for seq in present[1:]),
+        worst = min(((seq, dice(masks[ref_name], masks[seq])) for seq in present[1:]),
                     key=lambda t: t[1])
         if worst[1] < BRAIN_MASK_DICE_MIN:
             out.append(f"subject {sid}: the non-zero (brain) region of {worst[0]} overlaps that "
@@ -153,3 +150,14 @@ def check_dl_inputs(subject: Subject | str, images: Mapping[str, Volume]) -> lis
         out.append(f"subject {sid}: voxel size {text} mm is strongly anisotropic (thick "
                    "slices); results on thick-slice images are less reliable")
     return out
+
+
+def record_input_warnings(subject: Subject, images: Mapping[str, Volume],
+                          sink: MutableMapping[str, list[str]]) -> list[str]:
+    """Run :func:`check_dl_inputs`, keep the messages in ``sink[subject_id]`` (a backend's
+    ``input_warnings_``, stored with its result) and emit each as a :class:`DLInputWarning`."""
+    messages = check_dl_inputs(subject, images)
+    sink[subject.subject_id] = messages
+    for msg in messages:
+        warnings.warn(msg, DLInputWarning, stacklevel=3)
+    return messages

@@ -44,7 +44,7 @@ from gliocore.errors import SegmenterUnavailableError, SubjectError
 from gliocore.io import Volume
 from gliocore.labels import HDGLIO_V2, LabelMap, get_label_map
 from gliocore.segment.base import Segmenter, register_segmenter
-from gliocore.segment.checks import DLInputWarning, check_dl_inputs
+from gliocore.segment.checks import record_input_warnings
 from gliocore.types import SEQUENCES, PathType
 
 #: Environment variable naming the HD-GLIO parameter folder (overrides hd-glio's default).
@@ -394,10 +394,7 @@ class HDGlioSegmenter(Segmenter):
             self.load()
         sid = subject.subject_id
         if self.check_inputs:
-            messages = check_dl_inputs(subject, images)
-            self.input_warnings_[sid] = messages
-            for msg in messages:
-                warnings.warn(msg, DLInputWarning, stacklevel=3)
+            record_input_warnings(subject, images, self.input_warnings_)
         missing = [s for s in SEQUENCES if s not in images]
         if missing:
             raise SubjectError(sid, f"HD-GLIO needs all four sequences; missing {missing}",

@@ -35,7 +35,7 @@ from gliocore.errors import SegmenterUnavailableError, SubjectError
 from gliocore.io import Volume
 from gliocore.labels import LabelMap, get_label_map
 from gliocore.segment.base import Segmenter, register_segmenter
-from gliocore.segment.checks import DLInputWarning, check_dl_inputs
+from gliocore.segment.checks import record_input_warnings
 from gliocore.segment.hdglio import (_package_version, _quiet, _torch_threads,
                                      resolve_torch_device)
 from gliocore.types import SEQUENCES, PathType
@@ -326,10 +326,7 @@ class NnUNetV2Segmenter(Segmenter):
             self.load()
         sid = subject.subject_id
         if self.check_inputs:
-            messages = check_dl_inputs(subject, images)
-            self.input_warnings_[sid] = messages
-            for msg in messages:
-                warnings.warn(msg, DLInputWarning, stacklevel=3)
+            record_input_warnings(subject, images, self.input_warnings_)
         order = sorted(self.channels_.items(), key=lambda kv: kv[1])
         missing = [seq for seq, _ in order if seq not in images]
         if missing:
