@@ -1,10 +1,9 @@
 """Image I/O: reading and checking NIfTI volumes, writing masks, content hashes."""
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib

@@ -8,7 +8,7 @@ right after they are produced, and the store keeps classes by name.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np

@@ -24,7 +24,7 @@ from gliocore.errors import GlioError, SubjectError
 from gliocore.io import Volume, file_sha256, load_volume, save_mask, text_sha256
 from gliocore.segment import Segmenter, get_segmenter
 from gliocore.store import Store
-from gliocore.types import TUMOUR_CLASSES, TumourClass
+from gliocore.types import TumourClass
 
 #: Progress callback: (stage, done, total, subject_id or None).
 ProgressCallback = Callable[[str, int, int, "str | None"], None]

@@ -71,7 +71,6 @@ def validate_segmentation(shared_root: Path, backend: str = "baseline") -> Segme
     from gliocore.io import load_volume
     from gliocore.labels import BRATS
     from gliocore.segment import get_segmenter
-    from gliocore.types import TumourClass
 
     t0 = time.perf_counter()
     folder = Path(shared_root) / "cases" / REAL_CASE

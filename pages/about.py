@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import platform
 import time
-from pathlib import Path
 
 import streamlit as st
 

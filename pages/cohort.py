@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
 from pages import _common as common

@@ -7,7 +7,6 @@ backend into a temporary DuckDB; the app is pointed at it through ``$GLIOSCOPE_D
 """
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path

@@ -1,7 +1,6 @@
 """Cohort loading: naming conventions and every validation error, on tiny volumes."""
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import nibabel as nib

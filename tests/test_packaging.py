@@ -53,3 +53,14 @@ def test_sql_lives_only_in_store():
         text = path.read_text()
         for kw in ("CREATE TABLE", "INSERT INTO", "SELECT * FROM", "import duckdb", "con.execute("):
             assert kw not in text, f"{kw!r} in {path}"
+
+
+def test_no_unused_imports_or_undefined_names():
+    """pyflakes-level checks (ruff F rules) over the package, the pages and the tests."""
+    exe = Path(sys.executable).parent / "ruff"
+    if not exe.exists():
+        pytest.skip("ruff is not installed (requirements-dev.txt)")
+    res = subprocess.run([str(exe), "check", "--select", "F,E9", "--output-format", "concise",
+                          "gliocore", "pages", "app.py", "tests", "benchmarks", "scripts"],
+                         cwd=REPO, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr

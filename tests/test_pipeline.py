@@ -14,11 +14,9 @@ from gliocore import radiomics, synth
 from gliocore.cli import main as cli_main
 from gliocore.cohort import load_cohort
 from gliocore.export import seed_table, wide_column
-from gliocore.labels import BRATS
 from gliocore.pipeline import ProcessingConfig, process_cohort
 from gliocore.segment.base import Segmenter
 from gliocore.store import Store
-from gliocore.types import SEQUENCES
 
 N = 4
 SHAPE = (48, 48, 32)

@@ -1,7 +1,6 @@
 """`python -m gliocore validate`: the combined report (needs ../shared; skips without it)."""
 from __future__ import annotations
 
-import pytest
 
 from gliocore.cli import main as cli_main
 from gliocore.validation import run_validation, validate_segmentation

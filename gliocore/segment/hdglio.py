@@ -42,7 +42,7 @@ import numpy as np
 from gliocore.cohort import Subject
 from gliocore.errors import SegmenterUnavailableError, SubjectError
 from gliocore.io import Volume
-from gliocore.labels import HDGLIO_V2, LabelMap, get_label_map
+from gliocore.labels import LabelMap, get_label_map
 from gliocore.segment.base import Segmenter, register_segmenter
 from gliocore.segment.checks import record_input_warnings
 from gliocore.types import SEQUENCES, PathType

@@ -6,7 +6,7 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from gliocore.cohort import NIFTI_EXTENSIONS, Subject
+from gliocore.cohort import Subject
 from gliocore.errors import InvalidVolumeError, SubjectError
 from gliocore.io import AFFINE_ATOL, Volume, file_sha256, load_volume
 from gliocore.labels import LabelMap, get_label_map
