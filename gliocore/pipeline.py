@@ -101,7 +101,7 @@ def register_cohort(store: Store, cohort: Cohort, naming: str | None = None) -> 
                      "clinical": {k: _plain(v) for k, v in rec.items()},
                      "sequences": {k: str(v) for k, v in subj.sequences.items()} if subj else {}})
     store.upsert_cohort(cid, cohort.name, str(cohort.clinical_csv), str(cohort.image_root),
-                        naming, rows)
+                        naming, rows, event_assumed=bool(cohort.clinical.attrs.get("event_assumed")))
     return cid
 
 

@@ -41,7 +41,8 @@ SCHEMA: tuple[str, ...] = (
         clinical_csv VARCHAR NOT NULL,
         image_root VARCHAR NOT NULL,
         naming VARCHAR,
-        updated_at TIMESTAMP)""",
+        updated_at TIMESTAMP,
+        event_assumed BOOLEAN DEFAULT FALSE)""",
     # One row per clinical-table subject; clinical values as JSON (columns vary by cohort).
     """CREATE TABLE IF NOT EXISTS subjects (
         cohort_id VARCHAR NOT NULL,
@@ -245,15 +246,19 @@ class Store:
 
     # -- cohorts and subjects -------------------------------------------------------------
     def upsert_cohort(self, cohort_id: str, name: str, clinical_csv: str, image_root: str,
-                      naming: str | None, subjects: Iterable[dict[str, Any]]) -> None:
+                      naming: str | None, subjects: Iterable[dict[str, Any]],
+                      event_assumed: bool = False) -> None:
         """Record a cohort and its subjects (replacing the previous subject list).
 
         ``subjects`` items: subject_id, folder, has_images, reference_mask, clinical (dict),
-        sequences (dict seq -> path, may be empty).
+        sequences (dict seq -> path, may be empty). ``event_assumed``: the clinical table had
+        no event column, so every subject counts as a death.
         """
         with self.transaction() as con:
-            con.execute("INSERT OR REPLACE INTO cohorts VALUES (?, ?, ?, ?, ?, ?)",
-                        [cohort_id, name, clinical_csv, image_root, naming, _now()])
+            con.execute("INSERT OR REPLACE INTO cohorts (cohort_id, name, clinical_csv, image_root, "
+                        "naming, updated_at, event_assumed) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        [cohort_id, name, clinical_csv, image_root, naming, _now(),
+                         bool(event_assumed)])
             con.execute("DELETE FROM subjects WHERE cohort_id = ?", [cohort_id])
             con.execute("DELETE FROM subject_images WHERE cohort_id = ?", [cohort_id])
             for s in subjects:
@@ -533,9 +538,17 @@ class Store:
                         [config_key, cohort_id, run_id, cohort_id])
 
 
+#: Additive changes for stores made by earlier versions of the same schema version.
+MIGRATIONS: tuple[str, ...] = (
+    "ALTER TABLE cohorts ADD COLUMN IF NOT EXISTS event_assumed BOOLEAN DEFAULT FALSE",
+)
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create every table if absent and record the schema version."""
+    """Create every table if absent, apply additive migrations, record the schema version."""
     for ddl in SCHEMA:
+        con.execute(ddl)
+    for ddl in MIGRATIONS:
         con.execute(ddl)
     row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     if row is None:

@@ -483,6 +483,16 @@ def require_cohort(ctx: Context) -> bool:
     return True
 
 
+def event_notice(ctx: Context) -> None:
+    """Warn when the clinical table had no event column (every subject counted as a death)."""
+    if bool((ctx.cohort or {}).get("event_assumed")):
+        st.warning("The clinical table has no `event` column, so every subject is treated as a "
+                   "death observed at its survival time (as the seed notebook did). If some "
+                   "subjects were alive at last follow-up, add `event` (1 = death, 0 = censored) "
+                   "to the CSV and reload the cohort: censoring changes Kaplan–Meier, log-rank, "
+                   "Cox and the short/long labels.")
+
+
 def require_features(ctx: Context, what: str = "this page") -> bool:
     """False (with how to get them) when the cohort has no radiomics features yet."""
     if ctx.has_features and ctx.filtered.get("tumor_volume", pd.Series(dtype=float)).notna().any():

@@ -18,6 +18,7 @@ ctx = common.context()
 common.page_header("Classifiers", ctx)
 if not common.require_cohort(ctx) or not common.require_features(ctx, "a classifier"):
     st.stop()
+common.event_notice(ctx)
 
 from gliocore.classify import SMALL_MINORITY, SMALL_N, evaluate_classifier, make_short_long_labels  # noqa: E402
 

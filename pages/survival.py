@@ -16,6 +16,7 @@ ctx = common.context()
 common.page_header("Survival", ctx)
 if not common.require_cohort(ctx):
     st.stop()
+common.event_notice(ctx)
 
 data = ctx.filtered.copy()
 threshold = ctx.settings.short_survival_months

@@ -379,3 +379,34 @@ def test_two_configurations_pick_results_and_compare_backends(demo_store, tmp_pa
     # switching "Results from" to the baseline changes every page's provenance line
     sidebar_widget(at, "selectbox", "Results from").select_index(1).run()
     assert not at.exception and "baseline v" in texts(at)
+
+
+def test_missing_event_column_is_flagged_on_survival_pages(demo_store, tmp_path, monkeypatch):
+    import shutil
+
+    import pandas as pd
+
+    from gliocore.cohort import load_cohort
+    from gliocore.pipeline import ProcessingConfig, process_cohort
+    from gliocore.store import Store
+    db = tmp_path / "noevent.duckdb"
+    shutil.copy(demo_store, db)
+    src = demo_store.parent / "demo"
+    csv = tmp_path / "clinical_no_event.csv"
+    pd.read_csv(src / "clinical.csv").drop(columns=["event"]).to_csv(csv, index=False)
+    cohort = load_cohort(csv, src, name="no-event")
+    store = Store(db)
+    summary = process_cohort(cohort, store, ProcessingConfig(backend="baseline"))
+    assert not summary.errors and len(summary.cached) == len(cohort.subjects)  # same images
+    assert bool(store.cohort(summary.cohort_id)["event_assumed"])
+    monkeypatch.setenv("GLIOSCOPE_DATA", str(tmp_path))
+    monkeypatch.setenv("GLIOSCOPE_DB", str(db))
+    at = _new_app()
+    at.session_state["active_cohort"] = summary.cohort_id
+    at.run()
+    for page in ("survival", "classifiers"):
+        at.switch_page(f"pages/{page}.py").run()
+        assert not at.exception
+        assert "has no `event` column" in texts(at), page
+    at.switch_page("pages/features.py").run()
+    assert "has no `event` column" not in texts(at)
