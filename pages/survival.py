@@ -187,6 +187,7 @@ with tab_cox:
             k[3].metric("Likelihood-ratio p", f"{cox.lr_test['p']:.3g}")
             st.plotly_chart(plots.forest_figure(cox), key="cox_forest")
             summ = cox.summary.reset_index()[["term", "HR", "HR_lower", "HR_upper", "p"]]
+            summ["term"] = [f"{t} (per SD)" if t in cox.standardized else t for t in summ["term"]]
             st.dataframe(summ, hide_index=True, key="cox_table", column_config={
                 "HR": st.column_config.NumberColumn("hazard ratio", format="%.3f"),
                 "HR_lower": st.column_config.NumberColumn("95% CI low", format="%.3f"),
