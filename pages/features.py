@@ -157,5 +157,5 @@ with tab_screen:
             column_config={"HR_per_SD": st.column_config.NumberColumn("HR per SD", format="%.2f"),
                            "HR_lower": st.column_config.NumberColumn("95% CI low", format="%.2f"),
                            "HR_upper": st.column_config.NumberColumn("95% CI high", format="%.2f"),
-                           "p": st.column_config.NumberColumn("p", format="%.4f"),
-                           "q": st.column_config.NumberColumn("q (BH FDR)", format="%.4f")})
+                           "p": st.column_config.NumberColumn("p", format="%.3g"),
+                           "q": st.column_config.NumberColumn("q (BH FDR)", format="%.3g")})

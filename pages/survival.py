@@ -192,7 +192,7 @@ with tab_cox:
                 "HR": st.column_config.NumberColumn("hazard ratio", format="%.3f"),
                 "HR_lower": st.column_config.NumberColumn("95% CI low", format="%.3f"),
                 "HR_upper": st.column_config.NumberColumn("95% CI high", format="%.3f"),
-                "p": st.column_config.NumberColumn("p", format="%.4f")})
+                "p": st.column_config.NumberColumn("p", format="%.3g")})
             verdict_ok = "violated" not in cox.ph_verdict
             (st.success if verdict_ok else st.warning)(
                 f"Proportional-hazards check (scaled Schoenfeld residuals): {cox.ph_verdict}.")
