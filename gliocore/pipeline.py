@@ -216,11 +216,16 @@ def process_subject(task: dict[str, Any], segmenter: Segmenter | None = None) ->
             out["feature_seconds"] = time.perf_counter() - t0
         stage = "qc"
         if task.get("reference_mask"):
-            from gliocore import qc
-            rvol = load_volume(task["reference_mask"], dtype=None)
-            ref_sha = file_sha256(task["reference_mask"])
-            rows = qc.compare_masks(mask, np.asarray(rvol.data).astype(np.uint8), ref.affine)
-            out["qc_rows"] = [{"reference_sha256": ref_sha, **_qc_row_dict(r)} for r in rows]
+            # QC is optional: a bad reference mask is reported, the results above are kept.
+            try:
+                from gliocore import qc
+                rvol = load_volume(task["reference_mask"], dtype=None)
+                ref_sha = file_sha256(task["reference_mask"])
+                rows = qc.compare_masks(mask, np.asarray(rvol.data).astype(np.uint8), ref.affine)
+                out["qc_rows"] = [{"reference_sha256": ref_sha, **_qc_row_dict(r)} for r in rows]
+            except Exception as err:
+                out["qc_error"] = {"stage": "qc", "path": str(task["reference_mask"]),
+                                   "message": f"reference mask not scored: {type(err).__name__}: {err}"}
     except SubjectError as err:
         out["error"] = {"stage": err.stage or stage, "path": err.path, "message": err.message}
     except GlioError as err:
@@ -369,6 +374,10 @@ def process_cohort(cohort: Cohort, store: Store, config: ProcessingConfig | None
                               "seconds": result.get("feature_seconds")},
                 image_stats=result.get("image_stats"), qc_rows=result.get("qc_rows"))
             summary.computed.append(sid)
+            if "qc_error" in result:
+                e = result["qc_error"]
+                _record_error(store, summary, SubjectError(sid, e["message"], path=e.get("path"),
+                                                           stage=e.get("stage")))
         done["segment"] += 1
         done["features"] += 1
         progress("segment", done["segment"], len(subjects), sid)

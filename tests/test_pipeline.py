@@ -243,3 +243,20 @@ def test_backend_input_warnings_are_stored_with_the_result(cohort_csv, tmp_path)
     st = store.status(summary.cohort_id).set_index("subject_id")
     for sid in summary.computed:
         assert "not skull-stripped" in st.loc[sid, "input_warnings"]
+
+
+def test_bad_reference_mask_does_not_discard_the_subjects_results(cohort_csv, tmp_path, monkeypatch):
+    """QC is optional: a reference mask on another grid is reported, but the segmentation and
+    features already computed are kept (and not recomputed on the next run)."""
+    cohort = load_cohort(cohort_csv, cohort_csv.parent)
+    victim = cohort.subjects[0]
+    nib.save(nib.Nifti1Image(np.zeros((5, 5, 5), np.uint8), np.eye(4)), str(victim.reference_mask))
+    db = tmp_path / "g.duckdb"
+    summary, store = run(cohort_csv, db)
+    assert victim.subject_id in summary.computed
+    assert [e.stage for e in summary.errors] == ["qc"]
+    st = store.status(summary.cohort_id).set_index("subject_id")
+    assert st.loc[victim.subject_id, "segmented"] and st.loc[victim.subject_id, "features"]
+    calls = CallCounter(monkeypatch)
+    again, _ = run(cohort_csv, db)
+    assert victim.subject_id in again.cached and calls.segment == 0 and calls.features == 0
