@@ -205,7 +205,7 @@ def find_sequences(folder: Path, subject_id: str,
     own_folder = folder.name == subject_id
     files = sorted(p for p in folder.iterdir()
                    if p.is_file() and _strip_nifti(p.name) is not None
-                   and (own_folder or p.name.startswith(subject_id)))
+                   and (own_folder or _named_for(p.name, subject_id, schemes)))
     best: tuple[dict[str, Path], str] = ({}, "")
     for scheme in schemes:
         found: dict[str, Path] = {}
@@ -232,6 +232,17 @@ def find_sequences(folder: Path, subject_id: str,
     raise SubjectError(subject_id, f"cannot find all four sequences ({detail}); "
                        f"tried naming {', '.join(s.name for s in schemes)}", path=str(folder),
                        stage="load")
+
+
+def _named_for(filename: str, subject_id: str, schemes: Sequence[NamingScheme]) -> bool:
+    """Whether a file in a shared folder is named for ``subject_id``: the ID followed by a
+    separator or directly by a sequence suffix (so ``P10_t1`` is not a file of ``P1``)."""
+    if not filename.startswith(subject_id):
+        return False
+    rest = (_strip_nifti(filename) or "")[len(subject_id):]
+    if not rest or not rest[0].isalnum():
+        return True
+    return any(rest.lower() == suffix.lower() for s in schemes for suffix in s.suffixes.values())
 
 
 def read_clinical(csv_path: PathType, id_column: str = ID_COLUMN

@@ -223,3 +223,17 @@ def test_corrupt_file_error_names_subject_and_path(tmp_path):
     with pytest.raises(SubjectError) as exc:
         load_subject_images(subj)
     assert exc.value.subject_id == "S1" and exc.value.path.endswith("S1_t1Gd.nii.gz")
+
+
+def test_flat_layout_subject_id_that_prefixes_another_id(tmp_path):
+    """P1's files are not P10's: in a flat folder, an ID must be followed by a separator."""
+    for sid in ("P1", "P10"):
+        write_subject(tmp_path / "img", sid, dict(TCGA.suffixes))
+    write_subject(tmp_path / "img", "Q10", dict(TCGA.suffixes))
+    csv = write_csv(tmp_path / "c.csv", [clinical_row("P1"), clinical_row("P10"), clinical_row("Q1")])
+    cohort = load_cohort(csv, tmp_path / "img")
+    assert cohort.subject_ids == ["P1", "P10"]
+    assert cohort.subject("P1").path("t1").name == "P1_t1.nii.gz"
+    # Q1 has no files of its own; Q10's must not be taken for them
+    (err,) = cohort.problems
+    assert err.subject_id == "Q1"
