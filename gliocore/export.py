@@ -101,6 +101,10 @@ def seed_table(store: Store, cohort_id: str, config_key: str | None = None,
     if clinical.empty:
         return feats
     clinical = clinical.drop(columns=["has_images"], errors="ignore")
+    # A clinical column named like a computed feature (an earlier export fed back in) would
+    # split both into *_x / *_y on merge; the computed values win.
+    clinical = clinical.drop(columns=[c for c in feats.columns if c != "SUBJECT ID"
+                                      and c in clinical.columns])
     first = [c for c in CLINICAL_FIRST if c in clinical.columns]
     clinical = clinical[first + [c for c in clinical.columns if c not in first]]
     out = clinical.merge(feats, on="SUBJECT ID", how="inner" if only_processed else "left")

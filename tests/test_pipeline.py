@@ -260,3 +260,17 @@ def test_bad_reference_mask_does_not_discard_the_subjects_results(cohort_csv, tm
     calls = CallCounter(monkeypatch)
     again, _ = run(cohort_csv, db)
     assert victim.subject_id in again.cached and calls.segment == 0 and calls.features == 0
+
+
+def test_export_clinical_columns_named_like_features_do_not_split_them(cohort_csv, tmp_path):
+    """A clinical CSV that already carries feature columns (e.g. an earlier export fed back in)
+    must not turn tumor_volume into tumor_volume_x / tumor_volume_y: the computed values win."""
+    df = pd.read_csv(cohort_csv)
+    df["tumor_volume"] = -1.0
+    df["Volume_label1"] = -1.0
+    df.to_csv(cohort_csv, index=False)
+    summary, store = run(cohort_csv, tmp_path / "g.duckdb")
+    out = seed_table(store, summary.cohort_id)
+    assert not [c for c in out.columns if c.endswith(("_x", "_y"))]
+    assert [c for c in out.columns if c in SEED_COLUMNS] == SEED_COLUMNS
+    assert (out["tumor_volume"].dropna() > 0).all() and (out["Volume_label1"].dropna() >= 0).all()
