@@ -290,6 +290,8 @@ def process_cohort(cohort: Cohort, store: Store, config: ProcessingConfig | None
         if subject_ids is None or err.subject_id in subject_ids:
             store.add_error(run_id, cid, err.subject_id, err.stage, err.path, err.message)
             summary.errors.append(err)
+            if err.stage == "load":  # its images are not there: an earlier result is stale
+                store.drop_stale_result(cid, err.subject_id, config_key)
     out_root = (config.output_dir or store.path.parent / "segmentations") / safe_name(cohort.name) \
         / f"{segmenter.name}-{text_sha256(token)[:8]}"
 
@@ -309,12 +311,14 @@ def process_cohort(cohort: Cohort, store: Store, config: ProcessingConfig | None
             seg_key = text_sha256(f"{input_key}|{token}|{extra}")
         except SubjectError as err:
             _record_error(store, summary, err)
+            store.drop_stale_result(cid, subj.subject_id, config_key)
             progress("hash", i + 1, len(subjects), subj.subject_id)
             continue
         except OSError as exc:
             _record_error(store, summary, SubjectError(subj.subject_id, str(exc),
                                                        path=getattr(exc, "filename", None),
                                                        stage="load"))
+            store.drop_stale_result(cid, subj.subject_id, config_key)
             progress("hash", i + 1, len(subjects), subj.subject_id)
             continue
         mask_path = out_root / safe_name(subj.subject_id) / "seg" / f"{safe_name(subj.subject_id)}_seg.nii.gz"
@@ -359,6 +363,8 @@ def process_cohort(cohort: Cohort, store: Store, config: ProcessingConfig | None
             e = result["error"]
             _record_error(store, summary, SubjectError(sid, e["message"], path=e.get("path"),
                                                        stage=e.get("stage")))
+            # a result from other (older) inputs must not stand in for these failing ones
+            store.drop_stale_result(cid, sid, config_key, task["input_key"])
         else:
             seg = result.get("segmentation")
             if seg:
@@ -392,6 +398,8 @@ def process_cohort(cohort: Cohort, store: Store, config: ProcessingConfig | None
                 for t in tasks:
                     _record_error(store, summary, SubjectError(t["subject"].subject_id, str(exc),
                                                                stage="segment"))
+                    store.drop_stale_result(cid, t["subject"].subject_id, config_key,
+                                            t["input_key"])
                 tasks = []
         try:
             for task in tasks:

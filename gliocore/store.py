@@ -425,6 +425,15 @@ class Store:
                         [cohort_id, subject_id, config_key, input_key, seg_key, feature_key,
                          _now()])
 
+    def drop_stale_result(self, cohort_id: str, subject_id: str, config_key: str,
+                          input_key: str | None = None) -> None:
+        """Forget a subject's result under a configuration unless it was computed from
+        ``input_key`` (None: whatever it was computed from), e.g. when its current images fail."""
+        with self.transaction() as con:
+            con.execute("DELETE FROM subject_results WHERE cohort_id = ? AND subject_id = ? AND "
+                        "config_key = ? AND input_key IS DISTINCT FROM ?",
+                        [cohort_id, subject_id, config_key, input_key])
+
     def subject_result(self, cohort_id: str, subject_id: str, config_key: str
                        ) -> dict[str, Any] | None:
         df = self._df("SELECT * FROM subject_results WHERE cohort_id = ? AND subject_id = ? "

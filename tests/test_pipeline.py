@@ -274,3 +274,23 @@ def test_export_clinical_columns_named_like_features_do_not_split_them(cohort_cs
     assert not [c for c in out.columns if c.endswith(("_x", "_y"))]
     assert [c for c in out.columns if c in SEED_COLUMNS] == SEED_COLUMNS
     assert (out["tumor_volume"].dropna() > 0).all() and (out["Volume_label1"].dropna() >= 0).all()
+
+
+def test_subject_whose_changed_input_fails_loses_its_stale_results(cohort_csv, tmp_path):
+    """Features of images that were replaced must not be shown once the new images fail:
+    the export and the status then say the subject has no features (with the error)."""
+    db = tmp_path / "g.duckdb"
+    first, store = run(cohort_csv, db)
+    cohort = load_cohort(cohort_csv, cohort_csv.parent)
+    broken, gone = cohort.subjects[0], cohort.subjects[1]
+    Path(broken.path("t2")).write_bytes(b"not a nifti at all")
+    Path(gone.path("flair")).unlink()
+    summary, store = run(cohort_csv, db)
+    assert {e.subject_id for e in summary.errors} == {broken.subject_id, gone.subject_id}
+    st = store.status(summary.cohort_id).set_index("subject_id")
+    df = seed_table(store, summary.cohort_id).set_index("SUBJECT ID")
+    for sid in (broken.subject_id, gone.subject_id):
+        assert not st.loc[sid, "features"]
+        assert pd.isna(df.loc[sid, "tumor_volume"])
+    others = [s.subject_id for s in cohort.subjects[2:]]
+    assert st.loc[others, "features"].all() and df.loc[others, "tumor_volume"].notna().all()
