@@ -328,15 +328,26 @@ def _kept(dg: Any, widget: str, label: str, key: str, **kwargs: Any) -> Any:
 
 
 def _clamp_range(key: str, lo: float, hi: float) -> None:
-    """Keep a remembered (low, high) inside the slider's bounds (the data may have changed)."""
+    """Keep a remembered (low, high) inside the slider's bounds (the data may have changed).
+
+    A range left at the previous bounds (the user never narrowed it) follows the new bounds;
+    clamping it would turn it into a filter that silently drops subjects outside the old range.
+    """
+    bounds_key = f"_bounds_{key}"
+    previous = st.session_state.get(bounds_key)
+    st.session_state[bounds_key] = (lo, hi)
     value = st.session_state.get(key)
     if value is None:
         return
     try:
-        a, b = (min(max(float(v), lo), hi) for v in value)
+        a, b = (float(v) for v in value)
     except (TypeError, ValueError):
         st.session_state.pop(key, None)
         return
+    if previous is not None and (min(a, b), max(a, b)) == tuple(previous):
+        st.session_state[key] = (lo, hi)
+        return
+    a, b = (min(max(v, lo), hi) for v in (a, b))
     st.session_state[key] = (min(a, b), max(a, b))
 
 

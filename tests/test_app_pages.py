@@ -410,3 +410,36 @@ def test_missing_event_column_is_flagged_on_survival_pages(demo_store, tmp_path,
         assert "has no `event` column" in texts(at), page
     at.switch_page("pages/features.py").run()
     assert "has no `event` column" not in texts(at)
+
+
+def test_untouched_range_filter_follows_new_data(demo_store, tmp_path, monkeypatch):
+    """A range slider left at its full range must widen with the data (another "Results from"
+    configuration, more subjects processed) instead of turning into a filter that silently
+    drops the subjects outside the old range."""
+    import shutil
+
+    from gliocore.cohort import load_cohort
+    from gliocore.pipeline import ProcessingConfig, process_cohort
+    from gliocore.store import Store
+    db = tmp_path / "two.duckdb"
+    shutil.copy(demo_store, db)
+    cohort = load_cohort(demo_store.parent / "demo" / "clinical.csv", name="demo")
+    summary = process_cohort(cohort, Store(db), ProcessingConfig(
+        backend="import", backend_options={"pattern": "{subject}_truth.nii.gz",
+                                           "label_map": "glioscope"}))
+    assert not summary.errors
+    monkeypatch.setenv("GLIOSCOPE_DATA", str(tmp_path))
+    monkeypatch.setenv("GLIOSCOPE_DB", str(db))
+    at = _new_app().run()
+    assert not at.exception
+    at.switch_page("pages/features.py").run()
+    assert n_of_n(at) == (N_SUBJECTS, N_SUBJECTS)
+    for index in (1, 0, 1):
+        sidebar_widget(at, "selectbox", "Results from").select_index(index).run()
+        assert not at.exception
+        assert n_of_n(at) == (N_SUBJECTS, N_SUBJECTS), texts(at)[:300]
+    # a range the user narrowed stays a filter
+    vol = sidebar_widget(at, "slider", "Tumour volume (mm³)")
+    lo, hi = vol.min, vol.max
+    vol.set_range(lo, lo + (hi - lo) / 2).run()
+    assert n_of_n(at)[0] < N_SUBJECTS
