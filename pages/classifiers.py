@@ -74,7 +74,8 @@ for p in problems:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _evaluate(db: str, stamp: str, cohort_id: str, ids: str, threshold: float,
+def _evaluate(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: str,
+              threshold: float,
               features: tuple[str, ...], model: str, n_splits: int, n_repeats: int, n_perm: int,
               k_best: int, _X: pd.DataFrame, _y: pd.Series):
     """Cross-validate one model; cached by every input that determines X and y."""
@@ -87,7 +88,8 @@ def _evaluate(db: str, stamp: str, cohort_id: str, ids: str, threshold: float,
     return res, sorted({str(w.message) for w in caught})
 
 
-inputs = (ctx.db, ctx.stamp, ctx.cohort_id, common.ids_key(list(data.loc[y.index, common.ID])),
+inputs = (ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key,
+          common.ids_key(list(data.loc[y.index, common.ID])),
           float(threshold), tuple(chosen), int(n_splits), int(n_repeats), int(n_perm),
           min(int(k_best), len(chosen)))
 fits = (int(n_perm) + 1) * int(n_splits) * int(n_repeats) * max(len(models), 1)
@@ -109,7 +111,7 @@ progress = st.progress(0.0, text="Cross-validating…")
 for i, m in enumerate(models):
     progress.progress(i / len(models), text=f"Cross-validating {MODELS[m]}…")
     try:
-        results[m] = _evaluate(*inputs[:5], inputs[5], m, *inputs[6:], X, y)
+        results[m] = _evaluate(*inputs[:6], inputs[6], m, *inputs[7:], X, y)
     except (CohortError, ValueError) as exc:
         st.warning(f"{MODELS[m]}: {exc}")
 progress.empty()

@@ -127,9 +127,10 @@ with tab_corr:
 
 # -- survival screen --------------------------------------------------------------------------------
 @st.cache_data(show_spinner="Screening features…", max_entries=16)
-def _screen(db: str, stamp: str, cohort_id: str, ids: str, feats: tuple[str, ...],
-            _table: pd.DataFrame) -> pd.DataFrame:
-    """Cached by cohort, store stamp, subject set and features (the table follows from those)."""
+def _screen(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: str,
+            feats: tuple[str, ...], _table: pd.DataFrame) -> pd.DataFrame:
+    """Cached by cohort, store stamp, results configuration, subject set and features (the
+    table follows from those)."""
     from gliocore.survival import screen_features
     return screen_features(_table, common.SURVIVAL, common.EVENT, list(feats))
 
@@ -148,7 +149,8 @@ with tab_screen:
         st.warning(f"Only {events} death(s) among the {len(processed)} processed subjects: a Cox "
                    "screen needs events. Widen the filters.")
     else:
-        res = _screen(ctx.db, ctx.stamp, ctx.cohort_id, common.ids_key(processed[common.ID].tolist()),
+        res = _screen(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key,
+                      common.ids_key(processed[common.ID].tolist()),
                       tuple(screen_feats), processed)
         n_sig = int((res["q"] < 0.05).sum())
         st.caption(f"{len(processed)} subjects, {events} deaths; {n_sig} feature(s) with q < 0.05.")

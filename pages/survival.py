@@ -149,9 +149,11 @@ with tab_km:
 
 
 @st.cache_data(show_spinner="Fitting the Cox model…", max_entries=16)
-def _cox(db: str, stamp: str, cohort_id: str, ids: str, covariates: tuple[str, ...], ties: str,
-         standardize: bool, penalizer: float, _frame: pd.DataFrame):
-    """Cached by cohort, store stamp, subject set and model options (the frame follows)."""
+def _cox(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: str,
+         covariates: tuple[str, ...], ties: str, standardize: bool, penalizer: float,
+         _frame: pd.DataFrame):
+    """Cached by cohort, store stamp, results configuration, subject set and model options
+    (the frame follows)."""
     from gliocore.survival import cox_ph
     return _run_quiet(cox_ph, _frame, common.SURVIVAL, common.EVENT, list(covariates), ties=ties,
                       standardize=standardize, penalizer=penalizer)
@@ -173,7 +175,7 @@ with tab_cox:
     else:
         frame = data.copy()
         try:
-            cox, notes = _cox(ctx.db, ctx.stamp, ctx.cohort_id,
+            cox, notes = _cox(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key,
                               common.ids_key(frame[common.ID].tolist()), tuple(covariates), ties,
                               standardize, float(penalizer), frame)
         except (CohortError, ValueError, np.linalg.LinAlgError) as exc:

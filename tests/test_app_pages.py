@@ -443,3 +443,57 @@ def test_untouched_range_filter_follows_new_data(demo_store, tmp_path, monkeypat
     lo, hi = vol.min, vol.max
     vol.set_range(lo, lo + (hi - lo) / 2).run()
     assert n_of_n(at)[0] < N_SUBJECTS
+
+
+def test_cached_analyses_follow_the_results_picker(demo_store, tmp_path, monkeypatch):
+    """The feature screen and the Cox model are cached; switching "Results from" (which does not
+    write the store) must recompute them on the other configuration's features, not show the
+    first configuration's numbers again."""
+    import shutil
+
+    from gliocore.cohort import load_cohort
+    from gliocore.pipeline import ProcessingConfig, process_cohort
+    from gliocore.store import Store
+    db = tmp_path / "two.duckdb"
+    shutil.copy(demo_store, db)
+    cohort = load_cohort(demo_store.parent / "demo" / "clinical.csv", name="demo")
+    summary = process_cohort(cohort, Store(db), ProcessingConfig(
+        backend="import", backend_options={"pattern": "{subject}_truth.nii.gz",
+                                           "label_map": "glioscope"}))
+    assert not summary.errors
+    monkeypatch.setenv("GLIOSCOPE_DATA", str(tmp_path))
+    monkeypatch.setenv("GLIOSCOPE_DB", str(db))
+
+    def numbers(at):
+        screen = frame_with(at, "q").set_index("feature")
+        return float(screen.loc["tumor_volume", "HR_per_SD"])
+
+    def cox_hr(at):
+        cox = frame_with(at, "HR", not_column="q").set_index("term")
+        return float(cox.filter(like="tumor_volume", axis=0)["HR"].iloc[0])
+
+    at = _new_app().run()
+    assert not at.exception
+    at.switch_page("pages/features.py").run()
+    assert not at.exception
+    screen_a = numbers(at)
+    at.switch_page("pages/survival.py").run()
+    assert not at.exception
+    cox_a = cox_hr(at)
+    sidebar_widget(at, "selectbox", "Results from").select_index(1).run()
+    assert not at.exception and "baseline v" in texts(at)
+    cox_b = cox_hr(at)
+    at.switch_page("pages/features.py").run()
+    assert not at.exception
+    screen_b = numbers(at)
+    # fresh computations on the baseline configuration give the same numbers as the page shows
+    store = Store(db)
+    from gliocore.export import seed_table
+    from gliocore.survival import cox_ph, screen_features
+    base_key = str(store.configs(summary.cohort_id).iloc[1]["config_key"])
+    table = seed_table(store, summary.cohort_id, base_key)
+    table = table[table["tumor_volume"].notna()]
+    expect = screen_features(table, "Survival(months)", "event", ["tumor_volume"])
+    assert screen_b == pytest.approx(float(expect.loc["tumor_volume", "HR_per_SD"]), rel=1e-6)
+    assert screen_b != pytest.approx(screen_a, rel=1e-6)
+    assert cox_b != pytest.approx(cox_a, rel=1e-6)
