@@ -489,7 +489,7 @@ def test_cached_analyses_follow_the_results_picker(demo_store, tmp_path, monkeyp
     # fresh computations on the baseline configuration give the same numbers as the page shows
     store = Store(db)
     from gliocore.export import seed_table
-    from gliocore.survival import cox_ph, screen_features
+    from gliocore.survival import screen_features
     base_key = str(store.configs(summary.cohort_id).iloc[1]["config_key"])
     table = seed_table(store, summary.cohort_id, base_key)
     table = table[table["tumor_volume"].notna()]
