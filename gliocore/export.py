@@ -15,8 +15,9 @@ any other shape feature ``X``               ``{X}_label{n}`` (image type prefix 
 any other feature ``X`` of sequence s       ``{s}_{X}_label{n}``
 =========================================  ===============================================
 
-``tumor_volume`` = ``Volume_label1 + Volume_label2`` (missing label volumes count as 0 when the
-label is empty; missing when both are missing).
+``tumor_volume`` = ``Volume_label1 + Volume_label2``; an empty label (nothing of that class
+found) counts as 0 mm³, so a processed subject with no tumour found has ``tumor_volume`` 0; a
+volume missing for another reason (one-voxel label, extraction error) makes it missing.
 """
 from __future__ import annotations
 
@@ -75,12 +76,29 @@ def features_wide(long: pd.DataFrame) -> pd.DataFrame:
                              aggfunc="first", dropna=False)
     wide = wide.reindex(columns=_column_order(list(wide.columns)))
     wide.columns.name = None
-    v1 = wide.get("Volume_label1")
-    v2 = wide.get("Volume_label2")
-    if v1 is not None and v2 is not None:
-        both_missing = v1.isna() & v2.isna()
-        wide["tumor_volume"] = (v1.fillna(0.0) + v2.fillna(0.0)).where(~both_missing, np.nan)
+    volume = tumour_volume(long)
+    if volume is not None:
+        wide["tumor_volume"] = volume.reindex(wide.index)
     return wide.reset_index().rename(columns={"subject_id": "SUBJECT ID"})
+
+
+def tumour_volume(long: pd.DataFrame) -> pd.Series | None:
+    """``tumor_volume`` per subject: the sum of both classes' ``MeshVolume``.
+
+    A class whose label is empty (the segmentation found none of it) contributes 0 mm³, so a
+    processed subject with no tumour found has volume 0. A class volume missing for any other
+    reason (a one-voxel label, a PyRadiomics error) makes the sum missing. None when the
+    parameters do not compute ``MeshVolume``.
+    """
+    vol = long[long["feature"] == "original_shape_MeshVolume"]
+    if vol.empty:
+        return None
+    per_class = vol["value"].where(vol["value"].notna(),
+                                   np.where(vol["reason"] == "label empty", 0.0, np.nan))
+    table = vol.assign(v=per_class.astype(float)).pivot_table(
+        index="subject_id", columns="tumour_class", values="v", aggfunc="first", dropna=False)
+    table = table.reindex(columns=[c.value for c in TumourClass])
+    return table.sum(axis=1, min_count=len(table.columns)).where(table.notna().all(axis=1))
 
 
 def seed_table(store: Store, cohort_id: str, config_key: str | None = None,

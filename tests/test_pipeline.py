@@ -273,7 +273,7 @@ def test_export_clinical_columns_named_like_features_do_not_split_them(cohort_cs
     out = seed_table(store, summary.cohort_id)
     assert not [c for c in out.columns if c.endswith(("_x", "_y"))]
     assert [c for c in out.columns if c in SEED_COLUMNS] == SEED_COLUMNS
-    assert (out["tumor_volume"].dropna() > 0).all() and (out["Volume_label1"].dropna() >= 0).all()
+    assert (out["tumor_volume"].dropna() >= 0).all() and (out["Volume_label1"].dropna() >= 0).all()
 
 
 def test_subject_whose_changed_input_fails_loses_its_stale_results(cohort_csv, tmp_path):
@@ -294,3 +294,22 @@ def test_subject_whose_changed_input_fails_loses_its_stale_results(cohort_csv, t
         assert pd.isna(df.loc[sid, "tumor_volume"])
     others = [s.subject_id for s in cohort.subjects[2:]]
     assert st.loc[others, "features"].all() and df.loc[others, "tumor_volume"].notna().all()
+
+
+def test_tumour_volume_counts_empty_labels_as_zero_but_not_failures():
+    from gliocore.export import features_wide
+    rows = [  # S1: no enhancement found; S2: nothing found; S3: CE one voxel (not computable)
+        ("S1", "contrast_enhancing", None, "label empty"), ("S1", "non_enhancing", 500.0, None),
+        ("S2", "contrast_enhancing", None, "label empty"), ("S2", "non_enhancing", None, "label empty"),
+        ("S3", "contrast_enhancing", None, "label has 1 voxel"), ("S3", "non_enhancing", 700.0, None),
+        ("S4", "contrast_enhancing", 100.0, None), ("S4", "non_enhancing", 900.0, None),
+    ]
+    long = pd.DataFrame([{"subject_id": s, "tumour_class": c, "sequence": "",
+                          "feature": "original_shape_MeshVolume", "value": v, "reason": r}
+                         for s, c, v, r in rows])
+    wide = features_wide(long).set_index("SUBJECT ID")
+    assert wide.loc["S1", "tumor_volume"] == 500.0
+    assert wide.loc["S2", "tumor_volume"] == 0.0
+    assert np.isnan(wide.loc["S3", "tumor_volume"])
+    assert wide.loc["S4", "tumor_volume"] == 1000.0
+    assert np.isnan(wide.loc["S1", "Volume_label1"])  # the feature itself stays missing
