@@ -313,3 +313,21 @@ def test_tumour_volume_counts_empty_labels_as_zero_but_not_failures():
     assert np.isnan(wide.loc["S3", "tumor_volume"])
     assert wide.loc["S4", "tumor_volume"] == 1000.0
     assert np.isnan(wide.loc["S1", "Volume_label1"])  # the feature itself stays missing
+
+
+def test_mask_import_reads_float_stored_labels_by_rounding(cohort_csv, tmp_path):
+    """A float mask holding 3.9999999 means label 4 (not 3, which BraTS would not know)."""
+    cohort = load_cohort(cohort_csv, cohort_csv.parent)
+    for i, subj in enumerate(cohort.subjects):
+        truth = nib.load(str(subj.reference_mask))
+        t = np.asarray(truth.dataobj)
+        brats = np.where(t == 1, 3.9999999, np.where(t == 2, 2.0000001, 0.0)).astype(np.float64)
+        if i == 0:
+            brats[t == 2] = 1.5  # a soft/interpolated mask: refused with a clear error
+        nib.save(nib.Nifti1Image(brats, truth.affine), str(subj.folder / f"{subj.subject_id}_seg.nii.gz"))
+    summary, store = run(cohort_csv, tmp_path / "g.duckdb", backend="import",
+                         backend_options={"pattern": "{subject}_seg.nii.gz", "label_map": "brats"})
+    (err,) = summary.errors
+    assert err.subject_id == cohort.subjects[0].subject_id and "non-integer" in str(err)
+    qc = store.qc_metrics(summary.cohort_id)
+    assert np.allclose(qc["dice"].dropna(), 1.0)

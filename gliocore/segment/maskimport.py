@@ -79,9 +79,17 @@ class MaskImportSegmenter(Segmenter):
             raise SubjectError(subject.subject_id, "mask affine differs from the images' affine; "
                                "resample the mask to the image grid first", path=str(path),
                                stage="segment")
-        data = vol.data
+        data = np.asarray(vol.data)
+        if not np.issubdtype(data.dtype, np.integer):  # float-stored masks: labels must be whole
+            rounded = np.rint(data)
+            if not np.allclose(data, rounded, atol=1e-3):
+                raise SubjectError(subject.subject_id, "mask has non-integer values; is it a "
+                                   "probability map or an interpolated mask? Export integer "
+                                   "labels (nearest-neighbour resampling)", path=str(path),
+                                   stage="segment")
+            data = rounded.astype(np.int32)
         values = set(np.unique(data).tolist()) - {0}
-        unknown = sorted(v for v in values if int(v) not in self._label_map.classes)
+        unknown = sorted(v for v in values if v not in self._label_map.classes)
         if unknown:
             raise SubjectError(subject.subject_id, f"mask has label value(s) {unknown} that label "
                                f"map {self._label_map.name!r} does not know "
