@@ -180,10 +180,14 @@ def process_subject(task: dict[str, Any], segmenter: Segmenter | None = None) ->
     out: dict[str, Any] = {"subject_id": subject.subject_id}
     stage = "load"
     try:
-        images = load_subject_images(subject)
-        ref = next(iter(images.values()))
-        out["image_stats"] = {str(Path(v.path).resolve()): brain_statistics(v)
-                              for v in images.values()}
+        images: dict[str, Volume] = {}
+        affine = None
+        if task["need_segmentation"] or task["need_features"]:  # not for a QC-only task
+            images = load_subject_images(subject)
+            ref = next(iter(images.values()))
+            affine = ref.affine
+            out["image_stats"] = {str(Path(v.path).resolve()): brain_statistics(v)
+                                  for v in images.values()}
         stage = "segment"
         if task["need_segmentation"]:
             seg = segmenter or _worker_segmenter(task["backend"], task["backend_options"])
@@ -203,11 +207,15 @@ def process_subject(task: dict[str, Any], segmenter: Segmenter | None = None) ->
             mvol = load_volume(task["mask_path"], dtype=None)
             mask = np.asarray(mvol.data).astype(np.uint8)
             mask_sha = task["mask_sha256"]
+            affine = mvol.affine if affine is None else affine
         out["mask_sha256"] = mask_sha
         stage = "features"
         feature_key = text_sha256(f"{mask_sha}|{task['input_key']}|{task['params_fingerprint']}")
         out["feature_key"] = feature_key
         if task["need_features"] or feature_key != task.get("feature_key"):
+            if not images:
+                images = load_subject_images(subject)
+                ref = next(iter(images.values()))
             t0 = time.perf_counter()
             values = radiomics.extract_features(images, mask, ref.affine, task["params"])
             out["feature_rows"] = [(v.tumour_class.value, v.sequence, v.feature,
@@ -221,7 +229,7 @@ def process_subject(task: dict[str, Any], segmenter: Segmenter | None = None) ->
                 from gliocore import qc
                 rvol = load_volume(task["reference_mask"], dtype=None)
                 ref_sha = file_sha256(task["reference_mask"])
-                rows = qc.compare_masks(mask, np.asarray(rvol.data).astype(np.uint8), ref.affine)
+                rows = qc.compare_masks(mask, np.asarray(rvol.data).astype(np.uint8), affine)
                 out["qc_rows"] = [{"reference_sha256": ref_sha, **_qc_row_dict(r)} for r in rows]
             except Exception as err:
                 out["qc_error"] = {"stage": "qc", "path": str(task["reference_mask"]),
@@ -330,13 +338,17 @@ def process_cohort(cohort: Cohort, store: Store, config: ProcessingConfig | None
         feature_key = (text_sha256(f"{mask_sha}|{input_key}|{params_fp}") if mask_sha else None)
         need_features = feature_key is None or not store.has_feature_set(feature_key)
         ref_mask = str(subj.reference_mask) if (config.compute_qc and subj.reference_mask) else None
+        need_qc = False
+        if ref_mask is not None:
+            # score a new segmentation, or a cached one whose reference is new or was edited
+            need_qc = need_seg or not store.has_qc(seg_key, file_sha256(ref_mask))
         task = {"subject": subj, "input_key": input_key, "seg_key": seg_key,
                 "need_segmentation": need_seg, "mask_path": str(mask_path), "mask_sha256": mask_sha,
                 "need_features": need_features, "feature_key": feature_key,
                 "params": params, "params_fingerprint": params_fp, "backend": config.backend,
                 "backend_options": dict(config.backend_options),
-                "reference_mask": ref_mask if need_seg else None}
-        if not need_seg and not need_features:
+                "reference_mask": ref_mask if need_qc else None}
+        if not need_seg and not need_features and not need_qc:
             store.save_subject_result(cohort_id=cid, subject_id=subj.subject_id,
                                       config_key=config_key, input_key=input_key,
                                       segmentation=None, seg_key=seg_key,

@@ -365,6 +365,12 @@ class Store:
             _none(r.device), r.path, r.mask_sha256, _none(r.volume_ce_mm3),
             _none(r.volume_ne_mm3), _none(r.seconds), json.loads(r.warnings or "[]"))
 
+    def has_qc(self, seg_key: str, reference_sha256: str) -> bool:
+        """Whether a segmentation was scored against this exact reference mask content."""
+        with self.connect() as con:
+            return con.execute("SELECT 1 FROM qc_metrics WHERE seg_key = ? AND reference_sha256 = ?",
+                               [seg_key, reference_sha256]).fetchone() is not None
+
     def has_feature_set(self, feature_key: str) -> bool:
         with self.connect() as con:
             return con.execute("SELECT 1 FROM feature_sets WHERE feature_key = ?",
@@ -416,6 +422,10 @@ class Store:
                             [st["brain_mean"], st["brain_std"], st["brain_median"],
                              st["brain_p01"], st["brain_p99"], json.dumps(st.get("shape")),
                              json.dumps(st.get("spacing")), path])
+            for ref_sha in {q["reference_sha256"] for q in qc_rows or ()}:
+                # one reference per segmentation: scores against an older version of it go
+                con.execute("DELETE FROM qc_metrics WHERE seg_key = ? AND reference_sha256 != ?",
+                            [seg_key, ref_sha])
             for q in qc_rows or ():
                 con.execute("INSERT OR REPLACE INTO qc_metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                             [seg_key, q["reference_sha256"], q["region"], q.get("dice"),

@@ -259,7 +259,10 @@ def test_bad_reference_mask_does_not_discard_the_subjects_results(cohort_csv, tm
     assert st.loc[victim.subject_id, "segmented"] and st.loc[victim.subject_id, "features"]
     calls = CallCounter(monkeypatch)
     again, _ = run(cohort_csv, db)
-    assert victim.subject_id in again.cached and calls.segment == 0 and calls.features == 0
+    # nothing is recomputed; the unscored reference is tried again and its error reported again
+    assert calls.segment == 0 and calls.features == 0
+    assert [(e.subject_id, e.stage) for e in again.errors] == [(victim.subject_id, "qc")]
+    assert set(again.cached) == {s.subject_id for s in cohort.subjects} - {victim.subject_id}
 
 
 def test_export_clinical_columns_named_like_features_do_not_split_them(cohort_csv, tmp_path):
@@ -331,3 +334,23 @@ def test_mask_import_reads_float_stored_labels_by_rounding(cohort_csv, tmp_path)
     assert err.subject_id == cohort.subjects[0].subject_id and "non-integer" in str(err)
     qc = store.qc_metrics(summary.cohort_id)
     assert np.allclose(qc["dice"].dropna(), 1.0)
+
+
+def test_edited_reference_mask_is_rescored_without_recomputing(cohort_csv, tmp_path, monkeypatch):
+    db = tmp_path / "g.duckdb"
+    first, store = run(cohort_csv, db)
+    cohort = load_cohort(cohort_csv, cohort_csv.parent)
+    subj = cohort.subjects[2]
+    truth = nib.load(str(subj.reference_mask))
+    edited = np.zeros(truth.shape, np.uint8)  # an expert says: no tumour at all
+    nib.save(nib.Nifti1Image(edited, truth.affine), str(subj.reference_mask))
+    calls = CallCounter(monkeypatch)
+    summary, store = run(cohort_csv, db)
+    assert calls.segment == 0 and calls.features == 0
+    assert summary.computed == [subj.subject_id] and len(summary.cached) == N - 1
+    qc = store.qc_metrics(summary.cohort_id)
+    mine = qc[qc["subject_id"] == subj.subject_id]
+    assert len(mine) == 3  # one row per region: the old scores were replaced, not duplicated
+    assert (mine["volume_ref_mm3"] == 0).all()
+    again, _ = run(cohort_csv, db)  # and now everything is cached
+    assert not again.computed
