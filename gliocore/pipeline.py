@@ -425,7 +425,16 @@ def process_cohort(cohort: Cohort, store: Store, config: ProcessingConfig | None
                                  mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {pool.submit(process_subject, task): task for task in tasks}
             for fut in as_completed(futures):
-                collect(futures[fut], fut.result())
+                task = futures[fut]
+                try:
+                    result = fut.result()
+                except Exception as exc:  # the worker died (out of memory, a crash in C code)
+                    result = {"subject_id": task["subject"].subject_id,
+                              "error": {"stage": "worker", "path": None,
+                                        "message": f"worker process died ({type(exc).__name__}: "
+                                                   f"{exc}); re-run to resume, or use fewer "
+                                                   "workers if memory is short"}}
+                collect(task, result)
     summary.stage_seconds["work"] = time.perf_counter() - t0
     summary.stage_seconds["segment_cpu"] = seg_seconds
     summary.stage_seconds["features_cpu"] = feat_seconds

@@ -354,3 +354,32 @@ def test_edited_reference_mask_is_rescored_without_recomputing(cohort_csv, tmp_p
     assert (mine["volume_ref_mm3"] == 0).all()
     again, _ = run(cohort_csv, db)  # and now everything is cached
     assert not again.computed
+
+
+def test_dead_worker_process_is_reported_per_subject_and_the_run_finishes(cohort_csv, tmp_path,
+                                                                          monkeypatch):
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    import gliocore.pipeline as pipeline
+
+    class DyingPool:  # every worker "dies", as after an out-of-memory kill
+        def __init__(self, *a, **k):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def submit(self, fn, task):
+            fut = Future()
+            fut.set_exception(BrokenProcessPool("A process in the pool was terminated abruptly"))
+            return fut
+
+    monkeypatch.setattr(pipeline, "ProcessPoolExecutor", DyingPool)
+    summary, store = run(cohort_csv, tmp_path / "g.duckdb", workers=2)
+    assert len(summary.errors) == N and {e.stage for e in summary.errors} == {"worker"}
+    assert "worker process died" in str(summary.errors[0])
+    assert store.runs(summary.cohort_id).iloc[0]["status"] == "finished"
