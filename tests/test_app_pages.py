@@ -343,9 +343,12 @@ def frame_with(at: AppTest, column: str, not_column: str | None = None):
     raise AssertionError(f"no dataframe with column {column!r}")
 
 
-def test_two_configurations_pick_results_and_compare_backends(demo_store, tmp_path, monkeypatch):
-    """A cohort processed twice (baseline, then its reference masks imported) offers a
-    "Results from" choice on every page and a backend comparison on the QC page."""
+def store_with_two_configurations(demo_store: Path, tmp_path: Path, monkeypatch
+                                  ) -> tuple[Path, str]:
+    """A copy of the demo store where the cohort was also processed by importing its reference
+    masks (a second configuration, the newest); the app is pointed at the copy.
+
+    Returns the copy's path and the cohort ID."""
     import shutil
 
     from gliocore.cohort import load_cohort
@@ -360,6 +363,13 @@ def test_two_configurations_pick_results_and_compare_backends(demo_store, tmp_pa
     assert not summary.errors
     monkeypatch.setenv("GLIOSCOPE_DATA", str(tmp_path))
     monkeypatch.setenv("GLIOSCOPE_DB", str(db))
+    return db, summary.cohort_id
+
+
+def test_two_configurations_pick_results_and_compare_backends(demo_store, tmp_path, monkeypatch):
+    """A cohort processed twice (baseline, then its reference masks imported) offers a
+    "Results from" choice on every page and a backend comparison on the QC page."""
+    store_with_two_configurations(demo_store, tmp_path, monkeypatch)
     at = _new_app().run()
     assert not at.exception
     picker = sidebar_widget(at, "selectbox", "Results from")
@@ -416,20 +426,7 @@ def test_untouched_range_filter_follows_new_data(demo_store, tmp_path, monkeypat
     """A range slider left at its full range must widen with the data (another "Results from"
     configuration, more subjects processed) instead of turning into a filter that silently
     drops the subjects outside the old range."""
-    import shutil
-
-    from gliocore.cohort import load_cohort
-    from gliocore.pipeline import ProcessingConfig, process_cohort
-    from gliocore.store import Store
-    db = tmp_path / "two.duckdb"
-    shutil.copy(demo_store, db)
-    cohort = load_cohort(demo_store.parent / "demo" / "clinical.csv", name="demo")
-    summary = process_cohort(cohort, Store(db), ProcessingConfig(
-        backend="import", backend_options={"pattern": "{subject}_truth.nii.gz",
-                                           "label_map": "glioscope"}))
-    assert not summary.errors
-    monkeypatch.setenv("GLIOSCOPE_DATA", str(tmp_path))
-    monkeypatch.setenv("GLIOSCOPE_DB", str(db))
+    store_with_two_configurations(demo_store, tmp_path, monkeypatch)
     at = _new_app().run()
     assert not at.exception
     at.switch_page("pages/features.py").run()
@@ -449,20 +446,8 @@ def test_cached_analyses_follow_the_results_picker(demo_store, tmp_path, monkeyp
     """The feature screen and the Cox model are cached; switching "Results from" (which does not
     write the store) must recompute them on the other configuration's features, not show the
     first configuration's numbers again."""
-    import shutil
-
-    from gliocore.cohort import load_cohort
-    from gliocore.pipeline import ProcessingConfig, process_cohort
     from gliocore.store import Store
-    db = tmp_path / "two.duckdb"
-    shutil.copy(demo_store, db)
-    cohort = load_cohort(demo_store.parent / "demo" / "clinical.csv", name="demo")
-    summary = process_cohort(cohort, Store(db), ProcessingConfig(
-        backend="import", backend_options={"pattern": "{subject}_truth.nii.gz",
-                                           "label_map": "glioscope"}))
-    assert not summary.errors
-    monkeypatch.setenv("GLIOSCOPE_DATA", str(tmp_path))
-    monkeypatch.setenv("GLIOSCOPE_DB", str(db))
+    db, cohort_id = store_with_two_configurations(demo_store, tmp_path, monkeypatch)
 
     def numbers(at):
         screen = frame_with(at, "q").set_index("feature")
@@ -490,8 +475,8 @@ def test_cached_analyses_follow_the_results_picker(demo_store, tmp_path, monkeyp
     store = Store(db)
     from gliocore.export import seed_table
     from gliocore.survival import screen_features
-    base_key = str(store.configs(summary.cohort_id).iloc[1]["config_key"])
-    table = seed_table(store, summary.cohort_id, base_key)
+    base_key = str(store.configs(cohort_id).iloc[1]["config_key"])
+    table = seed_table(store, cohort_id, base_key)
     table = table[table["tumor_volume"].notna()]
     expect = screen_features(table, "Survival(months)", "event", ["tumor_volume"])
     assert screen_b == pytest.approx(float(expect.loc["tumor_volume", "HR_per_SD"]), rel=1e-6)
