@@ -27,7 +27,7 @@ from gliocore.segment.nnunetv2 import (MODEL_ENV, NnUNetV2Segmenter,  # noqa: E4
                                        channels_from_dataset_json, parse_channels)
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_segment_hdglio import write_subject  # noqa: E402
+from test_segment_hdglio import run_backend as run, write_subject  # noqa: E402
 
 HAVE_NNUNETV2 = True
 try:
@@ -147,16 +147,6 @@ def model_random(tmp_path_factory):
     if not HAVE_NNUNETV2:
         pytest.skip("nnunetv2 not installed")
     return build_nnunetv2_model(tmp_path_factory.mktemp("v2") / "model", folds=(0, 1))
-
-
-def run(seg, subjects):
-    out = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DLInputWarning)
-        for s in subjects:
-            images = load_subject_images(s)
-            out[s.subject_id] = (seg.segment(s, images), images)
-    return out
 
 
 # -- option parsing (no nnunetv2 needed) -----------------------------------------------------
