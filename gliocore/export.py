@@ -17,6 +17,13 @@ any other feature ``X`` of sequence s       ``{s}_{X}_label{n}``
 
 ``tumor_volume`` = ``Volume_label1 + Volume_label2``.
 
+``resegmentShape``. With PyRadiomics' ``resegmentShape: true`` (and a ``resegmentRange``)
+shape depends on each sequence's intensities, so shape columns are per sequence
+(``{seq}_Volume_label{n}``, ``{seq}_Max3DDiameter_label{n}``: the resegmented ROI). The seed
+columns ``Volume_label{n}`` and ``tumor_volume`` then describe the segmentation mask itself
+(voxel count x voxel volume), never one sequence's resegmented ROI; there is no
+sequence-independent ``Max3DDiameter_label{n}`` in that mode.
+
 Degenerate labels. A label PyRadiomics cannot measure (one voxel, a 1-D line) keeps missing
 shape, intensity and texture values with the reason in the store, but its ``Volume_label{n}``
 is its voxel-count volume (voxels x voxel volume, from the segmentation record), so the subject
@@ -128,6 +135,10 @@ def features_wide(long: pd.DataFrame, mask_volumes: pd.DataFrame | None = None) 
     * A degenerate label (one voxel, a 1-D line: PyRadiomics cannot build its mesh) keeps its
       missing shape and texture values, but its ``Volume_label{n}`` is the voxel-count volume
       from ``mask_volumes`` (a volume it has), so the subject keeps ``tumor_volume``.
+    * With ``resegmentShape`` (shape per sequence, see :func:`per_sequence_shape`) the
+      resegmented shape features stay per sequence (``{seq}_Volume_label{n}``,
+      ``{seq}_Max3DDiameter_label{n}``), and ``Volume_label{n}`` is the mask's own voxel-count
+      volume from ``mask_volumes``; there is then no sequence-independent ``Max3DDiameter``.
     * ``tumor_volume`` = ``Volume_label1 + Volume_label2`` (missing when either is).
     """
     if long.empty:
@@ -141,7 +152,15 @@ def features_wide(long: pd.DataFrame, mask_volumes: pd.DataFrame | None = None) 
     wide = wide.reindex(columns=_column_order(list(wide.columns)))
     wide.columns.name = None
     volumes = [f"Volume_label{c.canonical_label}" for c in TumourClass]
-    if mask_volumes is not None:
+    if per_sequence_shape(long) and mask_volumes is not None:
+        # resegmentShape: each sequence has its own resegmented shape ({seq}_Volume_label{n});
+        # the seed columns are the mask's own, so they do not depend on a sequence.
+        for cls, col in zip(TumourClass, volumes):
+            if cls.value in mask_volumes:
+                wide[col] = pd.to_numeric(mask_volumes[cls.value],
+                                          errors="coerce").reindex(wide.index)
+        wide = wide.reindex(columns=_column_order(list(wide.columns)))
+    elif mask_volumes is not None:
         for cls, col in zip(TumourClass, volumes):
             if col in wide and cls.value in mask_volumes:
                 voxels = pd.to_numeric(mask_volumes[cls.value], errors="coerce")
@@ -150,6 +169,13 @@ def features_wide(long: pd.DataFrame, mask_volumes: pd.DataFrame | None = None) 
         wide["tumor_volume"] = wide[volumes].sum(axis=1, min_count=len(volumes)).where(
             wide[volumes].notna().all(axis=1))
     return wide.reset_index().rename(columns={"subject_id": "SUBJECT ID"})
+
+
+def per_sequence_shape(long: pd.DataFrame) -> bool:
+    """Whether shape was computed per sequence (PyRadiomics' ``resegmentShape`` with a
+    ``resegmentRange``: the shape ROI then depends on each sequence's intensities)."""
+    shape = long["feature"].str.contains("shape_", regex=False)
+    return bool((long.loc[shape, "sequence"] != "").any())
 
 
 def class_voxel_volumes(store: Store, cohort_id: str, config_key: str | None = None) -> pd.DataFrame:
