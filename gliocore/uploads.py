@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from gliocore.cohort import Cohort, load_cohort
+from gliocore.cohort import SCANS_FILE, Cohort, load_cohort
 from gliocore.errors import CohortError, SubjectError, UploadError
 from gliocore.settings import UploadLimits
 from gliocore.types import PathType
@@ -380,7 +380,8 @@ def _extract(fh: BinaryIO, entries: list[_Entry], dest: Path, limits: UploadLimi
 
 def find_clinical_csv(folder: Path, id_column: str = "SUBJECT ID") -> Path:
     """The upload's clinical CSV: the only CSV, or the only one with the ID column."""
-    csvs = sorted(p for p in folder.rglob("*") if p.is_file() and p.name.lower().endswith(".csv"))
+    csvs = sorted(p for p in folder.rglob("*") if p.is_file() and p.name.lower().endswith(".csv")
+                  and p.name != SCANS_FILE)  # a scans table is found beside the clinical one
     if not csvs:
         raise UploadError("the zip holds no clinical CSV (columns SUBJECT ID, Survival(months), "
                           "IDH-status)")
@@ -448,17 +449,18 @@ def _load(folder: Path, naming: str | None, name: str) -> Cohort:
         if len(cohort.subjects) == len(cohort.clinical):
             break
     assert best is not None
-    kept = []
-    for s in best.subjects:
+    outside: set[str] = set()
+    for s in [*best.subjects, *best.scans]:
         paths = [s.folder, s.reference_mask, *s.sequences.values()]
-        if all(_within(p, base) for p in paths):
-            kept.append(s)
-        else:
+        if not all(_within(p, base) for p in paths) and s.subject_id not in outside:
+            outside.add(s.subject_id)
             best.problems.append(SubjectError(
                 s.subject_id, "its images would be read from outside the uploaded folder (an "
                 "img_dir that is absolute or climbs out); an uploaded cohort may only use its own "
                 "files", path=str(s.folder), stage="load"))
+    kept = [s for s in best.subjects if s.subject_id not in outside]
     best.subjects = kept
+    best.scans = [s for s in best.scans if s.subject_id not in outside]
     if not kept:
         detail = "; ".join(str(p) for p in best.problems[:3])
         raise UploadError(f"no subject's four images were found in the zip ({detail})")
