@@ -22,6 +22,7 @@ from gliocore import radiomics
 from gliocore.cohort import Cohort, Subject, load_subject_images, safe_name
 from gliocore.errors import GlioError, SubjectError
 from gliocore.io import Volume, file_sha256, load_volume, save_mask, text_sha256
+from gliocore.localise import LocationConfig, locate_cohort
 from gliocore.segment import Segmenter, get_segmenter
 from gliocore.store import Store
 from gliocore.types import TumourClass
@@ -49,6 +50,8 @@ class ProcessingConfig:
         Where masks are written; default: the store's folder / ``segmentations``.
     compute_qc : bool
         Score segmentations against subjects' reference masks when present.
+    location : LocationConfig or None
+        Locate tumours in an atlas (:mod:`gliocore.localise`); None = skip that stage.
     """
 
     backend: str = "baseline"
@@ -57,6 +60,7 @@ class ProcessingConfig:
     workers: int = 1
     output_dir: Path | None = None
     compute_qc: bool = True
+    location: LocationConfig | None = None
 
 
 @dataclass
@@ -436,6 +440,12 @@ def process_cohort(cohort: Cohort, store: Store, config: ProcessingConfig | None
                                                    "workers if memory is short"}}
                 collect(task, result)
     summary.stage_seconds["work"] = time.perf_counter() - t0
+    if config.location is not None:  # atlas location of every segmentation (cached by content)
+        t0 = time.perf_counter()
+        for err in locate_cohort(store, cid, config_key, [s.subject_id for s in subjects],
+                                 config.location, store.path.parent, config.workers, progress):
+            _record_error(store, summary, err)
+        summary.stage_seconds["location"] = time.perf_counter() - t0
     summary.stage_seconds["segment_cpu"] = seg_seconds
     summary.stage_seconds["features_cpu"] = feat_seconds
     summary.seconds = time.perf_counter() - t_start
