@@ -15,15 +15,20 @@ any other shape feature ``X``               ``{X}_label{n}`` (image type prefix 
 any other feature ``X`` of sequence s       ``{s}_{X}_label{n}``
 =========================================  ===============================================
 
-``tumor_volume`` = ``Volume_label1 + Volume_label2``; an empty label (nothing of that class
-found) counts as 0 mm³, so a processed subject with no tumour found has ``tumor_volume`` 0; a
-volume missing for another reason (one-voxel label, extraction error) makes it missing.
+``tumor_volume`` = ``Volume_label1 + Volume_label2``.
+
+Empty labels. A class the segmentation did not find (its label is empty) has size 0: its
+``Volume_label{n}`` is 0 mm³, its ``Max3DDiameter_label{n}`` 0 mm, and so are its other
+size-type shape features (:data:`SIZE_FEATURES`). Its intensity and texture features stay
+missing, and the store keeps the reason (``"label empty"``). So a tumour without enhancement
+has ``Volume_label1`` 0, not missing, and every page and analysis (filters, Kaplan–Meier
+splits, Cox, the survival screen, classifiers) sees that 0; a processed subject with no tumour
+found has ``tumor_volume`` 0.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from gliocore.store import Store
@@ -37,6 +42,15 @@ SEED_NAMES: dict[str, str] = {
     "original_gldm_GrayLevelNonUniformity": "GrayLevelNonUniformity",
 }
 CLINICAL_FIRST = ("SUBJECT ID", "img_dir", "Survival(months)", "IDH-status", "age", "sex", "event")
+
+#: The reason :mod:`gliocore.radiomics` gives for a label with no voxel.
+EMPTY_LABEL = "label empty"
+#: PyRadiomics shape features that measure size (volume, area, lengths): 0 for an empty label.
+#: Ratios (Sphericity, Elongation, Flatness, SurfaceVolumeRatio) are undefined and stay missing.
+SIZE_FEATURES = frozenset({
+    "MeshVolume", "VoxelVolume", "SurfaceArea", "Maximum3DDiameter", "Maximum2DDiameterSlice",
+    "Maximum2DDiameterColumn", "Maximum2DDiameterRow", "MajorAxisLength", "MinorAxisLength",
+    "LeastAxisLength"})
 
 
 def wide_column(tumour_class: str, sequence: str, feature: str) -> str:
@@ -65,10 +79,40 @@ def _column_order(columns: list[str]) -> list[str]:
     return sorted(columns, key=key)
 
 
+def is_size_feature(feature: str) -> bool:
+    """Whether a PyRadiomics key is a size-type shape feature (see :data:`SIZE_FEATURES`)."""
+    head, sep, name = feature.rpartition("shape_")
+    return bool(sep) and (head == "" or head.endswith("_")) and name in SIZE_FEATURES
+
+
+def fill_empty_label_sizes(long: pd.DataFrame) -> pd.DataFrame:
+    """Long-form features with the size features of empty labels set to 0.
+
+    Rows whose value is missing because the label is empty (``reason == "label empty"``) and
+    whose feature measures size (:func:`is_size_feature`) get ``value`` 0.0; the reason is
+    kept. Every other row is returned unchanged (intensity/texture of an empty label stay
+    missing).
+    """
+    if long.empty:
+        return long
+    empty = (long["value"].isna() & (long["reason"] == EMPTY_LABEL)
+             & long["feature"].map(is_size_feature))
+    if not empty.any():
+        return long
+    out = long.copy()
+    out["value"] = out["value"].astype(float)
+    out.loc[empty, "value"] = 0.0
+    return out
+
+
 def features_wide(long: pd.DataFrame) -> pd.DataFrame:
-    """Pivot long-form features (subject_id, tumour_class, sequence, feature, value) to wide."""
+    """Pivot long-form features (subject_id, tumour_class, sequence, feature, value) to wide.
+
+    Size features of an empty label become 0 (:func:`fill_empty_label_sizes`) before the pivot.
+    """
     if long.empty:
         return pd.DataFrame(columns=["SUBJECT ID"])
+    long = fill_empty_label_sizes(long)
     cols = [wide_column(c, s, f) for c, s, f in zip(long["tumour_class"], long["sequence"],
                                                      long["feature"])]
     frame = long.assign(column=cols)
@@ -90,12 +134,10 @@ def tumour_volume(long: pd.DataFrame) -> pd.Series | None:
     reason (a one-voxel label, a PyRadiomics error) makes the sum missing. None when the
     parameters do not compute ``MeshVolume``.
     """
-    vol = long[long["feature"] == "original_shape_MeshVolume"]
+    vol = fill_empty_label_sizes(long[long["feature"] == "original_shape_MeshVolume"])
     if vol.empty:
         return None
-    per_class = vol["value"].where(vol["value"].notna(),
-                                   np.where(vol["reason"] == "label empty", 0.0, np.nan))
-    table = vol.assign(v=per_class.astype(float)).pivot_table(
+    table = vol.assign(v=vol["value"].astype(float)).pivot_table(
         index="subject_id", columns="tumour_class", values="v", aggfunc="first", dropna=False)
     table = table.reindex(columns=[c.value for c in TumourClass])
     return table.sum(axis=1, min_count=len(table.columns)).where(table.notna().all(axis=1))

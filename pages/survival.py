@@ -118,8 +118,7 @@ with tab_km:
         else:
             grp = None
         if grp is not None:
-            frame["_group"] = grp.labels
-            group_col = "_group"
+            group_col = grp
             rule = grp.rule
         km, notes = _run_quiet(kaplan_meier, frame, common.SURVIVAL, common.EVENT, group_col)
     except CohortError as exc:
@@ -135,7 +134,10 @@ with tab_km:
         m1.dataframe(med.rename(columns={"median_text": "median survival, months (95% CI)"}),
                      hide_index=True, key="km_medians")
         lr = km.logrank
-        if lr is not None:
+        if km.no_test_reason:
+            m2.info("**Descriptive only — no log-rank test.** " + km.no_test_reason[0].upper()
+                    + km.no_test_reason[1:] + ".", icon=":material/info:")
+        elif lr is not None:
             test = "log-rank" if lr.dof == 1 else f"multivariate log-rank ({len(lr.groups)} groups)"
             m2.metric(f"{test} p", f"{lr.p_value:.3g}", help=f"χ² = {lr.statistic:.2f}, df = {lr.dof}")
         elif group_col is not None:

@@ -217,6 +217,10 @@ def test_survival_page_km_and_cox(app_env):
     assert any(m.label.startswith("multivariate log-rank") for m in at.metric)
     at.selectbox(key="km_grouping").set_value("Short/long (≤ 5 months)").run()
     assert not at.exception
+    # groups made from the outcome: curves and medians, but no test (issue 8 point 11)
+    assert not any("log-rank" in m.label for m in at.metric)
+    assert "Descriptive only — no log-rank test" in texts(at)
+    assert "defined by the outcome" in texts(at)
     cox = next(df.value for df in at.dataframe if "HR_lower" in df.value.columns)
     assert len(cox) >= 2
     assert "Proportional-hazards check" in texts(at)

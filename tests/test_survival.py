@@ -139,6 +139,42 @@ def test_boolean_event_column_is_accepted(cohort):
     np.testing.assert_array_equal(a.curves["all"].survival, b.curves["all"].survival)
 
 
+def test_outcome_defined_groups_are_described_never_tested(rng):
+    """Short/long groups are made from the outcome: on pure noise a log-rank p would be ~1e-12."""
+    n = 200
+    t = rng.exponential(scale=12, size=n)
+    c = rng.uniform(2, 40, size=n)
+    df = pd.DataFrame({DUR: np.minimum(t, c), EV: (t <= c).astype(int), "noise": rng.normal(size=n)})
+    g = make_groups(df, DUR, "short_long", threshold=5, event_col=EV)
+    assert g.outcome_defined and g.no_test_reason
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SurvivalWarning)
+        res = kaplan_meier(df, DUR, EV, group_col=g)
+    assert res.logrank is None
+    assert "defined by the outcome" in res.no_test_reason
+    assert set(res.groups) == {"short (≤ 5)", "long (> 5)"}  # curves and medians are still there
+    assert res.medians["n"].sum() == g.labels.notna().sum()
+    # the circular test it replaces: what a log-rank test on these groups would say
+    lab = g.labels.astype(object)
+    a, b = df[lab == "short (≤ 5)"], df[lab == "long (> 5)"]
+    assert logrank_test(a[DUR], b[DUR], a[EV], b[EV]).p_value < 1e-10
+    # grouping by the event column itself is refused the test too
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SurvivalWarning)
+        assert kaplan_meier(df, DUR, EV, group_col=EV).logrank is None
+    # a grouping that is not made from the outcome keeps its test
+    m = make_groups(df, "noise", "median")
+    assert not m.outcome_defined and m.no_test_reason is None
+    res = kaplan_meier(df, DUR, EV, group_col=m)
+    assert res.logrank is not None and res.no_test_reason is None and res.logrank.p_value > 1e-4
+
+
+def test_grouping_must_be_aligned_with_the_table(cohort):
+    g = make_groups(cohort, "IDH-status")
+    with pytest.raises(ValueError, match="aligned"):
+        kaplan_meier(cohort.iloc[5:], DUR, EV, group_col=g)
+
+
 # ---------------------------------------------------------------- groupings
 def test_make_groups_short_long_excludes_early_censoring():
     df = pd.DataFrame({DUR: [2, 4, 5, 5, 6, 7, 3, np.nan], EV: [1, 0, 1, 0, 0, 1, 0, 1]})
