@@ -1,9 +1,11 @@
-"""Processing: segmentation, radiomics and QC of every subject of a cohort, cached in the store.
+"""Processing: segmentation, radiomics and QC of every scan of a cohort, cached in the store.
 
 :func:`process_cohort` is what the CLI's ``process`` and the dashboard's "Process" button call.
-For each subject it computes content keys first and does only the work whose key is missing
-from the store; each finished subject is written in one transaction, so a killed run resumes.
-A failing subject is recorded with its error (stage, file, message) and the others go on.
+The unit of work is a **scan** (one timepoint of a subject; a cohort without timepoints has one
+scan per subject). For each scan it computes content keys first and does only the work whose
+key is missing from the store; each finished scan is written in one transaction, so a killed
+run resumes. A failing scan is recorded with its error (subject, scan, stage, file, message)
+and the others go on.
 """
 from __future__ import annotations
 
@@ -19,15 +21,16 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from gliocore import radiomics
-from gliocore.cohort import Cohort, Subject, load_subject_images, safe_name
+from gliocore.cohort import Cohort, Scan, load_subject_images, safe_name, scan_label
 from gliocore.errors import GlioError, SubjectError
 from gliocore.executor import Executor, make_executor
 from gliocore.io import Volume, file_sha256, load_volume, save_mask, text_sha256
 from gliocore.segment import Segmenter, get_segmenter
 from gliocore.store import Store
-from gliocore.types import TumourClass
+from gliocore.types import BASELINE_SCAN, TumourClass
 
-#: Progress callback: (stage, done, total, subject_id or None).
+#: Progress callback: (stage, done, total, scan label or None); the label is the subject ID
+#: for the only scan of a cross-sectional cohort, else ``subject/scan``.
 ProgressCallback = Callable[[str, int, int, "str | None"], None]
 STAGES = ("hash", "segment", "features")
 
@@ -69,7 +72,11 @@ class ProcessingConfig:
 
 @dataclass
 class ProcessingSummary:
-    """Outcome of :func:`process_cohort`."""
+    """Outcome of :func:`process_cohort`.
+
+    ``n_subjects`` counts the scans processed (= subjects in a cohort without timepoints);
+    ``computed`` and ``cached`` list scan labels (subject IDs for cross-sectional cohorts).
+    """
 
     run_id: str
     cohort_id: str
@@ -82,7 +89,8 @@ class ProcessingSummary:
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
     def describe(self) -> str:
-        lines = [f"{self.n_subjects} subjects: {len(self.computed)} computed, "
+        unit = "scans" if any("/" in x for x in self.computed + self.cached) else "subjects"
+        lines = [f"{self.n_subjects} {unit}: {len(self.computed)} computed, "
                  f"{len(self.cached)} from cache, {len(self.errors)} with errors "
                  f"({self.seconds:.1f} s)"]
         for err in self.errors:
@@ -96,9 +104,12 @@ def cohort_key(cohort: Cohort) -> str:
 
 
 def register_cohort(store: Store, cohort: Cohort, naming: str | None = None) -> str:
-    """Record a cohort, its clinical table and subjects' files in the store; return its ID."""
+    """Record a cohort, its clinical table and subjects' scans and files; return its ID."""
     cid = cohort_key(cohort)
     by_id = {s.subject_id: s for s in cohort.subjects}
+    scans_by_id: dict[str, list[Scan]] = {}
+    for sc in cohort.scans:
+        scans_by_id.setdefault(sc.subject_id, []).append(sc)
     rows = []
     for rec in cohort.clinical.to_dict(orient="records"):
         sid = str(rec["SUBJECT ID"])
@@ -107,7 +118,12 @@ def register_cohort(store: Store, cohort: Cohort, naming: str | None = None) -> 
                      "has_images": subj is not None,
                      "reference_mask": str(subj.reference_mask) if subj and subj.reference_mask else None,
                      "clinical": {k: _plain(v) for k, v in rec.items()},
-                     "sequences": {k: str(v) for k, v in subj.sequences.items()} if subj else {}})
+                     "sequences": {k: str(v) for k, v in subj.sequences.items()} if subj else {},
+                     "scans": [{"scan_id": sc.scan_id, "days": sc.days, "folder": str(sc.folder),
+                                "reference_mask": str(sc.reference_mask) if sc.reference_mask
+                                else None,
+                                "sequences": {k: str(v) for k, v in sc.sequences.items()}}
+                               for sc in scans_by_id.get(sid, [])]})
     store.upsert_cohort(cid, cohort.name, str(cohort.clinical_csv), str(cohort.image_root),
                         naming, rows, event_assumed=bool(cohort.clinical.attrs.get("event_assumed")))
     return cid
@@ -189,11 +205,11 @@ def _class_volumes(mask: np.ndarray, vol: Volume) -> dict[str, float]:
 
 
 def process_subject(task: dict[str, Any], segmenter: Segmenter | None = None) -> dict[str, Any]:
-    """Do the missing work for one subject (runs in a worker process or in-process).
+    """Do the missing work for one scan (runs in a worker process or in-process).
 
-    Never raises: failures come back as ``{"error": {...}}`` so other subjects go on.
+    Never raises: failures come back as ``{"error": {...}}`` so other scans go on.
     """
-    subject: Subject = task["subject"]
+    subject: Scan = task["subject"]
     out: dict[str, Any] = {"subject_id": subject.subject_id}
     stage = "load"
     try:
@@ -292,10 +308,11 @@ class RunContext:
     params_fp: str
     out_root: Path
     summary: ProcessingSummary
+    #: (subject_id, scan_id) of each subject's baseline scan, whose result is also the subject's
+    baselines: set[tuple[str, str]] = field(default_factory=set)
 
-    def mask_path(self, subject_id: str) -> Path:
-        name = safe_name(subject_id)
-        return self.out_root / name / "seg" / f"{name}_seg.nii.gz"
+    def mask_path(self, scan: Scan) -> Path:
+        return _mask_path(self.out_root, scan)
 
     @property
     def needs_gpu(self) -> bool:
@@ -306,8 +323,8 @@ class RunContext:
 
 
 def start_run(cohort: Cohort, store: Store, config: ProcessingConfig,
-              subject_ids: list[str] | None) -> tuple[RunContext, list[Subject]]:
-    """Register the cohort and the configuration, open a run; return it and its subjects."""
+              subject_ids: list[str] | None) -> tuple[RunContext, list[Scan]]:
+    """Register the cohort and the configuration, open a run; return it and its scans."""
     params = radiomics.load_params(config.params)
     params_fp = radiomics.params_fingerprint(params)
     segmenter = get_segmenter(config.backend, **dict(config.backend_options))
@@ -317,12 +334,15 @@ def start_run(cohort: Cohort, store: Store, config: ProcessingConfig,
     store.put_config(config_key, segmenter.name, segmenter.version, token, params_fp,
                      json.dumps(params, sort_keys=True, default=str))
     wanted = None if subject_ids is None else set(subject_ids)
-    subjects = [s for s in cohort.subjects if wanted is None or s.subject_id in wanted]
+    subjects = [s for s in cohort.scans if wanted is None or s.subject_id in wanted]
+    # the scan whose result is also the subject's (cross-sectional analyses): its first one
+    baselines = {(s.subject_id, getattr(s, "scan_id", BASELINE_SCAN)) for s in cohort.subjects}
     run_id = store.start_run(cid, config_key, segmenter.name, config.workers, len(subjects))
     out_root = (config.output_dir or store.path.parent / "segmentations") / safe_name(cohort.name) \
         / f"{segmenter.name}-{text_sha256(token)[:8]}"
     ctx = RunContext(store, config, cid, config_key, run_id, segmenter, token, params, params_fp,
-                     out_root, ProcessingSummary(run_id, cid, config_key, len(subjects)))
+                     out_root, ProcessingSummary(run_id, cid, config_key, len(subjects)),
+                     baselines)
     return ctx, subjects
 
 
@@ -344,24 +364,33 @@ class ResultWriter:
         self.hashes: list[tuple[str, int, int, str]] = []
         self._last = time.monotonic()
 
-    def result(self, subject_id: str, input_key: str, seg_key: str, feature_key: str,
+    def result(self, scan: Scan, input_key: str, seg_key: str, feature_key: str,
                **parts: Any) -> None:
-        """Queue one subject's result (``parts``: see :meth:`Store.save_subject_results`)."""
+        """Queue one scan's result (``parts``: see :meth:`Store.save_subject_results`)."""
         c = self.ctx
-        self._results.append({"cohort_id": c.cohort_id, "subject_id": subject_id,
+        self._results.append({"cohort_id": c.cohort_id, "subject_id": scan.subject_id,
                               "config_key": c.config_key, "input_key": input_key,
-                              "seg_key": seg_key, "feature_key": feature_key, **parts})
+                              "seg_key": seg_key, "feature_key": feature_key,
+                              "scan_id": scan.scan_id,
+                              "baseline": (scan.subject_id, scan.scan_id) in c.baselines,
+                              **parts})
         self.maybe_flush()
 
-    def error(self, err: SubjectError, drop_stale: bool = False,
+    def error(self, err: SubjectError, scan: Scan | None = None, drop_stale: bool = False,
               keep_input_key: str | None = None) -> None:
-        """Queue a subject's error; ``drop_stale``: also forget its result under this
-        configuration unless computed from ``keep_input_key``."""
+        """Queue a subject's (``scan``'s) error; ``drop_stale``: also forget its result under
+        this configuration (the scan's; every scan's without ``scan``) unless computed from
+        ``keep_input_key``."""
         c = self.ctx
+        if scan is not None and err.scan_id is None and scan_label(scan):
+            err = SubjectError(err.subject_id, err.message, path=err.path, stage=err.stage,
+                               scan_id=scan_label(scan))
         self._errors.append((c.run_id, c.cohort_id, err.subject_id, err.stage, err.path,
-                             err.message))
+                             err.message, getattr(err, "scan_id", None)))
         if drop_stale:
-            self._stale.append((c.cohort_id, err.subject_id, c.config_key, keep_input_key))
+            stale_scan = scan.scan_id if scan is not None else getattr(err, "scan_id", None)
+            self._stale.append((c.cohort_id, err.subject_id, c.config_key, keep_input_key,
+                                stale_scan))
         c.summary.errors.append(err)
         self.maybe_flush()
 
@@ -385,22 +414,22 @@ def _stat_key(path: Path) -> tuple[str, int, int]:
     return str(Path(path).resolve()), st.st_size, st.st_mtime_ns
 
 
-def plan_subjects(ctx: RunContext, subjects: list[Subject], writer: ResultWriter,
+def plan_subjects(ctx: RunContext, subjects: list[Scan], writer: ResultWriter,
                   progress: ProgressCallback) -> list[dict[str, Any]]:
-    """Stage "hash": content keys of every subject, to find what is cached.
+    """Stage "hash": content keys of every scan, to find what is cached.
 
     The store is asked once per kind of lookup for the whole cohort (file hashes, cached
-    segmentations, mask files, feature sets, QC scores), not once per subject. Subjects with
+    segmentations, mask files, feature sets, QC scores), not once per scan. Scans with
     nothing missing are recorded as cached through ``writer``; the others come back as tasks.
     """
     store, summary, config = ctx.store, ctx.summary, ctx.config
     n = len(subjects)
 
-    def fail(i: int, subj: Subject, err: SubjectError) -> None:
-        writer.error(err, drop_stale=True)
-        progress("hash", i + 1, n, subj.subject_id)
+    def fail(i: int, subj: Scan, err: SubjectError) -> None:
+        writer.error(err, subj, drop_stale=True)
+        progress("hash", i + 1, n, subj.label)
 
-    def load_error(subj: Subject, exc: OSError) -> SubjectError:
+    def load_error(subj: Scan, exc: OSError) -> SubjectError:
         return SubjectError(subj.subject_id, str(exc), path=getattr(exc, "filename", None),
                             stage="load")
 
@@ -408,7 +437,7 @@ def plan_subjects(ctx: RunContext, subjects: list[Subject], writer: ResultWriter
     stats: dict[str, dict[str, tuple[str, int, int]]] = {}
     for i, subj in enumerate(subjects):
         try:
-            stats[subj.subject_id] = {seq: _stat_key(subj.path(seq))
+            stats[subj.label] = {seq: _stat_key(subj.path(seq))
                                       for seq in sorted(subj.sequences)}
         except SubjectError as err:
             fail(i, subj, err)
@@ -418,13 +447,13 @@ def plan_subjects(ctx: RunContext, subjects: list[Subject], writer: ResultWriter
 
     # 2. input and segmentation keys (hashing only new or changed files)
     fingerprint = getattr(ctx.segmenter, "input_fingerprint", None)
-    keyed: list[tuple[int, Subject, str, str]] = []
+    keyed: list[tuple[int, Scan, str, str]] = []
     for i, subj in enumerate(subjects):
-        if subj.subject_id not in stats:
+        if subj.label not in stats:
             continue
         try:
             hashes = {}
-            for seq, (path, size, mtime) in stats[subj.subject_id].items():
+            for seq, (path, size, mtime) in stats[subj.label].items():
                 sha = known.get(path)
                 if sha is None:
                     sha = known[path] = file_sha256(path)
@@ -456,7 +485,7 @@ def plan_subjects(ctx: RunContext, subjects: list[Subject], writer: ResultWriter
     plans = []
     for i, subj, input_key, seg_key in keyed:
         rec = records.get(seg_key)
-        need_seg, mask_path, mask_sha = True, ctx.mask_path(subj.subject_id), None
+        need_seg, mask_path, mask_sha = True, ctx.mask_path(subj), None
         if rec is not None and file_sha.get(seg_key) == rec.mask_sha256:
             need_seg, mask_path, mask_sha = False, Path(rec.path), rec.mask_sha256
         feature_key = text_sha256(f"{mask_sha}|{input_key}|{ctx.params_fp}") if mask_sha else None
@@ -475,8 +504,8 @@ def plan_subjects(ctx: RunContext, subjects: list[Subject], writer: ResultWriter
             # score a new segmentation, or a cached one whose reference is new or was edited
             need_qc = need_seg or (seg_key, file_sha.get(ref_mask)) not in have_qc
         if not need_seg and not need_features and not need_qc:
-            writer.result(subj.subject_id, input_key, seg_key, feature_key)
-            summary.cached.append(subj.subject_id)
+            writer.result(subj, input_key, seg_key, feature_key)
+            summary.cached.append(subj.label)
         else:
             tasks.append({"subject": subj, "input_key": input_key, "seg_key": seg_key,
                           "need_segmentation": need_seg, "mask_path": str(mask_path),
@@ -484,8 +513,9 @@ def plan_subjects(ctx: RunContext, subjects: list[Subject], writer: ResultWriter
                           "feature_key": feature_key, "params": ctx.params,
                           "params_fingerprint": ctx.params_fp, "backend": config.backend,
                           "backend_options": dict(config.backend_options),
-                          "reference_mask": ref_mask if need_qc else None})
-        progress("hash", i + 1, n, subj.subject_id)
+                          "reference_mask": ref_mask if need_qc else None,
+                          "baseline": (subj.subject_id, subj.scan_id) in ctx.baselines})
+        progress("hash", i + 1, n, subj.label)
     return tasks
 
 
@@ -515,12 +545,13 @@ def collect_result(ctx: RunContext, writer: ResultWriter, task: dict[str, Any],
                    result: dict[str, Any]) -> None:
     """Queue a finished task's rows (or its error) for the store."""
     summary = ctx.summary
-    sid = task["subject"].subject_id
+    scan: Scan = task["subject"]
+    sid = scan.subject_id
     if "error" in result:
         e = result["error"]
         # a result from other (older) inputs must not stand in for these failing ones
         writer.error(SubjectError(sid, e["message"], path=e.get("path"), stage=e.get("stage")),
-                     drop_stale=True, keep_input_key=task["input_key"])
+                     scan, drop_stale=True, keep_input_key=task["input_key"])
         return
     seg = result.get("segmentation")
     if seg:
@@ -533,15 +564,16 @@ def collect_result(ctx: RunContext, writer: ResultWriter, task: dict[str, Any],
     rows = result.get("feature_rows")
     if rows is not None:
         summary.stage_seconds["features_cpu"] += result.get("feature_seconds", 0.0)
-    summary.computed.append(sid)
-    writer.result(sid, task["input_key"], task["seg_key"], result["feature_key"],
+    summary.computed.append(scan.label)
+    writer.result(scan, task["input_key"], task["seg_key"], result["feature_key"],
                   segmentation=seg, feature_rows=rows,
                   feature_meta={"params_fingerprint": ctx.params_fp,
                                 "seconds": result.get("feature_seconds")},
                   image_stats=result.get("image_stats"), qc_rows=result.get("qc_rows"))
     if "qc_error" in result:
         e = result["qc_error"]
-        writer.error(SubjectError(sid, e["message"], path=e.get("path"), stage=e.get("stage")))
+        writer.error(SubjectError(sid, e["message"], path=e.get("path"), stage=e.get("stage")),
+                     scan)
 
 
 def run_tasks(ctx: RunContext, tasks: list[dict[str, Any]], executor: Executor,
@@ -561,8 +593,8 @@ def run_tasks(ctx: RunContext, tasks: list[dict[str, Any]], executor: Executor,
             except GlioError as exc:
                 for t in tasks:
                     writer.error(SubjectError(t["subject"].subject_id, str(exc), stage="segment"),
-                                 drop_stale=True, keep_input_key=t["input_key"])
-                    on_done(t["subject"].subject_id)
+                                 t["subject"], drop_stale=True, keep_input_key=t["input_key"])
+                    on_done(t["subject"].label)
                 return
         fn = functools.partial(process_subject, segmenter=segmenter)
     needs_gpu = ctx.needs_gpu
@@ -580,7 +612,7 @@ def run_tasks(ctx: RunContext, tasks: list[dict[str, Any]], executor: Executor,
                                                f"{result}); re-run to resume, or use fewer "
                                                "workers if memory is short"}}
             collect_result(ctx, writer, task, result)
-            on_done(task["subject"].subject_id)
+            on_done(task["subject"].label)
     finally:
         if in_process:
             segmenter.close()
@@ -590,7 +622,7 @@ def process_cohort(cohort: Cohort, store: Store, config: ProcessingConfig | None
                    progress: ProgressCallback | None = None,
                    subject_ids: list[str] | None = None,
                    executor: Executor | None = None) -> ProcessingSummary:
-    """Segment, extract features and score every subject of a cohort, reusing the cache.
+    """Segment, extract features and score every scan of a cohort, reusing the cache.
 
     Parameters
     ----------
@@ -598,10 +630,10 @@ def process_cohort(cohort: Cohort, store: Store, config: ProcessingConfig | None
     store : Store
     config : ProcessingConfig, optional
     progress : callable, optional
-        Called as ``progress(stage, done, total, subject_id)`` for stages ``hash``,
-        ``segment`` and ``features``.
+        Called as ``progress(stage, done, total, scan_label)`` for stages ``hash``,
+        ``segment`` and ``features``; totals count scans.
     subject_ids : list of str, optional
-        Restrict to these subjects.
+        Restrict to these subjects (all their scans).
     executor : Executor, optional
         Where the work runs; default from ``config`` (``executor``, ``workers``, ``scheduler``).
 
@@ -633,10 +665,10 @@ def process_cohort(cohort: Cohort, store: Store, config: ProcessingConfig | None
         progress("segment", n_cached, n, None)
         progress("features", n_cached, n, None)
 
-        def on_done(sid: str) -> None:
+        def on_done(label: str) -> None:
             for stage in ("segment", "features"):
                 done[stage] += 1
-                progress(stage, done[stage], n, sid)
+                progress(stage, done[stage], n, label)
 
         t0 = time.perf_counter()
         run_tasks(ctx, tasks, executor, writer, on_done)
@@ -648,3 +680,14 @@ def process_cohort(cohort: Cohort, store: Store, config: ProcessingConfig | None
         store.finish_run(ctx.run_id, status if status == "finished" else "interrupted",
                          len(summary.computed), len(summary.cached), len(summary.errors))
     return summary
+
+
+def _mask_path(out_root: Path, scan: Scan) -> Path:
+    """Where a scan's new mask is written: ``<subject>/seg/<subject>_seg.nii.gz`` for the only
+    scan of a cross-sectional cohort, ``<subject>/<scan>/seg/<subject>_<scan>_seg.nii.gz``
+    otherwise (masks are found again by content key, not by this path)."""
+    sid = safe_name(scan.subject_id)
+    if scan.scan_id == BASELINE_SCAN:
+        return out_root / sid / "seg" / f"{sid}_seg.nii.gz"
+    tp = safe_name(scan.scan_id)
+    return out_root / sid / tp / "seg" / f"{sid}_{tp}_seg.nii.gz"

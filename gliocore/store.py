@@ -25,7 +25,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import duckdb
 import pandas as pd
 
-from gliocore.types import PathType
+from gliocore.types import BASELINE_SCAN, PathType
 
 SCHEMA_VERSION = 1
 
@@ -52,6 +52,25 @@ SCHEMA: tuple[str, ...] = (
         reference_mask VARCHAR,
         clinical_json VARCHAR NOT NULL,
         PRIMARY KEY (cohort_id, subject_id))""",
+    # One row per scan (timepoint) of a subject; a cohort without timepoints has one scan per
+    # subject, scan_id 'baseline'. days = days from the subject's first scan (NULL: unknown).
+    """CREATE TABLE IF NOT EXISTS scans (
+        cohort_id VARCHAR NOT NULL,
+        subject_id VARCHAR NOT NULL,
+        scan_id VARCHAR NOT NULL,
+        days DOUBLE,
+        scan_order INTEGER NOT NULL,
+        folder VARCHAR,
+        reference_mask VARCHAR,
+        PRIMARY KEY (cohort_id, subject_id, scan_id))""",
+    """CREATE TABLE IF NOT EXISTS scan_images (
+        cohort_id VARCHAR NOT NULL,
+        subject_id VARCHAR NOT NULL,
+        scan_id VARCHAR NOT NULL,
+        sequence VARCHAR NOT NULL,
+        path VARCHAR NOT NULL,
+        PRIMARY KEY (cohort_id, subject_id, scan_id, sequence))""",
+    # The baseline scan's images (kept for the cross-sectional queries).
     """CREATE TABLE IF NOT EXISTS subject_images (
         cohort_id VARCHAR NOT NULL,
         subject_id VARCHAR NOT NULL,
@@ -117,7 +136,19 @@ SCHEMA: tuple[str, ...] = (
         cache_token VARCHAR NOT NULL,
         params_fingerprint VARCHAR NOT NULL,
         created_at TIMESTAMP)""",
-    # Each subject's current result under a configuration.
+    # Each scan's current result under a configuration.
+    """CREATE TABLE IF NOT EXISTS scan_results (
+        cohort_id VARCHAR NOT NULL,
+        subject_id VARCHAR NOT NULL,
+        scan_id VARCHAR NOT NULL,
+        config_key VARCHAR NOT NULL,
+        input_key VARCHAR NOT NULL,
+        seg_key VARCHAR NOT NULL,
+        feature_key VARCHAR NOT NULL,
+        updated_at TIMESTAMP,
+        PRIMARY KEY (cohort_id, subject_id, scan_id, config_key))""",
+    # Each subject's current result under a configuration: its baseline (first) scan's, the
+    # one the cross-sectional analyses use (scan_id says which; added by a migration).
     """CREATE TABLE IF NOT EXISTS subject_results (
         cohort_id VARCHAR NOT NULL,
         subject_id VARCHAR NOT NULL,
@@ -251,7 +282,9 @@ class Store:
         """Record a cohort and its subjects (replacing the previous subject list).
 
         ``subjects`` items: subject_id, folder, has_images, reference_mask, clinical (dict),
-        sequences (dict seq -> path, may be empty). ``event_assumed``: the clinical table had
+        sequences (dict seq -> path, may be empty) of the baseline scan, and optionally
+        ``scans``: a list of {scan_id, days, folder, reference_mask, sequences} in time order
+        (default: the one baseline scan above). ``event_assumed``: the clinical table had
         no event column, so every subject counts as a death.
         """
         with self.transaction() as con:
@@ -261,17 +294,36 @@ class Store:
                          bool(event_assumed)])
             con.execute("DELETE FROM subjects WHERE cohort_id = ?", [cohort_id])
             con.execute("DELETE FROM subject_images WHERE cohort_id = ?", [cohort_id])
-            subj_rows, image_rows = [], []
+            con.execute("DELETE FROM scans WHERE cohort_id = ?", [cohort_id])
+            con.execute("DELETE FROM scan_images WHERE cohort_id = ?", [cohort_id])
+            subj_rows, image_rows, scan_rows, scan_image_rows = [], [], [], []
             for s in subjects:
-                subj_rows.append((cohort_id, str(s["subject_id"]), s.get("folder"),
-                                  bool(s["has_images"]), s.get("reference_mask"),
+                sid = str(s["subject_id"])
+                subj_rows.append((cohort_id, sid, s.get("folder"), bool(s["has_images"]),
+                                  s.get("reference_mask"),
                                   json.dumps(s["clinical"], default=_json_default)))
-                image_rows.extend((cohort_id, str(s["subject_id"]), seq, str(p))
+                image_rows.extend((cohort_id, sid, seq, str(p))
                                   for seq, p in (s.get("sequences") or {}).items())
+                scans = s.get("scans")
+                if scans is None:
+                    scans = ([{"scan_id": BASELINE_SCAN, "days": 0.0, "folder": s.get("folder"),
+                               "reference_mask": s.get("reference_mask"),
+                               "sequences": s.get("sequences") or {}}]
+                             if s.get("has_images") else [])
+                for order, sc in enumerate(scans):
+                    scan_rows.append((cohort_id, sid, sc["scan_id"], sc.get("days"), order,
+                                      sc.get("folder"), sc.get("reference_mask")))
+                    scan_image_rows.extend((cohort_id, sid, sc["scan_id"], seq, str(p))
+                                           for seq, p in (sc.get("sequences") or {}).items())
+            # one statement per table, not one per row (1,000 subjects: milliseconds)
             _insert(con, "subjects", ["cohort_id", "subject_id", "folder", "has_images",
                                       "reference_mask", "clinical_json"], subj_rows)
             _insert(con, "subject_images", ["cohort_id", "subject_id", "sequence", "path"],
                     image_rows)
+            _insert(con, "scans", ["cohort_id", "subject_id", "scan_id", "days", "scan_order",
+                                   "folder", "reference_mask"], scan_rows)
+            _insert(con, "scan_images", ["cohort_id", "subject_id", "scan_id", "sequence", "path"],
+                    scan_image_rows)
 
     def cohorts(self) -> pd.DataFrame:
         """All cohorts with subject counts, most recently updated first."""
@@ -298,6 +350,19 @@ class Store:
     def subject_images(self, cohort_id: str, subject_id: str) -> dict[str, str]:
         df = self._df("SELECT sequence, path FROM subject_images WHERE cohort_id = ? AND "
                       "subject_id = ?", [cohort_id, subject_id])
+        return dict(zip(df["sequence"], df["path"]))
+
+    def scans(self, cohort_id: str) -> pd.DataFrame:
+        """Every scan of a cohort: subject_id, scan_id, days (from the subject's first scan),
+        scan_order (0 = baseline), folder, reference_mask; by subject and time."""
+        return self._df("SELECT subject_id, scan_id, days, scan_order, folder, reference_mask "
+                        "FROM scans WHERE cohort_id = ? ORDER BY subject_id, scan_order",
+                        [cohort_id])
+
+    def scan_images(self, cohort_id: str, subject_id: str, scan_id: str) -> dict[str, str]:
+        """Sequence -> path of one scan."""
+        df = self._df("SELECT sequence, path FROM scan_images WHERE cohort_id = ? AND "
+                      "subject_id = ? AND scan_id = ?", [cohort_id, subject_id, scan_id])
         return dict(zip(df["sequence"], df["path"]))
 
     def reference_mask(self, cohort_id: str, subject_id: str) -> str | None:
@@ -427,15 +492,20 @@ class Store:
         return {r[0] for r in rows}
 
     def save_subject_result(self, **result: Any) -> None:
-        """Write one subject's results in one transaction; see :meth:`save_subject_results`."""
+        """Write one scan's results in one transaction; see :meth:`save_subject_results`."""
         self.save_subject_results([result])
 
     def save_subject_results(self, results: Sequence[dict[str, Any]]) -> None:
-        """Write several subjects' results in one transaction (a crash loses none of them
-        half-written; a batch costs a handful of statements, not several per subject).
+        """Write several scans' results in one transaction (a crash loses none of them
+        half-written; a batch costs a handful of statements, not several per scan).
 
         Each item has: cohort_id, subject_id, config_key, input_key, seg_key, feature_key, and
 
+        scan_id : str, default ``baseline``
+            The scan; its result goes to ``scan_results``.
+        baseline : bool, default True
+            Whether it is the subject's baseline (first) scan, whose result is also the
+            subject's in ``subject_results`` (what the cross-sectional analyses read).
         segmentation : dict or None
             A new ``segmentations`` row (None when the segmentation was cached).
         feature_rows : sequence of (tumour_class, sequence, feature, value, reason) or None
@@ -475,7 +545,8 @@ class Store:
                                 q.get("hd95_mm"), q.get("volume_pred_mm3"), q.get("volume_ref_mm3"),
                                 q.get("volume_diff_mm3")))
             res_rows.append((r["cohort_id"], r["subject_id"], r["config_key"], input_key, seg_key,
-                             feature_key, now))
+                             feature_key, now, r.get("scan_id") or BASELINE_SCAN,
+                             bool(r.get("baseline", True))))
         with self.transaction() as con:
             _insert(con, "segmentations", _SEG_COLUMNS, seg_rows, replace=True, key=["seg_key"])
             if fs_rows:
@@ -509,31 +580,41 @@ class Store:
                                             "hd95_mm", "volume_pred_mm3", "volume_ref_mm3",
                                             "volume_diff_mm3"], qc_rows, replace=True,
                         key=["seg_key", "reference_sha256", "region"])
+            _insert(con, "scan_results", ["cohort_id", "subject_id", "scan_id", "config_key",
+                                          "input_key", "seg_key", "feature_key", "updated_at"],
+                    [(r[0], r[1], r[7], *r[2:7]) for r in res_rows], replace=True,
+                    key=["cohort_id", "subject_id", "scan_id", "config_key"])
             _insert(con, "subject_results", ["cohort_id", "subject_id", "config_key", "input_key",
-                                             "seg_key", "feature_key", "updated_at"], res_rows,
-                    replace=True, key=["cohort_id", "subject_id", "config_key"])
+                                             "seg_key", "feature_key", "updated_at", "scan_id"],
+                    [r[:8] for r in res_rows if r[8]], replace=True,
+                    key=["cohort_id", "subject_id", "config_key"])
 
     def drop_stale_result(self, cohort_id: str, subject_id: str, config_key: str,
-                          input_key: str | None = None) -> None:
-        """Forget a subject's result under a configuration unless it was computed from
-        ``input_key`` (None: whatever it was computed from), e.g. when its current images fail."""
-        self.drop_stale_results([(cohort_id, subject_id, config_key, input_key)])
+                          input_key: str | None = None, scan_id: str | None = None) -> None:
+        """Forget a scan's result under a configuration unless it was computed from
+        ``input_key`` (None: whatever it was computed from), e.g. when its current images fail.
 
-    def drop_stale_results(self, rows: Sequence[tuple[str, str, str, str | None]]) -> None:
-        """:meth:`drop_stale_result` for several (cohort_id, subject_id, config_key, input_key)
-        rows, in one transaction."""
+        ``scan_id`` None: every scan of the subject."""
+        self.drop_stale_results([(cohort_id, subject_id, config_key, input_key, scan_id)])
+
+    def drop_stale_results(self, rows: Sequence[tuple[str, str, str, str | None, str | None]]
+                           ) -> None:
+        """:meth:`drop_stale_result` for several (cohort_id, subject_id, config_key, input_key,
+        scan_id) rows, in one transaction."""
         rows = list(rows)
         if not rows:
             return
-        df = pd.DataFrame(rows, columns=["cohort_id", "subject_id", "config_key", "input_key"],
-                          dtype=object)
+        df = pd.DataFrame(rows, columns=["cohort_id", "subject_id", "config_key", "input_key",
+                                         "scan_id"], dtype=object)
         with self.transaction() as con:
             con.register("_stale", df)
-            con.execute("""DELETE FROM subject_results USING _stale s
-                           WHERE subject_results.cohort_id = s.cohort_id
-                           AND subject_results.subject_id = s.subject_id
-                           AND subject_results.config_key = s.config_key
-                           AND subject_results.input_key IS DISTINCT FROM s.input_key::VARCHAR""")
+            for table in ("subject_results", "scan_results"):  # module constants, not input
+                con.execute(f"""DELETE FROM {table} USING _stale s
+                                WHERE {table}.cohort_id = s.cohort_id
+                                AND {table}.subject_id = s.subject_id
+                                AND {table}.config_key = s.config_key
+                                AND {table}.input_key IS DISTINCT FROM s.input_key::VARCHAR
+                                AND (s.scan_id IS NULL OR {table}.scan_id = s.scan_id::VARCHAR)""")
             con.unregister("_stale")
 
     def subject_result(self, cohort_id: str, subject_id: str, config_key: str
@@ -572,6 +653,33 @@ class Store:
             WHERE r.cohort_id = ? AND r.config_key = ? ORDER BY r.subject_id""",
                         [cohort_id, config_key])
 
+    def scan_results(self, cohort_id: str, config_key: str | None = None) -> pd.DataFrame:
+        """Per scan: subject_id, scan_id, days, scan_order, seg_key, feature_key, mask path,
+        volume_ce_mm3, volume_ne_mm3 (voxel counts x voxel volume) under a configuration
+        (default: the latest); scans without a result have NULL keys and volumes."""
+        config_key = config_key or self.latest_config(cohort_id) or ""
+        return self._df("""
+            SELECT sc.subject_id, sc.scan_id, sc.days, sc.scan_order, r.seg_key, r.feature_key,
+                   seg.path, seg.volume_ce_mm3, seg.volume_ne_mm3
+            FROM scans sc
+            LEFT JOIN scan_results r ON r.cohort_id = sc.cohort_id
+                 AND r.subject_id = sc.subject_id AND r.scan_id = sc.scan_id AND r.config_key = ?
+            LEFT JOIN segmentations seg ON seg.seg_key = r.seg_key
+            WHERE sc.cohort_id = ? ORDER BY sc.subject_id, sc.scan_order""",
+                        [config_key, cohort_id])
+
+    def features_long_scans(self, cohort_id: str, config_key: str | None = None) -> pd.DataFrame:
+        """Features of every scan, long form: subject_id, scan_id, tumour_class, sequence,
+        feature, value, reason."""
+        config_key = config_key or self.latest_config(cohort_id) or ""
+        return self._df("""
+            SELECT r.subject_id, r.scan_id, f.tumour_class, f.sequence, f.feature, f.value,
+                   f.reason
+            FROM scan_results r JOIN features f USING (feature_key)
+            WHERE r.cohort_id = ? AND r.config_key = ?
+            ORDER BY r.subject_id, r.scan_id, f.tumour_class, f.sequence, f.feature""",
+                        [cohort_id, config_key])
+
     def qc_metrics(self, cohort_id: str, config_key: str | None = None) -> pd.DataFrame:
         """QC metrics against the reference masks, per subject and region."""
         config_key = config_key or self.latest_config(cohort_id)
@@ -602,17 +710,19 @@ class Store:
                         [_now(), status, n_computed, n_cached, n_errors, run_id])
 
     def add_error(self, run_id: str, cohort_id: str, subject_id: str, stage: str | None,
-                  path: str | None, message: str) -> None:
-        self.add_errors([(run_id, cohort_id, subject_id, stage, path, message)])
+                  path: str | None, message: str, scan_id: str | None = None) -> None:
+        """Record a subject's (scan's, when ``scan_id`` is given) error in a run."""
+        self.add_errors([(run_id, cohort_id, subject_id, stage, path, message, scan_id)])
 
-    def add_errors(self, rows: Sequence[tuple[str, str, str, str | None, str | None, str]]) -> None:
-        """Record (run_id, cohort_id, subject_id, stage, path, message) rows in one transaction."""
-        rows = [(*r, _now()) for r in rows]
+    def add_errors(self, rows: Sequence[tuple]) -> None:
+        """Record (run_id, cohort_id, subject_id, stage, path, message[, scan_id]) rows in one
+        transaction."""
+        rows = [(*r[:6], _now(), r[6] if len(r) > 6 else None) for r in rows]
         if not rows:
             return
         with self.transaction() as con:
             _insert(con, "subject_errors", ["run_id", "cohort_id", "subject_id", "stage", "path",
-                                            "message", "created_at"], rows)
+                                            "message", "created_at", "scan_id"], rows)
 
     def runs(self, cohort_id: str) -> pd.DataFrame:
         return self._df("SELECT * FROM runs WHERE cohort_id = ? ORDER BY started_at DESC",
@@ -625,8 +735,9 @@ class Store:
             if runs.empty:
                 return pd.DataFrame(columns=["subject_id", "stage", "path", "message"])
             run_id = str(runs.iloc[0]["run_id"])
-        return self._df("SELECT subject_id, stage, path, message, created_at FROM subject_errors "
-                        "WHERE cohort_id = ? AND run_id = ? ORDER BY subject_id", [cohort_id, run_id])
+        return self._df("SELECT subject_id, scan_id, stage, path, message, created_at "
+                        "FROM subject_errors WHERE cohort_id = ? AND run_id = ? "
+                        "ORDER BY subject_id, scan_id NULLS FIRST", [cohort_id, run_id])
 
     def status(self, cohort_id: str, config_key: str | None = None) -> pd.DataFrame:
         """Per subject: has images, segmented, features, input warnings (JSON list) of the
@@ -659,6 +770,31 @@ class Store:
 #: Additive changes for stores made by earlier versions of the same schema version.
 MIGRATIONS: tuple[str, ...] = (
     "ALTER TABLE cohorts ADD COLUMN IF NOT EXISTS event_assumed BOOLEAN DEFAULT FALSE",
+    # Scans (timepoints): the subject's result says which scan it is (the baseline's), errors
+    # may name a scan. Old rows are the only scan of a cross-sectional cohort: 'baseline'.
+    f"ALTER TABLE subject_results ADD COLUMN IF NOT EXISTS scan_id VARCHAR DEFAULT '{BASELINE_SCAN}'",
+    "ALTER TABLE subject_errors ADD COLUMN IF NOT EXISTS scan_id VARCHAR",
+)
+
+#: Data migrations, each run once per store (recorded in ``meta``): (key, statements).
+DATA_MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    # A store made before scans existed: each subject with images has one scan, 'baseline',
+    # and its result is that scan's result. INSERT ... ON CONFLICT DO NOTHING, so re-running
+    # (or a store already holding scans) changes nothing.
+    ("migration_scans_v1", (
+        """INSERT INTO scans (cohort_id, subject_id, scan_id, days, scan_order, folder,
+                              reference_mask)
+           SELECT cohort_id, subject_id, 'baseline', 0.0, 0, folder, reference_mask
+           FROM subjects WHERE has_images ON CONFLICT DO NOTHING""",
+        """INSERT INTO scan_images (cohort_id, subject_id, scan_id, sequence, path)
+           SELECT cohort_id, subject_id, 'baseline', sequence, path FROM subject_images
+           ON CONFLICT DO NOTHING""",
+        """INSERT INTO scan_results (cohort_id, subject_id, scan_id, config_key, input_key,
+                                     seg_key, feature_key, updated_at)
+           SELECT cohort_id, subject_id, coalesce(scan_id, 'baseline'), config_key, input_key,
+                  seg_key, feature_key, updated_at FROM subject_results
+           ON CONFLICT DO NOTHING""",
+    )),
 )
 
 
@@ -668,6 +804,17 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(ddl)
     for ddl in MIGRATIONS:
         con.execute(ddl)
+    for key, statements in DATA_MIGRATIONS:
+        if con.execute("SELECT 1 FROM meta WHERE key = ?", [key]).fetchone() is None:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for sql in statements:
+                    con.execute(sql)
+                con.execute("INSERT INTO meta VALUES (?, 'done')", [key])
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
     row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     if row is None:
         con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])

@@ -127,3 +127,69 @@ def test_subject_without_enhancement_enters_every_analysis_with_zero(cohort_csv,
     groups = make_groups(df.reset_index(), "Volume_label1", "median")
     assert groups.labels.notna().all()
 
+
+
+# -- point 2: a degenerate label does not remove the subject ------------------------------------
+def test_degenerate_label_keeps_the_subject_with_its_voxel_count_volume(cohort_csv, tmp_path):
+    summary, store, ids = run_edited(cohort_csv, tmp_path / "g.duckdb",
+                                     {0: "one-voxel", 1: "line", 2: "plane"})
+    voxel_mm3 = float(np.prod(nib.load(str(load_cohort(cohort_csv, cohort_csv.parent)
+                                            .subjects[0].path("t1"))).header.get_zooms()[:3]))
+    long = store.features_long(summary.cohort_id)
+    df = seed_table(store, summary.cohort_id).set_index("SUBJECT ID")
+    for sid, n_voxels in ((ids[0], 1), (ids[1], 5)):
+        ce = long[(long["subject_id"] == sid) & (long["tumour_class"] == "contrast_enhancing")]
+        assert ce["value"].isna().all() and ce["reason"].notna().all()  # missing, with a reason
+        ne = long[(long["subject_id"] == sid) & (long["tumour_class"] == "non_enhancing")]
+        assert ne["value"].notna().all()                                 # the other class survives
+        assert df.loc[sid, "Volume_label1"] == pytest.approx(n_voxels * voxel_mm3)
+        assert np.isnan(df.loc[sid, "Max3DDiameter_label1"])
+        assert np.isnan(df.loc[sid, "t1c_MeanIntensity_label1"])
+        assert df.loc[sid, "tumor_volume"] == pytest.approx(n_voxels * voxel_mm3
+                                                            + df.loc[sid, "Volume_label2"])
+    assert df.loc[ids[2], ["Volume_label1", "Max3DDiameter_label1"]].notna().all()  # a plane works
+    assert df["tumor_volume"].notna().all()
+
+
+def test_pages_call_processed_what_the_store_says(cohort_csv, tmp_path):
+    """A subject whose tumor_volume is missing (e.g. PyRadiomics failed on one label) is still
+    processed: the pages' subject set comes from the store's status."""
+    pytest.importorskip("streamlit")
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from gliocore.settings import Settings
+    from pages import _common as common
+
+    summary, store, ids = run_edited(cohort_csv, tmp_path / "g.duckdb", {})
+    table = seed_table(store, summary.cohort_id)
+    table["tumor_volume"] = np.nan  # as if no tumour volume could be computed anywhere
+    ctx = common.Context(Settings.from_env(), str(store.path), common.db_stamp(store.path),
+                         store.cohorts(), cohort_id=summary.cohort_id, table=table,
+                         filtered=table, config_key=summary.config_key)
+    assert ctx.has_features
+    assert sorted(common.processed(ctx)[common.ID]) == ids
+
+
+# -- point 10: resegmentShape -------------------------------------------------------------------
+def test_resegment_shape_keeps_seed_volumes_from_the_mask(cohort_csv, tmp_path):
+    """With resegmentShape the shape ROI differs per sequence; the seed columns Volume_label{n}
+    and tumor_volume are the mask's own voxel-count volume, not the first sequence's."""
+    params = {"imageType": {"Original": {}},
+              "featureClass": {"shape": ["MeshVolume", "Maximum3DDiameter"],
+                               "firstorder": ["Mean"]},
+              "setting": {"binWidth": 25, "resegmentRange": [-1, 1], "resegmentMode": "sigma",
+                          "resegmentShape": True}}
+    summary, store, ids = run_edited(cohort_csv, tmp_path / "g.duckdb", {0: "no-enhancement"},
+                                     params=params)
+    df = seed_table(store, summary.cohort_id).set_index("SUBJECT ID")
+    seg = store.segmentations_of(summary.cohort_id).set_index("subject_id")
+    np.testing.assert_allclose(df.loc[ids, "Volume_label1"], seg.loc[ids, "volume_ce_mm3"])
+    np.testing.assert_allclose(df.loc[ids, "Volume_label2"], seg.loc[ids, "volume_ne_mm3"])
+    np.testing.assert_allclose(df.loc[ids, "tumor_volume"],
+                               seg.loc[ids, "volume_ce_mm3"] + seg.loc[ids, "volume_ne_mm3"])
+    assert df.loc[ids[0], "Volume_label1"] == 0.0
+    # the resegmented shape stays per sequence, and differs from the mask's
+    for seq in ("flair", "t1", "t1c", "t2"):
+        assert f"{seq}_Volume_label2" in df and f"{seq}_Max3DDiameter_label2" in df
+    assert (df.loc[ids, "flair_Volume_label2"] < df.loc[ids, "Volume_label2"]).all()
+    assert "Max3DDiameter_label2" not in df
