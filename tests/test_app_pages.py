@@ -151,6 +151,47 @@ def test_empty_filter_result_says_so(app_env):
         assert "No subject matches the filters" in texts(at)
 
 
+def test_outcome_filters_are_left_out_of_survival_analyses_unless_asked(app_env):
+    """An event/survival filter selects by the outcome: the analysis pages leave it out by default,
+    say so, and apply it only when asked (issue 8 point 13)."""
+    import pandas as pd
+    clinical = pd.read_csv(app_env.parent / "demo" / "clinical.csv")
+    n_dead = int((clinical["event"] == 1).sum())
+    assert 0 < n_dead < N_SUBJECTS
+    at = _open("cohort")
+    sidebar_widget(at, "radio", "Event").set_value("died").run()
+    assert n_of_n(at) == (n_dead, N_SUBJECTS)
+
+    def counts(at) -> tuple[int, int]:
+        m = next(re.search(r"(\d+) subjects with a survival time, (\d+) deaths observed", c.value)
+                 for c in at.caption if "subjects with a survival time" in c.value)
+        return int(m.group(1)), int(m.group(2))
+
+    at.switch_page("pages/survival.py").run()
+    assert not at.exception
+    assert "not applied** on the Survival page" in texts(at)
+    assert counts(at) == (N_SUBJECTS, n_dead)  # censored subjects are back in the analysis
+    at.toggle(key="survival_outcome_filters").set_value(True).run()
+    assert "applied on the Survival page" in texts(at)
+    assert counts(at) == (n_dead, n_dead)  # deaths only, on request
+    at.toggle(key="survival_outcome_filters").set_value(False).run()
+
+    at.switch_page("pages/classifiers.py").run()
+    assert not at.exception
+    assert "not applied** on the Classifiers page" in texts(at)
+    labelled = int(re.search(r"\*\*(\d+) subjects labelled", texts(at)).group(1))
+    at.toggle(key="clf_outcome_filters").set_value(True).run()
+    assert int(re.search(r"\*\*(\d+) subjects labelled", texts(at)).group(1)) < labelled
+
+    at.switch_page("pages/features.py").run()
+    assert not at.exception and "not applied** on the survival screen" in texts(at)
+    # a filter that is not on the outcome raises no such warning
+    sidebar_widget(at, "radio", "Event").set_value("all").run()
+    sidebar_widget(at, "radio", "IDH status").set_value("mutant").run()
+    at.switch_page("pages/survival.py").run()
+    assert "not applied** on" not in texts(at) and "applied on the" not in texts(at)
+
+
 def test_viewer_slider_does_not_reload_volumes(app_env, monkeypatch):
     import streamlit as st
 
