@@ -1,9 +1,11 @@
-"""Processing: segmentation, radiomics and QC of every subject of a cohort, cached in the store.
+"""Processing: segmentation, radiomics and QC of every scan of a cohort, cached in the store.
 
 :func:`process_cohort` is what the CLI's ``process`` and the dashboard's "Process" button call.
-For each subject it computes content keys first and does only the work whose key is missing
-from the store; each finished subject is written in one transaction, so a killed run resumes.
-A failing subject is recorded with its error (stage, file, message) and the others go on.
+The unit of work is a **scan** (one timepoint of a subject; a cohort without timepoints has one
+scan per subject). For each scan it computes content keys first and does only the work whose
+key is missing from the store; each finished scan is written in one transaction, so a killed
+run resumes. A failing scan is recorded with its error (subject, scan, stage, file, message)
+and the others go on.
 """
 from __future__ import annotations
 
@@ -19,14 +21,15 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from gliocore import radiomics
-from gliocore.cohort import Cohort, Subject, load_subject_images, safe_name
+from gliocore.cohort import Cohort, Scan, load_subject_images, safe_name, scan_label
 from gliocore.errors import GlioError, SubjectError
 from gliocore.io import Volume, file_sha256, load_volume, save_mask, text_sha256
 from gliocore.segment import Segmenter, get_segmenter
 from gliocore.store import Store
-from gliocore.types import TumourClass
+from gliocore.types import BASELINE_SCAN, TumourClass
 
-#: Progress callback: (stage, done, total, subject_id or None).
+#: Progress callback: (stage, done, total, scan label or None); the label is the subject ID
+#: for the only scan of a cross-sectional cohort, else ``subject/scan``.
 ProgressCallback = Callable[[str, int, int, "str | None"], None]
 STAGES = ("hash", "segment", "features")
 
@@ -61,7 +64,11 @@ class ProcessingConfig:
 
 @dataclass
 class ProcessingSummary:
-    """Outcome of :func:`process_cohort`."""
+    """Outcome of :func:`process_cohort`.
+
+    ``n_subjects`` counts the scans processed (= subjects in a cohort without timepoints);
+    ``computed`` and ``cached`` list scan labels (subject IDs for cross-sectional cohorts).
+    """
 
     run_id: str
     cohort_id: str
@@ -74,7 +81,8 @@ class ProcessingSummary:
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
     def describe(self) -> str:
-        lines = [f"{self.n_subjects} subjects: {len(self.computed)} computed, "
+        unit = "scans" if any("/" in x for x in self.computed + self.cached) else "subjects"
+        lines = [f"{self.n_subjects} {unit}: {len(self.computed)} computed, "
                  f"{len(self.cached)} from cache, {len(self.errors)} with errors "
                  f"({self.seconds:.1f} s)"]
         for err in self.errors:
@@ -88,9 +96,12 @@ def cohort_key(cohort: Cohort) -> str:
 
 
 def register_cohort(store: Store, cohort: Cohort, naming: str | None = None) -> str:
-    """Record a cohort, its clinical table and subjects' files in the store; return its ID."""
+    """Record a cohort, its clinical table and subjects' scans and files; return its ID."""
     cid = cohort_key(cohort)
     by_id = {s.subject_id: s for s in cohort.subjects}
+    scans_by_id: dict[str, list[Scan]] = {}
+    for sc in cohort.scans:
+        scans_by_id.setdefault(sc.subject_id, []).append(sc)
     rows = []
     for rec in cohort.clinical.to_dict(orient="records"):
         sid = str(rec["SUBJECT ID"])
@@ -99,7 +110,12 @@ def register_cohort(store: Store, cohort: Cohort, naming: str | None = None) -> 
                      "has_images": subj is not None,
                      "reference_mask": str(subj.reference_mask) if subj and subj.reference_mask else None,
                      "clinical": {k: _plain(v) for k, v in rec.items()},
-                     "sequences": {k: str(v) for k, v in subj.sequences.items()} if subj else {}})
+                     "sequences": {k: str(v) for k, v in subj.sequences.items()} if subj else {},
+                     "scans": [{"scan_id": sc.scan_id, "days": sc.days, "folder": str(sc.folder),
+                                "reference_mask": str(sc.reference_mask) if sc.reference_mask
+                                else None,
+                                "sequences": {k: str(v) for k, v in sc.sequences.items()}}
+                               for sc in scans_by_id.get(sid, [])]})
     store.upsert_cohort(cid, cohort.name, str(cohort.clinical_csv), str(cohort.image_root),
                         naming, rows, event_assumed=bool(cohort.clinical.attrs.get("event_assumed")))
     return cid
@@ -172,11 +188,11 @@ def _class_volumes(mask: np.ndarray, vol: Volume) -> dict[str, float]:
 
 
 def process_subject(task: dict[str, Any], segmenter: Segmenter | None = None) -> dict[str, Any]:
-    """Do the missing work for one subject (runs in a worker process or in-process).
+    """Do the missing work for one scan (runs in a worker process or in-process).
 
-    Never raises: failures come back as ``{"error": {...}}`` so other subjects go on.
+    Never raises: failures come back as ``{"error": {...}}`` so other scans go on.
     """
-    subject: Subject = task["subject"]
+    subject: Scan = task["subject"]
     out: dict[str, Any] = {"subject_id": subject.subject_id}
     stage = "load"
     try:
@@ -263,7 +279,7 @@ def _qc_row_dict(row: Any) -> dict[str, Any]:
 def process_cohort(cohort: Cohort, store: Store, config: ProcessingConfig | None = None,
                    progress: ProgressCallback | None = None,
                    subject_ids: list[str] | None = None) -> ProcessingSummary:
-    """Segment, extract features and score every subject of a cohort, reusing the cache.
+    """Segment, extract features and score every scan of a cohort, reusing the cache.
 
     Parameters
     ----------
@@ -271,10 +287,10 @@ def process_cohort(cohort: Cohort, store: Store, config: ProcessingConfig | None
     store : Store
     config : ProcessingConfig, optional
     progress : callable, optional
-        Called as ``progress(stage, done, total, subject_id)`` for stages ``hash``,
-        ``segment`` and ``features``.
+        Called as ``progress(stage, done, total, scan_label)`` for stages ``hash``,
+        ``segment`` and ``features``; totals count scans.
     subject_ids : list of str, optional
-        Restrict to these subjects.
+        Restrict to these subjects (all their scans).
 
     Returns
     -------
@@ -291,15 +307,19 @@ def process_cohort(cohort: Cohort, store: Store, config: ProcessingConfig | None
     cid = register_cohort(store, cohort)
     store.put_config(config_key, segmenter.name, segmenter.version, token, params_fp,
                      json.dumps(params, sort_keys=True, default=str))
-    subjects = [s for s in cohort.subjects if subject_ids is None or s.subject_id in subject_ids]
+    subjects = [s for s in cohort.scans if subject_ids is None or s.subject_id in subject_ids]
+    # the scan whose result is also the subject's (cross-sectional analyses): its first one
+    baselines = {(s.subject_id, getattr(s, "scan_id", BASELINE_SCAN)) for s in cohort.subjects}
     run_id = store.start_run(cid, config_key, segmenter.name, config.workers, len(subjects))
     summary = ProcessingSummary(run_id, cid, config_key, len(subjects))
     for err in cohort.problems:  # problems found while loading the cohort (files missing, CSV)
         if subject_ids is None or err.subject_id in subject_ids:
-            store.add_error(run_id, cid, err.subject_id, err.stage, err.path, err.message)
+            store.add_error(run_id, cid, err.subject_id, err.stage, err.path, err.message,
+                            scan_id=getattr(err, "scan_id", None))
             summary.errors.append(err)
             if err.stage == "load":  # its images are not there: an earlier result is stale
-                store.drop_stale_result(cid, err.subject_id, config_key)
+                store.drop_stale_result(cid, err.subject_id, config_key,
+                                        scan_id=getattr(err, "scan_id", None))
     out_root = (config.output_dir or store.path.parent / "segmentations") / safe_name(cohort.name) \
         / f"{segmenter.name}-{text_sha256(token)[:8]}"
 
@@ -318,18 +338,21 @@ def process_cohort(cohort: Cohort, store: Store, config: ProcessingConfig | None
                 extra = fp(subj)
             seg_key = text_sha256(f"{input_key}|{token}|{extra}")
         except SubjectError as err:
+            if err.scan_id is None and scan_label(subj):
+                err = SubjectError(err.subject_id, err.message, path=err.path, stage=err.stage,
+                                   scan_id=scan_label(subj))
             _record_error(store, summary, err)
-            store.drop_stale_result(cid, subj.subject_id, config_key)
-            progress("hash", i + 1, len(subjects), subj.subject_id)
+            store.drop_stale_result(cid, subj.subject_id, config_key, scan_id=subj.scan_id)
+            progress("hash", i + 1, len(subjects), subj.label)
             continue
         except OSError as exc:
             _record_error(store, summary, SubjectError(subj.subject_id, str(exc),
                                                        path=getattr(exc, "filename", None),
-                                                       stage="load"))
-            store.drop_stale_result(cid, subj.subject_id, config_key)
-            progress("hash", i + 1, len(subjects), subj.subject_id)
+                                                       stage="load", scan_id=scan_label(subj)))
+            store.drop_stale_result(cid, subj.subject_id, config_key, scan_id=subj.scan_id)
+            progress("hash", i + 1, len(subjects), subj.label)
             continue
-        mask_path = out_root / safe_name(subj.subject_id) / "seg" / f"{safe_name(subj.subject_id)}_seg.nii.gz"
+        mask_path = _mask_path(out_root, subj)
         rec = store.segmentation(seg_key)
         need_seg = True
         mask_sha = None
@@ -348,15 +371,17 @@ def process_cohort(cohort: Cohort, store: Store, config: ProcessingConfig | None
                 "params": params, "params_fingerprint": params_fp, "backend": config.backend,
                 "backend_options": dict(config.backend_options),
                 "reference_mask": ref_mask if need_qc else None}
+        task["baseline"] = (subj.subject_id, subj.scan_id) in baselines
         if not need_seg and not need_features and not need_qc:
             store.save_subject_result(cohort_id=cid, subject_id=subj.subject_id,
                                       config_key=config_key, input_key=input_key,
                                       segmentation=None, seg_key=seg_key,
-                                      feature_key=feature_key, feature_rows=None, feature_meta=None)
-            summary.cached.append(subj.subject_id)
+                                      feature_key=feature_key, feature_rows=None, feature_meta=None,
+                                      scan_id=subj.scan_id, baseline=task["baseline"])
+            summary.cached.append(subj.label)
         else:
             tasks.append(task)
-        progress("hash", i + 1, len(subjects), subj.subject_id)
+        progress("hash", i + 1, len(subjects), subj.label)
     store.put_image_hashes(pending_hashes)
     summary.stage_seconds["hash"] = time.perf_counter() - t0
     n_cached = len(summary.cached)
@@ -370,13 +395,14 @@ def process_cohort(cohort: Cohort, store: Store, config: ProcessingConfig | None
 
     def collect(task: dict[str, Any], result: dict[str, Any]) -> None:
         nonlocal seg_seconds, feat_seconds
-        sid = task["subject"].subject_id
+        scan: Scan = task["subject"]
+        sid, err_scan = scan.subject_id, scan_label(scan)
         if "error" in result:
             e = result["error"]
             _record_error(store, summary, SubjectError(sid, e["message"], path=e.get("path"),
-                                                       stage=e.get("stage")))
+                                                       stage=e.get("stage"), scan_id=err_scan))
             # a result from other (older) inputs must not stand in for these failing ones
-            store.drop_stale_result(cid, sid, config_key, task["input_key"])
+            store.drop_stale_result(cid, sid, config_key, task["input_key"], scan_id=scan.scan_id)
         else:
             seg = result.get("segmentation")
             if seg:
@@ -390,16 +416,17 @@ def process_cohort(cohort: Cohort, store: Store, config: ProcessingConfig | None
                 feature_rows=rows,
                 feature_meta={"params_fingerprint": params_fp,
                               "seconds": result.get("feature_seconds")},
-                image_stats=result.get("image_stats"), qc_rows=result.get("qc_rows"))
-            summary.computed.append(sid)
+                image_stats=result.get("image_stats"), qc_rows=result.get("qc_rows"),
+                scan_id=scan.scan_id, baseline=task["baseline"])
+            summary.computed.append(scan.label)
             if "qc_error" in result:
                 e = result["qc_error"]
                 _record_error(store, summary, SubjectError(sid, e["message"], path=e.get("path"),
-                                                           stage=e.get("stage")))
+                                                           stage=e.get("stage"), scan_id=err_scan))
         done["segment"] += 1
         done["features"] += 1
-        progress("segment", done["segment"], len(subjects), sid)
-        progress("features", done["features"], len(subjects), sid)
+        progress("segment", done["segment"], len(subjects), scan.label)
+        progress("features", done["features"], len(subjects), scan.label)
 
     workers = max(1, int(config.workers))
     if workers == 1 or not segmenter.parallel_safe or len(tasks) <= 1:
@@ -409,9 +436,10 @@ def process_cohort(cohort: Cohort, store: Store, config: ProcessingConfig | None
             except GlioError as exc:
                 for t in tasks:
                     _record_error(store, summary, SubjectError(t["subject"].subject_id, str(exc),
-                                                               stage="segment"))
+                                                               stage="segment",
+                                                               scan_id=scan_label(t["subject"])))
                     store.drop_stale_result(cid, t["subject"].subject_id, config_key,
-                                            t["input_key"])
+                                            t["input_key"], scan_id=t["subject"].scan_id)
                 tasks = []
         try:
             for task in tasks:
@@ -446,5 +474,16 @@ def process_cohort(cohort: Cohort, store: Store, config: ProcessingConfig | None
 
 def _record_error(store: Store, summary: ProcessingSummary, err: SubjectError) -> None:
     store.add_error(summary.run_id, summary.cohort_id, err.subject_id, err.stage, err.path,
-                    err.message)
+                    err.message, scan_id=getattr(err, "scan_id", None))
     summary.errors.append(err)
+
+
+def _mask_path(out_root: Path, scan: Scan) -> Path:
+    """Where a scan's new mask is written: ``<subject>/seg/<subject>_seg.nii.gz`` for the only
+    scan of a cross-sectional cohort, ``<subject>/<scan>/seg/<subject>_<scan>_seg.nii.gz``
+    otherwise (masks are found again by content key, not by this path)."""
+    sid = safe_name(scan.subject_id)
+    if scan.scan_id == BASELINE_SCAN:
+        return out_root / sid / "seg" / f"{sid}_seg.nii.gz"
+    tp = safe_name(scan.scan_id)
+    return out_root / sid / tp / "seg" / f"{sid}_{tp}_seg.nii.gz"

@@ -32,6 +32,11 @@ the same NIfTI files with the same parameters; only the work around the computat
 
   See :func:`crop_is_exact`.
 
+Stored types. Each image reaches PyRadiomics with the voxel type SimpleITK reads from its file
+(``Volume.path``, header only, see :func:`stored_dtype`), converted back losslessly from the
+float32 the pipeline loads: wavelets and resampling interpolators compute in the input's
+precision, so only then are filtered or resampled values those of PyRadiomics on the file.
+
 Geometry. ``Volume.data`` is in nibabel's voxel order (i, j, k) with a RAS+ affine; SimpleITK
 arrays are (k, j, i) and ITK's physical space is LPS+. Images are built with spacing from
 :func:`gliocore.io.spacing_from_affine`, direction ``diag(-1, -1, 1) @ A[:3, :3] / spacing`` and
@@ -71,6 +76,7 @@ from gliocore.types import TUMOUR_CLASSES, PathType, TumourClass
 
 __all__ = [
     "DEFAULT_PARAMS",
+    "FEATURE_CODE_VERSION",
     "FeatureValue",
     "load_params",
     "params_fingerprint",
@@ -97,6 +103,11 @@ DEFAULT_PARAMS: dict = {
     },
     "setting": {"binWidth": 25},
 }
+
+#: Version of GlioScope's own feature-extraction code (this module and its shape module). It is part
+#: of :func:`params_fingerprint`, hence of every feature cache key: bump it whenever a change here
+#: can change a value, so that a fixed wrapper never keeps serving values cached by the old one.
+FEATURE_CODE_VERSION = "2"
 
 #: Top-level keys of a PyRadiomics parameter file.
 _PARAM_KEYS = ("imageType", "featureClass", "setting", "voxelSetting")
@@ -227,13 +238,15 @@ def _validate_params(data: Any, source: str) -> dict:
 
 
 def params_fingerprint(params: dict) -> str:
-    """SHA-256 of the canonical JSON of ``params`` plus the PyRadiomics version.
+    """SHA-256 of the canonical JSON of ``params``, the PyRadiomics version and GlioScope's
+    feature-code version (:data:`FEATURE_CODE_VERSION`).
 
     Keys are sorted and separators fixed, so equal parameter sets give equal fingerprints
-    whatever the key order; any change of a value, of the feature list or of the PyRadiomics
-    version gives another. Used in cache keys.
+    whatever the key order; any change of a value, of the feature list, of the PyRadiomics
+    version or of GlioScope's extraction code version gives another. Used in cache keys.
     """
-    payload = {"params": params, "pyradiomics": str(radiomics.__version__)}
+    payload = {"params": params, "pyradiomics": str(radiomics.__version__),
+               "gliocore_features": FEATURE_CODE_VERSION}
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=repr)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -384,6 +397,47 @@ def volume_from_sitk(image: sitk.Image, path: Path | None = None, dtype: Any = N
     return Volume(np.ascontiguousarray(data), affine, path)
 
 
+_SITK_TO_NUMPY = {
+    sitk.sitkUInt8: np.uint8, sitk.sitkInt8: np.int8, sitk.sitkUInt16: np.uint16,
+    sitk.sitkInt16: np.int16, sitk.sitkUInt32: np.uint32, sitk.sitkInt32: np.int32,
+    sitk.sitkUInt64: np.uint64, sitk.sitkInt64: np.int64, sitk.sitkFloat32: np.float32,
+    sitk.sitkFloat64: np.float64,
+}
+
+
+def stored_dtype(path: PathType | None) -> np.dtype | None:
+    """The numpy type of the voxels SimpleITK's reader (hence PyRadiomics) gives for ``path``.
+
+    Only the header is read. None when there is no file, it cannot be read, or the type is not a
+    scalar type.
+    """
+    if path is None or not Path(path).is_file():
+        return None
+    try:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        dtype = _SITK_TO_NUMPY.get(reader.GetPixelID())
+    except Exception:  # unreadable header: the caller's data are used as they are
+        return None
+    return None if dtype is None else np.dtype(dtype)
+
+
+def _as_stored(data: np.ndarray, dtype: np.dtype | None) -> np.ndarray:
+    """``data`` in the file's stored type when that conversion loses nothing, else unchanged.
+
+    Volumes are usually loaded as float32; filters (wavelets, resampling interpolators) compute
+    in the input's precision, so PyRadiomics' values on the file are only reproduced when the
+    image reaches it with the type it would have read.
+    """
+    if dtype is None or data.dtype == dtype:
+        return data
+    cast = data.astype(dtype)
+    if np.array_equal(cast, data):
+        return cast
+    return data
+
+
 def _bbox(mask_label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Inclusive lower and upper indices of the True voxels along each axis."""
     lo, hi = [], []
@@ -425,9 +479,15 @@ def _missing_rows(names: tuple[list[str], list[str]] | None, sequences: list[str
 
 
 def _extract_label(images: Mapping[str, np.ndarray], mask: np.ndarray, affine: np.ndarray,
-                   label: int, params: dict, fingerprint: str, margin: int
+                   label: int, params: dict, fingerprint: str, margin: int,
+                   dtypes: Mapping[str, np.dtype | None] | None = None
                    ) -> list[tuple[str, str, float | None, str | None]]:
-    """Rows (sequence, feature, value, reason) for one integer label of ``mask``."""
+    """Rows (sequence, feature, value, reason) for one integer label of ``mask``.
+
+    ``dtypes`` maps a sequence to the type PyRadiomics would read from its file (see
+    :func:`stored_dtype`); images are converted to it (losslessly) before they reach PyRadiomics.
+    """
+    dtypes = dtypes or {}
     ex = _extractors(params, fingerprint)
     sequences = list(images)
     roi = mask == label
@@ -444,7 +504,10 @@ def _extract_label(images: Mapping[str, np.ndarray], mask: np.ndarray, affine: n
     exact, _ = crop_is_exact(params)
     if exact:
         lo, hi = _bbox(roi)
-        m = max(int(margin), 0)
+        # At least one voxel of margin: PyRadiomics refuses a mask holding a single value, which
+        # a crop to the exact box of a label that fills its box would be (values do not depend
+        # on the margin, so this changes none).
+        m = max(int(margin), 1)
         lo = np.maximum(lo - m, 0)
         hi = np.minimum(hi + m, np.asarray(mask.shape) - 1)
         sl = tuple(slice(int(a), int(b) + 1) for a, b in zip(lo, hi))
@@ -474,11 +537,12 @@ def _extract_label(images: Mapping[str, np.ndarray], mask: np.ndarray, affine: n
     if ex.shape is not None and not ex.shape_per_sequence:
         # Shape depends on the mask and spacing only; any image on the grid will do.
         first = next(iter(images.values()), None)
-        shape_img = (_to_sitk(first[sl], affine, start) if first is not None
+        shape_img = (_to_sitk(_as_stored(first[sl], dtypes.get(sequences[0])), affine, start)
+                     if first is not None
                      else _to_sitk(np.zeros(mask[sl].shape, np.float32), affine, start))
         run(ex.shape, shape_img, "", "shape")
     for seq, data in images.items():
-        img = _to_sitk(data[sl], affine, start)
+        img = _to_sitk(_as_stored(data[sl], dtypes.get(seq)), affine, start)
         if ex.shape is not None and ex.shape_per_sequence:
             run(ex.shape, img, seq, "shape")
         if ex.image is not None:
@@ -526,7 +590,8 @@ def extract_features(images: Mapping[str, Volume], mask: np.ndarray, affine: np.
         PyRadiomics parameters (see :func:`load_params`); None for :data:`DEFAULT_PARAMS`.
     margin : int
         Voxels kept around each label's bounding box when cropping (crop is used only where it
-        is exact, see :func:`crop_is_exact`). Values do not depend on it.
+        is exact, see :func:`crop_is_exact`); at least 1 is used (PyRadiomics needs a
+        background voxel in the mask). Values do not depend on it.
 
     Returns
     -------
@@ -546,10 +611,11 @@ def extract_features(images: Mapping[str, Volume], mask: np.ndarray, affine: np.
     fp = params_fingerprint(params)
     mask = np.asarray(mask)
     arrays = {name: vol.data for name, vol in images.items()}
+    dtypes = {name: stored_dtype(vol.path) for name, vol in images.items()}
     out: list[FeatureValue] = []
     for cls in TUMOUR_CLASSES:
         for seq, feat, value, reason in _extract_label(arrays, mask, affine, cls.canonical_label,
-                                                       params, fp, margin):
+                                                       params, fp, margin, dtypes):
             out.append(FeatureValue(cls, seq, feat, value, reason))
     return out
 

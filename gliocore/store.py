@@ -25,7 +25,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import duckdb
 import pandas as pd
 
-from gliocore.types import PathType
+from gliocore.types import BASELINE_SCAN, PathType
 
 SCHEMA_VERSION = 1
 
@@ -52,6 +52,25 @@ SCHEMA: tuple[str, ...] = (
         reference_mask VARCHAR,
         clinical_json VARCHAR NOT NULL,
         PRIMARY KEY (cohort_id, subject_id))""",
+    # One row per scan (timepoint) of a subject; a cohort without timepoints has one scan per
+    # subject, scan_id 'baseline'. days = days from the subject's first scan (NULL: unknown).
+    """CREATE TABLE IF NOT EXISTS scans (
+        cohort_id VARCHAR NOT NULL,
+        subject_id VARCHAR NOT NULL,
+        scan_id VARCHAR NOT NULL,
+        days DOUBLE,
+        scan_order INTEGER NOT NULL,
+        folder VARCHAR,
+        reference_mask VARCHAR,
+        PRIMARY KEY (cohort_id, subject_id, scan_id))""",
+    """CREATE TABLE IF NOT EXISTS scan_images (
+        cohort_id VARCHAR NOT NULL,
+        subject_id VARCHAR NOT NULL,
+        scan_id VARCHAR NOT NULL,
+        sequence VARCHAR NOT NULL,
+        path VARCHAR NOT NULL,
+        PRIMARY KEY (cohort_id, subject_id, scan_id, sequence))""",
+    # The baseline scan's images (kept for the cross-sectional queries).
     """CREATE TABLE IF NOT EXISTS subject_images (
         cohort_id VARCHAR NOT NULL,
         subject_id VARCHAR NOT NULL,
@@ -117,7 +136,19 @@ SCHEMA: tuple[str, ...] = (
         cache_token VARCHAR NOT NULL,
         params_fingerprint VARCHAR NOT NULL,
         created_at TIMESTAMP)""",
-    # Each subject's current result under a configuration.
+    # Each scan's current result under a configuration.
+    """CREATE TABLE IF NOT EXISTS scan_results (
+        cohort_id VARCHAR NOT NULL,
+        subject_id VARCHAR NOT NULL,
+        scan_id VARCHAR NOT NULL,
+        config_key VARCHAR NOT NULL,
+        input_key VARCHAR NOT NULL,
+        seg_key VARCHAR NOT NULL,
+        feature_key VARCHAR NOT NULL,
+        updated_at TIMESTAMP,
+        PRIMARY KEY (cohort_id, subject_id, scan_id, config_key))""",
+    # Each subject's current result under a configuration: its baseline (first) scan's, the
+    # one the cross-sectional analyses use (scan_id says which; added by a migration).
     """CREATE TABLE IF NOT EXISTS subject_results (
         cohort_id VARCHAR NOT NULL,
         subject_id VARCHAR NOT NULL,
@@ -251,7 +282,9 @@ class Store:
         """Record a cohort and its subjects (replacing the previous subject list).
 
         ``subjects`` items: subject_id, folder, has_images, reference_mask, clinical (dict),
-        sequences (dict seq -> path, may be empty). ``event_assumed``: the clinical table had
+        sequences (dict seq -> path, may be empty) of the baseline scan, and optionally
+        ``scans``: a list of {scan_id, days, folder, reference_mask, sequences} in time order
+        (default: the one baseline scan above). ``event_assumed``: the clinical table had
         no event column, so every subject counts as a death.
         """
         with self.transaction() as con:
@@ -261,6 +294,8 @@ class Store:
                          bool(event_assumed)])
             con.execute("DELETE FROM subjects WHERE cohort_id = ?", [cohort_id])
             con.execute("DELETE FROM subject_images WHERE cohort_id = ?", [cohort_id])
+            con.execute("DELETE FROM scans WHERE cohort_id = ?", [cohort_id])
+            con.execute("DELETE FROM scan_images WHERE cohort_id = ?", [cohort_id])
             for s in subjects:
                 con.execute("INSERT INTO subjects VALUES (?, ?, ?, ?, ?, ?)",
                             [cohort_id, s["subject_id"], s.get("folder"), bool(s["has_images"]),
@@ -268,6 +303,19 @@ class Store:
                 for seq, p in (s.get("sequences") or {}).items():
                     con.execute("INSERT INTO subject_images VALUES (?, ?, ?, ?)",
                                 [cohort_id, s["subject_id"], seq, str(p)])
+                scans = s.get("scans")
+                if scans is None:
+                    scans = ([{"scan_id": BASELINE_SCAN, "days": 0.0, "folder": s.get("folder"),
+                               "reference_mask": s.get("reference_mask"),
+                               "sequences": s.get("sequences") or {}}]
+                             if s.get("has_images") else [])
+                for order, sc in enumerate(scans):
+                    con.execute("INSERT INTO scans VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                [cohort_id, s["subject_id"], sc["scan_id"], sc.get("days"), order,
+                                 sc.get("folder"), sc.get("reference_mask")])
+                    for seq, p in (sc.get("sequences") or {}).items():
+                        con.execute("INSERT INTO scan_images VALUES (?, ?, ?, ?, ?)",
+                                    [cohort_id, s["subject_id"], sc["scan_id"], seq, str(p)])
 
     def cohorts(self) -> pd.DataFrame:
         """All cohorts with subject counts, most recently updated first."""
@@ -294,6 +342,19 @@ class Store:
     def subject_images(self, cohort_id: str, subject_id: str) -> dict[str, str]:
         df = self._df("SELECT sequence, path FROM subject_images WHERE cohort_id = ? AND "
                       "subject_id = ?", [cohort_id, subject_id])
+        return dict(zip(df["sequence"], df["path"]))
+
+    def scans(self, cohort_id: str) -> pd.DataFrame:
+        """Every scan of a cohort: subject_id, scan_id, days (from the subject's first scan),
+        scan_order (0 = baseline), folder, reference_mask; by subject and time."""
+        return self._df("SELECT subject_id, scan_id, days, scan_order, folder, reference_mask "
+                        "FROM scans WHERE cohort_id = ? ORDER BY subject_id, scan_order",
+                        [cohort_id])
+
+    def scan_images(self, cohort_id: str, subject_id: str, scan_id: str) -> dict[str, str]:
+        """Sequence -> path of one scan."""
+        df = self._df("SELECT sequence, path FROM scan_images WHERE cohort_id = ? AND "
+                      "subject_id = ? AND scan_id = ?", [cohort_id, subject_id, scan_id])
         return dict(zip(df["sequence"], df["path"]))
 
     def reference_mask(self, cohort_id: str, subject_id: str) -> str | None:
@@ -382,11 +443,17 @@ class Store:
                             feature_rows: Sequence[tuple[str, str, str, float | None, str | None]] | None,
                             feature_meta: dict[str, Any] | None,
                             image_stats: dict[str, dict[str, float]] | None = None,
-                            qc_rows: Sequence[dict[str, Any]] | None = None) -> None:
-        """Write one subject's results in one transaction (what makes a crash lose nothing).
+                            qc_rows: Sequence[dict[str, Any]] | None = None,
+                            scan_id: str = BASELINE_SCAN, baseline: bool = True) -> None:
+        """Write one scan's results in one transaction (what makes a crash lose nothing).
 
         Parameters
         ----------
+        scan_id : str
+            The scan; its result goes to ``scan_results``.
+        baseline : bool
+            Whether it is the subject's baseline (first) scan, whose result is also the
+            subject's in ``subject_results`` (what the cross-sectional analyses read).
         segmentation : dict or None
             A new ``segmentations`` row (None when the segmentation was cached).
         feature_rows : sequence of (tumour_class, sequence, feature, value, reason) or None
@@ -431,18 +498,32 @@ class Store:
                             [seg_key, q["reference_sha256"], q["region"], q.get("dice"),
                              q.get("hd95_mm"), q.get("volume_pred_mm3"), q.get("volume_ref_mm3"),
                              q.get("volume_diff_mm3")])
-            con.execute("INSERT OR REPLACE INTO subject_results VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [cohort_id, subject_id, config_key, input_key, seg_key, feature_key,
-                         _now()])
+            now = _now()
+            con.execute("INSERT OR REPLACE INTO scan_results (cohort_id, subject_id, scan_id, "
+                        "config_key, input_key, seg_key, feature_key, updated_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        [cohort_id, subject_id, scan_id, config_key, input_key, seg_key,
+                         feature_key, now])
+            if baseline:
+                con.execute("INSERT OR REPLACE INTO subject_results (cohort_id, subject_id, "
+                            "config_key, input_key, seg_key, feature_key, updated_at, scan_id) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            [cohort_id, subject_id, config_key, input_key, seg_key, feature_key,
+                             now, scan_id])
 
     def drop_stale_result(self, cohort_id: str, subject_id: str, config_key: str,
-                          input_key: str | None = None) -> None:
-        """Forget a subject's result under a configuration unless it was computed from
-        ``input_key`` (None: whatever it was computed from), e.g. when its current images fail."""
+                          input_key: str | None = None, scan_id: str | None = None) -> None:
+        """Forget a scan's result under a configuration unless it was computed from
+        ``input_key`` (None: whatever it was computed from), e.g. when its current images fail.
+
+        ``scan_id`` None: every scan of the subject."""
         with self.transaction() as con:
-            con.execute("DELETE FROM subject_results WHERE cohort_id = ? AND subject_id = ? AND "
-                        "config_key = ? AND input_key IS DISTINCT FROM ?",
-                        [cohort_id, subject_id, config_key, input_key])
+            scan_clause = "" if scan_id is None else " AND scan_id = ?"
+            extra = [] if scan_id is None else [scan_id]
+            for table in ("subject_results", "scan_results"):
+                con.execute(f"DELETE FROM {table} WHERE cohort_id = ? AND subject_id = ? AND "
+                            f"config_key = ? AND input_key IS DISTINCT FROM ?{scan_clause}",
+                            [cohort_id, subject_id, config_key, input_key, *extra])
 
     def subject_result(self, cohort_id: str, subject_id: str, config_key: str
                        ) -> dict[str, Any] | None:
@@ -480,6 +561,33 @@ class Store:
             WHERE r.cohort_id = ? AND r.config_key = ? ORDER BY r.subject_id""",
                         [cohort_id, config_key])
 
+    def scan_results(self, cohort_id: str, config_key: str | None = None) -> pd.DataFrame:
+        """Per scan: subject_id, scan_id, days, scan_order, seg_key, feature_key, mask path,
+        volume_ce_mm3, volume_ne_mm3 (voxel counts x voxel volume) under a configuration
+        (default: the latest); scans without a result have NULL keys and volumes."""
+        config_key = config_key or self.latest_config(cohort_id) or ""
+        return self._df("""
+            SELECT sc.subject_id, sc.scan_id, sc.days, sc.scan_order, r.seg_key, r.feature_key,
+                   seg.path, seg.volume_ce_mm3, seg.volume_ne_mm3
+            FROM scans sc
+            LEFT JOIN scan_results r ON r.cohort_id = sc.cohort_id
+                 AND r.subject_id = sc.subject_id AND r.scan_id = sc.scan_id AND r.config_key = ?
+            LEFT JOIN segmentations seg ON seg.seg_key = r.seg_key
+            WHERE sc.cohort_id = ? ORDER BY sc.subject_id, sc.scan_order""",
+                        [config_key, cohort_id])
+
+    def features_long_scans(self, cohort_id: str, config_key: str | None = None) -> pd.DataFrame:
+        """Features of every scan, long form: subject_id, scan_id, tumour_class, sequence,
+        feature, value, reason."""
+        config_key = config_key or self.latest_config(cohort_id) or ""
+        return self._df("""
+            SELECT r.subject_id, r.scan_id, f.tumour_class, f.sequence, f.feature, f.value,
+                   f.reason
+            FROM scan_results r JOIN features f USING (feature_key)
+            WHERE r.cohort_id = ? AND r.config_key = ?
+            ORDER BY r.subject_id, r.scan_id, f.tumour_class, f.sequence, f.feature""",
+                        [cohort_id, config_key])
+
     def qc_metrics(self, cohort_id: str, config_key: str | None = None) -> pd.DataFrame:
         """QC metrics against the reference masks, per subject and region."""
         config_key = config_key or self.latest_config(cohort_id)
@@ -510,10 +618,12 @@ class Store:
                         [_now(), status, n_computed, n_cached, n_errors, run_id])
 
     def add_error(self, run_id: str, cohort_id: str, subject_id: str, stage: str | None,
-                  path: str | None, message: str) -> None:
+                  path: str | None, message: str, scan_id: str | None = None) -> None:
+        """Record a subject's (scan's, when ``scan_id`` is given) error in a run."""
         with self.transaction() as con:
-            con.execute("INSERT INTO subject_errors VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [run_id, cohort_id, subject_id, stage, path, message, _now()])
+            con.execute("INSERT INTO subject_errors (run_id, cohort_id, subject_id, stage, path, "
+                        "message, created_at, scan_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        [run_id, cohort_id, subject_id, stage, path, message, _now(), scan_id])
 
     def runs(self, cohort_id: str) -> pd.DataFrame:
         return self._df("SELECT * FROM runs WHERE cohort_id = ? ORDER BY started_at DESC",
@@ -526,8 +636,9 @@ class Store:
             if runs.empty:
                 return pd.DataFrame(columns=["subject_id", "stage", "path", "message"])
             run_id = str(runs.iloc[0]["run_id"])
-        return self._df("SELECT subject_id, stage, path, message, created_at FROM subject_errors "
-                        "WHERE cohort_id = ? AND run_id = ? ORDER BY subject_id", [cohort_id, run_id])
+        return self._df("SELECT subject_id, scan_id, stage, path, message, created_at "
+                        "FROM subject_errors WHERE cohort_id = ? AND run_id = ? "
+                        "ORDER BY subject_id, scan_id NULLS FIRST", [cohort_id, run_id])
 
     def status(self, cohort_id: str, config_key: str | None = None) -> pd.DataFrame:
         """Per subject: has images, segmented, features, input warnings (JSON list) of the
@@ -560,6 +671,31 @@ class Store:
 #: Additive changes for stores made by earlier versions of the same schema version.
 MIGRATIONS: tuple[str, ...] = (
     "ALTER TABLE cohorts ADD COLUMN IF NOT EXISTS event_assumed BOOLEAN DEFAULT FALSE",
+    # Scans (timepoints): the subject's result says which scan it is (the baseline's), errors
+    # may name a scan. Old rows are the only scan of a cross-sectional cohort: 'baseline'.
+    f"ALTER TABLE subject_results ADD COLUMN IF NOT EXISTS scan_id VARCHAR DEFAULT '{BASELINE_SCAN}'",
+    "ALTER TABLE subject_errors ADD COLUMN IF NOT EXISTS scan_id VARCHAR",
+)
+
+#: Data migrations, each run once per store (recorded in ``meta``): (key, statements).
+DATA_MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    # A store made before scans existed: each subject with images has one scan, 'baseline',
+    # and its result is that scan's result. INSERT ... ON CONFLICT DO NOTHING, so re-running
+    # (or a store already holding scans) changes nothing.
+    ("migration_scans_v1", (
+        """INSERT INTO scans (cohort_id, subject_id, scan_id, days, scan_order, folder,
+                              reference_mask)
+           SELECT cohort_id, subject_id, 'baseline', 0.0, 0, folder, reference_mask
+           FROM subjects WHERE has_images ON CONFLICT DO NOTHING""",
+        """INSERT INTO scan_images (cohort_id, subject_id, scan_id, sequence, path)
+           SELECT cohort_id, subject_id, 'baseline', sequence, path FROM subject_images
+           ON CONFLICT DO NOTHING""",
+        """INSERT INTO scan_results (cohort_id, subject_id, scan_id, config_key, input_key,
+                                     seg_key, feature_key, updated_at)
+           SELECT cohort_id, subject_id, coalesce(scan_id, 'baseline'), config_key, input_key,
+                  seg_key, feature_key, updated_at FROM subject_results
+           ON CONFLICT DO NOTHING""",
+    )),
 )
 
 
@@ -569,6 +705,17 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(ddl)
     for ddl in MIGRATIONS:
         con.execute(ddl)
+    for key, statements in DATA_MIGRATIONS:
+        if con.execute("SELECT 1 FROM meta WHERE key = ?", [key]).fetchone() is None:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for sql in statements:
+                    con.execute(sql)
+                con.execute("INSERT INTO meta VALUES (?, 'done')", [key])
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
     row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     if row is None:
         con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])

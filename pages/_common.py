@@ -202,7 +202,19 @@ class Context:
 
     @property
     def has_features(self) -> bool:
-        return "tumor_volume" in self.table.columns and self.table["tumor_volume"].notna().any()
+        """Whether any subject of the cohort has a feature set in the store."""
+        return bool(self.processed_ids())
+
+    def processed_ids(self) -> set[str]:
+        """Subjects the store has features for under the shown configuration (its status), not
+        whether a value such as ``tumor_volume`` is present."""
+        if not self.cohort_id:
+            return set()
+        status = load_status(self.db, self.stamp, self.cohort_id, self.config_key)
+        if status.empty or "features" not in status:
+            return set()
+        return set(status.loc[status["features"].fillna(False).astype(bool), "subject_id"]
+                   .astype(str))
 
     def feature_columns(self) -> list[str]:
         """Numeric radiomics columns of the wide table (``*_label1``, ``*_label2``, tumor_volume)."""
@@ -512,7 +524,7 @@ def event_notice(ctx: Context) -> None:
 
 def require_features(ctx: Context, what: str = "this page") -> bool:
     """False (with how to get them) when the cohort has no radiomics features yet."""
-    if ctx.has_features and ctx.filtered.get("tumor_volume", pd.Series(dtype=float)).notna().any():
+    if ctx.has_features and not processed(ctx).empty:
         return True
     if ctx.has_features:
         st.warning(f"None of the {ctx.n} filtered subjects has features; {what} needs processed "
@@ -526,11 +538,13 @@ def require_features(ctx: Context, what: str = "this page") -> bool:
 
 
 def processed(ctx: Context, rows: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Filtered subjects (or those of ``rows``) that have features."""
+    """Filtered subjects (or those of ``rows``) that have features (what the store's status says,
+    so a subject whose ``tumor_volume`` is missing for one degenerate label is still processed)."""
     rows = ctx.filtered if rows is None else rows
-    if "tumor_volume" not in rows.columns:
+    if rows.empty or ID not in rows.columns:
         return rows.iloc[0:0]
-    return rows[rows["tumor_volume"].notna()].reset_index(drop=True)
+    ids = ctx.processed_ids()
+    return rows[rows[ID].astype(str).isin(ids)].reset_index(drop=True)
 
 
 def outcome_analysis_rows(ctx: Context, key: str, what: str = "this page") -> pd.DataFrame:

@@ -315,7 +315,7 @@ def test_tumour_volume_counts_empty_labels_as_zero_but_not_failures():
     assert wide.loc["S2", "tumor_volume"] == 0.0
     assert np.isnan(wide.loc["S3", "tumor_volume"])
     assert wide.loc["S4", "tumor_volume"] == 1000.0
-    assert np.isnan(wide.loc["S1", "Volume_label1"])  # the feature itself stays missing
+    assert wide.loc["S1", "Volume_label1"] == 0.0  # an empty label's volume is 0 (issue 8.1)
 
 
 def test_mask_import_reads_float_stored_labels_by_rounding(cohort_csv, tmp_path):

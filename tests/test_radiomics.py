@@ -320,3 +320,48 @@ def test_extract_features_from_files_empty_label_raises(case):
     _, _, paths, mpath, _ = case
     with pytest.raises(FeatureExtractionError, match="label empty"):
         gr.extract_features_from_files(paths["t1"], mpath, None, label=7)
+
+
+class TestIssue8:
+    """Issue 8 points 6, 8 and 9: stored types, margin, feature-code version in the cache key."""
+
+    FILTERED = {
+        "resampling": {"imageType": {"Original": {}},
+                       "featureClass": {"firstorder": [], "glcm": []},
+                       "setting": {"binWidth": 25, "resampledPixelSpacing": [1, 1, 1],
+                                   "interpolator": "sitkBSpline"}},
+        "log": {"imageType": {"LoG": {"sigma": [1.0, 2.0]}},
+                "featureClass": {"firstorder": [], "glcm": []}, "setting": {"binWidth": 5}},
+        "wavelet": {"imageType": {"Wavelet": {}},
+                    "featureClass": {"firstorder": [], "glcm": []}, "setting": {"binWidth": 5}},
+    }
+
+    @pytest.mark.parametrize("kind", sorted(FILTERED))
+    def test_filtered_int16_files_identical(self, case, kind):
+        """Volumes loaded as float32 (as the pipeline does) still reach PyRadiomics as int16."""
+        _, mask, paths, mpath, vols = case
+        params = gr.load_params(self.FILTERED[kind])
+        assert gr.crop_is_exact(params)[0] is False
+        assert vols["t2"].data.dtype == np.float32 and gr.stored_dtype(paths["t2"]) == np.int16
+        rows = gr.extract_features({"t2": vols["t2"]}, mask, disk_affine(vols), params)
+        assert assert_identical(rows, reference({"t2": paths["t2"]}, mpath, params), rtol=0) > 0
+
+    def test_label_filling_its_box(self, case):
+        """margin=0 on a label that fills its bounding box returns values, whatever the margin."""
+        _, _, paths, _, vols = case
+        box = np.zeros(vols["t1"].shape, np.uint8)
+        box[4:12, 5:14, 3:9] = 1
+        box[15:20, 6:12, 4:10] = 2
+        runs = [gr.extract_features(vols, box, disk_affine(vols), margin=m) for m in (0, 1, 3, 50)]
+        assert all(r.value is not None and r.reason is None for r in runs[0])
+        for other in runs[1:]:
+            assert [(r.feature, r.value) for r in other] == [(r.feature, r.value) for r in runs[0]]
+        mpath = paths["t1"].parent / "box.nii.gz"
+        nib.save(nib.Nifti1Image(box, AFFINE), mpath)
+        assert_identical(runs[0], reference(paths, mpath, gr.DEFAULT_PARAMS), rtol=0)
+
+    def test_code_version_in_cache_key(self, monkeypatch):
+        params = gr.load_params(None)
+        before = gr.params_fingerprint(params)
+        monkeypatch.setattr(gr, "FEATURE_CODE_VERSION", gr.FEATURE_CODE_VERSION + "-changed")
+        assert gr.params_fingerprint(params) != before
