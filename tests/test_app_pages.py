@@ -8,6 +8,7 @@ backend into a temporary DuckDB; the app is pointed at it through ``$GLIOSCOPE_D
 from __future__ import annotations
 
 import re
+import zipfile
 import time
 from pathlib import Path
 
@@ -527,3 +528,34 @@ def test_cached_analyses_follow_the_results_picker(demo_store, tmp_path, monkeyp
     assert screen_b == pytest.approx(float(expect.loc["tumor_volume", "HR_per_SD"]), rel=1e-6)
     assert screen_b != pytest.approx(screen_a, rel=1e-6)
     assert cox_b != pytest.approx(cox_a, rel=1e-6)
+
+
+# -- uploading a cohort as a zip --------------------------------------------------------------
+def test_upload_a_cohort_zip_then_a_hostile_one(tmp_path, monkeypatch):
+    from test_uploads import cohort_entries, make_zip
+
+    monkeypatch.setenv("GLIOSCOPE_DATA", str(tmp_path))
+    monkeypatch.delenv("GLIOSCOPE_DB", raising=False)
+    at = _open("cohort")
+    uploader = at.file_uploader(key="cohort_zip")
+    assert "zip" in " ".join(uploader.allowed_type)
+    uploader.set_value(("my cohort.zip", make_zip(cohort_entries()), "application/zip"))
+    submit = next(b for b in at.button if b.label == "Upload and load cohort")
+    submit.click().run()
+    assert not at.exception, at.exception
+    assert "Uploaded cohort **my cohort**: 2 subjects with images" in texts(at)
+    assert sidebar_widget(at, "selectbox", "Cohort").value is not None
+    assert "my cohort · 2 subjects" in sidebar_widget(at, "selectbox", "Cohort").format_func(
+        sidebar_widget(at, "selectbox", "Cohort").value)
+    folders = list((tmp_path / "uploads").iterdir())
+    assert len(folders) == 1
+    # a zip-slip attempt: refused with the reason, nothing written
+    evil = zipfile.ZipInfo("x")
+    evil.filename = "../../evil.csv"
+    at.file_uploader(key="cohort_zip").set_value(
+        ("evil.zip", make_zip([*cohort_entries().items(), (evil, b"SUBJECT ID\n")]),
+         "application/zip"))
+    next(b for b in at.button if b.label == "Upload and load cohort").click().run()
+    assert not at.exception
+    assert any("zip slip" in e.value for e in at.error), [e.value for e in at.error]
+    assert list((tmp_path / "uploads").iterdir()) == folders
