@@ -297,9 +297,12 @@ class Store:
             con.execute("DELETE FROM scans WHERE cohort_id = ?", [cohort_id])
             con.execute("DELETE FROM scan_images WHERE cohort_id = ?", [cohort_id])
             for s in subjects:
-                con.execute("INSERT INTO subjects VALUES (?, ?, ?, ?, ?, ?)",
+                con.execute("INSERT INTO subjects (cohort_id, subject_id, folder, has_images, "
+                            "reference_mask, clinical_json, reference_sha256) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?)",
                             [cohort_id, s["subject_id"], s.get("folder"), bool(s["has_images"]),
-                             s.get("reference_mask"), json.dumps(s["clinical"], default=_json_default)])
+                             s.get("reference_mask"), json.dumps(s["clinical"], default=_json_default),
+                             s.get("reference_sha256")])
                 for seq, p in (s.get("sequences") or {}).items():
                     con.execute("INSERT INTO subject_images VALUES (?, ?, ?, ?)",
                                 [cohort_id, s["subject_id"], seq, str(p)])
@@ -426,11 +429,17 @@ class Store:
             _none(r.device), r.path, r.mask_sha256, _none(r.volume_ce_mm3),
             _none(r.volume_ne_mm3), _none(r.seconds), json.loads(r.warnings or "[]"))
 
-    def has_qc(self, seg_key: str, reference_sha256: str) -> bool:
-        """Whether a segmentation was scored against this exact reference mask content."""
+    def has_qc(self, seg_key: str, reference_sha256: str, label_map: str | None = None,
+               qc_version: int | None = None) -> bool:
+        """Whether a segmentation was scored against this exact reference mask content (read
+        with ``label_map``, by QC definitions of revision ``qc_version``, when given)."""
         with self.connect() as con:
-            return con.execute("SELECT 1 FROM qc_metrics WHERE seg_key = ? AND reference_sha256 = ?",
-                               [seg_key, reference_sha256]).fetchone() is not None
+            return con.execute(
+                "SELECT 1 FROM qc_metrics WHERE seg_key = ? AND reference_sha256 = ? "
+                "AND (CAST(? AS VARCHAR) IS NULL OR reference_label_map = ?) "
+                "AND (CAST(? AS INTEGER) IS NULL OR qc_version = ?)",
+                [seg_key, reference_sha256, label_map, label_map, qc_version,
+                 qc_version]).fetchone() is not None
 
     def has_feature_set(self, feature_key: str) -> bool:
         with self.connect() as con:
@@ -489,15 +498,19 @@ class Store:
                             [st["brain_mean"], st["brain_std"], st["brain_median"],
                              st["brain_p01"], st["brain_p99"], json.dumps(st.get("shape")),
                              json.dumps(st.get("spacing")), path])
-            for ref_sha in {q["reference_sha256"] for q in qc_rows or ()}:
-                # one reference per segmentation: scores against an older version of it go
-                con.execute("DELETE FROM qc_metrics WHERE seg_key = ? AND reference_sha256 != ?",
-                            [seg_key, ref_sha])
+            if qc_rows:
+                # one reference per segmentation: scores against an older version of it, another
+                # label map or older QC definitions go
+                con.execute("DELETE FROM qc_metrics WHERE seg_key = ?", [seg_key])
             for q in qc_rows or ():
-                con.execute("INSERT OR REPLACE INTO qc_metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                con.execute("INSERT OR REPLACE INTO qc_metrics (seg_key, reference_sha256, region, "
+                            "dice, hd95_mm, volume_pred_mm3, volume_ref_mm3, volume_diff_mm3, "
+                            "hd95_pooled_mm, reference_label_map, qc_version) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             [seg_key, q["reference_sha256"], q["region"], q.get("dice"),
                              q.get("hd95_mm"), q.get("volume_pred_mm3"), q.get("volume_ref_mm3"),
-                             q.get("volume_diff_mm3")])
+                             q.get("volume_diff_mm3"), q.get("hd95_pooled_mm"),
+                             q.get("reference_label_map"), q.get("qc_version")])
             now = _now()
             con.execute("INSERT OR REPLACE INTO scan_results (cohort_id, subject_id, scan_id, "
                         "config_key, input_key, seg_key, feature_key, updated_at) "
@@ -588,18 +601,32 @@ class Store:
             ORDER BY r.subject_id, r.scan_id, f.tumour_class, f.sequence, f.feature""",
                         [cohort_id, config_key])
 
-    def qc_metrics(self, cohort_id: str, config_key: str | None = None) -> pd.DataFrame:
-        """QC metrics against the reference masks, per subject and region."""
+    def qc_metrics(self, cohort_id: str, config_key: str | None = None,
+                   qc_version: int | None = None) -> pd.DataFrame:
+        """QC metrics against the subjects' *current* reference masks, per subject and region.
+
+        Rows are joined on the segmentation AND the content hash of the reference mask the
+        subject has now (recorded when the cohort is registered), so scores against a removed
+        or changed reference are not returned. ``qc_version`` (default: the current
+        :data:`gliocore.qc.QC_VERSION`) drops scores made by older QC definitions.
+        """
+        if qc_version is None:
+            from gliocore.qc import QC_VERSION
+            qc_version = QC_VERSION
         config_key = config_key or self.latest_config(cohort_id)
         if config_key is None:
             return pd.DataFrame(columns=["subject_id", "region", "dice", "hd95_mm"])
         return self._df("""
             SELECT r.subject_id, s.backend, s.backend_version, q.region, q.dice, q.hd95_mm,
-                   q.volume_pred_mm3, q.volume_ref_mm3, q.volume_diff_mm3
+                   q.hd95_pooled_mm, q.volume_pred_mm3, q.volume_ref_mm3, q.volume_diff_mm3,
+                   q.reference_label_map
             FROM subject_results r JOIN segmentations s USING (seg_key)
-            JOIN qc_metrics q USING (seg_key)
-            WHERE r.cohort_id = ? AND r.config_key = ? ORDER BY r.subject_id, q.region""",
-                        [cohort_id, config_key])
+            JOIN subjects sub ON sub.cohort_id = r.cohort_id AND sub.subject_id = r.subject_id
+            JOIN qc_metrics q ON q.seg_key = r.seg_key
+                 AND q.reference_sha256 = sub.reference_sha256
+            WHERE r.cohort_id = ? AND r.config_key = ? AND q.qc_version = ?
+            ORDER BY r.subject_id, q.region""",
+                        [cohort_id, config_key, qc_version])
 
     # -- runs and errors ------------------------------------------------------------------
     def start_run(self, cohort_id: str, config_key: str, backend: str, workers: int,
@@ -675,6 +702,13 @@ MIGRATIONS: tuple[str, ...] = (
     # may name a scan. Old rows are the only scan of a cross-sectional cohort: 'baseline'.
     f"ALTER TABLE subject_results ADD COLUMN IF NOT EXISTS scan_id VARCHAR DEFAULT '{BASELINE_SCAN}'",
     "ALTER TABLE subject_errors ADD COLUMN IF NOT EXISTS scan_id VARCHAR",
+    # QC (issue 8): the current reference mask's content hash per subject, so scores against a
+    # removed or changed reference are not shown; the reference's label map and the QC
+    # definitions' revision (HD95 by the BraTS definition + the pooled one) per score.
+    "ALTER TABLE subjects ADD COLUMN IF NOT EXISTS reference_sha256 VARCHAR",
+    "ALTER TABLE qc_metrics ADD COLUMN IF NOT EXISTS hd95_pooled_mm DOUBLE",
+    "ALTER TABLE qc_metrics ADD COLUMN IF NOT EXISTS reference_label_map VARCHAR",
+    "ALTER TABLE qc_metrics ADD COLUMN IF NOT EXISTS qc_version INTEGER",
 )
 
 #: Data migrations, each run once per store (recorded in ``meta``): (key, statements).
