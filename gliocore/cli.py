@@ -106,7 +106,11 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
     store = Store(args.db or settings.db)
     config = ProcessingConfig(backend=args.backend, backend_options=_backend_options(args),
                               params=args.params, workers=args.workers,
-                              output_dir=Path(args.output_dir) if args.output_dir else None)
+                              output_dir=Path(args.output_dir) if args.output_dir else None,
+                              executor=args.executor, scheduler=args.scheduler)
+    if args.executor == "dask" and not args.scheduler:
+        raise SystemExit("--executor dask needs --scheduler tcp://HOST:PORT (the address "
+                         "`dask scheduler` prints)")
     bars = _Bars(disable=args.quiet)
     try:
         summary = process_cohort(cohort, store, config, progress=bars,
@@ -210,7 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--no-mirroring", action="store_true", help="hdglio/nnunetv2: no test-time "
                     "mirroring (faster, slightly different masks)")
     pr.add_argument("--params", help="PyRadiomics YAML params (default: the seed's feature set)")
-    pr.add_argument("--workers", type=int, default=1)
+    pr.add_argument("--workers", type=int, default=1,
+                    help="local executor: worker processes on this machine")
+    pr.add_argument("--executor", choices=["local", "dask"], default="local",
+                    help="where the work runs: processes on this machine (default) or a Dask "
+                         "cluster that shares the images' and output folder's storage")
+    pr.add_argument("--scheduler", help="dask executor: scheduler address, tcp://HOST:PORT")
     pr.add_argument("--output-dir", help="where masks are written (default data/segmentations)")
     pr.add_argument("--subjects", nargs="*", help="only these subject IDs")
     pr.set_defaults(func=cmd_process)

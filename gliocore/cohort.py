@@ -25,6 +25,7 @@ import pandas as pd
 
 from gliocore.errors import CohortError, GeometryMismatchError, InvalidVolumeError, SubjectError
 from gliocore.io import Volume, check_same_grid, load_volume
+from gliocore.tabular import is_missing_text, read_text_table, to_number
 from gliocore.types import BASELINE_SCAN, SEQUENCES, PathType
 
 ID_COLUMN = "SUBJECT ID"
@@ -335,11 +336,9 @@ def read_clinical(csv_path: PathType, id_column: str = ID_COLUMN
     path = Path(csv_path)
     if not path.exists():
         raise CohortError(f"clinical table not found: {path}")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except Exception as exc:
-        raise CohortError(f"cannot read clinical table {path}: {exc}") from exc
-    df.columns = [c.strip() for c in df.columns]
+    # BOM, ';'/tab separators, blank lines, duplicated headers, over-long rows (tabular.py)
+    table = read_text_table(path, id_column)
+    df = table.frame
     if id_column != ID_COLUMN:
         if id_column not in df.columns:
             raise CohortError(f"{path}: ID column {id_column!r} not found; columns are "
@@ -349,7 +348,7 @@ def read_clinical(csv_path: PathType, id_column: str = ID_COLUMN
     if missing:
         raise CohortError(f"{path}: required column(s) {', '.join(missing)} missing; "
                           f"columns are {', '.join(df.columns)}")
-    problems: list[SubjectError] = []
+    problems: list[SubjectError] = list(table.problems)
     df[ID_COLUMN] = df[ID_COLUMN].str.strip()
     empty = df[ID_COLUMN] == ""
     if empty.any():
@@ -366,9 +365,8 @@ def read_clinical(csv_path: PathType, id_column: str = ID_COLUMN
 
     def numeric(column: str, minimum: float | None = None) -> None:
         raw = df[column].str.strip()
-        values = pd.to_numeric(raw.replace({"": None, "NA": None, "NaN": None, "nan": None}),
-                               errors="coerce")
-        bad = values.isna() & ~raw.isin(["", "NA", "NaN", "nan"])
+        values = to_number(raw, table.decimal_comma)  # Excel's decimal commas (12,5) too
+        bad = values.isna() & ~is_missing_text(raw)
         if minimum is not None:
             bad |= values < minimum
         for sid, text in zip(df.loc[bad, ID_COLUMN], raw[bad]):
@@ -410,8 +408,8 @@ def read_clinical(csv_path: PathType, id_column: str = ID_COLUMN
     for col in df.columns:
         if col in (ID_COLUMN, IDH_COLUMN, IMG_DIR_COLUMN, "sex") or df[col].dtype != object:
             continue
-        conv = pd.to_numeric(df[col].replace({"": None}), errors="coerce")
-        if conv.notna().sum() == (df[col] != "").sum() and conv.notna().any():
+        conv = to_number(df[col], table.decimal_comma)
+        if conv.notna().sum() == (~is_missing_text(df[col])).sum() and conv.notna().any():
             df[col] = conv
     return df.reset_index(drop=True), problems
 
@@ -634,11 +632,8 @@ def read_scans(csv_path: PathType, id_column: str = ID_COLUMN
         When the file cannot be read or lacks the ID column or both scan ID and time.
     """
     path = Path(csv_path)
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except Exception as exc:
-        raise CohortError(f"cannot read scans table {path}: {exc}") from exc
-    df.columns = [c.strip() for c in df.columns]
+    table = read_text_table(path, id_column)  # BOM, ';' separators, blank lines, ... (tabular.py)
+    df = table.frame
     lower = {c.lower(): c for c in df.columns}
     idc = id_column if id_column in df.columns else ID_COLUMN if ID_COLUMN in df.columns else None
     if idc is None:
@@ -650,14 +645,14 @@ def read_scans(csv_path: PathType, id_column: str = ID_COLUMN
     if scan_col is None and days_col is None and date_col is None:
         raise CohortError(f"{path}: a scans table needs a scan ID column ({', '.join(SCAN_ID_COLUMNS)}) "
                           f"or a time column ({', '.join(SCAN_DAYS_COLUMNS + SCAN_DATE_COLUMNS)})")
-    problems: list[SubjectError] = []
+    problems: list[SubjectError] = list(table.problems)
     out = pd.DataFrame({"subject_id": df[idc].str.strip()})
     out = out.assign(img_dir=df[lower["img_dir"]].str.strip() if "img_dir" in lower else "")
     days = pd.Series(np.nan, index=df.index)
     label = pd.Series("", index=df.index)
     if days_col is not None:
         raw = df[days_col].str.strip()
-        days = pd.to_numeric(raw.replace({"": None}), errors="coerce")
+        days = to_number(raw, table.decimal_comma)
         label = raw.map(lambda t: f"day{t}" if t else "")
         bad = days.isna() & (raw != "")
     elif date_col is not None:

@@ -58,3 +58,11 @@ class FeatureExtractionError(GlioError, RuntimeError):
 
 class GlioWarning(UserWarning):
     """Base warning class for gliocore (input checks that do not stop processing)."""
+
+
+class UploadError(GlioError, ValueError):
+    """An uploaded cohort zip was refused (unsafe, too large, wrong file types, unusable)."""
+
+
+class StoreBusyError(GlioError, RuntimeError):
+    """Another processing run holds the store (see :meth:`gliocore.store.Store.run_lock`)."""

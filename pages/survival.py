@@ -18,7 +18,7 @@ if not common.require_cohort(ctx):
     st.stop()
 common.event_notice(ctx)
 
-data = ctx.filtered.copy()
+data = common.outcome_analysis_rows(ctx, "survival_outcome_filters", "the Survival page").copy()
 threshold = ctx.settings.short_survival_months
 data = data[data[common.SURVIVAL].notna()]
 if data.empty:
