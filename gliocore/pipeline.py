@@ -20,12 +20,13 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from gliocore import radiomics
+from gliocore import qc, radiomics
 from gliocore.cohort import Cohort, Scan, load_subject_images, safe_name, scan_label
 from gliocore.errors import GlioError, SubjectError
 from gliocore.executor import Executor, make_executor
 from gliocore.io import Volume, file_sha256, load_volume, save_mask, text_sha256
 from gliocore.segment import Segmenter, get_segmenter
+from gliocore.labels import LabelMap, get_label_map
 from gliocore.store import Store
 from gliocore.types import BASELINE_SCAN, TumourClass
 
@@ -53,6 +54,10 @@ class ProcessingConfig:
         Where masks are written; default: the store's folder / ``segmentations``.
     compute_qc : bool
         Score segmentations against subjects' reference masks when present.
+    reference_label_map : str or LabelMap
+        Label map of the reference masks (default ``glioscope``: 1 = contrast-enhancing,
+        2 = non-enhancing; ``brats`` for BraTS ``_seg`` files). A reference holding a value the
+        map does not know, or non-integer values, is a per-subject QC error.
     executor : {"local", "dask"}
         Where the work runs (:mod:`gliocore.executor`): processes on this machine, or a Dask
         cluster whose workers share the images' and masks' storage with this machine.
@@ -66,6 +71,7 @@ class ProcessingConfig:
     workers: int = 1
     output_dir: Path | None = None
     compute_qc: bool = True
+    reference_label_map: Any = "glioscope"
     executor: str = "local"
     scheduler: str | None = None
 
@@ -111,12 +117,17 @@ def register_cohort(store: Store, cohort: Cohort, naming: str | None = None) -> 
     for sc in cohort.scans:
         scans_by_id.setdefault(sc.subject_id, []).append(sc)
     rows = []
+    pending: list[tuple[str, int, int, str]] = []
     for rec in cohort.clinical.to_dict(orient="records"):
         sid = str(rec["SUBJECT ID"])
         subj = by_id.get(sid)
+        ref_sha = None  # the current reference's content: QC scores are shown against it only
+        if subj is not None and subj.reference_mask and Path(subj.reference_mask).is_file():
+            ref_sha = hash_file_cached(store, Path(subj.reference_mask), pending)
         rows.append({"subject_id": sid, "folder": str(subj.folder) if subj else None,
                      "has_images": subj is not None,
                      "reference_mask": str(subj.reference_mask) if subj and subj.reference_mask else None,
+                     "reference_sha256": ref_sha,
                      "clinical": {k: _plain(v) for k, v in rec.items()},
                      "sequences": {k: str(v) for k, v in subj.sequences.items()} if subj else {},
                      "scans": [{"scan_id": sc.scan_id, "days": sc.days, "folder": str(sc.folder),
@@ -124,6 +135,7 @@ def register_cohort(store: Store, cohort: Cohort, naming: str | None = None) -> 
                                 else None,
                                 "sequences": {k: str(v) for k, v in sc.sequences.items()}}
                                for sc in scans_by_id.get(sid, [])]})
+    store.put_image_hashes(pending)
     store.upsert_cohort(cid, cohort.name, str(cohort.clinical_csv), str(cohort.image_root),
                         naming, rows, event_assumed=bool(cohort.clinical.attrs.get("event_assumed")))
     return cid
@@ -259,11 +271,14 @@ def process_subject(task: dict[str, Any], segmenter: Segmenter | None = None) ->
         if task.get("reference_mask"):
             # QC is optional: a bad reference mask is reported, the results above are kept.
             try:
-                from gliocore import qc
                 rvol = load_volume(task["reference_mask"], dtype=None)
                 ref_sha = file_sha256(task["reference_mask"])
-                rows = qc.compare_masks(mask, np.asarray(rvol.data).astype(np.uint8), affine)
-                out["qc_rows"] = [{"reference_sha256": ref_sha, **_qc_row_dict(r)} for r in rows]
+                ref_map = LabelMap.from_json(task["reference_label_map"])
+                # the reference in its declared labels: unknown values and non-integers refused
+                reference = ref_map.checked_to_canonical(rvol.data, what="reference mask")
+                rows = qc.compare_masks(mask, reference, affine)
+                out["qc_rows"] = [{"reference_sha256": ref_sha, "reference_label_map": ref_map.name,
+                                   "qc_version": qc.QC_VERSION, **_qc_row_dict(r)} for r in rows]
             except Exception as err:
                 out["qc_error"] = {"stage": "qc", "path": str(task["reference_mask"]),
                                    "message": f"reference mask not scored: {type(err).__name__}: {err}"}
@@ -282,11 +297,12 @@ def _qc_row_dict(row: Any) -> dict[str, Any]:
     if isinstance(row, dict):
         d = dict(row)
     else:
-        d = {k: getattr(row, k) for k in ("region", "dice", "hd95_mm", "volume_pred_mm3",
-                                          "volume_ref_mm3", "volume_diff_mm3")}
+        d = {k: getattr(row, k) for k in ("region", "dice", "hd95_mm", "hd95_pooled_mm",
+                                          "volume_pred_mm3", "volume_ref_mm3", "volume_diff_mm3")}
     region = d.get("region")
     d["region"] = region.value if isinstance(region, TumourClass) else str(region)
-    for k in ("dice", "hd95_mm", "volume_pred_mm3", "volume_ref_mm3", "volume_diff_mm3"):
+    for k in ("dice", "hd95_mm", "hd95_pooled_mm", "volume_pred_mm3", "volume_ref_mm3",
+              "volume_diff_mm3"):
         v = d.get(k)
         d[k] = None if v is None or (isinstance(v, float) and np.isnan(v)) else float(v)
     return d
@@ -328,6 +344,7 @@ def start_run(cohort: Cohort, store: Store, config: ProcessingConfig,
     params = radiomics.load_params(config.params)
     params_fp = radiomics.params_fingerprint(params)
     segmenter = get_segmenter(config.backend, **dict(config.backend_options))
+    get_label_map(config.reference_label_map)  # a bad reference label map fails before the run
     token = segmenter.cache_token()
     config_key = text_sha256(f"{token}|{params_fp}")[:16]
     cid = register_cohort(store, cohort)
@@ -493,8 +510,10 @@ def plan_subjects(ctx: RunContext, subjects: list[Scan], writer: ResultWriter,
         plans.append((i, subj, input_key, seg_key, need_seg, mask_path, mask_sha, feature_key,
                       ref_mask))
     have_features = store.existing_feature_sets([p[7] for p in plans if p[7]])
+    reference_map = get_label_map(config.reference_label_map)
     have_qc = store.existing_qc([(p[3], file_sha.get(p[8])) for p in plans
-                                 if p[8] and not p[4] and file_sha.get(p[8])])
+                                 if p[8] and not p[4] and file_sha.get(p[8])],
+                                reference_map.name, qc.QC_VERSION)
 
     tasks: list[dict[str, Any]] = []
     for i, subj, input_key, seg_key, need_seg, mask_path, mask_sha, feature_key, ref_mask in plans:
@@ -514,6 +533,7 @@ def plan_subjects(ctx: RunContext, subjects: list[Scan], writer: ResultWriter,
                           "params_fingerprint": ctx.params_fp, "backend": config.backend,
                           "backend_options": dict(config.backend_options),
                           "reference_mask": ref_mask if need_qc else None,
+                          "reference_label_map": reference_map.to_json(),
                           "baseline": (subj.subject_id, subj.scan_id) in ctx.baselines})
         progress("hash", i + 1, n, subj.label)
     return tasks

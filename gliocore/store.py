@@ -301,7 +301,8 @@ class Store:
                 sid = str(s["subject_id"])
                 subj_rows.append((cohort_id, sid, s.get("folder"), bool(s["has_images"]),
                                   s.get("reference_mask"),
-                                  json.dumps(s["clinical"], default=_json_default)))
+                                  json.dumps(s["clinical"], default=_json_default),
+                                  s.get("reference_sha256")))
                 image_rows.extend((cohort_id, sid, seq, str(p))
                                   for seq, p in (s.get("sequences") or {}).items())
                 scans = s.get("scans")
@@ -317,7 +318,8 @@ class Store:
                                            for seq, p in (sc.get("sequences") or {}).items())
             # one statement per table, not one per row (1,000 subjects: milliseconds)
             _insert(con, "subjects", ["cohort_id", "subject_id", "folder", "has_images",
-                                      "reference_mask", "clinical_json"], subj_rows)
+                                      "reference_mask", "clinical_json", "reference_sha256"],
+                    subj_rows)
             _insert(con, "subject_images", ["cohort_id", "subject_id", "sequence", "path"],
                     image_rows)
             _insert(con, "scans", ["cohort_id", "subject_id", "scan_id", "days", "scan_order",
@@ -462,12 +464,16 @@ class Store:
             _none(r.volume_ne_mm3), _none(r.seconds), json.loads(r.warnings or "[]"))
             for r in df.itertuples(index=False)}
 
-    def has_qc(self, seg_key: str, reference_sha256: str) -> bool:
-        """Whether a segmentation was scored against this exact reference mask content."""
-        return bool(self.existing_qc([(seg_key, reference_sha256)]))
+    def has_qc(self, seg_key: str, reference_sha256: str, label_map: str | None = None,
+               qc_version: int | None = None) -> bool:
+        """Whether a segmentation was scored against this exact reference mask content (read
+        with ``label_map``, by QC definitions of revision ``qc_version``, when given)."""
+        return bool(self.existing_qc([(seg_key, reference_sha256)], label_map, qc_version))
 
-    def existing_qc(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
-        """Which (seg_key, reference_sha256) pairs have QC metrics, in one query."""
+    def existing_qc(self, pairs: Sequence[tuple[str, str]], label_map: str | None = None,
+                    qc_version: int | None = None) -> set[tuple[str, str]]:
+        """Which (seg_key, reference_sha256) pairs have QC metrics, in one query (only scores
+        made with reference label map ``label_map`` and QC revision ``qc_version`` when given)."""
         pairs = list(set(pairs))
         if not pairs:
             return set()
@@ -475,7 +481,10 @@ class Store:
         with self.connect() as con:
             con.register("_pairs", df)
             rows = con.execute("""SELECT DISTINCT q.seg_key, q.reference_sha256 FROM qc_metrics q
-                                  JOIN _pairs p USING (seg_key, reference_sha256)""").fetchall()
+                                  JOIN _pairs p USING (seg_key, reference_sha256)
+                                  WHERE (CAST(? AS VARCHAR) IS NULL OR q.reference_label_map = ?)
+                                    AND (CAST(? AS INTEGER) IS NULL OR q.qc_version = ?)""",
+                               [label_map, label_map, qc_version, qc_version]).fetchall()
         return {(a, b) for a, b in rows}
 
     def has_feature_set(self, feature_key: str) -> bool:
@@ -543,7 +552,8 @@ class Store:
             for q in r.get("qc_rows") or ():
                 qc_rows.append((seg_key, q["reference_sha256"], q["region"], q.get("dice"),
                                 q.get("hd95_mm"), q.get("volume_pred_mm3"), q.get("volume_ref_mm3"),
-                                q.get("volume_diff_mm3")))
+                                q.get("volume_diff_mm3"), q.get("hd95_pooled_mm"),
+                                q.get("reference_label_map"), q.get("qc_version")))
             res_rows.append((r["cohort_id"], r["subject_id"], r["config_key"], input_key, seg_key,
                              feature_key, now, r.get("scan_id") or BASELINE_SCAN,
                              bool(r.get("baseline", True))))
@@ -569,17 +579,18 @@ class Store:
                                FROM _stats s WHERE images.path = s.path""")
                 con.unregister("_stats")
             if qc_rows:
-                # one reference per segmentation: scores against an older version of it go
+                # one reference per segmentation: scores against an older version of it, read
+                # with another label map or by older QC definitions go
                 refs = _frame([(q[0], q[1]) for q in qc_rows], ["seg_key", "ref"], ["seg_key"])
                 con.register("_refs", refs)
                 con.execute("""DELETE FROM qc_metrics USING _refs r
-                               WHERE qc_metrics.seg_key = r.seg_key
-                               AND qc_metrics.reference_sha256 != r.ref""")
+                               WHERE qc_metrics.seg_key = r.seg_key""")
                 con.unregister("_refs")
                 _insert(con, "qc_metrics", ["seg_key", "reference_sha256", "region", "dice",
                                             "hd95_mm", "volume_pred_mm3", "volume_ref_mm3",
-                                            "volume_diff_mm3"], qc_rows, replace=True,
-                        key=["seg_key", "reference_sha256", "region"])
+                                            "volume_diff_mm3", "hd95_pooled_mm",
+                                            "reference_label_map", "qc_version"], qc_rows,
+                        replace=True, key=["seg_key", "reference_sha256", "region"])
             _insert(con, "scan_results", ["cohort_id", "subject_id", "scan_id", "config_key",
                                           "input_key", "seg_key", "feature_key", "updated_at"],
                     [(r[0], r[1], r[7], *r[2:7]) for r in res_rows], replace=True,
@@ -680,18 +691,32 @@ class Store:
             ORDER BY r.subject_id, r.scan_id, f.tumour_class, f.sequence, f.feature""",
                         [cohort_id, config_key])
 
-    def qc_metrics(self, cohort_id: str, config_key: str | None = None) -> pd.DataFrame:
-        """QC metrics against the reference masks, per subject and region."""
+    def qc_metrics(self, cohort_id: str, config_key: str | None = None,
+                   qc_version: int | None = None) -> pd.DataFrame:
+        """QC metrics against the subjects' *current* reference masks, per subject and region.
+
+        Rows are joined on the segmentation AND the content hash of the reference mask the
+        subject has now (recorded when the cohort is registered), so scores against a removed
+        or changed reference are not returned. ``qc_version`` (default: the current
+        :data:`gliocore.qc.QC_VERSION`) drops scores made by older QC definitions.
+        """
+        if qc_version is None:
+            from gliocore.qc import QC_VERSION
+            qc_version = QC_VERSION
         config_key = config_key or self.latest_config(cohort_id)
         if config_key is None:
             return pd.DataFrame(columns=["subject_id", "region", "dice", "hd95_mm"])
         return self._df("""
             SELECT r.subject_id, s.backend, s.backend_version, q.region, q.dice, q.hd95_mm,
-                   q.volume_pred_mm3, q.volume_ref_mm3, q.volume_diff_mm3
+                   q.hd95_pooled_mm, q.volume_pred_mm3, q.volume_ref_mm3, q.volume_diff_mm3,
+                   q.reference_label_map
             FROM subject_results r JOIN segmentations s USING (seg_key)
-            JOIN qc_metrics q USING (seg_key)
-            WHERE r.cohort_id = ? AND r.config_key = ? ORDER BY r.subject_id, q.region""",
-                        [cohort_id, config_key])
+            JOIN subjects sub ON sub.cohort_id = r.cohort_id AND sub.subject_id = r.subject_id
+            JOIN qc_metrics q ON q.seg_key = r.seg_key
+                 AND q.reference_sha256 = sub.reference_sha256
+            WHERE r.cohort_id = ? AND r.config_key = ? AND q.qc_version = ?
+            ORDER BY r.subject_id, q.region""",
+                        [cohort_id, config_key, qc_version])
 
     # -- runs and errors ------------------------------------------------------------------
     def start_run(self, cohort_id: str, config_key: str, backend: str, workers: int,
@@ -774,6 +799,13 @@ MIGRATIONS: tuple[str, ...] = (
     # may name a scan. Old rows are the only scan of a cross-sectional cohort: 'baseline'.
     f"ALTER TABLE subject_results ADD COLUMN IF NOT EXISTS scan_id VARCHAR DEFAULT '{BASELINE_SCAN}'",
     "ALTER TABLE subject_errors ADD COLUMN IF NOT EXISTS scan_id VARCHAR",
+    # QC (issue 8): the current reference mask's content hash per subject, so scores against a
+    # removed or changed reference are not shown; the reference's label map and the QC
+    # definitions' revision (HD95 by the BraTS definition + the pooled one) per score.
+    "ALTER TABLE subjects ADD COLUMN IF NOT EXISTS reference_sha256 VARCHAR",
+    "ALTER TABLE qc_metrics ADD COLUMN IF NOT EXISTS hd95_pooled_mm DOUBLE",
+    "ALTER TABLE qc_metrics ADD COLUMN IF NOT EXISTS reference_label_map VARCHAR",
+    "ALTER TABLE qc_metrics ADD COLUMN IF NOT EXISTS qc_version INTEGER",
 )
 
 #: Data migrations, each run once per store (recorded in ``meta``): (key, statements).
