@@ -32,6 +32,7 @@ from gliocore import atlas as atlas_mod
 from gliocore.errors import SubjectError
 from gliocore.io import file_sha256, text_sha256
 from gliocore.location import LOCATION_CODE_VERSION, frame_in_atlas_space, locate
+from gliocore.types import BASELINE_SCAN
 from gliocore.registration import (REGISTRATION_CODE_VERSION, REGISTRATION_RESOLUTION_MM,
                                    registration_key)
 
@@ -164,7 +165,8 @@ def locate_cohort(store: Any, cohort_id: str, config_key: str, subject_ids: list
         One per subject that failed (stage ``location``).
     """
     progress = progress or (lambda *a: None)
-    segs = store.segmentations_of(cohort_id, config_key)
+    segs = store.scan_results(cohort_id, config_key)   # every scan: location is per image
+    segs = segs[segs["seg_key"].notna()]
     if subject_ids is not None:
         segs = segs[segs["subject_id"].astype(str).isin(set(subject_ids))]
     errors: list[SubjectError] = []
@@ -172,22 +174,23 @@ def locate_cohort(store: Any, cohort_id: str, config_key: str, subject_ids: list
     total = len(segs)
     done = 0
     for row in segs.itertuples():
-        sid = str(row.subject_id)
+        sid, scan_id = str(row.subject_id), str(row.scan_id)
+        err_scan = None if scan_id == BASELINE_SCAN else scan_id  # errors name real timepoints
         try:
             header = nib.load(row.path)
             rec = store.segmentation(row.seg_key)
             mask_sha = rec.mask_sha256 if rec is not None else file_sha256(row.path)
             space = subject_space(header.shape[:3], header.affine, config)
-            task: dict[str, Any] = {"subject_id": sid, "seg_key": row.seg_key,
+            task: dict[str, Any] = {"subject_id": sid, "scan_id": err_scan, "seg_key": row.seg_key,
                                     "mask_path": row.path, "out_dir": str(out_dir)}
             if space is not None:
                 task.update(space="atlas", atlas=space, reg_key=None)
                 key = location_key(row.seg_key, mask_sha, space, "atlas", None)
             else:
-                moving = store.subject_images(cohort_id, sid).get(config.moving)
+                moving = store.scan_images(cohort_id, sid, scan_id).get(config.moving)
                 if moving is None:
                     raise SubjectError(sid, f"no {config.moving} image recorded to register to the "
-                                            "atlas", stage="location")
+                                            "atlas", stage="location", scan_id=err_scan)
                 moving_sha = _image_sha(store, Path(moving))
                 reg_key = registration_key(moving_sha, config.atlas,
                                            f"{config.transform}@{config.resolution_mm:g}mm")
@@ -204,7 +207,7 @@ def locate_cohort(store: Any, cohort_id: str, config_key: str, subject_ids: list
             continue
         except Exception as err:
             errors.append(SubjectError(sid, f"cannot locate: {type(err).__name__}: {err}",
-                                       path=str(row.path), stage="location"))
+                                       path=str(row.path), stage="location", scan_id=err_scan))
             done += 1
             progress("location", done, total, sid)
             continue
@@ -220,7 +223,7 @@ def locate_cohort(store: Any, cohort_id: str, config_key: str, subject_ids: list
         if "error" in result:
             e = result["error"]
             errors.append(SubjectError(sid, f"location failed: {e['message']}", path=e.get("path"),
-                                       stage="location"))
+                                       stage="location", scan_id=task["scan_id"]))
         else:
             reg = result.get("registration")
             if reg is not None and task.get("cached_registration") is None:

@@ -43,10 +43,13 @@ def _process(cohort, backend: str, workers: int, options: dict | None = None) ->
 def _generate_demo(n: int, workers: int) -> None:
     from gliocore import synth
     from gliocore.cohort import load_cohort
-    gen = _Progress(("generate",))
+    gen = _Progress(("generate", "follow-up scans") if settings.demo_followups else ("generate",))
     csv = synth.generate_demo_cohort(settings.demo_dir, n_subjects=n, seed=settings.demo_seed,
                                      workers=workers,
                                      progress=lambda d, t: gen("generate", d, t))
+    if settings.demo_followups:
+        synth.generate_followups(settings.demo_dir, seed=settings.demo_seed, workers=workers,
+                                 progress=lambda d, t: gen("follow-up scans", d, t))
     cohort = load_cohort(csv, Path(csv).parent, name="demo")
     _process(cohort, settings.default_backend, workers)
 
@@ -128,6 +131,41 @@ with st.expander("Load or switch a cohort", expanded=False):
             st.session_state[common.PENDING_COHORT] = register_cohort(
                 ctx.store(), cohort, None if naming == "auto" else naming)
         _run(_load)
+
+# -- upload a cohort as a zip ---------------------------------------------------------------------
+with st.expander("Upload a cohort (zip)", expanded=False):
+    limits = settings.upload_limits
+    st.caption(f"One zip with the clinical CSV and the image folders (any supported naming). It is "
+               f"checked and unpacked under `{settings.uploads_dir}` only. Limits: "
+               f"{limits.max_zip_bytes >> 20} MiB zip, {limits.max_files} files, "
+               f"{limits.max_total_bytes >> 30} GiB unpacked; only CSV, NIfTI and NRRD files; no "
+               "links or paths leaving the zip's folder.")
+    with st.form("upload_cohort"):
+        upload = st.file_uploader("Cohort zip", type=["zip"], key="cohort_zip")
+        from gliocore.cohort import NAMING_SCHEMES
+        u_naming = st.selectbox("File naming", ["auto", *NAMING_SCHEMES], key="upload_naming")
+        u_name = st.text_input("Name (optional)", key="upload_name",
+                               help="Defaults to the zip's file name.")
+        u_submitted = st.form_submit_button("Upload and load cohort")
+    if u_submitted:
+        def _upload() -> None:
+            from gliocore.pipeline import register_cohort
+            from gliocore.uploads import load_uploaded_cohort
+            if upload is None:
+                raise ValueError("choose a zip file first")
+            up = load_uploaded_cohort(upload, settings.uploads_dir, limits=limits,
+                                      naming=None if u_naming == "auto" else u_naming,
+                                      name=u_name.strip() or Path(upload.name).stem)
+            st.session_state[common.PENDING_COHORT] = register_cohort(
+                ctx.store(), up.cohort, None if u_naming == "auto" else u_naming)
+            st.session_state["last_upload"] = (
+                f"Uploaded cohort **{up.cohort.name}**: {len(up.cohort.subjects)} subjects with "
+                f"images" + (f", {len(up.cohort.problems)} problem(s) (see the status table after "
+                             "processing)" if up.cohort.problems else "")
+                + (" (this zip was uploaded before; its files were reused)" if up.reused else ""))
+        _run(_upload)
+    if "last_upload" in st.session_state:
+        st.success(st.session_state.pop("last_upload"))
 
 if ctx.cohort_id is None:
     st.stop()

@@ -168,3 +168,28 @@ def test_pages_call_processed_what_the_store_says(cohort_csv, tmp_path):
                          filtered=table, config_key=summary.config_key)
     assert ctx.has_features
     assert sorted(common.processed(ctx)[common.ID]) == ids
+
+
+# -- point 10: resegmentShape -------------------------------------------------------------------
+def test_resegment_shape_keeps_seed_volumes_from_the_mask(cohort_csv, tmp_path):
+    """With resegmentShape the shape ROI differs per sequence; the seed columns Volume_label{n}
+    and tumor_volume are the mask's own voxel-count volume, not the first sequence's."""
+    params = {"imageType": {"Original": {}},
+              "featureClass": {"shape": ["MeshVolume", "Maximum3DDiameter"],
+                               "firstorder": ["Mean"]},
+              "setting": {"binWidth": 25, "resegmentRange": [-1, 1], "resegmentMode": "sigma",
+                          "resegmentShape": True}}
+    summary, store, ids = run_edited(cohort_csv, tmp_path / "g.duckdb", {0: "no-enhancement"},
+                                     params=params)
+    df = seed_table(store, summary.cohort_id).set_index("SUBJECT ID")
+    seg = store.segmentations_of(summary.cohort_id).set_index("subject_id")
+    np.testing.assert_allclose(df.loc[ids, "Volume_label1"], seg.loc[ids, "volume_ce_mm3"])
+    np.testing.assert_allclose(df.loc[ids, "Volume_label2"], seg.loc[ids, "volume_ne_mm3"])
+    np.testing.assert_allclose(df.loc[ids, "tumor_volume"],
+                               seg.loc[ids, "volume_ce_mm3"] + seg.loc[ids, "volume_ne_mm3"])
+    assert df.loc[ids[0], "Volume_label1"] == 0.0
+    # the resegmented shape stays per sequence, and differs from the mask's
+    for seq in ("flair", "t1", "t1c", "t2"):
+        assert f"{seq}_Volume_label2" in df and f"{seq}_Max3DDiameter_label2" in df
+    assert (df.loc[ids, "flair_Volume_label2"] < df.loc[ids, "Volume_label2"]).all()
+    assert "Max3DDiameter_label2" not in df

@@ -11,6 +11,7 @@ from gliocore.errors import InvalidVolumeError, SubjectError
 from gliocore.io import AFFINE_ATOL, Volume, file_sha256, load_volume
 from gliocore.labels import LabelMap, get_label_map
 from gliocore.segment.base import Segmenter, register_segmenter
+from gliocore.types import BASELINE_SCAN
 
 
 @register_segmenter
@@ -53,7 +54,9 @@ class MaskImportSegmenter(Segmenter):
         return self._label_map
 
     def mask_path(self, subject: Subject) -> Path:
-        rel = Path(self.pattern.format(subject=subject.subject_id))
+        # ``{scan}``: the scan ID (``baseline`` for the only scan of a cross-sectional cohort)
+        rel = Path(self.pattern.format(subject=subject.subject_id,
+                                       scan=getattr(subject, "scan_id", BASELINE_SCAN)))
         return rel if rel.is_absolute() else subject.folder / rel
 
     def input_fingerprint(self, subject: Subject) -> str:
