@@ -285,6 +285,8 @@ def test_classifiers_page(app_env):
     assert list(summary["model"]) == ["Logistic regression"]
     assert 0.0 <= summary["AUC"].iloc[0] <= 1.0
     assert "permutation p" in summary.columns
+    assert summary["CV"].iloc[0].startswith("stratified ")  # never leave-one-out (issue 8 point 12)
+    assert "fold AUCs" in summary["AUC method"].iloc[0]
     assert "training" not in " ".join(summary.columns).lower()
     # results stay while inputs are unchanged, and are recomputed only on demand
     at.run()
