@@ -164,8 +164,8 @@ def test_outcome_filters_are_left_out_of_survival_analyses_unless_asked(app_env)
     assert n_of_n(at) == (n_dead, N_SUBJECTS)
 
     def counts(at) -> tuple[int, int]:
-        m = next(re.search(r"(\d+) subjects with a survival time, (\d+) deaths observed", c.value)
-                 for c in at.caption if "subjects with a survival time" in c.value)
+        m = next(re.search(r"(\d+) subjects with a time, (\d+) deaths observed", c.value)
+                 for c in at.caption if "subjects with a time" in c.value)
         return int(m.group(1)), int(m.group(2))
 
     at.switch_page("pages/survival.py").run()
