@@ -41,7 +41,7 @@ class _Bars:
     def __call__(self, stage: str, done: int, total: int, subject: str | None) -> None:
         bar = self.bars.get(stage)
         if bar is None:
-            bar = self._tqdm(total=total, desc=f"{stage:>8}", unit="subj", position=len(self.bars),
+            bar = self._tqdm(total=total, desc=f"{stage:>8}", unit="scan", position=len(self.bars),
                              leave=True, disable=self.disable, dynamic_ncols=True)
             self.bars[stage] = bar
         bar.n = done
@@ -64,6 +64,9 @@ def ensure_demo(settings: Settings, n_subjects: int | None = None, workers: int 
         csv = synth.generate_demo_cohort(settings.demo_dir, n_subjects=n, seed=settings.demo_seed,
                                          progress=lambda d, t: bars("generate", d, t, None),
                                          workers=workers)
+        if settings.demo_followups:  # follow-up scans for the Progression page
+            synth.generate_followups(settings.demo_dir, seed=settings.demo_seed, workers=workers,
+                                     progress=lambda d, t: bars("followup", d, t, None))
     finally:
         bars.close()
     return Path(csv)
@@ -82,7 +85,7 @@ def _load_cohort_from_args(args: argparse.Namespace, settings: Settings):
         return load_cohort(csv, csv.parent, name="demo"), "tcga"
     suffix = getattr(args, "reference_suffix", "_truth")
     return load_cohort(args.csv, args.root, naming=args.naming, id_column=args.id_column,
-                       name=args.name,
+                       name=args.name, scans=getattr(args, "scans", None),
                        reference_suffix=None if suffix in ("", "none") else suffix), args.naming
 
 
@@ -144,6 +147,14 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     df = seed_table(store, cohort_id, args.config, only_processed=args.only_processed)
     path = write_table(df, Path(args.output))
     print(f"wrote {len(df)} rows x {df.shape[1]} columns to {path}")
+    if args.scans_output or (store.scans(cohort_id)["scan_order"] > 0).any():
+        from gliocore.export import scan_table
+        out = Path(args.scans_output) if args.scans_output else \
+            path.with_name(f"{path.stem}_scans{path.suffix}")
+        scans = scan_table(store, cohort_id, args.config)
+        write_table(scans, out)
+        print(f"wrote the per-scan table ({len(scans)} scans x {scans.shape[1]} columns, "
+              f"volumetric RANO 2.0 categories) to {out}")
     return 0
 
 
@@ -215,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="file naming: tcga, brats, brats2023, nnunet, bet, or "
                          "'t1=_t1,t1c=_t1ce,t2=_t2,flair=_flair' (default: try all)")
     pr.add_argument("--id-column", default="SUBJECT ID")
+    pr.add_argument("--scans", help="scans table, one row per scan: SUBJECT ID, scan_id and/or "
+                    "days or date, img_dir (default: scans.csv beside the CSV if present, else "
+                    "<subject>/<timepoint>/ folders, else one scan per subject)")
     pr.add_argument("--backend", default="baseline",
                     help="segmentation backend: baseline, import, hdglio, nnunetv2")
     pr.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE")
@@ -248,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--cohort", help="cohort name or ID (default: the latest)")
     e.add_argument("--config", help="configuration key (default: the latest)")
     e.add_argument("--only-processed", action="store_true")
+    e.add_argument("--scans-output", help="the long per-scan table (default, for a cohort with "
+                   "follow-up scans: OUTPUT's name + _scans)")
     e.set_defaults(func=cmd_export)
 
     s = sub.add_parser("status", help="per-subject state and errors")
