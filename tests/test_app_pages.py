@@ -122,6 +122,18 @@ def test_cohort_page_widgets(app_env):
     assert [m for m in at.metric if m.label == "Segmented"][0].value == str(N_SUBJECTS)
 
 
+def test_mask_import_needs_an_explicit_label_map(app_env):
+    """Issue 8.4: no default label map for imported masks; Process waits for one."""
+    at = _open("cohort")
+    at.radio(key="backend").set_value("import").run()
+    label_map = at.selectbox(key="import_label_map")
+    assert label_map.value is None
+    assert at.button(key="process").disabled is True
+    label_map.set_value("hdglio-v2").run()
+    assert at.button(key="process").disabled is False
+    assert any("--label-map hdglio-v2" in c.value for c in at.caption)
+
+
 def test_idh_filter_changes_n_on_every_page(app_env):
     at = _open("cohort")
     idh = sidebar_widget(at, "radio", "IDH status")
