@@ -97,6 +97,8 @@ class ProcessingSummary:
     errors: list[SubjectError] = field(default_factory=list)
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    #: Cohort-level warnings (e.g. no enhancing voxel in any subject), also stored with the run.
+    warnings: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         unit = "scans" if any("/" in x for x in self.computed + self.cached) else "subjects"
@@ -105,6 +107,8 @@ class ProcessingSummary:
                  f"({self.seconds:.1f} s)"]
         for err in self.errors:
             lines.append(f"  ERROR [{err.stage}] {err}")
+        for warning in self.warnings:
+            lines.append(f"WARNING: {warning}")
         return "\n".join(lines)
 
 
@@ -704,13 +708,46 @@ def process_cohort(cohort: Cohort, store: Store, config: ProcessingConfig | None
                                      config.location, store.path.parent, config.workers, progress):
                 writer.error(err)
             summary.stage_seconds["location"] = time.perf_counter() - t0
+        writer.flush()
+        warning = enhancement_warning(store, ctx.cohort_id, ctx.config_key)
+        if warning:
+            summary.warnings.append(warning)
         status = "finished"
     finally:
         writer.flush()  # also on Ctrl-C: finished subjects are kept
         summary.seconds = time.perf_counter() - t_start
         store.finish_run(ctx.run_id, status if status == "finished" else "interrupted",
-                         len(summary.computed), len(summary.cached), len(summary.errors))
+                         len(summary.computed), len(summary.cached), len(summary.errors),
+                         warnings=summary.warnings)
     return summary
+
+
+def enhancement_warning(store: Store, cohort_id: str, config_key: str) -> str | None:
+    """A loud warning when no segmented subject has any contrast-enhancing voxel, else None.
+
+    Most glioblastomas enhance; a whole cohort without enhancement usually means the masks'
+    label map is wrong (HD-GLIO's enhancing label 2 read with the BraTS map is oedema), so every
+    ``Volume_label1`` would silently be 0.
+    """
+    seg = store.segmentations_of(cohort_id, config_key)
+    if seg.empty or "volume_ce_mm3" not in seg:
+        return None
+    ce = seg["volume_ce_mm3"].fillna(0.0)
+    if (ce > 0).any():
+        return None
+    maps = sorted({_label_map_name(m) for m in seg.get("label_map", []) if m})
+    return (f"No subject has any contrast-enhancing voxel ({len(seg)} segmented; backend "
+            f"{', '.join(sorted(set(seg['backend'].astype(str))))}"
+            + (f", label map {', '.join(maps)}" if maps else "") + "). If the tumours enhance, the "
+            "label map is probably wrong (e.g. HD-GLIO writes enhancing tumour as 2: use "
+            "hdglio-v2, not brats); every contrast-enhancing volume is 0 until it is fixed.")
+
+
+def _label_map_name(text: str) -> str:
+    try:
+        return str(json.loads(text).get("name", text))
+    except (ValueError, AttributeError):
+        return str(text)
 
 
 def _mask_path(out_root: Path, scan: Scan) -> Path:

@@ -840,16 +840,20 @@ class Store:
                   n_subjects: int) -> str:
         run_id = uuid.uuid4().hex[:12]
         with self.transaction() as con:
-            con.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, NULL, 'running', ?, 0, 0, 0)",
+            con.execute("INSERT INTO runs (run_id, cohort_id, config_key, backend, workers, "
+                        "started_at, finished_at, status, n_subjects, n_computed, n_cached, "
+                        "n_errors) VALUES (?, ?, ?, ?, ?, ?, NULL, 'running', ?, 0, 0, 0)",
                         [run_id, cohort_id, config_key, backend, workers, _now(), n_subjects])
         return run_id
 
     def finish_run(self, run_id: str, status: str, n_computed: int, n_cached: int,
-                   n_errors: int) -> None:
+                   n_errors: int, warnings: Sequence[str] | None = None) -> None:
+        """Close a run with its counts and cohort-level warnings (JSON list, or NULL)."""
         with self.transaction() as con:
             con.execute("UPDATE runs SET finished_at = ?, status = ?, n_computed = ?, "
-                        "n_cached = ?, n_errors = ? WHERE run_id = ?",
-                        [_now(), status, n_computed, n_cached, n_errors, run_id])
+                        "n_cached = ?, n_errors = ?, warnings = ? WHERE run_id = ?",
+                        [_now(), status, n_computed, n_cached, n_errors,
+                         json.dumps(list(warnings)) if warnings else None, run_id])
 
     def add_error(self, run_id: str, cohort_id: str, subject_id: str, stage: str | None,
                   path: str | None, message: str, scan_id: str | None = None) -> None:
@@ -923,6 +927,8 @@ MIGRATIONS: tuple[str, ...] = (
     "ALTER TABLE qc_metrics ADD COLUMN IF NOT EXISTS hd95_pooled_mm DOUBLE",
     "ALTER TABLE qc_metrics ADD COLUMN IF NOT EXISTS reference_label_map VARCHAR",
     "ALTER TABLE qc_metrics ADD COLUMN IF NOT EXISTS qc_version INTEGER",
+    # cohort-level warnings of a run (JSON list), e.g. no enhancing voxel in any subject
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS warnings VARCHAR",
 )
 
 #: Data migrations, each run once per store (recorded in ``meta``): (key, statements).

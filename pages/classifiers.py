@@ -52,7 +52,10 @@ chosen = f1.multiselect("Features", features + extra, default=default, key="clf_
 models = f2.multiselect("Models", list(MODELS), default=["logreg", "svm"],
                         format_func=MODELS.get, key="clf_models")
 o1, o2, o3, o4 = st.columns(4)
-n_splits = o1.number_input("Folds (k)", 2, 10, 5, key="clf_folds")
+n_splits = o1.number_input("Folds (k)", 2, 10, 5, key="clf_folds",
+                           help="Stratified k-fold, repeated. When the smaller class has fewer "
+                                "than k subjects, k is reduced to its size (at least 2) so every "
+                                "test fold holds both classes; the CV column says so.")
 n_repeats = o2.number_input("Repeats", 1, 20, 3, key="clf_repeats")
 n_perm = o3.number_input("Permutations", 0, 1000, 50, 10, key="clf_perm",
                          help="Label shuffles for the permutation test; 0 skips it. Each one "
@@ -126,7 +129,7 @@ if not results:
 rows = []
 for m, (res, _) in results.items():
     rows.append({"model": MODELS[m], "AUC": res.auc,
-                 "AUC SD over folds": np.nan if res.is_loo else res.auc_sd,
+                 "AUC SD over folds": res.auc_sd,
                  "permutation p": res.permutation_pvalue, "CV": res.cv_scheme, "AUC method": res.auc_method})
 st.subheader("Held-out performance")
 st.dataframe(pd.DataFrame(rows), hide_index=True, key="clf_summary", column_config={

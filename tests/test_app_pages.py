@@ -122,6 +122,18 @@ def test_cohort_page_widgets(app_env):
     assert [m for m in at.metric if m.label == "Segmented"][0].value == str(N_SUBJECTS)
 
 
+def test_mask_import_needs_an_explicit_label_map(app_env):
+    """Issue 8.4: no default label map for imported masks; Process waits for one."""
+    at = _open("cohort")
+    at.radio(key="backend").set_value("import").run()
+    label_map = at.selectbox(key="import_label_map")
+    assert label_map.value is None
+    assert at.button(key="process").disabled is True
+    label_map.set_value("hdglio-v2").run()
+    assert at.button(key="process").disabled is False
+    assert any("--label-map hdglio-v2" in c.value for c in at.caption)
+
+
 def test_idh_filter_changes_n_on_every_page(app_env):
     at = _open("cohort")
     idh = sidebar_widget(at, "radio", "IDH status")
@@ -164,8 +176,8 @@ def test_outcome_filters_are_left_out_of_survival_analyses_unless_asked(app_env)
     assert n_of_n(at) == (n_dead, N_SUBJECTS)
 
     def counts(at) -> tuple[int, int]:
-        m = next(re.search(r"(\d+) subjects with a survival time, (\d+) deaths observed", c.value)
-                 for c in at.caption if "subjects with a survival time" in c.value)
+        m = next(re.search(r"(\d+) subjects with a time, (\d+) deaths observed", c.value)
+                 for c in at.caption if "subjects with a time" in c.value)
         return int(m.group(1)), int(m.group(2))
 
     at.switch_page("pages/survival.py").run()
@@ -285,6 +297,8 @@ def test_classifiers_page(app_env):
     assert list(summary["model"]) == ["Logistic regression"]
     assert 0.0 <= summary["AUC"].iloc[0] <= 1.0
     assert "permutation p" in summary.columns
+    assert summary["CV"].iloc[0].startswith("stratified ")  # never leave-one-out (issue 8 point 12)
+    assert "fold AUCs" in summary["AUC method"].iloc[0]
     assert "training" not in " ".join(summary.columns).lower()
     # results stay while inputs are unchanged, and are recomputed only on demand
     at.run()
