@@ -29,9 +29,14 @@ from gliocore.errors import CohortError
 from gliocore.survival import _clean_survival, short_long_mask
 
 __all__ = ["ShortLongLabels", "ClassifierResult", "make_short_long_labels", "build_pipeline",
+           "missing_values", "IMPUTATION_METHOD",
            "evaluate_classifier"]
 
 ModelName = Literal["logreg", "random_forest", "svm"]
+
+#: How the pipeline fills a missing feature value, in words (shown wherever values were imputed).
+IMPUTATION_METHOD = ("median of the training folds, refitted inside every cross-validation fold "
+                     "(a test subject's own value never enters the median)")
 
 #: Small-sample thresholds below which results are flagged as unstable.
 SMALL_N = 50
@@ -136,6 +141,11 @@ class ClassifierResult:
         Index = feature; ``importance`` (mean drop of pooled out-of-fold AUC when the feature is
         permuted, held-out predictions of the fold models), ``sd``, ``selected_in_folds``.
     importance_method : str
+    imputed : DataFrame
+        Per feature (index): ``n`` subjects, ``n_imputed`` missing values that the pipeline
+        filled in, and ``share`` (see :func:`missing_values`).
+    imputation_method : str
+        How they were filled (:data:`IMPUTATION_METHOD`).
     warnings : tuple of str
         Caveats such as small samples.
     """
@@ -163,6 +173,8 @@ class ClassifierResult:
     permutation_pvalue: float
     feature_importance: pd.DataFrame
     importance_method: str
+    imputed: pd.DataFrame = field(default_factory=pd.DataFrame)
+    imputation_method: str = IMPUTATION_METHOD
     warnings: tuple[str, ...] = field(default=())
 
     @property
@@ -211,6 +223,37 @@ def _class1_scores(pipe: Pipeline, X: pd.DataFrame) -> np.ndarray:
         except AttributeError:  # e.g. SVC without probability=True
             pass
     return pipe.decision_function(X)
+
+
+def missing_values(X: pd.DataFrame) -> pd.DataFrame:
+    """How many values of each feature are missing, i.e. will be imputed by the pipeline.
+
+    Parameters
+    ----------
+    X : DataFrame
+        Subjects x features, as passed to :func:`evaluate_classifier`.
+
+    Returns
+    -------
+    DataFrame
+        Index = feature; ``n`` (subjects), ``n_imputed`` (missing values, filled in with the
+        training-fold median, see :data:`IMPUTATION_METHOD`) and ``share`` (``n_imputed / n``).
+    """
+    miss = X.isna().sum().astype(int)
+    out = pd.DataFrame({"n": len(X), "n_imputed": miss, "share": miss / max(len(X), 1)},
+                       index=pd.Index([str(c) for c in X.columns], name="feature"))
+    return out
+
+
+def _imputation_note(imputed: pd.DataFrame) -> str | None:
+    """A warning naming every feature with imputed values, or None when nothing was imputed."""
+    hit = imputed[imputed["n_imputed"] > 0]
+    if hit.empty:
+        return None
+    parts = ", ".join(f"{f} ({int(k)} of {int(n)})" for f, k, n in
+                      zip(hit.index, hit["n_imputed"], hit["n"]))
+    return (f"{int(hit['n_imputed'].sum())} missing value(s) imputed with the {IMPUTATION_METHOD}: "
+            f"{parts}")
 
 
 def _check_xy(X, y) -> tuple[pd.DataFrame, np.ndarray]:
@@ -265,7 +308,8 @@ def evaluate_classifier(X: pd.DataFrame | np.ndarray, y: Sequence[int] | pd.Seri
     Parameters
     ----------
     X : (n_samples, n_features) DataFrame or array
-        Numeric features; missing values are imputed inside the pipeline.
+        Numeric features. Missing values are imputed inside the pipeline with the training-fold
+        median — never silently: ``imputed`` counts them per feature and a warning names them.
     y : (n_samples,) array-like of 0/1
         Class 1 is the positive class (short survival in GlioScope).
     model : {"logreg", "random_forest", "svm"} or estimator, default "logreg"
@@ -308,6 +352,7 @@ def _evaluate(X, y, model, n_splits, n_repeats, random_state, n_permutations, fe
               importance_repeats, class_names, n_jobs) -> ClassifierResult:
     Xd, yv = _check_xy(X, y)
     n, p = Xd.shape
+    imputed = missing_values(Xd)
     counts = {0: int((yv == 0).sum()), 1: int((yv == 1).sum())}
     n_min = min(counts.values())
     if n_splits < 2:
@@ -334,6 +379,9 @@ def _evaluate(X, y, model, n_splits, n_repeats, random_state, n_permutations, fe
         scheme += f" (k reduced from {n_splits}: the minority class has {n_min} subjects)"
         notes.append(f"k reduced from {n_splits} to {folds} folds: the minority class has only "
                      f"{n_min} subjects and every test fold needs one to have an AUC")
+    imputation_note = _imputation_note(imputed)
+    if imputation_note:
+        notes.append(imputation_note)
     if n < SMALL_N or n_min < SMALL_MINORITY:
         notes.append(f"results are unstable: n = {n}, minority class = {n_min} (below {SMALL_N} "
                      f"subjects or {SMALL_MINORITY} per class); read the AUC as indicative only")
@@ -390,6 +438,7 @@ def _evaluate(X, y, model, n_splits, n_repeats, random_state, n_permutations, fe
         auc_method=method, confusion_matrix=cm, confusion_note=cm_note, oof_scores=oof[0],
         permutation_score=perm_score, permutation_scores=np.asarray(perm_scores, float),
         permutation_pvalue=perm_p, feature_importance=importance, importance_method=imp_method,
+        imputed=imputed,
         warnings=tuple(notes))
 
 

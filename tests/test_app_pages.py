@@ -291,6 +291,17 @@ def test_classifiers_page(app_env):
     at.number_input(key="clf_repeats").set_value(2)
     at.run()
     assert "Small sample" in texts(at)
+    # how many values of each chosen feature are imputed, and how, before anything runs (8.1)
+    def imputed_table(at):
+        return next(df.value for df in at.dataframe if "n_imputed" in df.value.columns)
+
+    imputed = imputed_table(at)
+    assert list(imputed["feature"]) == list(at.multiselect(key="clf_features").value)
+    assert (imputed["n_imputed"] >= 0).all() and "median of the training folds" in texts(at)
+    at.multiselect(key="clf_features").set_value(["tumor_volume", "age"]).run()
+    assert imputed_table(at)["n_imputed"].tolist() == [0, 0]
+    assert "nothing is imputed" in texts(at)
+    at.multiselect(key="clf_features").set_value(list(imputed["feature"])).run()
     at.button(key="clf_run").click().run()
     assert not at.exception
     summary = next(df.value for df in at.dataframe if "AUC" in df.value.columns)

@@ -169,11 +169,35 @@ def test_never_reports_training_performance(rng):
     assert not any("train" in n for n in names)
 
 
-def test_missing_values_are_imputed_inside_folds(rng):
+def test_missing_values_are_imputed_inside_folds_and_never_silently(rng):
     X, y = _signal(rng, n=60, p=4)
     X = X.mask(rng.uniform(size=X.shape) < 0.1)
-    res = evaluate_classifier(X, y, **FAST)
+    X.loc[:4, "f3"] = np.nan
+    expected = X.isna().sum()
+    with pytest.warns(UserWarning, match=r"missing value\(s\) imputed with the median of the "
+                                         r"training folds") as rec:
+        res = evaluate_classifier(X, y, **FAST)
     assert res.auc_mean > 0.7
+    # every imputed value is counted per feature, and named in the warnings
+    assert res.imputed["n_imputed"].to_dict() == expected.to_dict()
+    assert (res.imputed["n"] == 60).all()
+    np.testing.assert_allclose(res.imputed["share"], expected / 60)
+    note = next(w for w in res.warnings if "imputed" in w)
+    assert f"{int(expected.sum())} missing value(s)" in note
+    assert all(f"{f} ({k} of 60)" in note for f, k in expected.items() if k)
+    assert "refitted inside every cross-validation fold" in res.imputation_method
+    assert any("imputed" in str(w.message) for w in rec)
+    # complete data: nothing imputed, nothing said
+    full = evaluate_classifier(_signal(rng, n=40, p=2)[0], _signal(rng, n=40, p=2)[1], **FAST)
+    assert full.imputed["n_imputed"].sum() == 0
+    assert not any("imputed" in w for w in full.warnings)
+
+
+def test_missing_values_table_counts_what_the_pipeline_fills(rng):
+    from gliocore.classify import missing_values
+    X = pd.DataFrame({"a": [1.0, np.nan, 3.0, np.nan], "b": [1.0, 2.0, 3.0, 4.0]})
+    out = missing_values(X)
+    assert out.loc["a"].tolist() == [4, 2, 0.5] and out.loc["b", "n_imputed"] == 0
 
 
 def test_input_errors(rng):
