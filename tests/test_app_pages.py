@@ -269,6 +269,17 @@ def test_survival_page_km_and_cox(app_env):
     grouping.set_value("Tertile split of a variable").run()
     assert not at.exception
     assert any(m.label.startswith("multivariate log-rank") for m in at.metric)
+    # feature splits are a family of tests: exploratory, with BH q over every split offered (8.14)
+    n_offered = len(at.selectbox(key="km_variable").options)
+    raw = float(next(m.value for m in at.metric if m.label.startswith("multivariate log-rank")))
+    q_metric = next(m for m in at.metric if m.label.startswith("BH q over"))
+    family = next(df.value for df in at.dataframe if {"variable", "q"} <= set(df.value.columns))
+    assert len(family) == n_offered and "Exploratory" in texts(at)
+    assert float(q_metric.value) >= raw
+    row = family.set_index("variable").loc[at.selectbox(key="km_variable").value]
+    assert float(q_metric.value) == pytest.approx(row["q"], rel=1e-2)
+    at.selectbox(key="km_grouping").set_value("Median split of a variable").run()
+    assert any(m.label.startswith("BH q over") and "median" in m.label for m in at.metric)
     at.selectbox(key="km_grouping").set_value("Short/long (≤ 5 months)").run()
     assert not at.exception
     # groups made from the outcome: curves and medians, but no test (issue 8 point 11)
