@@ -20,12 +20,14 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from gliocore import radiomics
+from gliocore import qc, radiomics
 from gliocore.cohort import Cohort, Scan, load_subject_images, safe_name, scan_label
 from gliocore.errors import GlioError, SubjectError
 from gliocore.executor import Executor, make_executor
 from gliocore.io import Volume, file_sha256, load_volume, save_mask, text_sha256
+from gliocore.localise import LocationConfig, locate_cohort
 from gliocore.segment import Segmenter, get_segmenter
+from gliocore.labels import LabelMap, get_label_map
 from gliocore.store import Store
 from gliocore.types import BASELINE_SCAN, TumourClass
 
@@ -53,11 +55,17 @@ class ProcessingConfig:
         Where masks are written; default: the store's folder / ``segmentations``.
     compute_qc : bool
         Score segmentations against subjects' reference masks when present.
+    reference_label_map : str or LabelMap
+        Label map of the reference masks (default ``glioscope``: 1 = contrast-enhancing,
+        2 = non-enhancing; ``brats`` for BraTS ``_seg`` files). A reference holding a value the
+        map does not know, or non-integer values, is a per-subject QC error.
     executor : {"local", "dask"}
         Where the work runs (:mod:`gliocore.executor`): processes on this machine, or a Dask
         cluster whose workers share the images' and masks' storage with this machine.
     scheduler : str, optional
         The Dask scheduler's address (``tcp://HOST:PORT``) for ``executor="dask"``.
+    location : LocationConfig or None
+        Locate tumours in an atlas (:mod:`gliocore.localise`); None = skip that stage.
     """
 
     backend: str = "baseline"
@@ -66,8 +74,10 @@ class ProcessingConfig:
     workers: int = 1
     output_dir: Path | None = None
     compute_qc: bool = True
+    reference_label_map: Any = "glioscope"
     executor: str = "local"
     scheduler: str | None = None
+    location: LocationConfig | None = None
 
 
 @dataclass
@@ -87,6 +97,8 @@ class ProcessingSummary:
     errors: list[SubjectError] = field(default_factory=list)
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    #: Cohort-level warnings (e.g. no enhancing voxel in any subject), also stored with the run.
+    warnings: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         unit = "scans" if any("/" in x for x in self.computed + self.cached) else "subjects"
@@ -95,6 +107,8 @@ class ProcessingSummary:
                  f"({self.seconds:.1f} s)"]
         for err in self.errors:
             lines.append(f"  ERROR [{err.stage}] {err}")
+        for warning in self.warnings:
+            lines.append(f"WARNING: {warning}")
         return "\n".join(lines)
 
 
@@ -111,12 +125,17 @@ def register_cohort(store: Store, cohort: Cohort, naming: str | None = None) -> 
     for sc in cohort.scans:
         scans_by_id.setdefault(sc.subject_id, []).append(sc)
     rows = []
+    pending: list[tuple[str, int, int, str]] = []
     for rec in cohort.clinical.to_dict(orient="records"):
         sid = str(rec["SUBJECT ID"])
         subj = by_id.get(sid)
+        ref_sha = None  # the current reference's content: QC scores are shown against it only
+        if subj is not None and subj.reference_mask and Path(subj.reference_mask).is_file():
+            ref_sha = hash_file_cached(store, Path(subj.reference_mask), pending)
         rows.append({"subject_id": sid, "folder": str(subj.folder) if subj else None,
                      "has_images": subj is not None,
                      "reference_mask": str(subj.reference_mask) if subj and subj.reference_mask else None,
+                     "reference_sha256": ref_sha,
                      "clinical": {k: _plain(v) for k, v in rec.items()},
                      "sequences": {k: str(v) for k, v in subj.sequences.items()} if subj else {},
                      "scans": [{"scan_id": sc.scan_id, "days": sc.days, "folder": str(sc.folder),
@@ -124,6 +143,7 @@ def register_cohort(store: Store, cohort: Cohort, naming: str | None = None) -> 
                                 else None,
                                 "sequences": {k: str(v) for k, v in sc.sequences.items()}}
                                for sc in scans_by_id.get(sid, [])]})
+    store.put_image_hashes(pending)
     store.upsert_cohort(cid, cohort.name, str(cohort.clinical_csv), str(cohort.image_root),
                         naming, rows, event_assumed=bool(cohort.clinical.attrs.get("event_assumed")))
     return cid
@@ -264,11 +284,14 @@ def process_subject(task: dict[str, Any], segmenter: Segmenter | None = None) ->
         if task.get("reference_mask"):
             # QC is optional: a bad reference mask is reported, the results above are kept.
             try:
-                from gliocore import qc
                 rvol = load_volume(task["reference_mask"], dtype=None)
                 ref_sha = file_sha256(task["reference_mask"])
-                rows = qc.compare_masks(mask, np.asarray(rvol.data).astype(np.uint8), affine)
-                out["qc_rows"] = [{"reference_sha256": ref_sha, **_qc_row_dict(r)} for r in rows]
+                ref_map = LabelMap.from_json(task["reference_label_map"])
+                # the reference in its declared labels: unknown values and non-integers refused
+                reference = ref_map.checked_to_canonical(rvol.data, what="reference mask")
+                rows = qc.compare_masks(mask, reference, affine)
+                out["qc_rows"] = [{"reference_sha256": ref_sha, "reference_label_map": ref_map.name,
+                                   "qc_version": qc.QC_VERSION, **_qc_row_dict(r)} for r in rows]
             except Exception as err:
                 out["qc_error"] = {"stage": "qc", "path": str(task["reference_mask"]),
                                    "message": f"reference mask not scored: {type(err).__name__}: {err}"}
@@ -287,11 +310,12 @@ def _qc_row_dict(row: Any) -> dict[str, Any]:
     if isinstance(row, dict):
         d = dict(row)
     else:
-        d = {k: getattr(row, k) for k in ("region", "dice", "hd95_mm", "volume_pred_mm3",
-                                          "volume_ref_mm3", "volume_diff_mm3")}
+        d = {k: getattr(row, k) for k in ("region", "dice", "hd95_mm", "hd95_pooled_mm",
+                                          "volume_pred_mm3", "volume_ref_mm3", "volume_diff_mm3")}
     region = d.get("region")
     d["region"] = region.value if isinstance(region, TumourClass) else str(region)
-    for k in ("dice", "hd95_mm", "volume_pred_mm3", "volume_ref_mm3", "volume_diff_mm3"):
+    for k in ("dice", "hd95_mm", "hd95_pooled_mm", "volume_pred_mm3", "volume_ref_mm3",
+              "volume_diff_mm3"):
         v = d.get(k)
         d[k] = None if v is None or (isinstance(v, float) and np.isnan(v)) else float(v)
     return d
@@ -333,6 +357,7 @@ def start_run(cohort: Cohort, store: Store, config: ProcessingConfig,
     params = radiomics.load_params(config.params)
     params_fp = radiomics.params_fingerprint(params)
     segmenter = get_segmenter(config.backend, **dict(config.backend_options))
+    get_label_map(config.reference_label_map)  # a bad reference label map fails before the run
     token = segmenter.cache_token()
     config_key = text_sha256(f"{token}|{params_fp}")[:16]
     wanted = None if subject_ids is None else set(subject_ids)
@@ -501,8 +526,10 @@ def plan_subjects(ctx: RunContext, subjects: list[Scan], writer: ResultWriter,
         plans.append((i, subj, input_key, seg_key, need_seg, mask_path, mask_sha, feature_key,
                       ref_mask))
     have_features = store.existing_feature_sets([p[7] for p in plans if p[7]])
+    reference_map = get_label_map(config.reference_label_map)
     have_qc = store.existing_qc([(p[3], file_sha.get(p[8])) for p in plans
-                                 if p[8] and not p[4] and file_sha.get(p[8])])
+                                 if p[8] and not p[4] and file_sha.get(p[8])],
+                                reference_map.name, qc.QC_VERSION)
 
     tasks: list[dict[str, Any]] = []
     for i, subj, input_key, seg_key, need_seg, mask_path, mask_sha, feature_key, ref_mask in plans:
@@ -522,6 +549,7 @@ def plan_subjects(ctx: RunContext, subjects: list[Scan], writer: ResultWriter,
                           "params_fingerprint": ctx.params_fp, "backend": config.backend,
                           "backend_options": dict(config.backend_options),
                           "reference_mask": ref_mask if need_qc else None,
+                          "reference_label_map": reference_map.to_json(),
                           "baseline": (subj.subject_id, subj.scan_id) in ctx.baselines})
         progress("hash", i + 1, n, subj.label)
     return tasks
@@ -681,13 +709,53 @@ def process_cohort(cohort: Cohort, store: Store, config: ProcessingConfig | None
         t0 = time.perf_counter()
         run_tasks(ctx, tasks, executor, writer, on_done)
         summary.stage_seconds["work"] = time.perf_counter() - t0
+        if config.location is not None:  # atlas location of every scan's segmentation (cached)
+            writer.flush()
+            t0 = time.perf_counter()
+            for err in locate_cohort(store, ctx.cohort_id, ctx.config_key, subject_ids,
+                                     config.location, store.path.parent, config.workers, progress):
+                writer.error(err)
+            summary.stage_seconds["location"] = time.perf_counter() - t0
+        writer.flush()
+        warning = enhancement_warning(store, ctx.cohort_id, ctx.config_key)
+        if warning:
+            summary.warnings.append(warning)
         status = "finished"
     finally:
         writer.flush()  # also on Ctrl-C: finished subjects are kept
         summary.seconds = time.perf_counter() - t_start
         store.finish_run(ctx.run_id, status if status == "finished" else "interrupted",
-                         len(summary.computed), len(summary.cached), len(summary.errors))
+                         len(summary.computed), len(summary.cached), len(summary.errors),
+                         warnings=summary.warnings)
     return summary
+
+
+def enhancement_warning(store: Store, cohort_id: str, config_key: str) -> str | None:
+    """A loud warning when no segmented subject has any contrast-enhancing voxel, else None.
+
+    Most glioblastomas enhance; a whole cohort without enhancement usually means the masks'
+    label map is wrong (HD-GLIO's enhancing label 2 read with the BraTS map is oedema), so every
+    ``Volume_label1`` would silently be 0.
+    """
+    seg = store.segmentations_of(cohort_id, config_key)
+    if seg.empty or "volume_ce_mm3" not in seg:
+        return None
+    ce = seg["volume_ce_mm3"].fillna(0.0)
+    if (ce > 0).any():
+        return None
+    maps = sorted({_label_map_name(m) for m in seg.get("label_map", []) if m})
+    return (f"No subject has any contrast-enhancing voxel ({len(seg)} segmented; backend "
+            f"{', '.join(sorted(set(seg['backend'].astype(str))))}"
+            + (f", label map {', '.join(maps)}" if maps else "") + "). If the tumours enhance, the "
+            "label map is probably wrong (e.g. HD-GLIO writes enhancing tumour as 2: use "
+            "hdglio-v2, not brats); every contrast-enhancing volume is 0 until it is fixed.")
+
+
+def _label_map_name(text: str) -> str:
+    try:
+        return str(json.loads(text).get("name", text))
+    except (ValueError, AttributeError):
+        return str(text)
 
 
 def _mask_path(out_root: Path, scan: Scan) -> Path:

@@ -191,6 +191,39 @@ SCHEMA: tuple[str, ...] = (
         volume_ref_mm3 DOUBLE,
         volume_diff_mm3 DOUBLE,
         PRIMARY KEY (seg_key, reference_sha256, region))""",
+    # Registrations of native-space images to an atlas template (gliocore.registration).
+    # reg_key = hash(moving image SHA-256 + atlas + transform type + code version).
+    """CREATE TABLE IF NOT EXISTS registrations (
+        reg_key VARCHAR PRIMARY KEY,
+        moving_sha256 VARCHAR NOT NULL,
+        atlas VARCHAR NOT NULL,
+        transform VARCHAR NOT NULL,
+        code_version VARCHAR NOT NULL,
+        transforms_json VARCHAR NOT NULL,
+        brain_dice DOUBLE,
+        seconds DOUBLE,
+        created_at TIMESTAMP)""",
+    # Location results of one segmentation (gliocore.location), keyed by content:
+    # location_key = hash(seg_key + mask SHA-256 + atlas + space + reg_key + code versions).
+    """CREATE TABLE IF NOT EXISTS location_sets (
+        location_key VARCHAR PRIMARY KEY,
+        seg_key VARCHAR NOT NULL,
+        atlas VARCHAR NOT NULL,
+        space VARCHAR NOT NULL,
+        reg_key VARCHAR,
+        code_version VARCHAR NOT NULL,
+        atlas_mask_path VARCHAR,
+        seconds DOUBLE,
+        created_at TIMESTAMP)""",
+    # Long form: one row per (location set, class, feature); class 'vasari' holds F1..F25.
+    """CREATE TABLE IF NOT EXISTS location_values (
+        location_key VARCHAR NOT NULL,
+        tumour_class VARCHAR NOT NULL,
+        feature VARCHAR NOT NULL,
+        value DOUBLE,
+        label VARCHAR,
+        reason VARCHAR,
+        PRIMARY KEY (location_key, tumour_class, feature))""",
 )
 
 
@@ -330,7 +363,8 @@ class Store:
                 sid = str(s["subject_id"])
                 subj_rows.append((cohort_id, sid, s.get("folder"), bool(s["has_images"]),
                                   s.get("reference_mask"),
-                                  json.dumps(s["clinical"], default=_json_default)))
+                                  json.dumps(s["clinical"], default=_json_default),
+                                  s.get("reference_sha256")))
                 image_rows.extend((cohort_id, sid, seq, str(p))
                                   for seq, p in (s.get("sequences") or {}).items())
                 scans = s.get("scans")
@@ -346,7 +380,8 @@ class Store:
                                            for seq, p in (sc.get("sequences") or {}).items())
             # one statement per table, not one per row (1,000 subjects: milliseconds)
             _insert(con, "subjects", ["cohort_id", "subject_id", "folder", "has_images",
-                                      "reference_mask", "clinical_json"], subj_rows)
+                                      "reference_mask", "clinical_json", "reference_sha256"],
+                    subj_rows)
             _insert(con, "subject_images", ["cohort_id", "subject_id", "sequence", "path"],
                     image_rows)
             _insert(con, "scans", ["cohort_id", "subject_id", "scan_id", "days", "scan_order",
@@ -491,12 +526,16 @@ class Store:
             _none(r.volume_ne_mm3), _none(r.seconds), json.loads(r.warnings or "[]"))
             for r in df.itertuples(index=False)}
 
-    def has_qc(self, seg_key: str, reference_sha256: str) -> bool:
-        """Whether a segmentation was scored against this exact reference mask content."""
-        return bool(self.existing_qc([(seg_key, reference_sha256)]))
+    def has_qc(self, seg_key: str, reference_sha256: str, label_map: str | None = None,
+               qc_version: int | None = None) -> bool:
+        """Whether a segmentation was scored against this exact reference mask content (read
+        with ``label_map``, by QC definitions of revision ``qc_version``, when given)."""
+        return bool(self.existing_qc([(seg_key, reference_sha256)], label_map, qc_version))
 
-    def existing_qc(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
-        """Which (seg_key, reference_sha256) pairs have QC metrics, in one query."""
+    def existing_qc(self, pairs: Sequence[tuple[str, str]], label_map: str | None = None,
+                    qc_version: int | None = None) -> set[tuple[str, str]]:
+        """Which (seg_key, reference_sha256) pairs have QC metrics, in one query (only scores
+        made with reference label map ``label_map`` and QC revision ``qc_version`` when given)."""
         pairs = list(set(pairs))
         if not pairs:
             return set()
@@ -504,7 +543,10 @@ class Store:
         with self.connect() as con:
             con.register("_pairs", df)
             rows = con.execute("""SELECT DISTINCT q.seg_key, q.reference_sha256 FROM qc_metrics q
-                                  JOIN _pairs p USING (seg_key, reference_sha256)""").fetchall()
+                                  JOIN _pairs p USING (seg_key, reference_sha256)
+                                  WHERE (CAST(? AS VARCHAR) IS NULL OR q.reference_label_map = ?)
+                                    AND (CAST(? AS INTEGER) IS NULL OR q.qc_version = ?)""",
+                               [label_map, label_map, qc_version, qc_version]).fetchall()
         return {(a, b) for a, b in rows}
 
     def has_feature_set(self, feature_key: str) -> bool:
@@ -572,7 +614,8 @@ class Store:
             for q in r.get("qc_rows") or ():
                 qc_rows.append((seg_key, q["reference_sha256"], q["region"], q.get("dice"),
                                 q.get("hd95_mm"), q.get("volume_pred_mm3"), q.get("volume_ref_mm3"),
-                                q.get("volume_diff_mm3")))
+                                q.get("volume_diff_mm3"), q.get("hd95_pooled_mm"),
+                                q.get("reference_label_map"), q.get("qc_version")))
             res_rows.append((r["cohort_id"], r["subject_id"], r["config_key"], input_key, seg_key,
                              feature_key, now, r.get("scan_id") or BASELINE_SCAN,
                              bool(r.get("baseline", True))))
@@ -598,17 +641,18 @@ class Store:
                                FROM _stats s WHERE images.path = s.path""")
                 con.unregister("_stats")
             if qc_rows:
-                # one reference per segmentation: scores against an older version of it go
+                # one reference per segmentation: scores against an older version of it, read
+                # with another label map or by older QC definitions go
                 refs = _frame([(q[0], q[1]) for q in qc_rows], ["seg_key", "ref"], ["seg_key"])
                 con.register("_refs", refs)
                 con.execute("""DELETE FROM qc_metrics USING _refs r
-                               WHERE qc_metrics.seg_key = r.seg_key
-                               AND qc_metrics.reference_sha256 != r.ref""")
+                               WHERE qc_metrics.seg_key = r.seg_key""")
                 con.unregister("_refs")
                 _insert(con, "qc_metrics", ["seg_key", "reference_sha256", "region", "dice",
                                             "hd95_mm", "volume_pred_mm3", "volume_ref_mm3",
-                                            "volume_diff_mm3"], qc_rows, replace=True,
-                        key=["seg_key", "reference_sha256", "region"])
+                                            "volume_diff_mm3", "hd95_pooled_mm",
+                                            "reference_label_map", "qc_version"], qc_rows,
+                        replace=True, key=["seg_key", "reference_sha256", "region"])
             _insert(con, "scan_results", ["cohort_id", "subject_id", "scan_id", "config_key",
                                           "input_key", "seg_key", "feature_key", "updated_at"],
                     [(r[0], r[1], r[7], *r[2:7]) for r in res_rows], replace=True,
@@ -709,34 +753,136 @@ class Store:
             ORDER BY r.subject_id, r.scan_id, f.tumour_class, f.sequence, f.feature""",
                         [cohort_id, config_key])
 
-    def qc_metrics(self, cohort_id: str, config_key: str | None = None) -> pd.DataFrame:
-        """QC metrics against the reference masks, per subject and region."""
+    def qc_metrics(self, cohort_id: str, config_key: str | None = None,
+                   qc_version: int | None = None) -> pd.DataFrame:
+        """QC metrics against the subjects' *current* reference masks, per subject and region.
+
+        Rows are joined on the segmentation AND the content hash of the reference mask the
+        subject has now (recorded when the cohort is registered), so scores against a removed
+        or changed reference are not returned. ``qc_version`` (default: the current
+        :data:`gliocore.qc.QC_VERSION`) drops scores made by older QC definitions.
+        """
+        if qc_version is None:
+            from gliocore.qc import QC_VERSION
+            qc_version = QC_VERSION
         config_key = config_key or self.latest_config(cohort_id)
         if config_key is None:
             return pd.DataFrame(columns=["subject_id", "region", "dice", "hd95_mm"])
         return self._df("""
             SELECT r.subject_id, s.backend, s.backend_version, q.region, q.dice, q.hd95_mm,
-                   q.volume_pred_mm3, q.volume_ref_mm3, q.volume_diff_mm3
+                   q.hd95_pooled_mm, q.volume_pred_mm3, q.volume_ref_mm3, q.volume_diff_mm3,
+                   q.reference_label_map
             FROM subject_results r JOIN segmentations s USING (seg_key)
-            JOIN qc_metrics q USING (seg_key)
-            WHERE r.cohort_id = ? AND r.config_key = ? ORDER BY r.subject_id, q.region""",
-                        [cohort_id, config_key])
+            JOIN subjects sub ON sub.cohort_id = r.cohort_id AND sub.subject_id = r.subject_id
+            JOIN qc_metrics q ON q.seg_key = r.seg_key
+                 AND q.reference_sha256 = sub.reference_sha256
+            WHERE r.cohort_id = ? AND r.config_key = ? AND q.qc_version = ?
+            ORDER BY r.subject_id, q.region""",
+                        [cohort_id, config_key, qc_version])
+
+    # -- registrations and locations -------------------------------------------------------
+    def registration(self, reg_key: str) -> dict[str, Any] | None:
+        """A cached registration (row of ``registrations``) or None."""
+        df = self._df("SELECT * FROM registrations WHERE reg_key = ?", [reg_key])
+        return None if df.empty else df.iloc[0].to_dict()
+
+    def save_registration(self, reg_key: str, moving_sha256: str, atlas: str, transform: str,
+                          code_version: str, transforms_json: str, brain_dice: float | None,
+                          seconds: float | None) -> None:
+        with self.transaction() as con:
+            con.execute("INSERT OR REPLACE INTO registrations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [reg_key, moving_sha256, atlas, transform, code_version, transforms_json,
+                         brain_dice, seconds, _now()])
+
+    def has_location(self, location_key: str) -> bool:
+        with self.connect() as con:
+            return con.execute("SELECT 1 FROM location_sets WHERE location_key = ?",
+                               [location_key]).fetchone() is not None
+
+    def save_location(self, *, location_key: str, seg_key: str, atlas: str, space: str,
+                      reg_key: str | None, code_version: str, atlas_mask_path: str | None,
+                      seconds: float | None,
+                      rows: Sequence[tuple[str, str, float | None, str | None, str | None]]
+                      ) -> None:
+        """Write one segmentation's location values in one transaction.
+
+        ``rows``: (tumour_class, feature, value, label, reason).
+        """
+        with self.transaction() as con:
+            con.execute("DELETE FROM location_values WHERE location_key = ?", [location_key])
+            if rows:
+                con.executemany("INSERT INTO location_values VALUES (?, ?, ?, ?, ?, ?)",
+                                [[location_key, *r] for r in rows])
+            con.execute("INSERT OR REPLACE INTO location_sets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [location_key, seg_key, atlas, space, reg_key, code_version,
+                         atlas_mask_path, seconds, _now()])
+
+    def location_sets_of(self, cohort_id: str, config_key: str | None = None,
+                         code_version: str | None = None) -> pd.DataFrame:
+        """Per subject: its segmentation's newest location set (of ``code_version`` when given),
+        with the atlas, space, registration quality and the atlas-space mask path."""
+        config_key = config_key or self.latest_config(cohort_id)
+        if config_key is None:
+            return pd.DataFrame(columns=["subject_id", "seg_key", "location_key", "atlas", "space",
+                                         "reg_key", "brain_dice", "atlas_mask_path"])
+        return self._df("""
+            SELECT subject_id, seg_key, location_key, atlas, space, reg_key, brain_dice,
+                   transform, atlas_mask_path, seconds, created_at FROM (
+                SELECT r.subject_id, r.seg_key, l.location_key, l.atlas, l.space, l.reg_key,
+                       g.brain_dice, g.transform, l.atlas_mask_path, l.seconds, l.created_at,
+                       row_number() OVER (PARTITION BY r.subject_id
+                                          ORDER BY l.created_at DESC) AS rn
+                FROM subject_results r JOIN location_sets l ON l.seg_key = r.seg_key
+                LEFT JOIN registrations g ON g.reg_key = l.reg_key
+                WHERE r.cohort_id = ? AND r.config_key = ?
+                  AND (CAST(? AS VARCHAR) IS NULL OR l.code_version = ?))
+            WHERE rn = 1 ORDER BY subject_id""",
+                        [cohort_id, config_key, code_version, code_version])
+
+    def location_long(self, cohort_id: str, config_key: str | None = None,
+                      code_version: str | None = None) -> pd.DataFrame:
+        """Location values of each subject's newest location set, long form.
+
+        Columns: subject_id, tumour_class, feature, value, label, reason.
+        """
+        config_key = config_key or self.latest_config(cohort_id)
+        if config_key is None:
+            return pd.DataFrame(columns=["subject_id", "tumour_class", "feature", "value",
+                                         "label", "reason"])
+        return self._df("""
+            WITH latest AS (
+                SELECT subject_id, location_key FROM (
+                    SELECT r.subject_id, l.location_key,
+                           row_number() OVER (PARTITION BY r.subject_id
+                                              ORDER BY l.created_at DESC) AS rn
+                    FROM subject_results r JOIN location_sets l ON l.seg_key = r.seg_key
+                    WHERE r.cohort_id = ? AND r.config_key = ?
+                      AND (CAST(? AS VARCHAR) IS NULL OR l.code_version = ?))
+                WHERE rn = 1)
+            SELECT latest.subject_id, v.tumour_class, v.feature, v.value, v.label, v.reason
+            FROM latest JOIN location_values v USING (location_key)
+            ORDER BY latest.subject_id, v.tumour_class, v.feature""",
+                        [cohort_id, config_key, code_version, code_version])
 
     # -- runs and errors ------------------------------------------------------------------
     def start_run(self, cohort_id: str, config_key: str, backend: str, workers: int,
                   n_subjects: int) -> str:
         run_id = uuid.uuid4().hex[:12]
         with self.transaction() as con:
-            con.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, NULL, 'running', ?, 0, 0, 0)",
+            con.execute("INSERT INTO runs (run_id, cohort_id, config_key, backend, workers, "
+                        "started_at, finished_at, status, n_subjects, n_computed, n_cached, "
+                        "n_errors) VALUES (?, ?, ?, ?, ?, ?, NULL, 'running', ?, 0, 0, 0)",
                         [run_id, cohort_id, config_key, backend, workers, _now(), n_subjects])
         return run_id
 
     def finish_run(self, run_id: str, status: str, n_computed: int, n_cached: int,
-                   n_errors: int) -> None:
+                   n_errors: int, warnings: Sequence[str] | None = None) -> None:
+        """Close a run with its counts and cohort-level warnings (JSON list, or NULL)."""
         with self.transaction() as con:
             con.execute("UPDATE runs SET finished_at = ?, status = ?, n_computed = ?, "
-                        "n_cached = ?, n_errors = ? WHERE run_id = ?",
-                        [_now(), status, n_computed, n_cached, n_errors, run_id])
+                        "n_cached = ?, n_errors = ?, warnings = ? WHERE run_id = ?",
+                        [_now(), status, n_computed, n_cached, n_errors,
+                         json.dumps(list(warnings)) if warnings else None, run_id])
 
     def add_error(self, run_id: str, cohort_id: str, subject_id: str, stage: str | None,
                   path: str | None, message: str, scan_id: str | None = None) -> None:
@@ -803,6 +949,15 @@ MIGRATIONS: tuple[str, ...] = (
     # may name a scan. Old rows are the only scan of a cross-sectional cohort: 'baseline'.
     f"ALTER TABLE subject_results ADD COLUMN IF NOT EXISTS scan_id VARCHAR DEFAULT '{BASELINE_SCAN}'",
     "ALTER TABLE subject_errors ADD COLUMN IF NOT EXISTS scan_id VARCHAR",
+    # QC (issue 8): the current reference mask's content hash per subject, so scores against a
+    # removed or changed reference are not shown; the reference's label map and the QC
+    # definitions' revision (HD95 by the BraTS definition + the pooled one) per score.
+    "ALTER TABLE subjects ADD COLUMN IF NOT EXISTS reference_sha256 VARCHAR",
+    "ALTER TABLE qc_metrics ADD COLUMN IF NOT EXISTS hd95_pooled_mm DOUBLE",
+    "ALTER TABLE qc_metrics ADD COLUMN IF NOT EXISTS reference_label_map VARCHAR",
+    "ALTER TABLE qc_metrics ADD COLUMN IF NOT EXISTS qc_version INTEGER",
+    # cohort-level warnings of a run (JSON list), e.g. no enhancing voxel in any subject
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS warnings VARCHAR",
 )
 
 #: Data migrations, each run once per store (recorded in ``meta``): (key, statements).

@@ -33,8 +33,19 @@ ID = "SUBJECT ID"
 SURVIVAL = "Survival(months)"
 IDH = "IDH-status"
 EVENT = "event"
+#: Progression-free survival (cohorts with follow-up scans; see gliocore.response).
+PFS = "PFS(months)"
+PFS_EVENT = "PFS_event"
+#: Survival endpoints a page can analyse: label -> (time column, event column, event word).
+ENDPOINTS: dict[str, tuple[str, str, str]] = {
+    "Overall survival": (SURVIVAL, EVENT, "deaths"),
+    "Progression-free survival": (PFS, PFS_EVENT, "progressions or deaths"),
+}
+#: Per-subject columns derived from follow-up scans (outcomes, never covariates).
+LONGITUDINAL_COLUMNS = ("n_scans", "followup_months", "response_target", "best_response",
+                        "best_pct_change", "progression_months", "pfs_reason")
 #: The outcome: a filter on these selects subjects by what the survival analyses study.
-OUTCOME_COLUMNS = (SURVIVAL, EVENT)
+OUTCOME_COLUMNS = (SURVIVAL, EVENT, PFS, PFS_EVENT)
 #: Clinical columns that are identifiers or paths, never filters or features.
 NON_DATA_COLUMNS = (ID, "img_dir", "has_images")
 CONTEXT_KEY = "_glioscope_context"
@@ -78,6 +89,44 @@ def load_table(db: str, stamp: str, cohort_id: str, config_key: str | None = Non
     """The seed's wide table (clinical + features + tumor_volume), every clinical subject."""
     from gliocore.export import seed_table
     return seed_table(get_store(db), cohort_id, config_key)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def load_response(db: str, stamp: str, cohort_id: str, config_key: str | None = None,
+                  confirm: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Per-scan assessment, per-subject summary and PFS (volumetric RANO 2.0)."""
+    from gliocore.export import cohort_response_of
+    from gliocore.response import ResponseCriteria
+    r = cohort_response_of(get_store(db), cohort_id, config_key, ResponseCriteria(confirm=confirm))
+    return r.scans, r.subjects, r.pfs
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def load_scans(db: str, stamp: str, cohort_id: str) -> pd.DataFrame:
+    """Every scan of a cohort (subject_id, scan_id, days, scan_order, folder)."""
+    return get_store(db).scans(cohort_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def load_scan_files(db: str, stamp: str, cohort_id: str, subject_id: str, scan_id: str
+                    ) -> dict[str, str]:
+    return get_store(db).scan_images(cohort_id, subject_id, scan_id)
+
+
+def endpoint_picker(ctx: "Context", key: str, dg: Any = None) -> tuple[str, str, str, str]:
+    """Overall or progression-free survival (PFS is offered when the cohort has follow-up
+    scans). Returns (label, time column, event column, event word)."""
+    table = ctx.table
+    options = [k for k, (t, e, _) in ENDPOINTS.items()
+               if t in table.columns and e in table.columns and table[t].notna().any()]
+    if len(options) <= 1:
+        label = options[0] if options else "Overall survival"
+    else:
+        label = (dg or st).radio("Endpoint", options, horizontal=True, key=key,
+                                 help="Progression-free survival: time from the baseline scan to "
+                                      "the first volumetric RANO 2.0 progression or death, censored "
+                                      "at the last scan (see the Progression page).")
+    return (label, *ENDPOINTS[label])
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -219,7 +268,8 @@ class Context:
     def feature_columns(self) -> list[str]:
         """Numeric radiomics columns of the wide table (``*_label1``, ``*_label2``, tumor_volume)."""
         return [c for c in self.table.columns
-                if (c.endswith("_label1") or c.endswith("_label2") or c == "tumor_volume")
+                if (c.endswith("_label1") or c.endswith("_label2") or c == "tumor_volume"
+                    or c.startswith(("loc_", "vasari_")))  # atlas location (gliocore.location)
                 and pd.api.types.is_numeric_dtype(self.table[c])]
 
     def outcome_filters(self) -> list[Filter]:

@@ -97,7 +97,7 @@ def sidebar_widget(at: AppTest, kind: str, label: str):
 
 
 # -- every page --------------------------------------------------------------------------------
-PAGES = ["cohort", "viewer", "features", "survival", "classifiers", "qc", "about"]
+PAGES = ["cohort", "viewer", "features", "survival", "classifiers", "progression", "qc", "about"]
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -120,6 +120,18 @@ def test_cohort_page_widgets(app_env):
     status = next(df.value for df in at.dataframe if "segmented" in df.value.columns)
     assert len(status) == N_SUBJECTS and status["segmented"].all()
     assert [m for m in at.metric if m.label == "Segmented"][0].value == str(N_SUBJECTS)
+
+
+def test_mask_import_needs_an_explicit_label_map(app_env):
+    """Issue 8.4: no default label map for imported masks; Process waits for one."""
+    at = _open("cohort")
+    at.radio(key="backend").set_value("import").run()
+    label_map = at.selectbox(key="import_label_map")
+    assert label_map.value is None
+    assert at.button(key="process").disabled is True
+    label_map.set_value("hdglio-v2").run()
+    assert at.button(key="process").disabled is False
+    assert any("--label-map hdglio-v2" in c.value for c in at.caption)
 
 
 def test_idh_filter_changes_n_on_every_page(app_env):
@@ -559,3 +571,90 @@ def test_upload_a_cohort_zip_then_a_hostile_one(tmp_path, monkeypatch):
     assert not at.exception
     assert any("zip slip" in e.value for e in at.error), [e.value for e in at.error]
     assert list((tmp_path / "uploads").iterdir()) == folders
+
+
+# -- several scans per subject -------------------------------------------------------------------
+def build_longitudinal_store(root: Path) -> Path:
+    """The tiny demo with follow-up scans (``synth.generate_followups``), processed."""
+    from gliocore import synth
+    from gliocore.cohort import load_cohort
+    from gliocore.pipeline import ProcessingConfig, process_cohort
+    from gliocore.store import Store
+
+    db = root / "gliocore.duckdb"
+    if (root / ".processed").exists():
+        return db
+    csv = synth.generate_demo_cohort(root / "demo", **DEMO_KW)
+    synth.generate_followups(root / "demo", seed=0)
+    cohort = load_cohort(csv, name="demo")
+    assert cohort.is_longitudinal
+    summary = process_cohort(cohort, Store(db), ProcessingConfig(backend="baseline", workers=2))
+    assert not summary.errors, summary.describe()
+    (root / ".processed").write_text(summary.cohort_id)
+    return db
+
+
+@pytest.fixture(scope="session")
+def long_store(tmp_path_factory) -> Path:
+    root = tmp_path_factory.getbasetemp() / "glioscope_long_store"
+    root.mkdir(exist_ok=True)
+    return build_longitudinal_store(root)
+
+
+@pytest.fixture
+def long_env(long_store, monkeypatch):
+    monkeypatch.setenv("GLIOSCOPE_DATA", str(long_store.parent))
+    monkeypatch.setenv("GLIOSCOPE_DB", str(long_store))
+    return long_store
+
+
+def test_progression_page_on_a_one_scan_cohort_explains_the_layout(app_env):
+    at = _open("progression")
+    assert "one scan per subject" in texts(at) and "scans.csv" in texts(at)
+
+
+def test_progression_page_longitudinal(long_env):
+    at = _open("progression")
+    assert not at.error, [e.value for e in at.error]
+    assert n_of_n(at) == (N_SUBJECTS, N_SUBJECTS)
+    metrics = {m.label: m.value for m in at.metric}
+    assert int(metrics["Subjects with follow-up"]) >= 3
+    assert int(metrics["Scans with a volume"]) > N_SUBJECTS
+    text = texts(at)
+    assert "RANO 2.0" in text and "Wen" in text and "65%" in text  # criteria and source shown
+    charts = [c for c in at.get("plotly_chart")]
+    assert len(charts) >= 4  # trajectory, spaghetti, swimmer, waterfall
+    at.checkbox(key="prog_confirm").check().run()
+    assert not at.exception, at.exception
+    at.radio(key="prog_scale").set_value("% from baseline").run()
+    assert not at.exception, at.exception
+    subjects = at.selectbox(key="prog_subject").options
+    at.selectbox(key="prog_subject").set_value(subjects[-1]).run()
+    assert not at.exception, at.exception
+
+
+def test_survival_and_classifiers_offer_pfs(long_env):
+    at = _open("survival")
+    radio = at.radio(key="survival_endpoint")
+    assert "Progression-free survival" in radio.options
+    radio.set_value("Progression-free survival").run()
+    assert not at.exception, at.exception
+    assert "progressions or deaths observed" in texts(at)
+    at.switch_page("pages/classifiers.py").run()
+    assert not at.exception, at.exception
+    at.radio(key="clf_endpoint").set_value("Progression-free survival").run()
+    assert not at.exception, at.exception
+
+
+def test_viewer_steps_through_timepoints(long_env):
+    at = _open("viewer")
+    assert not at.exception, at.exception
+    sel = at.selectbox(key="tp_subject")
+    assert sel.options
+    caption = next(c.value for c in at.caption if "scans; showing" in c.value)
+    n = int(re.search(r"(\d+) scans; showing", caption).group(1))
+    assert n >= 2
+    if n > 4:
+        at.slider(key=f"tp_start_{sel.value}").set_value(1).run()
+        assert not at.exception, at.exception
+        assert any("showing 2–" in c.value for c in at.caption)
