@@ -126,12 +126,16 @@ def register_cohort(store: Store, cohort: Cohort, naming: str | None = None) -> 
         scans_by_id.setdefault(sc.subject_id, []).append(sc)
     rows = []
     pending: list[tuple[str, int, int, str]] = []
+    # the current references' content: QC scores are shown against it only (one lookup for all)
+    refs = [Path(s.reference_mask) for s in cohort.subjects
+            if s.reference_mask and Path(s.reference_mask).is_file()]
+    ref_shas = FileHasher(store).hash_many(refs, pending)
     for rec in cohort.clinical.to_dict(orient="records"):
         sid = str(rec["SUBJECT ID"])
         subj = by_id.get(sid)
-        ref_sha = None  # the current reference's content: QC scores are shown against it only
-        if subj is not None and subj.reference_mask and Path(subj.reference_mask).is_file():
-            ref_sha = hash_file_cached(store, Path(subj.reference_mask), pending)
+        ref_sha = None
+        if subj is not None and subj.reference_mask:
+            ref_sha = ref_shas.get(str(Path(subj.reference_mask).resolve()))
         rows.append({"subject_id": sid, "folder": str(subj.folder) if subj else None,
                      "has_images": subj is not None,
                      "reference_mask": str(subj.reference_mask) if subj and subj.reference_mask else None,
