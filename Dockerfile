@@ -17,10 +17,11 @@ RUN useradd --create-home --uid 1000 glio
 WORKDIR /app
 
 # PyRadiomics builds from source against the numpy already installed: install in that order.
-COPY requirements.txt ./
+COPY requirements.txt requirements-nodeps.txt ./
 RUN pip install "numpy==2.4.6" "setuptools==84.2.1" "wheel==0.45.1" "torch==2.13.0" \
     && pip install --no-build-isolation "pyradiomics==3.0.1" \
-    && pip install -r requirements.txt
+    && pip install -r requirements.txt \
+    && pip install --no-deps -r requirements-nodeps.txt
 
 COPY --chown=glio:glio . .
 RUN pip install --no-deps -e . && mkdir -p /app/data && chown glio:glio /app/data

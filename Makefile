@@ -7,7 +7,7 @@ WORKERS ?= 2
 
 .PHONY: run setup setup-dev demo process test browser-deps lint bench clean
 
-$(VENV)/.installed: requirements.txt scripts/setup_env.sh pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-nodeps.txt scripts/setup_env.sh pyproject.toml
 	scripts/setup_env.sh
 	touch $@
 

@@ -1,10 +1,17 @@
-"""Cohorts: a clinical table plus an image root, resolved into validated subjects.
+"""Cohorts: a clinical table plus an image root, resolved into validated subjects and scans.
 
 A :class:`Cohort` is built by :func:`load_cohort` from a clinical CSV and an image folder.
 Each subject's four sequences are found by file name under one of several
 :class:`NamingScheme` conventions (TCGA, BraTS 2020/21, BraTS 2023, nnU-Net/HD-GLIO, or a
 custom one). Every problem is a :class:`~gliocore.errors.SubjectError` that names the subject
-and file; the other subjects go on.
+(and scan) and file; the other subjects go on.
+
+A subject can have several **scans** (timepoints). They come from a scans table (``scans=``,
+or a ``scans.csv`` beside the clinical table: one row per scan with the subject ID, a scan ID
+and/or date / days from baseline, and the image folder) or from the folder convention
+``<subject>/<timepoint>/<files>`` (as in TCIA's longitudinal collections; timepoints ordered
+by the date or day number in their names). A cohort without timepoints has one scan per
+subject, :data:`BASELINE_SCAN`, and behaves exactly as a cross-sectional cohort.
 """
 from __future__ import annotations
 
@@ -18,13 +25,20 @@ import pandas as pd
 
 from gliocore.errors import CohortError, GeometryMismatchError, InvalidVolumeError, SubjectError
 from gliocore.io import Volume, check_same_grid, load_volume
-from gliocore.types import SEQUENCES, PathType
+from gliocore.tabular import is_missing_text, read_text_table, to_number
+from gliocore.types import BASELINE_SCAN, SEQUENCES, PathType
 
 ID_COLUMN = "SUBJECT ID"
 SURVIVAL_COLUMN = "Survival(months)"
 IDH_COLUMN = "IDH-status"
 EVENT_COLUMN = "event"
 IMG_DIR_COLUMN = "img_dir"
+#: File name of a scans table found automatically beside the clinical table.
+SCANS_FILE = "scans.csv"
+#: Accepted column names of a scans table (first match wins), by meaning.
+SCAN_ID_COLUMNS = ("scan_id", "scan", "timepoint", "session")
+SCAN_DAYS_COLUMNS = ("days", "days_from_baseline", "day")
+SCAN_DATE_COLUMNS = ("date", "scan_date", "acquisition_date")
 REQUIRED_COLUMNS = (ID_COLUMN, SURVIVAL_COLUMN, IDH_COLUMN)
 IDH_VALUES = ("mutant", "wildtype")
 NIFTI_EXTENSIONS = (".nii.gz", ".nii")
@@ -143,6 +157,38 @@ class Subject:
         return Path(self.sequences[sequence])
 
 
+@dataclass(frozen=True)
+class Scan(Subject):
+    """One scan (timepoint) of a subject: a :class:`Subject` with a scan ID and a time.
+
+    Everything per image (hashes, segmentation, features, QC, location) is computed per scan.
+
+    Attributes
+    ----------
+    scan_id : str
+        Unique within the subject; :data:`BASELINE_SCAN` in a cohort without timepoints.
+    days : float or None
+        Days from the subject's first scan (0 for it); None when the scans' times are unknown
+        (they are then ordered by name and no time-based endpoint is derived).
+    """
+
+    scan_id: str = BASELINE_SCAN
+    days: float | None = 0.0
+
+    @property
+    def label(self) -> str:
+        """``subject`` for the only scan of a cross-sectional cohort, else ``subject/scan``."""
+        return self.subject_id if self.scan_id == BASELINE_SCAN else \
+            f"{self.subject_id}/{self.scan_id}"
+
+
+def as_scan(subject: Subject) -> Scan:
+    """A subject's images as its baseline scan (a :class:`Scan` is returned unchanged)."""
+    if isinstance(subject, Scan):
+        return subject
+    return Scan(subject.subject_id, subject.sequences, subject.folder, subject.reference_mask)
+
+
 @dataclass
 class Cohort:
     """A clinical table and the subjects whose images were found.
@@ -156,9 +202,13 @@ class Cohort:
         One row per clinical-table subject with typed columns (``SUBJECT ID`` str,
         ``Survival(months)`` float, ``event`` 0/1, ``IDH-status`` 'mutant'/'wildtype'/NaN, ...).
     subjects : list of Subject
-        Subjects with all four sequence files found (contents are checked later, when loaded).
+        Subjects with all four sequence files found (contents are checked later, when loaded);
+        for a subject with several scans, its first (baseline) scan.
     problems : list of SubjectError
-        Everything that went wrong, each naming the subject and file.
+        Everything that went wrong, each naming the subject (and scan) and file.
+    scans : list of Scan
+        Every scan with its four files found, ordered by subject then time. Defaults to the
+        subjects as baseline scans (a cohort without timepoints).
     """
 
     name: str
@@ -167,9 +217,23 @@ class Cohort:
     clinical: pd.DataFrame
     subjects: list[Subject] = field(default_factory=list)
     problems: list[SubjectError] = field(default_factory=list)
+    scans: list[Scan] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.scans:
+            self.scans = [as_scan(s) for s in self.subjects]
 
     def __len__(self) -> int:
         return len(self.subjects)
+
+    @property
+    def is_longitudinal(self) -> bool:
+        """Whether any subject has more than one scan (or a scan other than the baseline)."""
+        return any(s.scan_id != BASELINE_SCAN for s in self.scans)
+
+    def scans_of(self, subject_id: str) -> list[Scan]:
+        """A subject's scans in time order (empty when it has none)."""
+        return [s for s in self.scans if s.subject_id == subject_id]
 
     def subject(self, subject_id: str) -> Subject:
         for s in self.subjects:
@@ -182,12 +246,15 @@ class Cohort:
         return [s.subject_id for s in self.subjects]
 
 
-def find_sequences(folder: Path, subject_id: str,
-                   schemes: Sequence[NamingScheme]) -> tuple[dict[str, Path], str]:
+def find_sequences(folder: Path, subject_id: str, schemes: Sequence[NamingScheme],
+                   own_folder: bool | None = None, scan_id: str | None = None
+                   ) -> tuple[dict[str, Path], str]:
     """Find the four sequence files of one subject in ``folder``.
 
     Files are considered when their name starts with the subject ID or when the folder is the
-    subject's own. The first scheme that finds all four sequences wins.
+    subject's own (its name is the subject ID, or ``own_folder`` is true: a timepoint folder of
+    the subject, or an ``img_dir`` of a scans table). The first scheme that finds all four
+    sequences wins. ``scan_id`` names the scan in errors.
 
     Returns
     -------
@@ -201,8 +268,9 @@ def find_sequences(folder: Path, subject_id: str,
         When no scheme finds all four; the message lists what was found and missing.
     """
     if not folder.is_dir():
-        raise SubjectError(subject_id, "image folder not found", path=str(folder), stage="load")
-    own_folder = folder.name == subject_id
+        raise SubjectError(subject_id, "image folder not found", path=str(folder), stage="load",
+                           scan_id=scan_id)
+    own_folder = bool(own_folder) or folder.name == subject_id
     files = sorted(p for p in folder.iterdir()
                    if p.is_file() and _strip_nifti(p.name) is not None
                    and (own_folder or _named_for(p.name, subject_id, schemes)))
@@ -221,7 +289,7 @@ def find_sequences(folder: Path, subject_id: str,
             if dupes:
                 raise SubjectError(subject_id, f"more than one file for a sequence under naming "
                                    f"{scheme.name!r}: {'; '.join(dupes)}", path=str(folder),
-                                   stage="load")
+                                   stage="load", scan_id=scan_id)
             return found, scheme.name
         if len(found) > len(best[0]):
             best = (found, scheme.name)
@@ -231,7 +299,7 @@ def find_sequences(folder: Path, subject_id: str,
               f"{name!r}; missing {', '.join(missing)}") if found else "no sequence file recognised"
     raise SubjectError(subject_id, f"cannot find all four sequences ({detail}); "
                        f"tried naming {', '.join(s.name for s in schemes)}", path=str(folder),
-                       stage="load")
+                       stage="load", scan_id=scan_id)
 
 
 def _named_for(filename: str, subject_id: str, schemes: Sequence[NamingScheme]) -> bool:
@@ -268,11 +336,9 @@ def read_clinical(csv_path: PathType, id_column: str = ID_COLUMN
     path = Path(csv_path)
     if not path.exists():
         raise CohortError(f"clinical table not found: {path}")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except Exception as exc:
-        raise CohortError(f"cannot read clinical table {path}: {exc}") from exc
-    df.columns = [c.strip() for c in df.columns]
+    # BOM, ';'/tab separators, blank lines, duplicated headers, over-long rows (tabular.py)
+    table = read_text_table(path, id_column)
+    df = table.frame
     if id_column != ID_COLUMN:
         if id_column not in df.columns:
             raise CohortError(f"{path}: ID column {id_column!r} not found; columns are "
@@ -282,7 +348,7 @@ def read_clinical(csv_path: PathType, id_column: str = ID_COLUMN
     if missing:
         raise CohortError(f"{path}: required column(s) {', '.join(missing)} missing; "
                           f"columns are {', '.join(df.columns)}")
-    problems: list[SubjectError] = []
+    problems: list[SubjectError] = list(table.problems)
     df[ID_COLUMN] = df[ID_COLUMN].str.strip()
     empty = df[ID_COLUMN] == ""
     if empty.any():
@@ -299,9 +365,8 @@ def read_clinical(csv_path: PathType, id_column: str = ID_COLUMN
 
     def numeric(column: str, minimum: float | None = None) -> None:
         raw = df[column].str.strip()
-        values = pd.to_numeric(raw.replace({"": None, "NA": None, "NaN": None, "nan": None}),
-                               errors="coerce")
-        bad = values.isna() & ~raw.isin(["", "NA", "NaN", "nan"])
+        values = to_number(raw, table.decimal_comma)  # Excel's decimal commas (12,5) too
+        bad = values.isna() & ~is_missing_text(raw)
         if minimum is not None:
             bad |= values < minimum
         for sid, text in zip(df.loc[bad, ID_COLUMN], raw[bad]):
@@ -343,20 +408,27 @@ def read_clinical(csv_path: PathType, id_column: str = ID_COLUMN
     for col in df.columns:
         if col in (ID_COLUMN, IDH_COLUMN, IMG_DIR_COLUMN, "sex") or df[col].dtype != object:
             continue
-        conv = pd.to_numeric(df[col].replace({"": None}), errors="coerce")
-        if conv.notna().sum() == (df[col] != "").sum() and conv.notna().any():
+        conv = to_number(df[col], table.decimal_comma)
+        if conv.notna().sum() == (~is_missing_text(df[col])).sum() and conv.notna().any():
             df[col] = conv
     return df.reset_index(drop=True), problems
 
 
 def load_cohort(clinical_csv: PathType, image_root: PathType | None = None, *,
                 naming: str | NamingScheme | None = None, id_column: str = ID_COLUMN,
-                name: str | None = None, reference_suffix: str | None = "_truth") -> Cohort:
+                name: str | None = None, reference_suffix: str | None = "_truth",
+                scans: PathType | bool | None = None) -> Cohort:
     """Resolve a clinical CSV and an image root into a :class:`Cohort`.
 
     Each subject's folder is, in order: the CSV's ``img_dir`` value (absolute, or relative to
     ``image_root``, or relative to the CSV's folder), ``image_root/<subject>/``, or
     ``image_root`` itself (files named ``<subject>...``).
+
+    Scans (timepoints) come from, in order: the scans table (``scans``, or ``scans.csv``
+    beside the clinical table), one row per scan (see :func:`read_scans`); or the folder
+    convention: a subject folder holding no sequence file but sub-folders that do, one per
+    timepoint (``<subject>/<timepoint>/``, ordered by the date or day number in their names,
+    see :func:`timepoint_days`). Otherwise the subject has one scan, :data:`BASELINE_SCAN`.
 
     Parameters
     ----------
@@ -367,10 +439,13 @@ def load_cohort(clinical_csv: PathType, image_root: PathType | None = None, *,
         A preset name (``tcga``, ``brats``, ``brats2023``, ``nnunet``, ``bet``), a custom
         spec (``"t1=_t1,t1c=_t1ce,t2=_t2,flair=_flair"``) or None to try all presets.
     id_column : str
-        Column with subject IDs (renamed to ``SUBJECT ID``).
+        Column with subject IDs (renamed to ``SUBJECT ID``), in both tables.
     reference_suffix : str or None
         File-name suffix of a reference mask in canonical labels (the demo writes
         ``<subject>_truth.nii.gz``); None to not look.
+    scans : path, False or None
+        The scans table; None looks for ``scans.csv`` beside the clinical table; False
+        ignores one.
 
     Returns
     -------
@@ -382,24 +457,52 @@ def load_cohort(clinical_csv: PathType, image_root: PathType | None = None, *,
         raise CohortError(f"image root not found: {root}")
     clinical, problems = read_clinical(csv, id_column=id_column)
     schemes = get_naming(naming)
+    scans_csv: Path | None = None
+    if scans is None:
+        auto = csv.parent / SCANS_FILE
+        scans_csv = auto if auto.is_file() and auto != csv else None
+    elif scans is not False and scans is not True:
+        scans_csv = Path(scans).resolve()
+    table = None
+    if scans_csv is not None:
+        table, scan_problems = read_scans(scans_csv, id_column=id_column)
+        problems.extend(scan_problems)
+        unknown = sorted(set(table["subject_id"]) - set(clinical[ID_COLUMN]))
+        for sid in unknown:
+            problems.append(SubjectError(sid, "scans listed in the scans table but the subject is "
+                                         "not in the clinical table; they are left out",
+                                         path=str(scans_csv), stage="load"))
     subjects: list[Subject] = []
+    all_scans: list[Scan] = []
     for _, row in clinical.iterrows():
         sid = str(row[ID_COLUMN])
-        folder = _subject_folder(sid, row.get(IMG_DIR_COLUMN), root, csv.parent)
-        try:
-            paths, _scheme = find_sequences(folder, sid, schemes)
-        except SubjectError as err:
-            problems.append(err)
-            continue
-        ref = None
-        if reference_suffix:
-            for ext in NIFTI_EXTENSIONS:
-                cand = folder / f"{sid}{reference_suffix}{ext}"
-                if cand.exists():
-                    ref = cand
-                    break
-        subjects.append(Subject(sid, paths, folder, ref))
-    return Cohort(name or csv.parent.name, csv, root, clinical, subjects, problems)
+        if table is not None and (table["subject_id"] == sid).any():
+            candidates = _scans_from_table(table[table["subject_id"] == sid], sid, root,
+                                           scans_csv.parent)
+        else:
+            folder = _subject_folder(sid, row.get(IMG_DIR_COLUMN), root, csv.parent)
+            candidates = _scans_from_folders(folder, sid, schemes)
+        found: list[Scan] = []
+        for scan_id, days, folder in candidates:
+            err_scan = None if scan_id == BASELINE_SCAN else scan_id
+            try:
+                paths, _scheme = find_sequences(folder, sid, schemes,
+                                                own_folder=sid in folder.parts or None,
+                                                scan_id=err_scan)
+            except SubjectError as err:
+                problems.append(err)
+                continue
+            found.append(Scan(sid, paths, folder, _reference(folder, sid, reference_suffix),
+                              scan_id=scan_id, days=days))
+        all_scans.extend(found)
+        if found and found[0].scan_id == candidates[0][0]:  # the baseline scan loaded
+            subjects.append(found[0])
+        elif found:
+            problems.append(SubjectError(sid, f"the first scan ({candidates[0][0]}) failed, so the "
+                                         "subject has no baseline for the cross-sectional analyses; "
+                                         "its later scans are still processed", stage="load",
+                                         scan_id=candidates[0][0]))
+    return Cohort(name or csv.parent.name, csv, root, clinical, subjects, problems, all_scans)
 
 
 def _subject_folder(sid: str, img_dir: object, root: Path, csv_dir: Path) -> Path:
@@ -411,6 +514,174 @@ def _subject_folder(sid: str, img_dir: object, root: Path, csv_dir: Path) -> Pat
     if (root / sid).is_dir():
         return root / sid
     return root
+
+
+def _reference(folder: Path, sid: str, reference_suffix: str | None) -> Path | None:
+    if reference_suffix:
+        for ext in NIFTI_EXTENSIONS:
+            cand = folder / f"{sid}{reference_suffix}{ext}"
+            if cand.exists():
+                return cand
+    return None
+
+
+def _scans_from_table(rows: pd.DataFrame, sid: str, root: Path, csv_dir: Path
+                      ) -> list[tuple[str, float | None, Path]]:
+    out = []
+    for r in rows.itertuples(index=False):
+        if isinstance(r.img_dir, str) and r.img_dir.strip():
+            rel = Path(r.img_dir.strip())
+            cands = [rel] if rel.is_absolute() else [root / rel, csv_dir / rel]
+            folder = next((c for c in cands if c.is_dir()), cands[0])  # absent: error on load
+        else:  # no folder given: <root>/<subject>/<scan>/ when it exists
+            folder = _subject_folder(sid, None, root, csv_dir)
+            sub = folder / r.scan_id
+            folder = sub if sub.is_dir() else folder
+        out.append((r.scan_id, None if pd.isna(r.days) else float(r.days), folder))
+    return out
+
+
+def _scans_from_folders(folder: Path, sid: str, schemes: Sequence[NamingScheme]
+                        ) -> list[tuple[str, float | None, Path]]:
+    """The folder convention: timepoint sub-folders of a subject folder without own files."""
+    if folder.is_dir() and folder.name == sid and not any(
+            p.is_file() and _strip_nifti(p.name) is not None for p in folder.iterdir()):
+        tps = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
+                     and any(_strip_nifti(f.name) is not None for f in p.iterdir() if f.is_file()))
+        if tps:
+            days = timepoint_days([p.name for p in tps])
+            order = sorted(range(len(tps)), key=lambda i: (days[i] is None, days[i] or 0.0,
+                                                           _natural(tps[i].name)))
+            return [(tps[i].name, days[i], tps[i]) for i in order]
+    return [(BASELINE_SCAN, 0.0, folder)]
+
+
+def _natural(text: str) -> list:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
+
+
+_DATE_PATTERNS = (
+    (re.compile(r"(?<!\d)(\d{4})-(\d{2})-(\d{2})(?!\d)"), ("y", "m", "d")),   # 2001-05-31
+    (re.compile(r"(?<!\d)(\d{2})-(\d{2})-(\d{4})(?!\d)"), ("m", "d", "y")),   # TCIA 05-31-2001
+    (re.compile(r"(?<!\d)(\d{4})(\d{2})(\d{2})(?!\d)"), ("y", "m", "d")),      # 20010531
+)
+_DAY_PATTERN = re.compile(r"(?:^|[^a-z])(day|d|week|wk|w|month|m)[ _-]?(\d+)(?!\d)", re.I)
+
+
+def timepoint_days(names: Sequence[str]) -> list[float | None]:
+    """Days from the first timepoint, read from timepoint (folder) names.
+
+    Recognised, when *every* name has it: a date (``2001-05-31``, TCIA's ``05-31-2001-…``,
+    ``20010531``), or a day / week / month number (``day120``, ``d120``, ``week12``, ``w12``,
+    ``month3``; a month counts 30.4375 days). Otherwise every value is None (the times are
+    unknown; the scans are then ordered by name).
+    """
+    import datetime as _dt
+    dates: list[_dt.date | None] = []
+    for n in names:
+        d = None
+        for pattern, order in _DATE_PATTERNS:
+            m = pattern.search(n)
+            if m:
+                parts = dict(zip(order, (int(g) for g in m.groups())))
+                try:
+                    d = _dt.date(parts["y"], parts["m"], parts["d"])
+                except ValueError:
+                    d = None
+                if d is not None:
+                    break
+        dates.append(d)
+    if names and all(d is not None for d in dates):
+        first = min(dates)  # type: ignore[type-var]
+        return [float((d - first).days) for d in dates]  # type: ignore[operator]
+    values: list[float | None] = []
+    for n in names:
+        m = _DAY_PATTERN.search(n)
+        if m is None:
+            return [None] * len(names)
+        unit = m.group(1).lower()
+        factor = 7.0 if unit in ("week", "wk", "w") else 30.4375 if unit in ("month", "m") else 1.0
+        values.append(float(m.group(2)) * factor)
+    if not values:
+        return []
+    first_v = min(v for v in values if v is not None)
+    return [v - first_v for v in values]  # type: ignore[operator]
+
+
+def read_scans(csv_path: PathType, id_column: str = ID_COLUMN
+               ) -> tuple[pd.DataFrame, list[SubjectError]]:
+    """Read a scans table: one row per scan (timepoint) of a subject.
+
+    Columns: the subject ID (``SUBJECT ID`` or ``id_column``); a scan ID (``scan_id``,
+    ``scan``, ``timepoint`` or ``session``) and/or the time (``days`` from baseline, or a
+    ``date``); ``img_dir`` (the scan's image folder, absolute or relative to the image root or
+    to the table's folder). A scan without an ID is named by its date or ``day<N>``. Days are
+    made relative to each subject's first scan; with dates, they are the days between dates.
+
+    Returns
+    -------
+    scans : DataFrame
+        Columns ``subject_id``, ``scan_id``, ``days`` (float, NaN when unknown), ``img_dir``;
+        sorted by subject, then time (unknown last), then scan ID.
+    problems : list of SubjectError
+        Unreadable times and duplicate scan IDs, each naming the subject, scan and table.
+
+    Raises
+    ------
+    CohortError
+        When the file cannot be read or lacks the ID column or both scan ID and time.
+    """
+    path = Path(csv_path)
+    table = read_text_table(path, id_column)  # BOM, ';' separators, blank lines, ... (tabular.py)
+    df = table.frame
+    lower = {c.lower(): c for c in df.columns}
+    idc = id_column if id_column in df.columns else ID_COLUMN if ID_COLUMN in df.columns else None
+    if idc is None:
+        raise CohortError(f"{path}: ID column {id_column!r} not found; columns are "
+                          f"{', '.join(df.columns)}")
+    scan_col = next((lower[c] for c in SCAN_ID_COLUMNS if c in lower), None)
+    days_col = next((lower[c] for c in SCAN_DAYS_COLUMNS if c in lower), None)
+    date_col = next((lower[c] for c in SCAN_DATE_COLUMNS if c in lower), None)
+    if scan_col is None and days_col is None and date_col is None:
+        raise CohortError(f"{path}: a scans table needs a scan ID column ({', '.join(SCAN_ID_COLUMNS)}) "
+                          f"or a time column ({', '.join(SCAN_DAYS_COLUMNS + SCAN_DATE_COLUMNS)})")
+    problems: list[SubjectError] = list(table.problems)
+    out = pd.DataFrame({"subject_id": df[idc].str.strip()})
+    out = out.assign(img_dir=df[lower["img_dir"]].str.strip() if "img_dir" in lower else "")
+    days = pd.Series(np.nan, index=df.index)
+    label = pd.Series("", index=df.index)
+    if days_col is not None:
+        raw = df[days_col].str.strip()
+        days = to_number(raw, table.decimal_comma)
+        label = raw.map(lambda t: f"day{t}" if t else "")
+        bad = days.isna() & (raw != "")
+    elif date_col is not None:
+        raw = df[date_col].str.strip()
+        dates = pd.to_datetime(raw.replace({"": None}), errors="coerce", format="mixed")
+        bad = dates.isna() & (raw != "")
+        label = raw
+        first = dates.groupby(out["subject_id"]).transform("min")
+        days = (dates - first).dt.days.astype(float)
+    else:
+        bad = pd.Series(False, index=df.index)
+    for i in df.index[bad]:
+        problems.append(SubjectError(out.at[i, "subject_id"], f"scan time {df.loc[i, days_col or date_col]!r} "
+                                     "is not a number of days or a date; its time is unknown",
+                                     path=str(path), stage="load"))
+    scan_ids = df[scan_col].str.strip() if scan_col is not None else label
+    out["scan_id"] = [sid if sid else (lab or f"scan{k + 1}")
+                      for k, (sid, lab) in enumerate(zip(scan_ids, label))]
+    out["days"] = days.astype(float)
+    out = out[out["subject_id"] != ""]
+    out["days"] = out["days"] - out.groupby("subject_id")["days"].transform("min")
+    dup = out.duplicated(["subject_id", "scan_id"], keep="first")
+    for sid, scan in out.loc[dup, ["subject_id", "scan_id"]].itertuples(index=False):
+        problems.append(SubjectError(sid, "duplicate scan ID in the scans table; the first row is "
+                                     "used", path=str(path), stage="load", scan_id=scan))
+    out = out[~dup]
+    out = out.assign(_unknown=out["days"].isna(), _nat=out["scan_id"].map(_natural))
+    out = out.sort_values(["subject_id", "_unknown", "days", "scan_id"], kind="stable")
+    return out.drop(columns=["_unknown", "_nat"]).reset_index(drop=True), problems
 
 
 def load_subject_images(subject: Subject, dtype: np.dtype | type | None = np.float32
@@ -431,13 +702,20 @@ def load_subject_images(subject: Subject, dtype: np.dtype | type | None = np.flo
         try:
             images[seq] = load_volume(path, dtype=dtype)
         except InvalidVolumeError as exc:
-            raise SubjectError(subject.subject_id, str(exc), path=str(path), stage="load") from exc
+            raise SubjectError(subject.subject_id, str(exc), path=str(path), stage="load",
+                               scan_id=scan_label(subject)) from exc
     try:
         check_same_grid(images)
     except GeometryMismatchError as exc:
         raise SubjectError(subject.subject_id, str(exc), path=str(subject.folder),
-                           stage="load") from exc
+                           stage="load", scan_id=scan_label(subject)) from exc
     return images
+
+
+def scan_label(subject: Subject) -> str | None:
+    """The scan ID to name in an error: None for a subject's only (baseline) scan."""
+    scan_id = getattr(subject, "scan_id", BASELINE_SCAN)
+    return None if scan_id == BASELINE_SCAN else scan_id
 
 
 def clinical_frame(cohort: Cohort, subject_ids: Iterable[str] | None = None) -> pd.DataFrame:

@@ -31,16 +31,21 @@ class SubjectError(GlioError):
         The file concerned.
     stage : str, optional
         Pipeline stage: ``"load"``, ``"segment"``, ``"features"``, ...
+    scan_id : str, optional
+        The scan (timepoint) concerned, in a cohort with several scans per subject; None for
+        the only scan of a cross-sectional cohort or a problem of the subject as a whole.
     """
 
     def __init__(self, subject_id: str, message: str, path: str | None = None,
-                 stage: str | None = None):
+                 stage: str | None = None, scan_id: str | None = None):
         self.subject_id = subject_id
         self.path = None if path is None else str(path)
         self.stage = stage
         self.message = message
+        self.scan_id = scan_id
+        scan = f", scan {scan_id}" if scan_id else ""
         where = f" ({self.path})" if self.path else ""
-        super().__init__(f"subject {subject_id}{where}: {message}")
+        super().__init__(f"subject {subject_id}{scan}{where}: {message}")
 
 
 class SegmenterUnavailableError(GlioError, RuntimeError):
@@ -53,3 +58,11 @@ class FeatureExtractionError(GlioError, RuntimeError):
 
 class GlioWarning(UserWarning):
     """Base warning class for gliocore (input checks that do not stop processing)."""
+
+
+class UploadError(GlioError, ValueError):
+    """An uploaded cohort zip was refused (unsafe, too large, wrong file types, unusable)."""
+
+
+class StoreBusyError(GlioError, RuntimeError):
+    """Another processing run holds the store (see :meth:`gliocore.store.Store.run_lock`)."""

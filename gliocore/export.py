@@ -15,17 +15,38 @@ any other shape feature ``X``               ``{X}_label{n}`` (image type prefix 
 any other feature ``X`` of sequence s       ``{s}_{X}_label{n}``
 =========================================  ===============================================
 
-``tumor_volume`` = ``Volume_label1 + Volume_label2``; an empty label (nothing of that class
-found) counts as 0 mm³, so a processed subject with no tumour found has ``tumor_volume`` 0; a
-volume missing for another reason (one-voxel label, extraction error) makes it missing.
+``tumor_volume`` = ``Volume_label1 + Volume_label2``.
+
+``resegmentShape``. With PyRadiomics' ``resegmentShape: true`` (and a ``resegmentRange``)
+shape depends on each sequence's intensities, so shape columns are per sequence
+(``{seq}_Volume_label{n}``, ``{seq}_Max3DDiameter_label{n}``: the resegmented ROI). The seed
+columns ``Volume_label{n}`` and ``tumor_volume`` then describe the segmentation mask itself
+(voxel count x voxel volume), never one sequence's resegmented ROI; there is no
+sequence-independent ``Max3DDiameter_label{n}`` in that mode.
+
+Degenerate labels. A label PyRadiomics cannot measure (one voxel, a 1-D line) keeps missing
+shape, intensity and texture values with the reason in the store, but its ``Volume_label{n}``
+is its voxel-count volume (voxels x voxel volume, from the segmentation record), so the subject
+keeps ``tumor_volume`` and the other class's features.
+
+Empty labels. A class the segmentation did not find (its label is empty) has size 0: its
+``Volume_label{n}`` is 0 mm³, its ``Max3DDiameter_label{n}`` 0 mm, and so are its other
+size-type shape features (:data:`SIZE_FEATURES`). Its intensity and texture features stay
+missing, and the store keeps the reason (``"label empty"``). So a tumour without enhancement
+has ``Volume_label1`` 0, not missing, and every page and analysis (filters, Kaplan–Meier
+splits, Cox, the survival screen, classifiers) sees that 0; a processed subject with no tumour
+found has ``tumor_volume`` 0.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from gliocore.localise import CODE_VERSION as LOCATION_VERSION
+from gliocore.response import (DAYS_PER_MONTH, PFS_EVENT_COLUMN, PFS_TIME_COLUMN,
+                               RANO2_VOLUMETRIC, CohortResponse, ResponseCriteria,
+                               cohort_response)
 from gliocore.store import Store
 from gliocore.types import SEQUENCES, TumourClass
 
@@ -37,6 +58,15 @@ SEED_NAMES: dict[str, str] = {
     "original_gldm_GrayLevelNonUniformity": "GrayLevelNonUniformity",
 }
 CLINICAL_FIRST = ("SUBJECT ID", "img_dir", "Survival(months)", "IDH-status", "age", "sex", "event")
+
+#: The reason :mod:`gliocore.radiomics` gives for a label with no voxel.
+EMPTY_LABEL = "label empty"
+#: PyRadiomics shape features that measure size (volume, area, lengths): 0 for an empty label.
+#: Ratios (Sphericity, Elongation, Flatness, SurfaceVolumeRatio) are undefined and stay missing.
+SIZE_FEATURES = frozenset({
+    "MeshVolume", "VoxelVolume", "SurfaceArea", "Maximum3DDiameter", "Maximum2DDiameterSlice",
+    "Maximum2DDiameterColumn", "Maximum2DDiameterRow", "MajorAxisLength", "MinorAxisLength",
+    "LeastAxisLength"})
 
 
 def wide_column(tumour_class: str, sequence: str, feature: str) -> str:
@@ -65,10 +95,59 @@ def _column_order(columns: list[str]) -> list[str]:
     return sorted(columns, key=key)
 
 
-def features_wide(long: pd.DataFrame) -> pd.DataFrame:
-    """Pivot long-form features (subject_id, tumour_class, sequence, feature, value) to wide."""
+def is_size_feature(feature: str) -> bool:
+    """Whether a PyRadiomics key is a size-type shape feature (see :data:`SIZE_FEATURES`)."""
+    head, sep, name = feature.rpartition("shape_")
+    return bool(sep) and (head == "" or head.endswith("_")) and name in SIZE_FEATURES
+
+
+def fill_empty_label_sizes(long: pd.DataFrame) -> pd.DataFrame:
+    """Long-form features with the size features of empty labels set to 0.
+
+    Rows whose value is missing because the label is empty (``reason == "label empty"``) and
+    whose feature measures size (:func:`is_size_feature`) get ``value`` 0.0; the reason is
+    kept. Every other row is returned unchanged (intensity/texture of an empty label stay
+    missing).
+    """
+    if long.empty:
+        return long
+    empty = (long["value"].isna() & (long["reason"] == EMPTY_LABEL)
+             & long["feature"].map(is_size_feature))
+    if not empty.any():
+        return long
+    out = long.copy()
+    out["value"] = out["value"].astype(float)
+    out.loc[empty, "value"] = 0.0
+    return out
+
+
+def features_wide(long: pd.DataFrame, mask_volumes: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Pivot long-form features (subject_id, tumour_class, sequence, feature, value) to wide.
+
+    Parameters
+    ----------
+    long : DataFrame
+        Columns subject_id, tumour_class, sequence, feature, value, reason.
+    mask_volumes : DataFrame, optional
+        Per subject (index ``subject_id``) and class (columns: :class:`TumourClass` values),
+        the segmentation's voxel-count volume in mm³ (voxels x voxel volume), as the store
+        records it. Used where a class's ``MeshVolume`` could not be computed.
+
+    Notes
+    -----
+    * Size features of an empty label become 0 (:func:`fill_empty_label_sizes`).
+    * A degenerate label (one voxel, a 1-D line: PyRadiomics cannot build its mesh) keeps its
+      missing shape and texture values, but its ``Volume_label{n}`` is the voxel-count volume
+      from ``mask_volumes`` (a volume it has), so the subject keeps ``tumor_volume``.
+    * With ``resegmentShape`` (shape per sequence, see :func:`per_sequence_shape`) the
+      resegmented shape features stay per sequence (``{seq}_Volume_label{n}``,
+      ``{seq}_Max3DDiameter_label{n}``), and ``Volume_label{n}`` is the mask's own voxel-count
+      volume from ``mask_volumes``; there is then no sequence-independent ``Max3DDiameter``.
+    * ``tumor_volume`` = ``Volume_label1 + Volume_label2`` (missing when either is).
+    """
     if long.empty:
         return pd.DataFrame(columns=["SUBJECT ID"])
+    long = fill_empty_label_sizes(long)
     cols = [wide_column(c, s, f) for c, s, f in zip(long["tumour_class"], long["sequence"],
                                                      long["feature"])]
     frame = long.assign(column=cols)
@@ -76,29 +155,78 @@ def features_wide(long: pd.DataFrame) -> pd.DataFrame:
                              aggfunc="first", dropna=False)
     wide = wide.reindex(columns=_column_order(list(wide.columns)))
     wide.columns.name = None
-    volume = tumour_volume(long)
-    if volume is not None:
-        wide["tumor_volume"] = volume.reindex(wide.index)
+    volumes = [f"Volume_label{c.canonical_label}" for c in TumourClass]
+    if per_sequence_shape(long) and mask_volumes is not None:
+        # resegmentShape: each sequence has its own resegmented shape ({seq}_Volume_label{n});
+        # the seed columns are the mask's own, so they do not depend on a sequence.
+        for cls, col in zip(TumourClass, volumes):
+            if cls.value in mask_volumes:
+                wide[col] = pd.to_numeric(mask_volumes[cls.value],
+                                          errors="coerce").reindex(wide.index)
+        wide = wide.reindex(columns=_column_order(list(wide.columns)))
+    elif mask_volumes is not None:
+        for cls, col in zip(TumourClass, volumes):
+            if col in wide and cls.value in mask_volumes:
+                voxels = pd.to_numeric(mask_volumes[cls.value], errors="coerce")
+                wide[col] = wide[col].fillna(voxels.reindex(wide.index))
+    if all(c in wide for c in volumes):
+        wide["tumor_volume"] = wide[volumes].sum(axis=1, min_count=len(volumes)).where(
+            wide[volumes].notna().all(axis=1))
     return wide.reset_index().rename(columns={"subject_id": "SUBJECT ID"})
 
 
-def tumour_volume(long: pd.DataFrame) -> pd.Series | None:
-    """``tumor_volume`` per subject: the sum of both classes' ``MeshVolume``.
+def per_sequence_shape(long: pd.DataFrame) -> bool:
+    """Whether shape was computed per sequence (PyRadiomics' ``resegmentShape`` with a
+    ``resegmentRange``: the shape ROI then depends on each sequence's intensities)."""
+    shape = long["feature"].str.contains("shape_", regex=False)
+    return bool((long.loc[shape, "sequence"] != "").any())
 
-    A class whose label is empty (the segmentation found none of it) contributes 0 mm³, so a
-    processed subject with no tumour found has volume 0. A class volume missing for any other
-    reason (a one-voxel label, a PyRadiomics error) makes the sum missing. None when the
-    parameters do not compute ``MeshVolume``.
+
+def class_voxel_volumes(store: Store, cohort_id: str, config_key: str | None = None) -> pd.DataFrame:
+    """Each subject's voxel-count class volumes (mm³) from the store's segmentation records.
+
+    Returns
+    -------
+    DataFrame
+        Index ``subject_id``; one column per :class:`TumourClass` value.
     """
-    vol = long[long["feature"] == "original_shape_MeshVolume"]
-    if vol.empty:
-        return None
-    per_class = vol["value"].where(vol["value"].notna(),
-                                   np.where(vol["reason"] == "label empty", 0.0, np.nan))
-    table = vol.assign(v=per_class.astype(float)).pivot_table(
-        index="subject_id", columns="tumour_class", values="v", aggfunc="first", dropna=False)
-    table = table.reindex(columns=[c.value for c in TumourClass])
-    return table.sum(axis=1, min_count=len(table.columns)).where(table.notna().all(axis=1))
+    seg = store.segmentations_of(cohort_id, config_key)
+    cols = {TumourClass.ENHANCING.value: "volume_ce_mm3",
+            TumourClass.NON_ENHANCING.value: "volume_ne_mm3"}
+    if seg.empty or not set(cols.values()) <= set(seg.columns):
+        return pd.DataFrame(columns=list(cols))
+    return pd.DataFrame({cls: pd.to_numeric(seg[col], errors="coerce").to_numpy()
+                         for cls, col in cols.items()}, index=seg["subject_id"].astype(str))
+
+
+#: Wide-table prefix of each location class (gliocore.location / gliocore.vasari).
+LOCATION_PREFIX = {"contrast_enhancing": "loc_ce_", "non_enhancing": "loc_ne_",
+                   "whole_tumour": "loc_wt_", "vasari": "vasari_"}
+#: Location values that also get a text column (``<column>_name``) with their label.
+LOCATION_NAMED = {("whole_tumour", "side"), ("whole_tumour", "epicentre_region")}
+
+
+def location_wide(long: pd.DataFrame) -> pd.DataFrame:
+    """Pivot long-form location values to one row per subject.
+
+    Columns ``loc_{ce,ne,wt}_{feature}`` and ``vasari_F<n>`` (numeric; VASARI codes), plus
+    ``loc_wt_side_name`` and ``loc_wt_epicentre_region_name`` (text labels). VASARI features that
+    are not computed (F6, F7, F14, ...) are left out rather than kept as all-missing columns.
+    """
+    if long.empty:
+        return pd.DataFrame(columns=["SUBJECT ID"])
+    frame = long.copy()
+    frame["column"] = [LOCATION_PREFIX.get(c, f"loc_{c}_") + f for c, f in
+                       zip(frame["tumour_class"], frame["feature"])]
+    wide = frame.pivot_table(index="subject_id", columns="column", values="value",
+                             aggfunc="first", dropna=False)
+    wide = wide.dropna(axis=1, how="all")
+    for cls, feat in sorted(LOCATION_NAMED):
+        sel = frame[(frame["tumour_class"] == cls) & (frame["feature"] == feat)]
+        if not sel.empty:
+            wide[LOCATION_PREFIX[cls] + feat + "_name"] = sel.set_index("subject_id")["label"]
+    wide.columns.name = None
+    return wide.reset_index().rename(columns={"subject_id": "SUBJECT ID"})
 
 
 def seed_table(store: Store, cohort_id: str, config_key: str | None = None,
@@ -115,7 +243,11 @@ def seed_table(store: Store, cohort_id: str, config_key: str | None = None,
         Drop subjects without features.
     """
     clinical = store.clinical(cohort_id)
-    feats = features_wide(store.features_long(cohort_id, config_key))
+    feats = features_wide(store.features_long(cohort_id, config_key),
+                          class_voxel_volumes(store, cohort_id, config_key))
+    loc = location_wide(store.location_long(cohort_id, config_key, LOCATION_VERSION))
+    if not loc.empty and "SUBJECT ID" in feats.columns:
+        feats = feats.merge(loc, on="SUBJECT ID", how="left")
     if clinical.empty:
         return feats
     clinical = clinical.drop(columns=["has_images"], errors="ignore")
@@ -126,7 +258,84 @@ def seed_table(store: Store, cohort_id: str, config_key: str | None = None,
     first = [c for c in CLINICAL_FIRST if c in clinical.columns]
     clinical = clinical[first + [c for c in clinical.columns if c not in first]]
     out = clinical.merge(feats, on="SUBJECT ID", how="inner" if only_processed else "left")
-    return out
+    return add_longitudinal_endpoints(out, store, cohort_id, config_key)
+
+
+# -- several scans per subject ------------------------------------------------------------------
+#: Per-subject columns a longitudinal cohort adds to the wide table (after the features).
+ENDPOINT_COLUMNS = ("n_scans", "followup_months", "response_target", "best_response",
+                    "best_pct_change", "progression_months", PFS_TIME_COLUMN, PFS_EVENT_COLUMN,
+                    "pfs_reason")
+
+
+def cohort_response_of(store: Store, cohort_id: str, config_key: str | None = None,
+                       criteria: ResponseCriteria = RANO2_VOLUMETRIC) -> CohortResponse:
+    """Response assessment and PFS of a cohort's scans, from the store."""
+    return cohort_response(store.scan_results(cohort_id, config_key), store.clinical(cohort_id),
+                           criteria)
+
+
+def longitudinal_endpoints(response: CohortResponse) -> pd.DataFrame:
+    """Per subject (``SUBJECT ID``): :data:`ENDPOINT_COLUMNS` (months = days / 30.4375)."""
+    s = response.subjects.merge(response.pfs, on="subject_id", how="left")
+    return pd.DataFrame({
+        "SUBJECT ID": s["subject_id"], "n_scans": s["n_scans"],
+        "followup_months": (s["last_scan_days"] / DAYS_PER_MONTH).round(2),
+        "response_target": s["target"], "best_response": s["best_response"],
+        "best_pct_change": s["best_pct_change"].round(1),
+        "progression_months": (s["progression_days"] / DAYS_PER_MONTH).round(2),
+        PFS_TIME_COLUMN: s[PFS_TIME_COLUMN], PFS_EVENT_COLUMN: s[PFS_EVENT_COLUMN],
+        "pfs_reason": s["pfs_reason"]})
+
+
+def add_longitudinal_endpoints(table: pd.DataFrame, store: Store, cohort_id: str,
+                               config_key: str | None = None,
+                               criteria: ResponseCriteria = RANO2_VOLUMETRIC) -> pd.DataFrame:
+    """The wide table with PFS and best response per subject when the cohort has follow-up
+    scans; unchanged for a cohort with one scan per subject."""
+    response = cohort_response_of(store, cohort_id, config_key, criteria)
+    if not response.is_longitudinal:
+        return table
+    ends = longitudinal_endpoints(response)
+    table = table.drop(columns=[c for c in ENDPOINT_COLUMNS if c in table.columns])
+    return table.merge(ends, on="SUBJECT ID", how="left")
+
+
+def scan_table(store: Store, cohort_id: str, config_key: str | None = None,
+               criteria: ResponseCriteria = RANO2_VOLUMETRIC) -> pd.DataFrame:
+    """The long per-scan table: one row per scan, with its time, class volumes, changes from
+    baseline and nadir, response category (``criteria``), then its features (wide, the seed's
+    column names).
+
+    Columns: ``SUBJECT ID``, ``scan_id``, ``days``, ``months``, ``volume_ce_mm3``,
+    ``volume_ne_mm3``, ``pct_from_baseline_{ce,ne}``, ``nadir_{ce,ne}_mm3``,
+    ``pct_from_nadir_{ce,ne}``, ``response_target``, ``category``, ``confirmed``, features.
+    """
+    response = cohort_response_of(store, cohort_id, config_key, criteria)
+    a = response.scans
+    keep = ["subject_id", "scan_id", "days", "volume_ce_mm3", "volume_ne_mm3",
+            "pct_from_baseline_ce", "nadir_ce_mm3", "pct_from_nadir_ce",
+            "pct_from_baseline_ne", "nadir_ne_mm3", "pct_from_nadir_ne", "target", "category",
+            "confirmed"]
+    if a.empty:
+        return pd.DataFrame(columns=["SUBJECT ID", "scan_id", "days"])
+    out = a[[c for c in keep if c in a.columns]].rename(
+        columns={"subject_id": "SUBJECT ID", "target": "response_target"})
+    out.insert(3, "months", (out["days"] / DAYS_PER_MONTH).round(2))
+    long = store.features_long_scans(cohort_id, config_key)
+    if not long.empty:
+        sep = "\x1f"
+        key = long["subject_id"].astype(str) + sep + long["scan_id"].astype(str)
+        vols = a.assign(_k=a["subject_id"].astype(str) + sep + a["scan_id"].astype(str))
+        mask_volumes = pd.DataFrame({TumourClass.ENHANCING.value: vols["volume_ce_mm3"].to_numpy(),
+                                     TumourClass.NON_ENHANCING.value: vols["volume_ne_mm3"].to_numpy()},
+                                    index=vols["_k"])
+        wide = features_wide(long.drop(columns=["scan_id"]).assign(subject_id=key), mask_volumes)
+        parts = wide["SUBJECT ID"].str.split(sep, n=1, expand=True)
+        wide = wide.drop(columns=["SUBJECT ID"]).assign(**{"SUBJECT ID": parts[0],
+                                                           "scan_id": parts[1]})
+        out = out.merge(wide, on=["SUBJECT ID", "scan_id"], how="left")
+    return out.reset_index(drop=True)
 
 
 def write_table(df: pd.DataFrame, path: Path) -> Path:

@@ -7,6 +7,63 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """What an input image file may announce before GlioScope refuses to read it.
+
+    Checked from the NIfTI header alone, before any voxel is read or allocated (a hostile
+    header can announce terabytes in a file of a few hundred bytes).
+
+    Attributes
+    ----------
+    max_volume_bytes : int
+        Largest voxel array one volume may have (shape × bytes per voxel). Default 2 GiB:
+        a 512³ float64 volume is 1 GiB; a 240×240×155 BraTS volume in float32 is 36 MB.
+    max_header_bytes : int
+        Largest offset of the voxel data (header + extensions), default 64 MiB.
+    """
+
+    max_volume_bytes: int = 2 * GiB
+    max_header_bytes: int = 64 * MiB
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """Limits of a cohort uploaded as a zip in the browser (:mod:`gliocore.uploads`).
+
+    Attributes
+    ----------
+    max_zip_bytes : int
+        Size of the zip itself. Keep it equal to ``server.maxUploadSize`` (MB) in
+        ``.streamlit/config.toml`` (a test checks they agree). Default 1 GiB.
+    max_files : int
+        Entries in the zip (files and folders), default 5000 (1000 subjects × 5 files).
+    max_total_bytes : int
+        Sum of the unpacked sizes, default 8 GiB (declared sizes are checked first, then the
+        bytes actually decompressed are counted while unpacking).
+    max_ratio : float
+        Largest compression ratio (unpacked / packed) of the whole zip and of any entry
+        larger than ``ratio_min_bytes``; beyond it the zip is treated as a zip bomb. Default
+        200: gzipped NIfTI barely compresses further, uncompressed MRI compresses 2–10×.
+        An uncompressed ``.nii`` *mask* (mostly zeros) can exceed it: gzip such files
+        (``.nii.gz``) before zipping.
+    ratio_min_bytes : int
+        Entries smaller than this are exempt from the per-entry ratio (tiny files of zeros
+        compress enormously and are harmless), default 1 MiB.
+    allowed_suffixes : tuple of str
+        File types accepted in the zip (lower case): CSV, NIfTI, NRRD.
+    """
+
+    max_zip_bytes: int = 1 * GiB
+    max_files: int = 5000
+    max_total_bytes: int = 8 * GiB
+    max_ratio: float = 200.0
+    ratio_min_bytes: int = 1 * MiB
+    allowed_suffixes: tuple[str, ...] = (".csv", ".nii", ".nii.gz", ".nrrd")
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -20,16 +77,26 @@ class Settings:
         The DuckDB file (default ``data_dir/gliocore.duckdb`` or ``$GLIOSCOPE_DB``).
     demo_n_subjects, demo_seed : int
         The embedded demo cohort.
+    demo_followups : bool
+        Whether the demo has follow-up scans (``$GLIOSCOPE_DEMO_FOLLOWUPS=0`` turns them off).
     short_survival_months : float
         Threshold of the short vs long survival split (the seed's 5 months).
+    input_limits : InputLimits
+        What an image file's header may announce (checked before reading voxels).
+    upload_limits : UploadLimits
+        Limits of a cohort uploaded as a zip.
     """
 
     data_dir: Path = REPO_ROOT / "data"
     store_path: Path | None = None
     demo_n_subjects: int = 30
     demo_seed: int = 0
+    #: The demo gets follow-up scans (1-5 per subject, some none) for the Progression page.
+    demo_followups: bool = True
     short_survival_months: float = 5.0
     default_backend: str = "baseline"
+    input_limits: InputLimits = InputLimits()
+    upload_limits: UploadLimits = UploadLimits()
 
     @property
     def db(self) -> Path:
@@ -47,12 +114,19 @@ class Settings:
     def segmentation_dir(self) -> Path:
         return self.data_dir / "segmentations"
 
+    @property
+    def uploads_dir(self) -> Path:
+        """Where uploaded cohorts are unpacked, one folder per upload."""
+        return self.data_dir / "uploads"
+
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":
         """Defaults, then ``$GLIOSCOPE_DATA`` / ``$GLIOSCOPE_DB``, then ``overrides``."""
         s = cls()
         if os.environ.get("GLIOSCOPE_DATA"):
             s = replace(s, data_dir=Path(os.environ["GLIOSCOPE_DATA"]))
+        if os.environ.get("GLIOSCOPE_DEMO_FOLLOWUPS", "").strip() in ("0", "false", "no"):
+            s = replace(s, demo_followups=False)
         if os.environ.get("GLIOSCOPE_DB"):
             s = replace(s, store_path=Path(os.environ["GLIOSCOPE_DB"]))
         return replace(s, **overrides) if overrides else s  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ that the CLI and the dashboard can take turns on one file.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import duckdb
 import pandas as pd
 
-from gliocore.types import PathType
+from gliocore.types import BASELINE_SCAN, PathType
 
 SCHEMA_VERSION = 1
 
@@ -52,6 +53,25 @@ SCHEMA: tuple[str, ...] = (
         reference_mask VARCHAR,
         clinical_json VARCHAR NOT NULL,
         PRIMARY KEY (cohort_id, subject_id))""",
+    # One row per scan (timepoint) of a subject; a cohort without timepoints has one scan per
+    # subject, scan_id 'baseline'. days = days from the subject's first scan (NULL: unknown).
+    """CREATE TABLE IF NOT EXISTS scans (
+        cohort_id VARCHAR NOT NULL,
+        subject_id VARCHAR NOT NULL,
+        scan_id VARCHAR NOT NULL,
+        days DOUBLE,
+        scan_order INTEGER NOT NULL,
+        folder VARCHAR,
+        reference_mask VARCHAR,
+        PRIMARY KEY (cohort_id, subject_id, scan_id))""",
+    """CREATE TABLE IF NOT EXISTS scan_images (
+        cohort_id VARCHAR NOT NULL,
+        subject_id VARCHAR NOT NULL,
+        scan_id VARCHAR NOT NULL,
+        sequence VARCHAR NOT NULL,
+        path VARCHAR NOT NULL,
+        PRIMARY KEY (cohort_id, subject_id, scan_id, sequence))""",
+    # The baseline scan's images (kept for the cross-sectional queries).
     """CREATE TABLE IF NOT EXISTS subject_images (
         cohort_id VARCHAR NOT NULL,
         subject_id VARCHAR NOT NULL,
@@ -117,7 +137,19 @@ SCHEMA: tuple[str, ...] = (
         cache_token VARCHAR NOT NULL,
         params_fingerprint VARCHAR NOT NULL,
         created_at TIMESTAMP)""",
-    # Each subject's current result under a configuration.
+    # Each scan's current result under a configuration.
+    """CREATE TABLE IF NOT EXISTS scan_results (
+        cohort_id VARCHAR NOT NULL,
+        subject_id VARCHAR NOT NULL,
+        scan_id VARCHAR NOT NULL,
+        config_key VARCHAR NOT NULL,
+        input_key VARCHAR NOT NULL,
+        seg_key VARCHAR NOT NULL,
+        feature_key VARCHAR NOT NULL,
+        updated_at TIMESTAMP,
+        PRIMARY KEY (cohort_id, subject_id, scan_id, config_key))""",
+    # Each subject's current result under a configuration: its baseline (first) scan's, the
+    # one the cross-sectional analyses use (scan_id says which; added by a migration).
     """CREATE TABLE IF NOT EXISTS subject_results (
         cohort_id VARCHAR NOT NULL,
         subject_id VARCHAR NOT NULL,
@@ -159,6 +191,39 @@ SCHEMA: tuple[str, ...] = (
         volume_ref_mm3 DOUBLE,
         volume_diff_mm3 DOUBLE,
         PRIMARY KEY (seg_key, reference_sha256, region))""",
+    # Registrations of native-space images to an atlas template (gliocore.registration).
+    # reg_key = hash(moving image SHA-256 + atlas + transform type + code version).
+    """CREATE TABLE IF NOT EXISTS registrations (
+        reg_key VARCHAR PRIMARY KEY,
+        moving_sha256 VARCHAR NOT NULL,
+        atlas VARCHAR NOT NULL,
+        transform VARCHAR NOT NULL,
+        code_version VARCHAR NOT NULL,
+        transforms_json VARCHAR NOT NULL,
+        brain_dice DOUBLE,
+        seconds DOUBLE,
+        created_at TIMESTAMP)""",
+    # Location results of one segmentation (gliocore.location), keyed by content:
+    # location_key = hash(seg_key + mask SHA-256 + atlas + space + reg_key + code versions).
+    """CREATE TABLE IF NOT EXISTS location_sets (
+        location_key VARCHAR PRIMARY KEY,
+        seg_key VARCHAR NOT NULL,
+        atlas VARCHAR NOT NULL,
+        space VARCHAR NOT NULL,
+        reg_key VARCHAR,
+        code_version VARCHAR NOT NULL,
+        atlas_mask_path VARCHAR,
+        seconds DOUBLE,
+        created_at TIMESTAMP)""",
+    # Long form: one row per (location set, class, feature); class 'vasari' holds F1..F25.
+    """CREATE TABLE IF NOT EXISTS location_values (
+        location_key VARCHAR NOT NULL,
+        tumour_class VARCHAR NOT NULL,
+        feature VARCHAR NOT NULL,
+        value DOUBLE,
+        label VARCHAR,
+        reason VARCHAR,
+        PRIMARY KEY (location_key, tumour_class, feature))""",
 )
 
 
@@ -206,14 +271,37 @@ class Store:
     def __init__(self, path: PathType, lock_timeout: float = 30.0) -> None:
         self.path = Path(path)
         self.lock_timeout = lock_timeout
+        self._local = threading.local()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.connect() as con:
             ensure_schema(con)
 
     # -- connection -----------------------------------------------------------------------
     @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Make the calls inside (on this thread) share one connection and one transaction.
+
+        Opening a DuckDB file costs tens of milliseconds, so several reads and writes that
+        belong together (a batch of results, the start of a run) take one connection, and the
+        writes commit together or not at all.
+        """
+        if getattr(self._local, "con", None) is not None:  # already inside a batch
+            yield
+            return
+        with self.transaction() as con:
+            self._local.con = con
+            try:
+                yield
+            finally:
+                self._local.con = None
+
+    @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A short-lived connection; retried while another process holds the file lock."""
+        shared = getattr(self._local, "con", None)
+        if shared is not None:  # inside batch(): its connection
+            yield shared
+            return
         deadline = time.monotonic() + self.lock_timeout
         while True:
             try:
@@ -230,7 +318,12 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection inside BEGIN/COMMIT (ROLLBACK on error)."""
+        """A connection inside BEGIN/COMMIT (ROLLBACK on error); inside :meth:`batch`, its
+        connection and transaction."""
+        shared = getattr(self._local, "con", None)
+        if shared is not None:
+            yield shared
+            return
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             try:
@@ -251,7 +344,9 @@ class Store:
         """Record a cohort and its subjects (replacing the previous subject list).
 
         ``subjects`` items: subject_id, folder, has_images, reference_mask, clinical (dict),
-        sequences (dict seq -> path, may be empty). ``event_assumed``: the clinical table had
+        sequences (dict seq -> path, may be empty) of the baseline scan, and optionally
+        ``scans``: a list of {scan_id, days, folder, reference_mask, sequences} in time order
+        (default: the one baseline scan above). ``event_assumed``: the clinical table had
         no event column, so every subject counts as a death.
         """
         with self.transaction() as con:
@@ -261,13 +356,38 @@ class Store:
                          bool(event_assumed)])
             con.execute("DELETE FROM subjects WHERE cohort_id = ?", [cohort_id])
             con.execute("DELETE FROM subject_images WHERE cohort_id = ?", [cohort_id])
+            con.execute("DELETE FROM scans WHERE cohort_id = ?", [cohort_id])
+            con.execute("DELETE FROM scan_images WHERE cohort_id = ?", [cohort_id])
+            subj_rows, image_rows, scan_rows, scan_image_rows = [], [], [], []
             for s in subjects:
-                con.execute("INSERT INTO subjects VALUES (?, ?, ?, ?, ?, ?)",
-                            [cohort_id, s["subject_id"], s.get("folder"), bool(s["has_images"]),
-                             s.get("reference_mask"), json.dumps(s["clinical"], default=_json_default)])
-                for seq, p in (s.get("sequences") or {}).items():
-                    con.execute("INSERT INTO subject_images VALUES (?, ?, ?, ?)",
-                                [cohort_id, s["subject_id"], seq, str(p)])
+                sid = str(s["subject_id"])
+                subj_rows.append((cohort_id, sid, s.get("folder"), bool(s["has_images"]),
+                                  s.get("reference_mask"),
+                                  json.dumps(s["clinical"], default=_json_default),
+                                  s.get("reference_sha256")))
+                image_rows.extend((cohort_id, sid, seq, str(p))
+                                  for seq, p in (s.get("sequences") or {}).items())
+                scans = s.get("scans")
+                if scans is None:
+                    scans = ([{"scan_id": BASELINE_SCAN, "days": 0.0, "folder": s.get("folder"),
+                               "reference_mask": s.get("reference_mask"),
+                               "sequences": s.get("sequences") or {}}]
+                             if s.get("has_images") else [])
+                for order, sc in enumerate(scans):
+                    scan_rows.append((cohort_id, sid, sc["scan_id"], sc.get("days"), order,
+                                      sc.get("folder"), sc.get("reference_mask")))
+                    scan_image_rows.extend((cohort_id, sid, sc["scan_id"], seq, str(p))
+                                           for seq, p in (sc.get("sequences") or {}).items())
+            # one statement per table, not one per row (1,000 subjects: milliseconds)
+            _insert(con, "subjects", ["cohort_id", "subject_id", "folder", "has_images",
+                                      "reference_mask", "clinical_json", "reference_sha256"],
+                    subj_rows)
+            _insert(con, "subject_images", ["cohort_id", "subject_id", "sequence", "path"],
+                    image_rows)
+            _insert(con, "scans", ["cohort_id", "subject_id", "scan_id", "days", "scan_order",
+                                   "folder", "reference_mask"], scan_rows)
+            _insert(con, "scan_images", ["cohort_id", "subject_id", "scan_id", "sequence", "path"],
+                    scan_image_rows)
 
     def cohorts(self) -> pd.DataFrame:
         """All cohorts with subject counts, most recently updated first."""
@@ -296,6 +416,19 @@ class Store:
                       "subject_id = ?", [cohort_id, subject_id])
         return dict(zip(df["sequence"], df["path"]))
 
+    def scans(self, cohort_id: str) -> pd.DataFrame:
+        """Every scan of a cohort: subject_id, scan_id, days (from the subject's first scan),
+        scan_order (0 = baseline), folder, reference_mask; by subject and time."""
+        return self._df("SELECT subject_id, scan_id, days, scan_order, folder, reference_mask "
+                        "FROM scans WHERE cohort_id = ? ORDER BY subject_id, scan_order",
+                        [cohort_id])
+
+    def scan_images(self, cohort_id: str, subject_id: str, scan_id: str) -> dict[str, str]:
+        """Sequence -> path of one scan."""
+        df = self._df("SELECT sequence, path FROM scan_images WHERE cohort_id = ? AND "
+                      "subject_id = ? AND scan_id = ?", [cohort_id, subject_id, scan_id])
+        return dict(zip(df["sequence"], df["path"]))
+
     def reference_mask(self, cohort_id: str, subject_id: str) -> str | None:
         df = self._df("SELECT reference_mask FROM subjects WHERE cohort_id = ? AND subject_id = ?",
                       [cohort_id, subject_id])
@@ -304,24 +437,46 @@ class Store:
     # -- images ---------------------------------------------------------------------------
     def cached_image_hash(self, path: str, size: int, mtime_ns: int) -> str | None:
         """The stored SHA-256 of a file whose size and mtime are unchanged, else None."""
+        return self.cached_file_hashes([(path, size, mtime_ns)]).get(path)
+
+    def cached_file_hashes(self, files: Sequence[tuple[str, int, int]]) -> dict[str, str]:
+        """Stored SHA-256 of every file whose size and mtime are unchanged, in one query.
+
+        Parameters
+        ----------
+        files : sequence of (path, size_bytes, mtime_ns)
+
+        Returns
+        -------
+        dict path -> sha256, for the files whose stored size and mtime match.
+        """
+        files = list(files)
+        if not files:
+            return {}
+        df = pd.DataFrame(files, columns=["path", "size_bytes", "mtime_ns"])
         with self.connect() as con:
-            row = con.execute("SELECT sha256 FROM images WHERE path = ? AND size_bytes = ? AND "
-                              "mtime_ns = ?", [path, size, mtime_ns]).fetchone()
-        return None if row is None else row[0]
+            con.register("_wanted", df)
+            rows = con.execute("""SELECT i.path, i.sha256 FROM images i JOIN _wanted w
+                                  ON i.path = w.path AND i.size_bytes = w.size_bytes
+                                  AND i.mtime_ns = w.mtime_ns""").fetchall()
+        return dict(rows)
 
     def put_image_hashes(self, rows: Iterable[tuple[str, int, int, str]]) -> None:
-        """Record (path, size, mtime_ns, sha256) rows."""
+        """Record (path, size, mtime_ns, sha256) rows (one statement for all)."""
         rows = list(rows)
         if not rows:
             return
+        df = pd.DataFrame(rows, columns=["path", "size_bytes", "mtime_ns", "sha256"])
+        df = df.drop_duplicates("path", keep="last")
+        df["hashed_at"] = _now()
         with self.transaction() as con:
-            for path, size, mtime, sha in rows:
-                con.execute("""INSERT INTO images (path, size_bytes, mtime_ns, sha256, hashed_at)
-                               VALUES (?, ?, ?, ?, ?)
-                               ON CONFLICT (path) DO UPDATE SET size_bytes = excluded.size_bytes,
-                                 mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256,
-                                 hashed_at = excluded.hashed_at""",
-                            [path, size, mtime, sha, _now()])
+            con.register("_hashes", df)
+            con.execute("""INSERT INTO images (path, size_bytes, mtime_ns, sha256, hashed_at)
+                           SELECT path, size_bytes, mtime_ns, sha256, hashed_at FROM _hashes
+                           ON CONFLICT (path) DO UPDATE SET size_bytes = excluded.size_bytes,
+                             mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256,
+                             hashed_at = excluded.hashed_at""")
+            con.unregister("_hashes")
 
     def image_stats(self, cohort_id: str) -> pd.DataFrame:
         """Per subject and sequence: brain intensity statistics (raw), for the data check."""
@@ -356,37 +511,72 @@ class Store:
 
     # -- segmentations and features -------------------------------------------------------
     def segmentation(self, seg_key: str) -> SegmentationRecord | None:
-        df = self._df("SELECT * FROM segmentations WHERE seg_key = ?", [seg_key])
-        if df.empty:
-            return None
-        r = df.iloc[0]
-        return SegmentationRecord(
+        return self.segmentations([seg_key]).get(seg_key)
+
+    def segmentations(self, seg_keys: Sequence[str]) -> dict[str, SegmentationRecord]:
+        """Cached segmentations by key, in one query (keys not cached are absent)."""
+        keys = sorted(set(seg_keys))
+        if not keys:
+            return {}
+        df = self._df("SELECT * FROM segmentations WHERE seg_key IN (SELECT unnest(?::VARCHAR[]))",
+                      [keys])
+        return {r.seg_key: SegmentationRecord(
             r.seg_key, r.backend, r.backend_version, _none(r.weights_checksum), r.label_map,
             _none(r.device), r.path, r.mask_sha256, _none(r.volume_ce_mm3),
             _none(r.volume_ne_mm3), _none(r.seconds), json.loads(r.warnings or "[]"))
+            for r in df.itertuples(index=False)}
 
-    def has_qc(self, seg_key: str, reference_sha256: str) -> bool:
-        """Whether a segmentation was scored against this exact reference mask content."""
+    def has_qc(self, seg_key: str, reference_sha256: str, label_map: str | None = None,
+               qc_version: int | None = None) -> bool:
+        """Whether a segmentation was scored against this exact reference mask content (read
+        with ``label_map``, by QC definitions of revision ``qc_version``, when given)."""
+        return bool(self.existing_qc([(seg_key, reference_sha256)], label_map, qc_version))
+
+    def existing_qc(self, pairs: Sequence[tuple[str, str]], label_map: str | None = None,
+                    qc_version: int | None = None) -> set[tuple[str, str]]:
+        """Which (seg_key, reference_sha256) pairs have QC metrics, in one query (only scores
+        made with reference label map ``label_map`` and QC revision ``qc_version`` when given)."""
+        pairs = list(set(pairs))
+        if not pairs:
+            return set()
+        df = pd.DataFrame(pairs, columns=["seg_key", "reference_sha256"])
         with self.connect() as con:
-            return con.execute("SELECT 1 FROM qc_metrics WHERE seg_key = ? AND reference_sha256 = ?",
-                               [seg_key, reference_sha256]).fetchone() is not None
+            con.register("_pairs", df)
+            rows = con.execute("""SELECT DISTINCT q.seg_key, q.reference_sha256 FROM qc_metrics q
+                                  JOIN _pairs p USING (seg_key, reference_sha256)
+                                  WHERE (CAST(? AS VARCHAR) IS NULL OR q.reference_label_map = ?)
+                                    AND (CAST(? AS INTEGER) IS NULL OR q.qc_version = ?)""",
+                               [label_map, label_map, qc_version, qc_version]).fetchall()
+        return {(a, b) for a, b in rows}
 
     def has_feature_set(self, feature_key: str) -> bool:
+        return bool(self.existing_feature_sets([feature_key]))
+
+    def existing_feature_sets(self, feature_keys: Sequence[str]) -> set[str]:
+        """Which feature sets are stored, in one query."""
+        keys = sorted(set(k for k in feature_keys if k))
+        if not keys:
+            return set()
         with self.connect() as con:
-            return con.execute("SELECT 1 FROM feature_sets WHERE feature_key = ?",
-                               [feature_key]).fetchone() is not None
+            rows = con.execute("SELECT feature_key FROM feature_sets WHERE feature_key IN "
+                               "(SELECT unnest(?::VARCHAR[]))", [keys]).fetchall()
+        return {r[0] for r in rows}
 
-    def save_subject_result(self, *, cohort_id: str, subject_id: str, config_key: str,
-                            input_key: str, segmentation: dict[str, Any] | None,
-                            seg_key: str, feature_key: str,
-                            feature_rows: Sequence[tuple[str, str, str, float | None, str | None]] | None,
-                            feature_meta: dict[str, Any] | None,
-                            image_stats: dict[str, dict[str, float]] | None = None,
-                            qc_rows: Sequence[dict[str, Any]] | None = None) -> None:
-        """Write one subject's results in one transaction (what makes a crash lose nothing).
+    def save_subject_result(self, **result: Any) -> None:
+        """Write one scan's results in one transaction; see :meth:`save_subject_results`."""
+        self.save_subject_results([result])
 
-        Parameters
-        ----------
+    def save_subject_results(self, results: Sequence[dict[str, Any]]) -> None:
+        """Write several scans' results in one transaction (a crash loses none of them
+        half-written; a batch costs a handful of statements, not several per scan).
+
+        Each item has: cohort_id, subject_id, config_key, input_key, seg_key, feature_key, and
+
+        scan_id : str, default ``baseline``
+            The scan; its result goes to ``scan_results``.
+        baseline : bool, default True
+            Whether it is the subject's baseline (first) scan, whose result is also the
+            subject's in ``subject_results`` (what the cross-sectional analyses read).
         segmentation : dict or None
             A new ``segmentations`` row (None when the segmentation was cached).
         feature_rows : sequence of (tumour_class, sequence, feature, value, reason) or None
@@ -396,53 +586,109 @@ class Store:
             shape, spacing}, optional
         qc_rows : QC metrics rows against a reference mask, optional.
         """
+        results = list(results)
+        if not results:
+            return
+        now = _now()
+        seg_rows, fs_rows, feat_rows, stat_rows, qc_rows, res_rows = [], [], [], [], [], []
+        for r in results:
+            seg_key, feature_key, input_key = r["seg_key"], r["feature_key"], r["input_key"]
+            s = r.get("segmentation")
+            if s is not None:
+                seg_rows.append((seg_key, input_key, s["backend"], s["backend_version"],
+                                 s.get("weights_checksum"), s["cache_token"], s["label_map"],
+                                 s.get("device"), s["path"], s["mask_sha256"],
+                                 s.get("volume_ce_mm3"), s.get("volume_ne_mm3"), s.get("seconds"),
+                                 json.dumps(s.get("warnings") or []), now))
+            rows = r.get("feature_rows")
+            if rows is not None:
+                meta = r.get("feature_meta") or {}
+                n_missing = sum(1 for row in rows if row[3] is None)
+                fs_rows.append((feature_key, seg_key, meta.get("params_fingerprint", ""),
+                                len(rows), n_missing, meta.get("seconds"), now))
+                feat_rows.extend((feature_key, *row) for row in rows)
+            for path, st in (r.get("image_stats") or {}).items():
+                stat_rows.append((path, st["brain_mean"], st["brain_std"], st["brain_median"],
+                                  st["brain_p01"], st["brain_p99"], json.dumps(st.get("shape")),
+                                  json.dumps(st.get("spacing"))))
+            for q in r.get("qc_rows") or ():
+                qc_rows.append((seg_key, q["reference_sha256"], q["region"], q.get("dice"),
+                                q.get("hd95_mm"), q.get("volume_pred_mm3"), q.get("volume_ref_mm3"),
+                                q.get("volume_diff_mm3"), q.get("hd95_pooled_mm"),
+                                q.get("reference_label_map"), q.get("qc_version")))
+            res_rows.append((r["cohort_id"], r["subject_id"], r["config_key"], input_key, seg_key,
+                             feature_key, now, r.get("scan_id") or BASELINE_SCAN,
+                             bool(r.get("baseline", True))))
         with self.transaction() as con:
-            if segmentation is not None:
-                s = segmentation
-                con.execute("INSERT OR REPLACE INTO segmentations VALUES "
-                            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            [seg_key, input_key, s["backend"], s["backend_version"],
-                             s.get("weights_checksum"), s["cache_token"], s["label_map"],
-                             s.get("device"), s["path"], s["mask_sha256"], s.get("volume_ce_mm3"),
-                             s.get("volume_ne_mm3"), s.get("seconds"),
-                             json.dumps(s.get("warnings") or []), _now()])
-            if feature_rows is not None:
-                meta = feature_meta or {}
-                con.execute("DELETE FROM features WHERE feature_key = ?", [feature_key])
-                if feature_rows:
-                    con.executemany("INSERT INTO features VALUES (?, ?, ?, ?, ?, ?)",
-                                    [[feature_key, *row] for row in feature_rows])
-                n_missing = sum(1 for row in feature_rows if row[3] is None)
-                con.execute("INSERT OR REPLACE INTO feature_sets VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            [feature_key, seg_key, meta.get("params_fingerprint", ""),
-                             len(feature_rows), n_missing, meta.get("seconds"), _now()])
-            for path, st in (image_stats or {}).items():
-                con.execute("""UPDATE images SET brain_mean = ?, brain_std = ?, brain_median = ?,
-                               brain_p01 = ?, brain_p99 = ?, shape = ?, spacing = ? WHERE path = ?""",
-                            [st["brain_mean"], st["brain_std"], st["brain_median"],
-                             st["brain_p01"], st["brain_p99"], json.dumps(st.get("shape")),
-                             json.dumps(st.get("spacing")), path])
-            for ref_sha in {q["reference_sha256"] for q in qc_rows or ()}:
-                # one reference per segmentation: scores against an older version of it go
-                con.execute("DELETE FROM qc_metrics WHERE seg_key = ? AND reference_sha256 != ?",
-                            [seg_key, ref_sha])
-            for q in qc_rows or ():
-                con.execute("INSERT OR REPLACE INTO qc_metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            [seg_key, q["reference_sha256"], q["region"], q.get("dice"),
-                             q.get("hd95_mm"), q.get("volume_pred_mm3"), q.get("volume_ref_mm3"),
-                             q.get("volume_diff_mm3")])
-            con.execute("INSERT OR REPLACE INTO subject_results VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [cohort_id, subject_id, config_key, input_key, seg_key, feature_key,
-                         _now()])
+            _insert(con, "segmentations", _SEG_COLUMNS, seg_rows, replace=True, key=["seg_key"])
+            if fs_rows:
+                keys = sorted({row[0] for row in fs_rows})
+                con.execute("DELETE FROM features WHERE feature_key IN "
+                            "(SELECT unnest(?::VARCHAR[]))", [keys])
+                _insert(con, "features", ["feature_key", "tumour_class", "sequence", "feature",
+                                          "value", "reason"], feat_rows, replace=True,
+                        key=["feature_key", "tumour_class", "sequence", "feature"])
+                _insert(con, "feature_sets", ["feature_key", "seg_key", "params_fingerprint",
+                                              "n_values", "n_missing", "seconds", "created_at"],
+                        fs_rows, replace=True, key=["feature_key"])
+            if stat_rows:
+                df = _frame(stat_rows, ["path", "brain_mean", "brain_std", "brain_median",
+                                        "brain_p01", "brain_p99", "shape", "spacing"], ["path"])
+                con.register("_stats", df)
+                con.execute("""UPDATE images SET brain_mean = s.brain_mean, brain_std = s.brain_std,
+                               brain_median = s.brain_median, brain_p01 = s.brain_p01,
+                               brain_p99 = s.brain_p99, shape = s.shape, spacing = s.spacing
+                               FROM _stats s WHERE images.path = s.path""")
+                con.unregister("_stats")
+            if qc_rows:
+                # one reference per segmentation: scores against an older version of it, read
+                # with another label map or by older QC definitions go
+                refs = _frame([(q[0], q[1]) for q in qc_rows], ["seg_key", "ref"], ["seg_key"])
+                con.register("_refs", refs)
+                con.execute("""DELETE FROM qc_metrics USING _refs r
+                               WHERE qc_metrics.seg_key = r.seg_key""")
+                con.unregister("_refs")
+                _insert(con, "qc_metrics", ["seg_key", "reference_sha256", "region", "dice",
+                                            "hd95_mm", "volume_pred_mm3", "volume_ref_mm3",
+                                            "volume_diff_mm3", "hd95_pooled_mm",
+                                            "reference_label_map", "qc_version"], qc_rows,
+                        replace=True, key=["seg_key", "reference_sha256", "region"])
+            _insert(con, "scan_results", ["cohort_id", "subject_id", "scan_id", "config_key",
+                                          "input_key", "seg_key", "feature_key", "updated_at"],
+                    [(r[0], r[1], r[7], *r[2:7]) for r in res_rows], replace=True,
+                    key=["cohort_id", "subject_id", "scan_id", "config_key"])
+            _insert(con, "subject_results", ["cohort_id", "subject_id", "config_key", "input_key",
+                                             "seg_key", "feature_key", "updated_at", "scan_id"],
+                    [r[:8] for r in res_rows if r[8]], replace=True,
+                    key=["cohort_id", "subject_id", "config_key"])
 
     def drop_stale_result(self, cohort_id: str, subject_id: str, config_key: str,
-                          input_key: str | None = None) -> None:
-        """Forget a subject's result under a configuration unless it was computed from
-        ``input_key`` (None: whatever it was computed from), e.g. when its current images fail."""
+                          input_key: str | None = None, scan_id: str | None = None) -> None:
+        """Forget a scan's result under a configuration unless it was computed from
+        ``input_key`` (None: whatever it was computed from), e.g. when its current images fail.
+
+        ``scan_id`` None: every scan of the subject."""
+        self.drop_stale_results([(cohort_id, subject_id, config_key, input_key, scan_id)])
+
+    def drop_stale_results(self, rows: Sequence[tuple[str, str, str, str | None, str | None]]
+                           ) -> None:
+        """:meth:`drop_stale_result` for several (cohort_id, subject_id, config_key, input_key,
+        scan_id) rows, in one transaction."""
+        rows = list(rows)
+        if not rows:
+            return
+        df = pd.DataFrame(rows, columns=["cohort_id", "subject_id", "config_key", "input_key",
+                                         "scan_id"], dtype=object)
         with self.transaction() as con:
-            con.execute("DELETE FROM subject_results WHERE cohort_id = ? AND subject_id = ? AND "
-                        "config_key = ? AND input_key IS DISTINCT FROM ?",
-                        [cohort_id, subject_id, config_key, input_key])
+            con.register("_stale", df)
+            for table in ("subject_results", "scan_results"):  # module constants, not input
+                con.execute(f"""DELETE FROM {table} USING _stale s
+                                WHERE {table}.cohort_id = s.cohort_id
+                                AND {table}.subject_id = s.subject_id
+                                AND {table}.config_key = s.config_key
+                                AND {table}.input_key IS DISTINCT FROM s.input_key::VARCHAR
+                                AND (s.scan_id IS NULL OR {table}.scan_id = s.scan_id::VARCHAR)""")
+            con.unregister("_stale")
 
     def subject_result(self, cohort_id: str, subject_id: str, config_key: str
                        ) -> dict[str, Any] | None:
@@ -480,40 +726,179 @@ class Store:
             WHERE r.cohort_id = ? AND r.config_key = ? ORDER BY r.subject_id""",
                         [cohort_id, config_key])
 
-    def qc_metrics(self, cohort_id: str, config_key: str | None = None) -> pd.DataFrame:
-        """QC metrics against the reference masks, per subject and region."""
+    def scan_results(self, cohort_id: str, config_key: str | None = None) -> pd.DataFrame:
+        """Per scan: subject_id, scan_id, days, scan_order, seg_key, feature_key, mask path,
+        volume_ce_mm3, volume_ne_mm3 (voxel counts x voxel volume) under a configuration
+        (default: the latest); scans without a result have NULL keys and volumes."""
+        config_key = config_key or self.latest_config(cohort_id) or ""
+        return self._df("""
+            SELECT sc.subject_id, sc.scan_id, sc.days, sc.scan_order, r.seg_key, r.feature_key,
+                   seg.path, seg.volume_ce_mm3, seg.volume_ne_mm3
+            FROM scans sc
+            LEFT JOIN scan_results r ON r.cohort_id = sc.cohort_id
+                 AND r.subject_id = sc.subject_id AND r.scan_id = sc.scan_id AND r.config_key = ?
+            LEFT JOIN segmentations seg ON seg.seg_key = r.seg_key
+            WHERE sc.cohort_id = ? ORDER BY sc.subject_id, sc.scan_order""",
+                        [config_key, cohort_id])
+
+    def features_long_scans(self, cohort_id: str, config_key: str | None = None) -> pd.DataFrame:
+        """Features of every scan, long form: subject_id, scan_id, tumour_class, sequence,
+        feature, value, reason."""
+        config_key = config_key or self.latest_config(cohort_id) or ""
+        return self._df("""
+            SELECT r.subject_id, r.scan_id, f.tumour_class, f.sequence, f.feature, f.value,
+                   f.reason
+            FROM scan_results r JOIN features f USING (feature_key)
+            WHERE r.cohort_id = ? AND r.config_key = ?
+            ORDER BY r.subject_id, r.scan_id, f.tumour_class, f.sequence, f.feature""",
+                        [cohort_id, config_key])
+
+    def qc_metrics(self, cohort_id: str, config_key: str | None = None,
+                   qc_version: int | None = None) -> pd.DataFrame:
+        """QC metrics against the subjects' *current* reference masks, per subject and region.
+
+        Rows are joined on the segmentation AND the content hash of the reference mask the
+        subject has now (recorded when the cohort is registered), so scores against a removed
+        or changed reference are not returned. ``qc_version`` (default: the current
+        :data:`gliocore.qc.QC_VERSION`) drops scores made by older QC definitions.
+        """
+        if qc_version is None:
+            from gliocore.qc import QC_VERSION
+            qc_version = QC_VERSION
         config_key = config_key or self.latest_config(cohort_id)
         if config_key is None:
             return pd.DataFrame(columns=["subject_id", "region", "dice", "hd95_mm"])
         return self._df("""
             SELECT r.subject_id, s.backend, s.backend_version, q.region, q.dice, q.hd95_mm,
-                   q.volume_pred_mm3, q.volume_ref_mm3, q.volume_diff_mm3
+                   q.hd95_pooled_mm, q.volume_pred_mm3, q.volume_ref_mm3, q.volume_diff_mm3,
+                   q.reference_label_map
             FROM subject_results r JOIN segmentations s USING (seg_key)
-            JOIN qc_metrics q USING (seg_key)
-            WHERE r.cohort_id = ? AND r.config_key = ? ORDER BY r.subject_id, q.region""",
-                        [cohort_id, config_key])
+            JOIN subjects sub ON sub.cohort_id = r.cohort_id AND sub.subject_id = r.subject_id
+            JOIN qc_metrics q ON q.seg_key = r.seg_key
+                 AND q.reference_sha256 = sub.reference_sha256
+            WHERE r.cohort_id = ? AND r.config_key = ? AND q.qc_version = ?
+            ORDER BY r.subject_id, q.region""",
+                        [cohort_id, config_key, qc_version])
+
+    # -- registrations and locations -------------------------------------------------------
+    def registration(self, reg_key: str) -> dict[str, Any] | None:
+        """A cached registration (row of ``registrations``) or None."""
+        df = self._df("SELECT * FROM registrations WHERE reg_key = ?", [reg_key])
+        return None if df.empty else df.iloc[0].to_dict()
+
+    def save_registration(self, reg_key: str, moving_sha256: str, atlas: str, transform: str,
+                          code_version: str, transforms_json: str, brain_dice: float | None,
+                          seconds: float | None) -> None:
+        with self.transaction() as con:
+            con.execute("INSERT OR REPLACE INTO registrations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [reg_key, moving_sha256, atlas, transform, code_version, transforms_json,
+                         brain_dice, seconds, _now()])
+
+    def has_location(self, location_key: str) -> bool:
+        with self.connect() as con:
+            return con.execute("SELECT 1 FROM location_sets WHERE location_key = ?",
+                               [location_key]).fetchone() is not None
+
+    def save_location(self, *, location_key: str, seg_key: str, atlas: str, space: str,
+                      reg_key: str | None, code_version: str, atlas_mask_path: str | None,
+                      seconds: float | None,
+                      rows: Sequence[tuple[str, str, float | None, str | None, str | None]]
+                      ) -> None:
+        """Write one segmentation's location values in one transaction.
+
+        ``rows``: (tumour_class, feature, value, label, reason).
+        """
+        with self.transaction() as con:
+            con.execute("DELETE FROM location_values WHERE location_key = ?", [location_key])
+            if rows:
+                con.executemany("INSERT INTO location_values VALUES (?, ?, ?, ?, ?, ?)",
+                                [[location_key, *r] for r in rows])
+            con.execute("INSERT OR REPLACE INTO location_sets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [location_key, seg_key, atlas, space, reg_key, code_version,
+                         atlas_mask_path, seconds, _now()])
+
+    def location_sets_of(self, cohort_id: str, config_key: str | None = None,
+                         code_version: str | None = None) -> pd.DataFrame:
+        """Per subject: its segmentation's newest location set (of ``code_version`` when given),
+        with the atlas, space, registration quality and the atlas-space mask path."""
+        config_key = config_key or self.latest_config(cohort_id)
+        if config_key is None:
+            return pd.DataFrame(columns=["subject_id", "seg_key", "location_key", "atlas", "space",
+                                         "reg_key", "brain_dice", "atlas_mask_path"])
+        return self._df("""
+            SELECT subject_id, seg_key, location_key, atlas, space, reg_key, brain_dice,
+                   transform, transforms_json, atlas_mask_path, seconds, created_at FROM (
+                SELECT r.subject_id, r.seg_key, l.location_key, l.atlas, l.space, l.reg_key,
+                       g.brain_dice, g.transform, g.transforms_json, l.atlas_mask_path,
+                       l.seconds, l.created_at,
+                       row_number() OVER (PARTITION BY r.subject_id
+                                          ORDER BY l.created_at DESC) AS rn
+                FROM subject_results r JOIN location_sets l ON l.seg_key = r.seg_key
+                LEFT JOIN registrations g ON g.reg_key = l.reg_key
+                WHERE r.cohort_id = ? AND r.config_key = ?
+                  AND (CAST(? AS VARCHAR) IS NULL OR l.code_version = ?))
+            WHERE rn = 1 ORDER BY subject_id""",
+                        [cohort_id, config_key, code_version, code_version])
+
+    def location_long(self, cohort_id: str, config_key: str | None = None,
+                      code_version: str | None = None) -> pd.DataFrame:
+        """Location values of each subject's newest location set, long form.
+
+        Columns: subject_id, tumour_class, feature, value, label, reason.
+        """
+        config_key = config_key or self.latest_config(cohort_id)
+        if config_key is None:
+            return pd.DataFrame(columns=["subject_id", "tumour_class", "feature", "value",
+                                         "label", "reason"])
+        return self._df("""
+            WITH latest AS (
+                SELECT subject_id, location_key FROM (
+                    SELECT r.subject_id, l.location_key,
+                           row_number() OVER (PARTITION BY r.subject_id
+                                              ORDER BY l.created_at DESC) AS rn
+                    FROM subject_results r JOIN location_sets l ON l.seg_key = r.seg_key
+                    WHERE r.cohort_id = ? AND r.config_key = ?
+                      AND (CAST(? AS VARCHAR) IS NULL OR l.code_version = ?))
+                WHERE rn = 1)
+            SELECT latest.subject_id, v.tumour_class, v.feature, v.value, v.label, v.reason
+            FROM latest JOIN location_values v USING (location_key)
+            ORDER BY latest.subject_id, v.tumour_class, v.feature""",
+                        [cohort_id, config_key, code_version, code_version])
 
     # -- runs and errors ------------------------------------------------------------------
     def start_run(self, cohort_id: str, config_key: str, backend: str, workers: int,
                   n_subjects: int) -> str:
         run_id = uuid.uuid4().hex[:12]
         with self.transaction() as con:
-            con.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, NULL, 'running', ?, 0, 0, 0)",
+            con.execute("INSERT INTO runs (run_id, cohort_id, config_key, backend, workers, "
+                        "started_at, finished_at, status, n_subjects, n_computed, n_cached, "
+                        "n_errors) VALUES (?, ?, ?, ?, ?, ?, NULL, 'running', ?, 0, 0, 0)",
                         [run_id, cohort_id, config_key, backend, workers, _now(), n_subjects])
         return run_id
 
     def finish_run(self, run_id: str, status: str, n_computed: int, n_cached: int,
-                   n_errors: int) -> None:
+                   n_errors: int, warnings: Sequence[str] | None = None) -> None:
+        """Close a run with its counts and cohort-level warnings (JSON list, or NULL)."""
         with self.transaction() as con:
             con.execute("UPDATE runs SET finished_at = ?, status = ?, n_computed = ?, "
-                        "n_cached = ?, n_errors = ? WHERE run_id = ?",
-                        [_now(), status, n_computed, n_cached, n_errors, run_id])
+                        "n_cached = ?, n_errors = ?, warnings = ? WHERE run_id = ?",
+                        [_now(), status, n_computed, n_cached, n_errors,
+                         json.dumps(list(warnings)) if warnings else None, run_id])
 
     def add_error(self, run_id: str, cohort_id: str, subject_id: str, stage: str | None,
-                  path: str | None, message: str) -> None:
+                  path: str | None, message: str, scan_id: str | None = None) -> None:
+        """Record a subject's (scan's, when ``scan_id`` is given) error in a run."""
+        self.add_errors([(run_id, cohort_id, subject_id, stage, path, message, scan_id)])
+
+    def add_errors(self, rows: Sequence[tuple]) -> None:
+        """Record (run_id, cohort_id, subject_id, stage, path, message[, scan_id]) rows in one
+        transaction."""
+        rows = [(*r[:6], _now(), r[6] if len(r) > 6 else None) for r in rows]
+        if not rows:
+            return
         with self.transaction() as con:
-            con.execute("INSERT INTO subject_errors VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [run_id, cohort_id, subject_id, stage, path, message, _now()])
+            _insert(con, "subject_errors", ["run_id", "cohort_id", "subject_id", "stage", "path",
+                                            "message", "created_at", "scan_id"], rows)
 
     def runs(self, cohort_id: str) -> pd.DataFrame:
         return self._df("SELECT * FROM runs WHERE cohort_id = ? ORDER BY started_at DESC",
@@ -526,8 +911,9 @@ class Store:
             if runs.empty:
                 return pd.DataFrame(columns=["subject_id", "stage", "path", "message"])
             run_id = str(runs.iloc[0]["run_id"])
-        return self._df("SELECT subject_id, stage, path, message, created_at FROM subject_errors "
-                        "WHERE cohort_id = ? AND run_id = ? ORDER BY subject_id", [cohort_id, run_id])
+        return self._df("SELECT subject_id, scan_id, stage, path, message, created_at "
+                        "FROM subject_errors WHERE cohort_id = ? AND run_id = ? "
+                        "ORDER BY subject_id, scan_id NULLS FIRST", [cohort_id, run_id])
 
     def status(self, cohort_id: str, config_key: str | None = None) -> pd.DataFrame:
         """Per subject: has images, segmented, features, input warnings (JSON list) of the
@@ -560,6 +946,40 @@ class Store:
 #: Additive changes for stores made by earlier versions of the same schema version.
 MIGRATIONS: tuple[str, ...] = (
     "ALTER TABLE cohorts ADD COLUMN IF NOT EXISTS event_assumed BOOLEAN DEFAULT FALSE",
+    # Scans (timepoints): the subject's result says which scan it is (the baseline's), errors
+    # may name a scan. Old rows are the only scan of a cross-sectional cohort: 'baseline'.
+    f"ALTER TABLE subject_results ADD COLUMN IF NOT EXISTS scan_id VARCHAR DEFAULT '{BASELINE_SCAN}'",
+    "ALTER TABLE subject_errors ADD COLUMN IF NOT EXISTS scan_id VARCHAR",
+    # QC (issue 8): the current reference mask's content hash per subject, so scores against a
+    # removed or changed reference are not shown; the reference's label map and the QC
+    # definitions' revision (HD95 by the BraTS definition + the pooled one) per score.
+    "ALTER TABLE subjects ADD COLUMN IF NOT EXISTS reference_sha256 VARCHAR",
+    "ALTER TABLE qc_metrics ADD COLUMN IF NOT EXISTS hd95_pooled_mm DOUBLE",
+    "ALTER TABLE qc_metrics ADD COLUMN IF NOT EXISTS reference_label_map VARCHAR",
+    "ALTER TABLE qc_metrics ADD COLUMN IF NOT EXISTS qc_version INTEGER",
+    # cohort-level warnings of a run (JSON list), e.g. no enhancing voxel in any subject
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS warnings VARCHAR",
+)
+
+#: Data migrations, each run once per store (recorded in ``meta``): (key, statements).
+DATA_MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    # A store made before scans existed: each subject with images has one scan, 'baseline',
+    # and its result is that scan's result. INSERT ... ON CONFLICT DO NOTHING, so re-running
+    # (or a store already holding scans) changes nothing.
+    ("migration_scans_v1", (
+        """INSERT INTO scans (cohort_id, subject_id, scan_id, days, scan_order, folder,
+                              reference_mask)
+           SELECT cohort_id, subject_id, 'baseline', 0.0, 0, folder, reference_mask
+           FROM subjects WHERE has_images ON CONFLICT DO NOTHING""",
+        """INSERT INTO scan_images (cohort_id, subject_id, scan_id, sequence, path)
+           SELECT cohort_id, subject_id, 'baseline', sequence, path FROM subject_images
+           ON CONFLICT DO NOTHING""",
+        """INSERT INTO scan_results (cohort_id, subject_id, scan_id, config_key, input_key,
+                                     seg_key, feature_key, updated_at)
+           SELECT cohort_id, subject_id, coalesce(scan_id, 'baseline'), config_key, input_key,
+                  seg_key, feature_key, updated_at FROM subject_results
+           ON CONFLICT DO NOTHING""",
+    )),
 )
 
 
@@ -569,12 +989,56 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(ddl)
     for ddl in MIGRATIONS:
         con.execute(ddl)
+    for key, statements in DATA_MIGRATIONS:
+        if con.execute("SELECT 1 FROM meta WHERE key = ?", [key]).fetchone() is None:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for sql in statements:
+                    con.execute(sql)
+                con.execute("INSERT INTO meta VALUES (?, 'done')", [key])
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
     row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     if row is None:
         con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
     elif int(row[0]) != SCHEMA_VERSION:
         raise RuntimeError(f"store schema version {row[0]} != {SCHEMA_VERSION}; "
                            "delete the .duckdb file to rebuild it (results are recomputed)")
+
+
+_SEG_COLUMNS = ["seg_key", "input_key", "backend", "backend_version", "weights_checksum",
+                "cache_token", "label_map", "device", "path", "mask_sha256", "volume_ce_mm3",
+                "volume_ne_mm3", "seconds", "warnings", "created_at"]
+
+
+def _frame(rows: Sequence[tuple], columns: Sequence[str], key: Sequence[str] | None) -> pd.DataFrame:
+    """Rows as a DataFrame of Python objects (NULLs stay NULL), the last row per key kept."""
+    df = pd.DataFrame(list(rows), columns=list(columns), dtype=object)
+    if key:
+        df = df.drop_duplicates(list(key), keep="last")
+    return df
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str],
+            rows: Sequence[tuple], replace: bool = False, key: Sequence[str] | None = None) -> None:
+    """Insert many rows in one statement (DuckDB's executemany runs one statement per row).
+
+    ``table`` and ``columns`` are this module's constants, never user input; the values travel
+    as a registered DataFrame, not in the SQL text.
+    """
+    if not rows:
+        return
+    df = _frame(rows, columns, key if replace else None)
+    name = f"_rows_{table}"
+    cols = ", ".join(columns)
+    con.register(name, df)
+    try:
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        con.execute(f"{verb} INTO {table} ({cols}) SELECT {cols} FROM {name}")
+    finally:
+        con.unregister(name)
 
 
 def _none(v: Any) -> Any:

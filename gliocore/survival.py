@@ -30,8 +30,9 @@ from scipy import stats
 from gliocore.errors import CohortError, GlioWarning
 
 __all__ = [
-    "KMCurve", "LogRankResult", "KMResult", "Grouping", "CoxResult",
-    "kaplan_meier", "make_groups", "cox_ph", "screen_features", "benjamini_hochberg",
+    "KMCurve", "LogRankResult", "KMResult", "Grouping", "CoxResult", "OUTCOME_DEFINED_REASON",
+    "kaplan_meier", "make_groups", "cox_ph", "screen_features", "screen_splits",
+    "benjamini_hochberg",
     "format_number", "SurvivalWarning",
 ]
 
@@ -40,6 +41,14 @@ GroupKind = Literal["categorical", "short_long", "median", "tertile"]
 
 class SurvivalWarning(GlioWarning):
     """A survival analysis ran, but part of its input limits what the result means."""
+
+
+#: Said wherever a grouping defined by the outcome is shown without a test.
+OUTCOME_DEFINED_REASON = (
+    "the groups are defined by the outcome itself (survival time and event), so their curves "
+    "differ by construction: a log-rank test would return a tiny p-value even on random data "
+    "and means nothing. Read these curves as a description of the groups only; to test whether "
+    "a variable predicts survival, group by that variable or use the Cox model")
 
 
 # --------------------------------------------------------------------------------------------
@@ -196,7 +205,8 @@ class KMResult:
         Number of subjects still under observation (duration >= t) at each time point;
         rows = groups, columns = time points.
     logrank : LogRankResult or None
-        None without grouping, with fewer than two testable groups, or without any death.
+        None without grouping, with fewer than two testable groups, without any death, or for
+        groups defined by the outcome (see ``no_test_reason``).
     duration_col, event_col : str
     group_col : str or None
     alpha : float
@@ -204,6 +214,9 @@ class KMResult:
         Rows dropped for a missing duration, event or group value.
     warnings : tuple of str
         Plain-language caveats (tiny groups, groups without deaths, ...).
+    no_test_reason : str or None
+        Set when the groups are defined by the outcome (e.g. short/long survival): the result is
+        descriptive only and ``logrank`` is None on purpose, for this reason.
     """
 
     curves: dict[str, KMCurve]
@@ -215,6 +228,7 @@ class KMResult:
     alpha: float
     n_excluded: int
     warnings: tuple[str, ...] = ()
+    no_test_reason: str | None = None
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -273,7 +287,7 @@ def _observed_expected(durations: np.ndarray, events: np.ndarray, labels: np.nda
 
 
 def kaplan_meier(df: pd.DataFrame, duration_col: str, event_col: str,
-                 group_col: str | None = None, alpha: float = 0.05,
+                 group_col: str | Grouping | None = None, alpha: float = 0.05,
                  at_risk_times: Sequence[float] | None = None) -> KMResult:
     """Kaplan–Meier curves (optionally per group), number at risk, medians and log-rank test.
 
@@ -283,9 +297,12 @@ def kaplan_meier(df: pd.DataFrame, duration_col: str, event_col: str,
         One row per subject.
     duration_col, event_col : str
         Follow-up time and event indicator (1 = death observed, 0 = censored).
-    group_col : str, optional
-        Column whose values define the groups (e.g. from :func:`make_groups`). Rows where it is
-        missing are excluded and counted.
+    group_col : str or Grouping, optional
+        Column whose values define the groups, or a :class:`Grouping` from :func:`make_groups`
+        (aligned with ``df``'s index). Rows where it is missing are excluded and counted.
+        Groups defined by the outcome — a :class:`Grouping` with ``outcome_defined`` (short/long
+        survival), or the duration or event column itself — get curves and medians but **no
+        log-rank test** (``no_test_reason`` says why): they differ by construction.
     alpha : float, default 0.05
         Confidence intervals are ``1 - alpha``.
     at_risk_times : sequence of float, optional
@@ -313,6 +330,17 @@ def kaplan_meier(df: pd.DataFrame, duration_col: str, event_col: str,
 
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    no_test_reason = None
+    if isinstance(group_col, Grouping):
+        grouping = group_col
+        if not grouping.labels.index.equals(df.index):
+            raise ValueError("the Grouping's labels are not aligned with df's index; build it with "
+                             "make_groups(df, ...) on the same table")
+        group_col = "group"
+        df = df.assign(**{group_col: grouping.labels})
+        no_test_reason = grouping.no_test_reason
+    elif group_col is not None and group_col in (duration_col, event_col):
+        no_test_reason = OUTCOME_DEFINED_REASON
     extra = [group_col] if group_col is not None else []
     sub, n_excluded = _clean_survival(df, duration_col, event_col, extra)
     notes: list[str] = []
@@ -358,8 +386,9 @@ def kaplan_meier(df: pd.DataFrame, duration_col: str, event_col: str,
         at_risk_rows[name] = [(d >= t).sum() for t in at_risk_times]
         label = f"group {name!r}" if group_col else "the cohort"
         if m.sum() < 2:
-            notes.append(f"{label} has only {int(m.sum())} subject(s): its curve is not interpretable "
-                         "and it is left out of the log-rank test; merge it with another group")
+            notes.append(f"{label} has only {int(m.sum())} subject(s): its curve is not interpretable"
+                         + ("" if no_test_reason else " and it is left out of the log-rank test")
+                         + "; merge it with another group")
         else:
             testable.append(g)
         if e.sum() == 0:
@@ -370,7 +399,7 @@ def kaplan_meier(df: pd.DataFrame, duration_col: str, event_col: str,
     at_risk.columns.name = duration_col
 
     lr: LogRankResult | None = None
-    if group_col is not None:
+    if group_col is not None and no_test_reason is None:
         if len(testable) < 2:
             notes.append(f"log-rank test not computed: {len(testable)} group(s) with >= 2 subjects; "
                          "at least two are needed")
@@ -395,7 +424,7 @@ def kaplan_meier(df: pd.DataFrame, duration_col: str, event_col: str,
         warnings.warn(msg, SurvivalWarning, stacklevel=2)
     return KMResult(curves=curves, at_risk=at_risk, logrank=lr, duration_col=duration_col,
                     event_col=event_col, group_col=group_col, alpha=alpha,
-                    n_excluded=n_excluded, warnings=tuple(notes))
+                    n_excluded=n_excluded, warnings=tuple(notes), no_test_reason=no_test_reason)
 
 
 # --------------------------------------------------------------------------------------------
@@ -418,6 +447,12 @@ class Grouping:
     labels: pd.Series
     n_excluded: int
     rule: str
+    outcome_defined: bool = False
+
+    @property
+    def no_test_reason(self) -> str | None:
+        """Why these groups must not be compared by a test (None when a test is fine)."""
+        return OUTCOME_DEFINED_REASON if self.outcome_defined else None
 
 
 def short_long_mask(durations: pd.Series, events: pd.Series, threshold: float) -> tuple[pd.Series, pd.Series]:
@@ -449,7 +484,9 @@ def make_groups(df: pd.DataFrame, by: str, kind: GroupKind = "categorical", *,
         * ``categorical``: the column's values as they are (e.g. ``IDH-status``).
         * ``short_long``: ``short (<= threshold)`` when death was observed at or before
           ``threshold``; ``long (> threshold)`` when follow-up exceeds it. Subjects censored at or
-          before ``threshold`` have an unknown class and are excluded (counted).
+          before ``threshold`` have an unknown class and are excluded (counted). These groups are
+          defined by the outcome (``outcome_defined=True``): :func:`kaplan_meier` describes them
+          but never tests them.
         * ``median``: ``by <= median`` vs ``by > median``.
         * ``tertile``: three groups split at the 1/3 and 2/3 quantiles.
     threshold : float, default 5.0
@@ -485,7 +522,7 @@ def make_groups(df: pd.DataFrame, by: str, kind: GroupKind = "categorical", *,
         n_unknown = int((~known).sum())
         rule = (f"short = died at or before {t}; long = followed beyond {t}; {n_unknown} subject(s) "
                 f"censored at or before {t} have an unknown class and are excluded")
-        return Grouping(labels, n_unknown + len(df) - len(sub), rule)
+        return Grouping(labels, n_unknown + len(df) - len(sub), rule, outcome_defined=True)
 
     v = values.dropna()
     if v.nunique() < 2:
@@ -874,5 +911,63 @@ def screen_features(df: pd.DataFrame, duration_col: str, event_col: str,
             row["note"] = str(exc)
         rows.append(row)
     out = pd.DataFrame(rows).set_index("feature")
+    out.insert(out.columns.get_loc("p") + 1, "q", benjamini_hochberg(out["p"].to_numpy()))
+    return out.sort_values("p", na_position="last")
+
+
+def screen_splits(df: pd.DataFrame, duration_col: str, event_col: str, variables: Sequence[str],
+                  kind: Literal["median", "tertile"] = "median") -> pd.DataFrame:
+    """Log-rank test of the median (or tertile) split of every variable, with BH q-values.
+
+    Splitting many variables at their median and keeping the one with the smallest log-rank p
+    is a multiple-testing search: on pure noise, one of 50 splits has p < 0.05 more often than
+    not. This runs exactly the test :func:`kaplan_meier` shows for each split of the family and
+    adjusts over all of them with :func:`benjamini_hochberg`, so a chosen split can be read with
+    its q-value. Cut-points at the sample median/tertiles are themselves data-derived: treat the
+    whole family as exploratory.
+
+    Parameters
+    ----------
+    df : DataFrame
+        One row per subject.
+    duration_col, event_col : str
+    variables : sequence of str
+        The family: every variable the user can split (numeric columns).
+    kind : {"median", "tertile"}, default "median"
+
+    Returns
+    -------
+    DataFrame
+        Index = variable; columns ``n``, ``events``, ``groups`` (testable groups), ``statistic``,
+        ``p``, ``q`` (BH over the variables with a test; NaN without one) and ``note`` (why a
+        variable has no test). Sorted by ``p``.
+    """
+    if kind not in ("median", "tertile"):
+        raise ValueError(f"kind must be 'median' or 'tertile', got {kind!r}")
+    variables = list(variables)
+    if not variables:
+        raise ValueError("no variables given to split")
+    _check_columns(df, [duration_col, event_col, *variables])
+    rows = []
+    for v in variables:
+        row = {"variable": v, "n": 0, "events": 0, "groups": 0, "statistic": np.nan, "p": np.nan,
+               "note": ""}
+        try:
+            grouping = make_groups(df, v, kind)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", SurvivalWarning)
+                km = kaplan_meier(df, duration_col, event_col, group_col=grouping)
+        except CohortError as exc:
+            row["note"] = str(exc)
+        else:
+            row.update(n=int(sum(c.n for c in km.curves.values())),
+                       events=int(sum(c.n_events for c in km.curves.values())))
+            if km.logrank is None:
+                row["note"] = "; ".join(w for w in km.warnings if "log-rank" in w) or "no test"
+            else:
+                row.update(groups=len(km.logrank.groups), statistic=km.logrank.statistic,
+                           p=km.logrank.p_value)
+        rows.append(row)
+    out = pd.DataFrame(rows).set_index("variable")
     out.insert(out.columns.get_loc("p") + 1, "q", benjamini_hochberg(out["p"].to_numpy()))
     return out.sort_values("p", na_position="last")

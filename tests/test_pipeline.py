@@ -145,7 +145,7 @@ def test_resume_after_simulated_crash(cohort_csv, tmp_path, monkeypatch):
     store = Store(db)
     cid = store.cohorts().iloc[0]["cohort_id"]
     assert int(store.status(cid)["features"].sum()) == 2  # finished subjects were kept
-    assert store.runs(cid).iloc[0]["status"] == "running"  # the killed run never finished
+    assert store.runs(cid).iloc[0]["status"] == "interrupted"  # the stopped run never finished
     monkeypatch.setattr(radiomics, "extract_features", orig)
     calls = CallCounter(monkeypatch)
     summary, _ = run(cohort_csv, db)
@@ -218,7 +218,8 @@ def test_wide_column_names():
 
 def test_cli_process_and_status(cohort_csv, tmp_path, capsys):
     db = tmp_path / "cli.duckdb"
-    rc = cli_main(["--db", str(db), "-q", "process", "--csv", str(cohort_csv), "--workers", "1"])
+    rc = cli_main(["--db", str(db), "-q", "process", "--csv", str(cohort_csv), "--workers", "1",
+                   "--no-location"])  # location: tests/test_localise.py
     assert rc == 0
     out = capsys.readouterr().out
     assert f"{N} subjects: {N} computed, 0 from cache, 0 with errors" in out
@@ -315,7 +316,7 @@ def test_tumour_volume_counts_empty_labels_as_zero_but_not_failures():
     assert wide.loc["S2", "tumor_volume"] == 0.0
     assert np.isnan(wide.loc["S3", "tumor_volume"])
     assert wide.loc["S4", "tumor_volume"] == 1000.0
-    assert np.isnan(wide.loc["S1", "Volume_label1"])  # the feature itself stays missing
+    assert wide.loc["S1", "Volume_label1"] == 0.0  # an empty label's volume is 0 (issue 8.1)
 
 
 def test_mask_import_reads_float_stored_labels_by_rounding(cohort_csv, tmp_path):
@@ -361,7 +362,7 @@ def test_dead_worker_process_is_reported_per_subject_and_the_run_finishes(cohort
     from concurrent.futures import Future
     from concurrent.futures.process import BrokenProcessPool
 
-    import gliocore.pipeline as pipeline
+    import gliocore.executor as executor
 
     class DyingPool:  # every worker "dies", as after an out-of-memory kill
         def __init__(self, *a, **k):
@@ -378,7 +379,7 @@ def test_dead_worker_process_is_reported_per_subject_and_the_run_finishes(cohort
             fut.set_exception(BrokenProcessPool("A process in the pool was terminated abruptly"))
             return fut
 
-    monkeypatch.setattr(pipeline, "ProcessPoolExecutor", DyingPool)
+    monkeypatch.setattr(executor, "ProcessPoolExecutor", DyingPool)
     summary, store = run(cohort_csv, tmp_path / "g.duckdb", workers=2)
     assert len(summary.errors) == N and {e.stage for e in summary.errors} == {"worker"}
     assert "worker process died" in str(summary.errors[0])

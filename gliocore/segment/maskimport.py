@@ -11,6 +11,7 @@ from gliocore.errors import InvalidVolumeError, SubjectError
 from gliocore.io import AFFINE_ATOL, Volume, file_sha256, load_volume
 from gliocore.labels import LabelMap, get_label_map
 from gliocore.segment.base import Segmenter, register_segmenter
+from gliocore.types import BASELINE_SCAN
 
 
 @register_segmenter
@@ -25,8 +26,8 @@ class MaskImportSegmenter(Segmenter):
         ``"seg/{subject}_seg.nii.gz"`` (the seed's HD-GLIO output). An absolute pattern is
         allowed too (``/masks/{subject}.nii.gz``).
     label_map : str or LabelMap
-        A preset name (``brats``, ``brats2023``, ``hdglio-v2``, ``seed``, ``glioscope``) or a
-        mapping such as ``"4:ce,1:ne,2:ne"``.
+        Required (no default): a preset name (``brats``, ``brats2023``, ``hdglio-v2``, ``seed``,
+        ``glioscope``) or a mapping such as ``"4:ce,1:ne,2:ne"``.
 
     Notes
     -----
@@ -37,8 +38,15 @@ class MaskImportSegmenter(Segmenter):
     name: ClassVar[str] = "import"
     title: ClassVar[str] = "Import existing masks"
 
-    def __init__(self, pattern: str = "{subject}_seg.nii.gz", label_map: str | LabelMap = "brats",
-                 **options: Any) -> None:
+    def __init__(self, pattern: str = "{subject}_seg.nii.gz",
+                 label_map: str | LabelMap | None = None, **options: Any) -> None:
+        if label_map is None or (isinstance(label_map, str) and not label_map.strip()):
+            # No default: the same integers mean different classes in different sources (HD-GLIO's
+            # enhancing label 2 is BraTS' oedema), and a wrong guess gives wrong numbers silently.
+            raise ValueError("mask import needs the masks' label map: which integers are "
+                             "contrast-enhancing and which non-enhancing. Give a preset (brats, "
+                             "brats2023, hdglio-v2, seed, glioscope) or a mapping such as "
+                             "'4:ce,1:ne,2:ne' (CLI: --label-map)")
         self._label_map = get_label_map(label_map)
         super().__init__(pattern=pattern, label_map=self._label_map.name
                          if isinstance(label_map, str) else label_map, **options)
@@ -53,7 +61,9 @@ class MaskImportSegmenter(Segmenter):
         return self._label_map
 
     def mask_path(self, subject: Subject) -> Path:
-        rel = Path(self.pattern.format(subject=subject.subject_id))
+        # ``{scan}``: the scan ID (``baseline`` for the only scan of a cross-sectional cohort)
+        rel = Path(self.pattern.format(subject=subject.subject_id,
+                                       scan=getattr(subject, "scan_id", BASELINE_SCAN)))
         return rel if rel.is_absolute() else subject.folder / rel
 
     def input_fingerprint(self, subject: Subject) -> str:
