@@ -116,15 +116,12 @@ def roc_figure(result: ClassifierResult, *, title: str | None = None) -> go.Figu
     """Cross-validated ROC: mean curve, ±1 SD band over folds (k-fold) and the chance line."""
     x, m = result.fpr_grid, result.mean_tpr
     fig = go.Figure()
-    if not result.is_loo:
-        sd = result.sd_tpr
-        fig.add_trace(go.Scatter(x=x, y=np.minimum(m + sd, 1), mode="lines", line=dict(width=0),
-                                 hoverinfo="skip", showlegend=False))
-        fig.add_trace(go.Scatter(x=x, y=np.maximum(m - sd, 0), mode="lines", line=dict(width=0),
-                                 fill="tonexty", fillcolor="rgba(31,119,180,0.2)", name="± 1 SD"))
-        label = f"mean ROC (AUC {result.auc_mean:.3f} ± {result.auc_sd:.3f})"
-    else:
-        label = f"pooled out-of-fold ROC (AUC {result.pooled_auc:.3f})"
+    sd = result.sd_tpr
+    fig.add_trace(go.Scatter(x=x, y=np.minimum(m + sd, 1), mode="lines", line=dict(width=0),
+                             hoverinfo="skip", showlegend=False))
+    fig.add_trace(go.Scatter(x=x, y=np.maximum(m - sd, 0), mode="lines", line=dict(width=0),
+                             fill="tonexty", fillcolor="rgba(31,119,180,0.2)", name="± 1 SD"))
+    label = f"mean ROC (AUC {result.auc_mean:.3f} ± {result.auc_sd:.3f})"
     fig.add_trace(go.Scatter(x=x, y=m, mode="lines", name=label, line=dict(color="#1f77b4", width=2)))
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance",
                              line=dict(color="grey", dash="dash")))

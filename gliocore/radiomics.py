@@ -25,7 +25,7 @@ the same NIfTI files with the same parameters; only the work around the computat
   Filters get the margin their support needs (:func:`crop_margin`): ``Wavelet`` the filter
   length times the number of levels (exact: each output voxel depends on input voxels at most
   that far away, and along an axis where the margin would pass the image's edge the whole axis
-  is kept, so edge wrap-around is the same as on the whole image); ``LoG`` (ITK's recursive
+  is kept, so the periodic extension is the same as on the whole image); ``LoG`` (ITK's recursive
   Gaussian, infinite support) :data:`LOG_MARGIN_SIGMAS` sigmas, which keeps every value within
   float32 round-off of the whole-image filter (features within 1e-9 relative, tested on real
   cases). The whole image is used (exactly as PyRadiomics would get it from the file) with
@@ -596,13 +596,15 @@ Row = tuple[str, str, "float | None", "str | None"]
 
 
 def _crop_region(rois: list[np.ndarray], shape: tuple[int, ...], margin: int,
-                 need: np.ndarray) -> tuple[tuple[slice, ...], tuple[int, int, int]]:
+                 need: np.ndarray, wraps: bool = False
+                 ) -> tuple[tuple[slice, ...], tuple[int, int, int]]:
     """Slices of the union of the ROIs' bounding boxes plus the margins, and the start index.
 
-    ``need`` is the margin a filter needs per axis (:func:`crop_margin`). Along an axis where
-    ``need > 0`` and the margin would reach past the image's edge, the whole axis is kept: the
-    filter then sees that edge exactly as on the whole image (wavelets wrap around, ITK's
-    recursive Gaussian extends the edge value).
+    ``need`` is the margin a filter needs per axis (:func:`crop_margin`). A crop that reaches an
+    edge of the image keeps that edge, so a filter that handles each edge locally (ITK's
+    recursive Gaussian extends the edge value) sees it as on the whole image. With ``wraps``
+    (wavelets: periodic extension, the values past one edge come from the opposite one), the
+    whole axis is kept along an axis where ``need > 0`` and the margin would pass an edge.
     """
     los, his = zip(*(_bbox(r) for r in rois))
     lo, hi = np.min(los, axis=0), np.max(his, axis=0)
@@ -610,7 +612,7 @@ def _crop_region(rois: list[np.ndarray], shape: tuple[int, ...], margin: int,
     for axis in range(3):
         m = max(int(margin), int(need[axis]), 1)
         a, b = int(lo[axis]) - m, int(hi[axis]) + m
-        if need[axis] > 0 and (a < 0 or b > shape[axis] - 1):
+        if wraps and need[axis] > 0 and (a < 0 or b > shape[axis] - 1):
             a, b = 0, shape[axis] - 1
         a, b = max(a, 0), min(b, shape[axis] - 1)
         sl.append(slice(a, b + 1))
@@ -696,7 +698,8 @@ def _extract_labels(images: Mapping[str, np.ndarray], mask: np.ndarray, affine: 
     def region(which: list[int]) -> tuple[tuple[slice, ...], tuple[int, int, int]]:
         if need is None:
             return whole
-        return _crop_region([rois[lab] for lab in which], mask.shape, margin, need)
+        return _crop_region([rois[lab] for lab in which], mask.shape, margin, need,
+                            wraps="Wavelet" in (params.get("imageType") or {}))
 
     def sitk_image(seq: str, sl: tuple[slice, ...], start: tuple[int, int, int]) -> sitk.Image:
         return _to_sitk(_as_stored(images[seq][sl], dtypes.get(seq)), affine, start)
@@ -742,7 +745,8 @@ def _extract_labels(images: Mapping[str, np.ndarray], mask: np.ndarray, affine: 
         for pass_ex, pass_params in ex.passes:
             pass_need = crop_margin(pass_params, spacing)
             sl, start = (whole if pass_need is None else
-                         _crop_region(list(rois.values()), mask.shape, margin, pass_need))
+                         _crop_region(list(rois.values()), mask.shape, margin, pass_need,
+                                      wraps="Wavelet" in pass_params["imageType"]))
             sitk_mask = _to_sitk(mask[sl], affine, start)
             boxes = {lab: bb if isinstance(bb, Exception) else bb - np.repeat(start, 2)
                      for lab, bb in found.items()}

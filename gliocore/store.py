@@ -14,6 +14,7 @@ that the CLI and the dashboard can take turns on one file.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -270,14 +271,37 @@ class Store:
     def __init__(self, path: PathType, lock_timeout: float = 30.0) -> None:
         self.path = Path(path)
         self.lock_timeout = lock_timeout
+        self._local = threading.local()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.connect() as con:
             ensure_schema(con)
 
     # -- connection -----------------------------------------------------------------------
     @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Make the calls inside (on this thread) share one connection and one transaction.
+
+        Opening a DuckDB file costs tens of milliseconds, so several reads and writes that
+        belong together (a batch of results, the start of a run) take one connection, and the
+        writes commit together or not at all.
+        """
+        if getattr(self._local, "con", None) is not None:  # already inside a batch
+            yield
+            return
+        with self.transaction() as con:
+            self._local.con = con
+            try:
+                yield
+            finally:
+                self._local.con = None
+
+    @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A short-lived connection; retried while another process holds the file lock."""
+        shared = getattr(self._local, "con", None)
+        if shared is not None:  # inside batch(): its connection
+            yield shared
+            return
         deadline = time.monotonic() + self.lock_timeout
         while True:
             try:
@@ -294,7 +318,12 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection inside BEGIN/COMMIT (ROLLBACK on error)."""
+        """A connection inside BEGIN/COMMIT (ROLLBACK on error); inside :meth:`batch`, its
+        connection and transaction."""
+        shared = getattr(self._local, "con", None)
+        if shared is not None:
+            yield shared
+            return
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             try:

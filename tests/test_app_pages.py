@@ -176,8 +176,8 @@ def test_outcome_filters_are_left_out_of_survival_analyses_unless_asked(app_env)
     assert n_of_n(at) == (n_dead, N_SUBJECTS)
 
     def counts(at) -> tuple[int, int]:
-        m = next(re.search(r"(\d+) subjects with a survival time, (\d+) deaths observed", c.value)
-                 for c in at.caption if "subjects with a survival time" in c.value)
+        m = next(re.search(r"(\d+) subjects with a time, (\d+) deaths observed", c.value)
+                 for c in at.caption if "subjects with a time" in c.value)
         return int(m.group(1)), int(m.group(2))
 
     at.switch_page("pages/survival.py").run()
@@ -269,6 +269,17 @@ def test_survival_page_km_and_cox(app_env):
     grouping.set_value("Tertile split of a variable").run()
     assert not at.exception
     assert any(m.label.startswith("multivariate log-rank") for m in at.metric)
+    # feature splits are a family of tests: exploratory, with BH q over every split offered (8.14)
+    n_offered = len(at.selectbox(key="km_variable").options)
+    raw = float(next(m.value for m in at.metric if m.label.startswith("multivariate log-rank")))
+    q_metric = next(m for m in at.metric if m.label.startswith("BH q over"))
+    family = next(df.value for df in at.dataframe if {"variable", "q"} <= set(df.value.columns))
+    assert len(family) == n_offered and "Exploratory" in texts(at)
+    assert float(q_metric.value) >= raw
+    row = family.set_index("variable").loc[at.selectbox(key="km_variable").value]
+    assert float(q_metric.value) == pytest.approx(row["q"], rel=1e-2)
+    at.selectbox(key="km_grouping").set_value("Median split of a variable").run()
+    assert any(m.label.startswith("BH q over") and "median" in m.label for m in at.metric)
     at.selectbox(key="km_grouping").set_value("Short/long (≤ 5 months)").run()
     assert not at.exception
     # groups made from the outcome: curves and medians, but no test (issue 8 point 11)
@@ -291,12 +302,25 @@ def test_classifiers_page(app_env):
     at.number_input(key="clf_repeats").set_value(2)
     at.run()
     assert "Small sample" in texts(at)
+    # how many values of each chosen feature are imputed, and how, before anything runs (8.1)
+    def imputed_table(at):
+        return next(df.value for df in at.dataframe if "n_imputed" in df.value.columns)
+
+    imputed = imputed_table(at)
+    assert list(imputed["feature"]) == list(at.multiselect(key="clf_features").value)
+    assert (imputed["n_imputed"] >= 0).all() and "median of the training folds" in texts(at)
+    at.multiselect(key="clf_features").set_value(["tumor_volume", "age"]).run()
+    assert imputed_table(at)["n_imputed"].tolist() == [0, 0]
+    assert "nothing is imputed" in texts(at)
+    at.multiselect(key="clf_features").set_value(list(imputed["feature"])).run()
     at.button(key="clf_run").click().run()
     assert not at.exception
     summary = next(df.value for df in at.dataframe if "AUC" in df.value.columns)
     assert list(summary["model"]) == ["Logistic regression"]
     assert 0.0 <= summary["AUC"].iloc[0] <= 1.0
     assert "permutation p" in summary.columns
+    assert summary["CV"].iloc[0].startswith("stratified ")  # never leave-one-out (issue 8 point 12)
+    assert "fold AUCs" in summary["AUC method"].iloc[0]
     assert "training" not in " ".join(summary.columns).lower()
     # results stay while inputs are unchanged, and are recomputed only on demand
     at.run()

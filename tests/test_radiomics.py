@@ -405,8 +405,9 @@ class TestFilterCrop:
         rows = gr.extract_features(vols, mask, disk_affine(vols), params)
         assert assert_identical(rows, reference(paths, mpath, params), rtol=0) > 100
 
-    def test_log_crop_within_bound(self, tmp_path, rng):
-        mask, paths, mpath, vols = self.big_case(tmp_path, rng)
+    @pytest.mark.parametrize("touch_edge", [False, True], ids=["interior", "edge"])
+    def test_log_crop_within_bound(self, tmp_path, rng, touch_edge):
+        mask, paths, mpath, vols = self.big_case(tmp_path, rng, touch_edge)
         params = gr.load_params({"imageType": {"LoG": {"sigma": [0.5, 1.0]}},
                                  "featureClass": {"firstorder": [], "glcm": ["Contrast", "Idmn"],
                                                   "gldm": []},
