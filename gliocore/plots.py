@@ -161,6 +161,9 @@ PLANES = ("axial", "coronal", "sagittal")
 #: Overlay colours of the canonical labels (1 = contrast-enhancing, 2 = non-enhancing).
 LABEL_COLOURS = {1: (255, 40, 40), 2: (255, 210, 0)}
 REFERENCE_COLOUR = (0, 230, 255)
+#: Outline colours of atlas regions, by label (1-based; gliocore.localise.DISPLAY_REGIONS order).
+REGION_COLOURS = ((66, 133, 244), (52, 168, 83), (171, 71, 188), (255, 112, 67), (0, 188, 212),
+                  (240, 98, 146), (124, 179, 66), (255, 255, 255), (141, 110, 99), (92, 107, 192))
 
 
 def to_ras(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, tuple[float, float, float]]:
@@ -244,7 +247,8 @@ def _outline(mask2d: np.ndarray) -> np.ndarray:
 
 def slice_rgb(image2d: np.ndarray, window: tuple[float, float], mask2d: np.ndarray | None = None,
               labels: Sequence[int] = (1, 2), opacity: float = 0.4,
-              reference2d: np.ndarray | None = None, max_pixels: int = 320) -> np.ndarray:
+              reference2d: np.ndarray | None = None, max_pixels: int = 320,
+              regions2d: np.ndarray | None = None) -> np.ndarray:
     """Grey-scale slice with label fills (and a reference outline) blended in, as uint8 RGB.
 
     Parameters
@@ -262,6 +266,8 @@ def slice_rgb(image2d: np.ndarray, window: tuple[float, float], mask2d: np.ndarr
         A reference mask, drawn as an outline of the whole tumour in cyan (labels > 0).
     max_pixels : int
         Larger slices are subsampled (by a whole stride) to keep the figure light.
+    regions2d : (rows, cols) ndarray of int, optional
+        Atlas region labels (1-based), drawn as outlines in :data:`REGION_COLOURS`.
     """
     lo, hi = window
     stride = max(1, int(np.ceil(max(image2d.shape) / max_pixels)))
@@ -278,6 +284,10 @@ def slice_rgb(image2d: np.ndarray, window: tuple[float, float], mask2d: np.ndarr
     if reference2d is not None:
         ref = _outline(np.asarray(reference2d)[::stride, ::stride] > 0)
         rgb[ref] = REFERENCE_COLOUR
+    if regions2d is not None:
+        reg = np.asarray(regions2d)[::stride, ::stride]
+        for lab in np.unique(reg[reg > 0]):
+            rgb[_outline(reg == lab)] = REGION_COLOURS[(int(lab) - 1) % len(REGION_COLOURS)]
     return rgb.astype(np.uint8)
 
 

@@ -827,9 +827,10 @@ class Store:
                                          "reg_key", "brain_dice", "atlas_mask_path"])
         return self._df("""
             SELECT subject_id, seg_key, location_key, atlas, space, reg_key, brain_dice,
-                   transform, atlas_mask_path, seconds, created_at FROM (
+                   transform, transforms_json, atlas_mask_path, seconds, created_at FROM (
                 SELECT r.subject_id, r.seg_key, l.location_key, l.atlas, l.space, l.reg_key,
-                       g.brain_dice, g.transform, l.atlas_mask_path, l.seconds, l.created_at,
+                       g.brain_dice, g.transform, g.transforms_json, l.atlas_mask_path,
+                       l.seconds, l.created_at,
                        row_number() OVER (PARTITION BY r.subject_id
                                           ORDER BY l.created_at DESC) AS rn
                 FROM subject_results r JOIN location_sets l ON l.seg_key = r.seg_key

