@@ -105,3 +105,10 @@ def test_location_config_checks_its_arguments():
         LocationConfig(space="talairach")
     with pytest.raises(ValueError, match="atlas must be one of"):
         LocationConfig(atlas="aal")
+
+
+def test_without_registration_native_subjects_are_skipped_quietly(cohort_csv, tmp_path):
+    """The dashboard's setting: only subjects already in an atlas space are located."""
+    summary, store = run(cohort_csv, tmp_path / "n.duckdb", LocationConfig(register=False))
+    assert not summary.errors, summary.describe()
+    assert store.location_sets_of(summary.cohort_id, summary.config_key).empty
