@@ -169,6 +169,18 @@ with tab_km:
     except CohortError as exc:
         st.warning(f"Kaplan–Meier not possible with this grouping: {exc}")
     else:
+        lr = km.logrank
+        family, title = None, None
+        if variable is not None and lr is not None:  # one split out of a family of splits
+            kind = "median" if grouping.startswith("Median") else "tertile"
+            family = _split_family(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key,
+                                   data_key, time_col, event_col, kind, tuple(options), data)
+            tested = family[family["p"].notna()]
+            q = family.loc[variable, "q"] if variable in family.index else float("nan")
+            title = (f"Kaplan–Meier — exploratory {kind} split: log-rank p = {lr.p_value:.3g} "
+                     f"(raw), BH q = {q:.3g} over {len(tested)} splits")
+        if title:  # the cached figure is this run's copy
+            fig.update_layout(title=title)
         st.plotly_chart(fig, key="km_fig")
         st.caption(f"Grouping: {rule}. Ticks = censored subjects. The table under the curves is the "
                    "number still at risk at each time.")
@@ -176,7 +188,6 @@ with tab_km:
         med = km.medians.reset_index()[["group", "n", "events", "median_text"]]
         m1.dataframe(med.rename(columns={"median_text": "median survival, months (95% CI)"}),
                      hide_index=True, key="km_medians")
-        lr = km.logrank
         if km.no_test_reason:
             m2.info("**Descriptive only — no log-rank test.** " + km.no_test_reason[0].upper()
                     + km.no_test_reason[1:] + ".", icon=":material/info:")
@@ -187,12 +198,7 @@ with tab_km:
             m2.metric(f"{test} p", f"{lr.p_value:.3g}", help=f"χ² = {lr.statistic:.2f}, df = {lr.dof}")
         elif group_col is not None:
             m2.info("No log-rank test (see notes).")
-        if variable is not None and lr is not None:
-            kind = "median" if grouping.startswith("Median") else "tertile"
-            family = _split_family(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key,
-                                   data_key, time_col, event_col, kind, tuple(options), data)
-            tested = family[family["p"].notna()]
-            q = family.loc[variable, "q"] if variable in family.index else float("nan")
+        if family is not None:
             m2.metric(f"BH q over {len(tested)} {kind} splits", f"{q:.3g}",
                       help="Benjamini–Hochberg false-discovery rate over every variable this "
                            f"view offers for a {kind} split.")
