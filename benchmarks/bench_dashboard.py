@@ -125,13 +125,15 @@ def main() -> None:
     ap.add_argument("--before", default="e73415c")
     ap.add_argument("--skip-before", action="store_true")
     ap.add_argument("--data", default=str(REPO / "data" / "bench_scale"))
+    ap.add_argument("--store", help="an existing processed store (e.g. the one bench_scale.py "
+                    "keeps in data/bench_scale/store-1000/bench.duckdb) instead of building one")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(*args.child)))
         return
     sys.path.insert(0, str(REPO))
-    db = build_store(Path(args.data), args.n, args.workers)
+    db = Path(args.store) if args.store else build_store(Path(args.data), args.n, args.workers)
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (shared: "
           "noisy figures; before and after measured back to back on the same store)")
     tmp = Path(tempfile.mkdtemp(prefix="bench_dash_"))
