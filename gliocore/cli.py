@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from gliocore.errors import StoreBusyError
 from gliocore.settings import Settings
 
 
@@ -103,7 +104,7 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
     from gliocore.pipeline import ProcessingConfig, process_cohort
     from gliocore.store import Store
     cohort, _naming = _load_cohort_from_args(args, settings)
-    store = Store(args.db or settings.db)
+    store = Store(args.db or settings.db, run_wait=args.wait)
     config = ProcessingConfig(backend=args.backend, backend_options=_backend_options(args),
                               params=args.params, workers=args.workers,
                               output_dir=Path(args.output_dir) if args.output_dir else None)
@@ -213,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--workers", type=int, default=1)
     pr.add_argument("--output-dir", help="where masks are written (default data/segmentations)")
     pr.add_argument("--subjects", nargs="*", help="only these subject IDs")
+    pr.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                    help="when another run is processing into the same store, wait up to this "
+                         "long for it to finish (default: refuse at once, saying who holds it)")
     pr.set_defaults(func=cmd_process)
 
     e = sub.add_parser("export", help="write the seed's wide table (CSV or Parquet)")
@@ -246,6 +250,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; finished subjects are saved, a re-run resumes", file=sys.stderr)
         return 130
+    except StoreBusyError as exc:  # another run holds the store: say who, change nothing
+        print(f"error: {exc}", file=sys.stderr)
+        return 75
 
 
 if __name__ == "__main__":  # pragma: no cover

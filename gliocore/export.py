@@ -208,9 +208,10 @@ def seed_table(store: Store, cohort_id: str, config_key: str | None = None,
     only_processed : bool
         Drop subjects without features.
     """
-    clinical = store.clinical(cohort_id)
-    feats = features_wide(store.features_long(cohort_id, config_key),
-                          class_voxel_volumes(store, cohort_id, config_key))
+    with store.reading():  # one connection for the table's several queries
+        clinical = store.clinical(cohort_id)
+        feats = features_wide(store.features_long(cohort_id, config_key),
+                              class_voxel_volumes(store, cohort_id, config_key))
     if clinical.empty:
         return feats
     clinical = clinical.drop(columns=["has_images"], errors="ignore")
