@@ -27,6 +27,7 @@ PAGES = {
     "Analysis": [
         st.Page("pages/survival.py", title="Survival", icon=":material/monitoring:"),
         st.Page("pages/classifiers.py", title="Classifiers", icon=":material/target:"),
+        st.Page("pages/progression.py", title="Progression", icon=":material/timeline:"),
     ],
     "Quality": [
         st.Page("pages/qc.py", title="Segmentation QC", icon=":material/fact_check:"),

@@ -1,16 +1,26 @@
-"""Seconds per subject: plain PyRadiomics (the seed's loop) vs gliocore.radiomics.extract_features.
+"""Seconds per subject: the seed's plain PyRadiomics loop vs gliocore.radiomics.extract_features.
 
-Plain: one ``RadiomicsFeatureExtractor.execute(image_file, mask_file, label)`` per sequence and
-label with the default feature set, as the seed notebook did (8 calls for 4 sequences and 2
-labels). GlioScope: volumes loaded once, then ``extract_features`` (shape once per label, crop,
-no diagnostics). Uses the real case in ../shared when present, else a generated 240x240x155
-volume. Also checks the values are identical.
+Three feature sets, each measured on both sides in the same run (the machine is shared, so only
+the ratios printed side by side mean something):
 
-Usage: python benchmarks/bench_radiomics.py [--repeats N]
+1. **seed set** (:data:`gliocore.radiomics.DEFAULT_PARAMS`), 4 sequences x 2 classes;
+2. **PyRadiomics' full default set** (all feature classes, Original image), 4 sequences x 2 classes;
+3. **LoG (sigma 1, 3 mm) + Wavelet + Original**, all feature classes, FLAIR, 2 classes.
+
+Plain = one ``RadiomicsFeatureExtractor.execute(image_file, mask_file, label)`` per sequence and
+class, as the seed notebook did. GlioScope = volumes loaded once (float32, as the pipeline does;
+the loading time is printed apart), then ``extract_features``. For each set the largest relative
+difference between the two sides over all features is printed.
+
+The case is ``../shared/cases/brats18-dev/Brats18_TCIA01_378_1`` (a large tumour; BraTS labels
+mapped to GlioScope's) when present, else a generated 240x240x155 volume.
+
+Usage: python benchmarks/bench_radiomics.py [--repeats N] [--sets seed,full,filters] [--case DIR]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -29,18 +39,28 @@ from gliocore.io import load_volume  # noqa: E402
 from gliocore.labels import BRATS  # noqa: E402
 from gliocore.types import SEQUENCES  # noqa: E402
 
+ALL_CLASSES = ["firstorder", "glcm", "gldm", "glrlm", "glszm", "ngtdm", "shape"]
+SETS = {
+    "seed": ("seed set (DEFAULT_PARAMS)", gr.DEFAULT_PARAMS, None),
+    "full": ("full default set (all classes, Original)", {}, None),
+    "filters": ("LoG (sigma 1, 3) + Wavelet + Original, all classes", {
+        "imageType": {"Original": {}, "LoG": {"sigma": [1.0, 3.0]}, "Wavelet": {}}}, ["flair"]),
+}
+DEFAULT_CASE = REPO.parent / "shared" / "cases" / "brats18-dev" / "Brats18_TCIA01_378_1"
 
-def real_case(tmp: Path) -> tuple[dict[str, Path], Path, str] | None:
-    base = REPO.parent / "shared" / "cases" / "TCGA-DU-7294"
+
+def brats_case(base: Path, tmp: Path) -> tuple[dict[str, Path], Path, str] | None:
     if not base.exists():
         return None
-    tags = {"t1": "t1", "t1c": "t1c", "t2": "t2", "flair": "fla"}
-    paths = {s: base / f"TCGA-DU-7294_{t}_bet.nii.gz" for s, t in tags.items()}
-    seg = nib.load(base / "algorithm_segmentations" / "hnfnetv1-20.nii.gz")
+    name = base.name
+    tags = {"t1": "t1", "t1c": "t1ce", "t2": "t2", "flair": "flair"}
+    paths = {s: base / f"{name}_{t}.nii.gz" for s, t in tags.items()}
+    seg = nib.load(base / f"{name}_seg.nii.gz")
     mask = BRATS.to_canonical(np.asanyarray(seg.dataobj))
     mpath = tmp / "mask.nii.gz"
-    nib.save(nib.Nifti1Image(mask, seg.affine), mpath)
-    return paths, mpath, "TCGA-DU-7294 (240x240x155, hnfnetv1 segmentation)"
+    nib.save(nib.Nifti1Image(mask, seg.affine, seg.header), mpath)
+    counts = ", ".join(f"label {k}: {(mask == k).sum()} voxels" for k in (1, 2))
+    return paths, mpath, f"{name} (240x240x155; {counts})"
 
 
 def generated_case(tmp: Path) -> tuple[dict[str, Path], Path, str]:
@@ -63,45 +83,65 @@ def generated_case(tmp: Path) -> tuple[dict[str, Path], Path, str]:
     return paths, mpath, "generated 240x240x155 volume"
 
 
+def max_rel_diff(rows: list[gr.FeatureValue], plain: dict, first: str) -> tuple[float, int]:
+    worst, n = 0.0, 0
+    for r in rows:
+        expected = plain[(r.tumour_class.canonical_label, r.sequence or first)][r.feature]
+        if r.value is None:
+            return float("inf"), n
+        d = abs(r.value - expected) / abs(expected) if expected != 0 else abs(r.value)
+        worst = max(worst, d)
+        n += 1
+    return worst, n
+
+
+def run_set(key: str, paths: dict[str, Path], mpath: Path, repeats: int) -> dict:
+    title, params, seqs = SETS[key]
+    paths = {s: p for s, p in paths.items() if seqs is None or s in seqs}
+    ex = RadiomicsFeatureExtractor(params)
+    plain_times, plain = [], {}
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for label in (1, 2):
+            for seq, p in paths.items():
+                res = ex.execute(str(p), str(mpath), label=label)
+                plain[(label, seq)] = {k: float(v) for k, v in res.items()
+                                       if not k.startswith("diagnostics_")}
+        plain_times.append(time.perf_counter() - t0)
+    ours_times, load_times = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        vols = {seq: load_volume(p) for seq, p in paths.items()}
+        mvol = load_volume(mpath, dtype=None)
+        t1 = time.perf_counter()
+        rows = gr.extract_features(vols, mvol.data, mvol.affine, params)
+        t2 = time.perf_counter()
+        load_times.append(t1 - t0)
+        ours_times.append(t2 - t1)
+    diff, n = max_rel_diff(rows, plain, next(iter(paths)))
+    return {"title": title, "n_seq": len(paths), "plain": min(plain_times),
+            "ours": min(ours_times), "load": min(load_times), "diff": diff, "n": n}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--sets", default="seed,full,filters")
+    ap.add_argument("--case", type=Path, default=DEFAULT_CASE)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        paths, mpath, what = real_case(tmp) or generated_case(tmp)
-        print(f"case: {what}; {len(paths)} sequences x 2 labels; default feature set")
-
-        ex = RadiomicsFeatureExtractor(gr.DEFAULT_PARAMS)
-        plain_times, plain = [], {}
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            for label in (1, 2):
-                for seq, p in paths.items():
-                    res = ex.execute(str(p), str(mpath), label=label)
-                    plain[(label, seq)] = {k: float(v) for k, v in res.items()
-                                           if not k.startswith("diagnostics_")}
-            plain_times.append(time.perf_counter() - t0)
-
-        ours_times, load_times = [], []
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            vols = {seq: load_volume(p) for seq, p in paths.items()}
-            mvol = load_volume(mpath, dtype=None)
-            t1 = time.perf_counter()
-            rows = gr.extract_features(vols, mvol.data, mvol.affine)
-            t2 = time.perf_counter()
-            load_times.append(t1 - t0)
-            ours_times.append(t2 - t1)
-
-        first = next(iter(paths))
-        same = all(r.value == plain[(r.tumour_class.canonical_label, r.sequence or first)][r.feature]
-                   for r in rows)
-        print(f"plain PyRadiomics (8 execute calls, files): {min(plain_times):6.2f} s/subject")
-        print(f"gliocore extract_features:                  {min(ours_times):6.2f} s/subject "
-              f"(+ {min(load_times):.2f} s loading the 5 volumes once)")
-        print(f"speed-up (extraction): {min(plain_times) / min(ours_times):.0f}x; "
-              f"values identical: {same} ({len(rows)} features)")
+        paths, mpath, what = brats_case(args.case, tmp) or generated_case(tmp)
+        load = os.getloadavg()[0]
+        print(f"case: {what}; {os.cpu_count()} CPUs, load average {load:.1f} at start")
+        results = [run_set(k, paths, mpath, args.repeats) for k in args.sets.split(",")]
+        print(f"\n{'feature set':55s} {'seqs':>4s} {'plain':>8s} {'GlioScope':>10s} {'ratio':>7s}"
+              f" {'max rel. diff':>14s} {'values':>7s}")
+        for r in results:
+            print(f"{r['title']:55s} {r['n_seq']:4d} {r['plain']:7.2f}s {r['ours']:9.2f}s "
+                  f"{r['plain'] / r['ours']:6.1f}x {r['diff']:14.2e} {r['n']:7d}")
+        print(f"(GlioScope times exclude loading the volumes once: {results[0]['load']:.2f} s; "
+              f"load average now {os.getloadavg()[0]:.1f})")
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ class _Bars:
     def __call__(self, stage: str, done: int, total: int, subject: str | None) -> None:
         bar = self.bars.get(stage)
         if bar is None:
-            bar = self._tqdm(total=total, desc=f"{stage:>8}", unit="subj", position=len(self.bars),
+            bar = self._tqdm(total=total, desc=f"{stage:>8}", unit="scan", position=len(self.bars),
                              leave=True, disable=self.disable, dynamic_ncols=True)
             self.bars[stage] = bar
         bar.n = done
@@ -65,6 +65,9 @@ def ensure_demo(settings: Settings, n_subjects: int | None = None, workers: int 
         csv = synth.generate_demo_cohort(settings.demo_dir, n_subjects=n, seed=settings.demo_seed,
                                          progress=lambda d, t: bars("generate", d, t, None),
                                          workers=workers)
+        if settings.demo_followups:  # follow-up scans for the Progression page
+            synth.generate_followups(settings.demo_dir, seed=settings.demo_seed, workers=workers,
+                                     progress=lambda d, t: bars("followup", d, t, None))
     finally:
         bars.close()
     return Path(csv)
@@ -82,7 +85,7 @@ def _load_cohort_from_args(args: argparse.Namespace, settings: Settings):
         csv = ensure_demo(settings, getattr(args, "n_subjects", None), args.workers, args.quiet)
         return load_cohort(csv, csv.parent, name="demo"), "tcga"
     return load_cohort(args.csv, args.root, naming=args.naming, id_column=args.id_column,
-                       name=args.name), args.naming
+                       name=args.name, scans=getattr(args, "scans", None)), args.naming
 
 
 def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -107,7 +110,11 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
     store = Store(args.db or settings.db, run_wait=args.wait)
     config = ProcessingConfig(backend=args.backend, backend_options=_backend_options(args),
                               params=args.params, workers=args.workers,
-                              output_dir=Path(args.output_dir) if args.output_dir else None)
+                              output_dir=Path(args.output_dir) if args.output_dir else None,
+                              executor=args.executor, scheduler=args.scheduler)
+    if args.executor == "dask" and not args.scheduler:
+        raise SystemExit("--executor dask needs --scheduler tcp://HOST:PORT (the address "
+                         "`dask scheduler` prints)")
     bars = _Bars(disable=args.quiet)
     try:
         summary = process_cohort(cohort, store, config, progress=bars,
@@ -128,6 +135,14 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     df = seed_table(store, cohort_id, args.config, only_processed=args.only_processed)
     path = write_table(df, Path(args.output))
     print(f"wrote {len(df)} rows x {df.shape[1]} columns to {path}")
+    if args.scans_output or (store.scans(cohort_id)["scan_order"] > 0).any():
+        from gliocore.export import scan_table
+        out = Path(args.scans_output) if args.scans_output else \
+            path.with_name(f"{path.stem}_scans{path.suffix}")
+        scans = scan_table(store, cohort_id, args.config)
+        write_table(scans, out)
+        print(f"wrote the per-scan table ({len(scans)} scans x {scans.shape[1]} columns, "
+              f"volumetric RANO 2.0 categories) to {out}")
     return 0
 
 
@@ -199,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="file naming: tcga, brats, brats2023, nnunet, bet, or "
                          "'t1=_t1,t1c=_t1ce,t2=_t2,flair=_flair' (default: try all)")
     pr.add_argument("--id-column", default="SUBJECT ID")
+    pr.add_argument("--scans", help="scans table, one row per scan: SUBJECT ID, scan_id and/or "
+                    "days or date, img_dir (default: scans.csv beside the CSV if present, else "
+                    "<subject>/<timepoint>/ folders, else one scan per subject)")
     pr.add_argument("--backend", default="baseline",
                     help="segmentation backend: baseline, import, hdglio, nnunetv2")
     pr.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE")
@@ -211,7 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--no-mirroring", action="store_true", help="hdglio/nnunetv2: no test-time "
                     "mirroring (faster, slightly different masks)")
     pr.add_argument("--params", help="PyRadiomics YAML params (default: the seed's feature set)")
-    pr.add_argument("--workers", type=int, default=1)
+    pr.add_argument("--workers", type=int, default=1,
+                    help="local executor: worker processes on this machine")
+    pr.add_argument("--executor", choices=["local", "dask"], default="local",
+                    help="where the work runs: processes on this machine (default) or a Dask "
+                         "cluster that shares the images' and output folder's storage")
+    pr.add_argument("--scheduler", help="dask executor: scheduler address, tcp://HOST:PORT")
     pr.add_argument("--output-dir", help="where masks are written (default data/segmentations)")
     pr.add_argument("--subjects", nargs="*", help="only these subject IDs")
     pr.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
@@ -224,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--cohort", help="cohort name or ID (default: the latest)")
     e.add_argument("--config", help="configuration key (default: the latest)")
     e.add_argument("--only-processed", action="store_true")
+    e.add_argument("--scans-output", help="the long per-scan table (default, for a cohort with "
+                   "follow-up scans: OUTPUT's name + _scans)")
     e.set_defaults(func=cmd_export)
 
     s = sub.add_parser("status", help="per-subject state and errors")

@@ -43,6 +43,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from gliocore.response import (DAYS_PER_MONTH, PFS_EVENT_COLUMN, PFS_TIME_COLUMN,
+                               RANO2_VOLUMETRIC, CohortResponse, ResponseCriteria,
+                               cohort_response)
 from gliocore.store import Store
 from gliocore.types import SEQUENCES, TumourClass
 
@@ -222,7 +225,84 @@ def seed_table(store: Store, cohort_id: str, config_key: str | None = None,
     first = [c for c in CLINICAL_FIRST if c in clinical.columns]
     clinical = clinical[first + [c for c in clinical.columns if c not in first]]
     out = clinical.merge(feats, on="SUBJECT ID", how="inner" if only_processed else "left")
-    return out
+    return add_longitudinal_endpoints(out, store, cohort_id, config_key)
+
+
+# -- several scans per subject ------------------------------------------------------------------
+#: Per-subject columns a longitudinal cohort adds to the wide table (after the features).
+ENDPOINT_COLUMNS = ("n_scans", "followup_months", "response_target", "best_response",
+                    "best_pct_change", "progression_months", PFS_TIME_COLUMN, PFS_EVENT_COLUMN,
+                    "pfs_reason")
+
+
+def cohort_response_of(store: Store, cohort_id: str, config_key: str | None = None,
+                       criteria: ResponseCriteria = RANO2_VOLUMETRIC) -> CohortResponse:
+    """Response assessment and PFS of a cohort's scans, from the store."""
+    return cohort_response(store.scan_results(cohort_id, config_key), store.clinical(cohort_id),
+                           criteria)
+
+
+def longitudinal_endpoints(response: CohortResponse) -> pd.DataFrame:
+    """Per subject (``SUBJECT ID``): :data:`ENDPOINT_COLUMNS` (months = days / 30.4375)."""
+    s = response.subjects.merge(response.pfs, on="subject_id", how="left")
+    return pd.DataFrame({
+        "SUBJECT ID": s["subject_id"], "n_scans": s["n_scans"],
+        "followup_months": (s["last_scan_days"] / DAYS_PER_MONTH).round(2),
+        "response_target": s["target"], "best_response": s["best_response"],
+        "best_pct_change": s["best_pct_change"].round(1),
+        "progression_months": (s["progression_days"] / DAYS_PER_MONTH).round(2),
+        PFS_TIME_COLUMN: s[PFS_TIME_COLUMN], PFS_EVENT_COLUMN: s[PFS_EVENT_COLUMN],
+        "pfs_reason": s["pfs_reason"]})
+
+
+def add_longitudinal_endpoints(table: pd.DataFrame, store: Store, cohort_id: str,
+                               config_key: str | None = None,
+                               criteria: ResponseCriteria = RANO2_VOLUMETRIC) -> pd.DataFrame:
+    """The wide table with PFS and best response per subject when the cohort has follow-up
+    scans; unchanged for a cohort with one scan per subject."""
+    response = cohort_response_of(store, cohort_id, config_key, criteria)
+    if not response.is_longitudinal:
+        return table
+    ends = longitudinal_endpoints(response)
+    table = table.drop(columns=[c for c in ENDPOINT_COLUMNS if c in table.columns])
+    return table.merge(ends, on="SUBJECT ID", how="left")
+
+
+def scan_table(store: Store, cohort_id: str, config_key: str | None = None,
+               criteria: ResponseCriteria = RANO2_VOLUMETRIC) -> pd.DataFrame:
+    """The long per-scan table: one row per scan, with its time, class volumes, changes from
+    baseline and nadir, response category (``criteria``), then its features (wide, the seed's
+    column names).
+
+    Columns: ``SUBJECT ID``, ``scan_id``, ``days``, ``months``, ``volume_ce_mm3``,
+    ``volume_ne_mm3``, ``pct_from_baseline_{ce,ne}``, ``nadir_{ce,ne}_mm3``,
+    ``pct_from_nadir_{ce,ne}``, ``response_target``, ``category``, ``confirmed``, features.
+    """
+    response = cohort_response_of(store, cohort_id, config_key, criteria)
+    a = response.scans
+    keep = ["subject_id", "scan_id", "days", "volume_ce_mm3", "volume_ne_mm3",
+            "pct_from_baseline_ce", "nadir_ce_mm3", "pct_from_nadir_ce",
+            "pct_from_baseline_ne", "nadir_ne_mm3", "pct_from_nadir_ne", "target", "category",
+            "confirmed"]
+    if a.empty:
+        return pd.DataFrame(columns=["SUBJECT ID", "scan_id", "days"])
+    out = a[[c for c in keep if c in a.columns]].rename(
+        columns={"subject_id": "SUBJECT ID", "target": "response_target"})
+    out.insert(3, "months", (out["days"] / DAYS_PER_MONTH).round(2))
+    long = store.features_long_scans(cohort_id, config_key)
+    if not long.empty:
+        sep = "\x1f"
+        key = long["subject_id"].astype(str) + sep + long["scan_id"].astype(str)
+        vols = a.assign(_k=a["subject_id"].astype(str) + sep + a["scan_id"].astype(str))
+        mask_volumes = pd.DataFrame({TumourClass.ENHANCING.value: vols["volume_ce_mm3"].to_numpy(),
+                                     TumourClass.NON_ENHANCING.value: vols["volume_ne_mm3"].to_numpy()},
+                                    index=vols["_k"])
+        wide = features_wide(long.drop(columns=["scan_id"]).assign(subject_id=key), mask_volumes)
+        parts = wide["SUBJECT ID"].str.split(sep, n=1, expand=True)
+        wide = wide.drop(columns=["SUBJECT ID"]).assign(**{"SUBJECT ID": parts[0],
+                                                           "scan_id": parts[1]})
+        out = out.merge(wide, on=["SUBJECT ID", "scan_id"], how="left")
+    return out.reset_index(drop=True)
 
 
 def write_table(df: pd.DataFrame, path: Path) -> Path:

@@ -16,6 +16,11 @@ import numpy as np
 from gliocore.types import TUMOUR_CLASSES, TumourClass
 
 
+#: How far from an integer a float-stored label may be and still be read as that integer
+#: (float32 storage of 4 is exact, 3.9999999 is an artefact; 1.5 or 2 - 0.01 is not a label).
+LABEL_TOLERANCE = 1e-3
+
+
 @dataclass(frozen=True)
 class LabelMap:
     """Map from source integers to tumour classes.
@@ -62,6 +67,50 @@ class LabelMap:
             if values:
                 out[np.isin(mask, values)] = cls.canonical_label
         return out
+
+    def checked_to_canonical(self, mask: np.ndarray, what: str = "mask") -> np.ndarray:
+        """Convert a mask from outside (an imported or reference mask), refusing bad values.
+
+        Float-stored labels are rounded only when every value lies within
+        :data:`LABEL_TOLERANCE` of an integer (never truncated: 2 - 1e-6 is 2). Every non-zero
+        value must be one this map knows.
+
+        Parameters
+        ----------
+        mask : (I, J, K) array-like
+        what : str
+            How to name the mask in messages (``"reference mask"``).
+
+        Returns
+        -------
+        (I, J, K) uint8 ndarray
+            GlioScope's canonical mask (1 = CE, 2 = NE).
+
+        Raises
+        ------
+        ValueError
+            Non-integer values (a probability map, an interpolated mask), or values unknown to
+            the map (the message lists them and the map, and says how to give another map).
+        """
+        data = np.asarray(mask)
+        if not np.issubdtype(data.dtype, np.integer) and data.dtype != bool:
+            if not np.all(np.isfinite(data)):
+                raise ValueError(f"{what} has non-finite values (NaN or infinity)")
+            rounded = np.rint(data)
+            off = float(np.max(np.abs(data - rounded))) if data.size else 0.0
+            if off > LABEL_TOLERANCE:
+                raise ValueError(f"{what} has non-integer values (up to {off:.3g} from a whole "
+                                 "number); is it a probability map or an interpolated mask? "
+                                 "Export integer labels (nearest-neighbour resampling)")
+            data = rounded.astype(np.int64)
+        values = {int(v) for v in np.unique(data)} - {0}
+        unknown = sorted(v for v in values if v not in self.classes)
+        if unknown:
+            known = ", ".join(f"{k} = {c.value}" for k, c in sorted(self.classes.items()))
+            raise ValueError(f"{what} has label value(s) {unknown} that label map {self.name!r} "
+                             f"does not know ({known}); declare the mask's label map (a preset: "
+                             f"{', '.join(PRESETS)}, or a mapping such as '4:ce,1:ne,2:ne')")
+        return self.to_canonical(data)
 
     def to_json(self) -> str:
         return json.dumps({"name": self.name,

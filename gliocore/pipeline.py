@@ -9,22 +9,24 @@ and the others go on.
 """
 from __future__ import annotations
 
+import functools
 import json
-import multiprocessing
+import threading
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from gliocore import radiomics
+from gliocore import qc, radiomics
 from gliocore.cohort import Cohort, Scan, load_subject_images, safe_name, scan_label
 from gliocore.errors import GlioError, SubjectError
+from gliocore.executor import Executor, make_executor
 from gliocore.io import Volume, file_sha256, load_volume, save_mask, text_sha256
 from gliocore.segment import Segmenter, get_segmenter
+from gliocore.labels import LabelMap, get_label_map
 from gliocore.store import Store
 from gliocore.types import BASELINE_SCAN, TumourClass
 
@@ -52,6 +54,15 @@ class ProcessingConfig:
         Where masks are written; default: the store's folder / ``segmentations``.
     compute_qc : bool
         Score segmentations against subjects' reference masks when present.
+    reference_label_map : str or LabelMap
+        Label map of the reference masks (default ``glioscope``: 1 = contrast-enhancing,
+        2 = non-enhancing; ``brats`` for BraTS ``_seg`` files). A reference holding a value the
+        map does not know, or non-integer values, is a per-subject QC error.
+    executor : {"local", "dask"}
+        Where the work runs (:mod:`gliocore.executor`): processes on this machine, or a Dask
+        cluster whose workers share the images' and masks' storage with this machine.
+    scheduler : str, optional
+        The Dask scheduler's address (``tcp://HOST:PORT``) for ``executor="dask"``.
     """
 
     backend: str = "baseline"
@@ -60,6 +71,9 @@ class ProcessingConfig:
     workers: int = 1
     output_dir: Path | None = None
     compute_qc: bool = True
+    reference_label_map: Any = "glioscope"
+    executor: str = "local"
+    scheduler: str | None = None
 
 
 @dataclass
@@ -103,12 +117,17 @@ def register_cohort(store: Store, cohort: Cohort, naming: str | None = None) -> 
     for sc in cohort.scans:
         scans_by_id.setdefault(sc.subject_id, []).append(sc)
     rows = []
+    pending: list[tuple[str, int, int, str]] = []
     for rec in cohort.clinical.to_dict(orient="records"):
         sid = str(rec["SUBJECT ID"])
         subj = by_id.get(sid)
+        ref_sha = None  # the current reference's content: QC scores are shown against it only
+        if subj is not None and subj.reference_mask and Path(subj.reference_mask).is_file():
+            ref_sha = hash_file_cached(store, Path(subj.reference_mask), pending)
         rows.append({"subject_id": sid, "folder": str(subj.folder) if subj else None,
                      "has_images": subj is not None,
                      "reference_mask": str(subj.reference_mask) if subj and subj.reference_mask else None,
+                     "reference_sha256": ref_sha,
                      "clinical": {k: _plain(v) for k, v in rec.items()},
                      "sequences": {k: str(v) for k, v in subj.sequences.items()} if subj else {},
                      "scans": [{"scan_id": sc.scan_id, "days": sc.days, "folder": str(sc.folder),
@@ -116,6 +135,7 @@ def register_cohort(store: Store, cohort: Cohort, naming: str | None = None) -> 
                                 else None,
                                 "sequences": {k: str(v) for k, v in sc.sequences.items()}}
                                for sc in scans_by_id.get(sid, [])]})
+    store.put_image_hashes(pending)
     store.upsert_cohort(cid, cohort.name, str(cohort.clinical_csv), str(cohort.image_root),
                         naming, rows, event_assumed=bool(cohort.clinical.attrs.get("event_assumed")))
     return cid
@@ -131,41 +151,50 @@ def _plain(v: Any) -> Any:
 
 def hash_file_cached(store: Store, path: Path, pending: list[tuple[str, int, int, str]]) -> str:
     """SHA-256 of a file, reusing the store's value when size and mtime are unchanged."""
-    st = path.stat()
-    key = str(path.resolve())
-    sha = store.cached_image_hash(key, st.st_size, st.st_mtime_ns)
-    if sha is None:
-        sha = file_sha256(path)
-        pending.append((key, st.st_size, st.st_mtime_ns, sha))
-    return sha
+    return FileHasher(store).hash_many([path], pending)[str(Path(path).resolve())]
+
+
+class FileHasher:
+    """Content hashes of files, re-hashing only files whose size or mtime changed.
+
+    The store is asked once per batch of files (not once per file); new hashes are collected
+    in ``pending`` for one write at the end.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def hash_many(self, paths: list[Path], pending: list[tuple[str, int, int, str]]
+                  ) -> dict[str, str]:
+        """``{resolved path: sha256}``; raises OSError for a file that cannot be read."""
+        stats = {}
+        for p in paths:
+            key = str(Path(p).resolve())
+            st = Path(p).stat()
+            stats[key] = (st.st_size, st.st_mtime_ns)
+        known = self.store.cached_file_hashes([(k, s, m) for k, (s, m) in stats.items()])
+        for key, (size, mtime) in stats.items():
+            if key not in known:
+                known[key] = file_sha256(key)
+                pending.append((key, size, mtime, known[key]))
+        return known
 
 
 # -- worker side -------------------------------------------------------------------------------
 _WORKER_SEGMENTERS: dict[str, Segmenter] = {}
-
-
-def _init_worker() -> None:
-    """One thread per worker process: N processes x M threads on N cores only thrash."""
-    try:
-        import SimpleITK as sitk
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-    except Exception:  # pragma: no cover - SimpleITK always present with PyRadiomics
-        pass
-    try:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(1)
-    except Exception:  # pragma: no cover
-        pass
+_SEGMENTER_LOCK = threading.Lock()
 
 
 def _worker_segmenter(name: str, options: Mapping[str, Any]) -> Segmenter:
-    """One loaded segmenter per process and configuration (the model is loaded once)."""
+    """One loaded segmenter per process and configuration (the model is loaded once per
+    worker, also on a multi-threaded Dask worker)."""
     key = json.dumps([name, sorted((k, repr(v)) for k, v in options.items())])
-    seg = _WORKER_SEGMENTERS.get(key)
-    if seg is None:
-        seg = get_segmenter(name, **dict(options))
-        seg.load()
-        _WORKER_SEGMENTERS[key] = seg
+    with _SEGMENTER_LOCK:
+        seg = _WORKER_SEGMENTERS.get(key)
+        if seg is None:
+            seg = get_segmenter(name, **dict(options))
+            seg.load()
+            _WORKER_SEGMENTERS[key] = seg
     return seg
 
 
@@ -242,11 +271,14 @@ def process_subject(task: dict[str, Any], segmenter: Segmenter | None = None) ->
         if task.get("reference_mask"):
             # QC is optional: a bad reference mask is reported, the results above are kept.
             try:
-                from gliocore import qc
                 rvol = load_volume(task["reference_mask"], dtype=None)
                 ref_sha = file_sha256(task["reference_mask"])
-                rows = qc.compare_masks(mask, np.asarray(rvol.data).astype(np.uint8), affine)
-                out["qc_rows"] = [{"reference_sha256": ref_sha, **_qc_row_dict(r)} for r in rows]
+                ref_map = LabelMap.from_json(task["reference_label_map"])
+                # the reference in its declared labels: unknown values and non-integers refused
+                reference = ref_map.checked_to_canonical(rvol.data, what="reference mask")
+                rows = qc.compare_masks(mask, reference, affine)
+                out["qc_rows"] = [{"reference_sha256": ref_sha, "reference_label_map": ref_map.name,
+                                   "qc_version": qc.QC_VERSION, **_qc_row_dict(r)} for r in rows]
             except Exception as err:
                 out["qc_error"] = {"stage": "qc", "path": str(task["reference_mask"]),
                                    "message": f"reference mask not scored: {type(err).__name__}: {err}"}
@@ -265,20 +297,351 @@ def _qc_row_dict(row: Any) -> dict[str, Any]:
     if isinstance(row, dict):
         d = dict(row)
     else:
-        d = {k: getattr(row, k) for k in ("region", "dice", "hd95_mm", "volume_pred_mm3",
-                                          "volume_ref_mm3", "volume_diff_mm3")}
+        d = {k: getattr(row, k) for k in ("region", "dice", "hd95_mm", "hd95_pooled_mm",
+                                          "volume_pred_mm3", "volume_ref_mm3", "volume_diff_mm3")}
     region = d.get("region")
     d["region"] = region.value if isinstance(region, TumourClass) else str(region)
-    for k in ("dice", "hd95_mm", "volume_pred_mm3", "volume_ref_mm3", "volume_diff_mm3"):
+    for k in ("dice", "hd95_mm", "hd95_pooled_mm", "volume_pred_mm3", "volume_ref_mm3",
+              "volume_diff_mm3"):
         v = d.get(k)
         d[k] = None if v is None or (isinstance(v, float) and np.isnan(v)) else float(v)
     return d
 
 
 # -- driver ------------------------------------------------------------------------------------
+@dataclass
+class RunContext:
+    """One processing run: what it computes, under which keys, and where results go."""
+
+    store: Store
+    config: ProcessingConfig
+    cohort_id: str
+    config_key: str
+    run_id: str
+    segmenter: Segmenter
+    token: str
+    params: dict[str, Any]
+    params_fp: str
+    out_root: Path
+    summary: ProcessingSummary
+    #: (subject_id, scan_id) of each subject's baseline scan, whose result is also the subject's
+    baselines: set[tuple[str, str]] = field(default_factory=set)
+
+    def mask_path(self, scan: Scan) -> Path:
+        return _mask_path(self.out_root, scan)
+
+    @property
+    def needs_gpu(self) -> bool:
+        """A model backend that should run on a GPU worker when the executor schedules by
+        resources (Dask ``--resources GPU=1``); ``device=cpu`` opts out."""
+        device = str(dict(self.config.backend_options).get("device", "auto")).lower()
+        return not self.segmenter.parallel_safe and device != "cpu"
+
+
+def start_run(cohort: Cohort, store: Store, config: ProcessingConfig,
+              subject_ids: list[str] | None) -> tuple[RunContext, list[Scan]]:
+    """Register the cohort and the configuration, open a run; return it and its scans."""
+    params = radiomics.load_params(config.params)
+    params_fp = radiomics.params_fingerprint(params)
+    segmenter = get_segmenter(config.backend, **dict(config.backend_options))
+    get_label_map(config.reference_label_map)  # a bad reference label map fails before the run
+    token = segmenter.cache_token()
+    config_key = text_sha256(f"{token}|{params_fp}")[:16]
+    cid = register_cohort(store, cohort)
+    store.put_config(config_key, segmenter.name, segmenter.version, token, params_fp,
+                     json.dumps(params, sort_keys=True, default=str))
+    wanted = None if subject_ids is None else set(subject_ids)
+    subjects = [s for s in cohort.scans if wanted is None or s.subject_id in wanted]
+    # the scan whose result is also the subject's (cross-sectional analyses): its first one
+    baselines = {(s.subject_id, getattr(s, "scan_id", BASELINE_SCAN)) for s in cohort.subjects}
+    run_id = store.start_run(cid, config_key, segmenter.name, config.workers, len(subjects))
+    out_root = (config.output_dir or store.path.parent / "segmentations") / safe_name(cohort.name) \
+        / f"{segmenter.name}-{text_sha256(token)[:8]}"
+    ctx = RunContext(store, config, cid, config_key, run_id, segmenter, token, params, params_fp,
+                     out_root, ProcessingSummary(run_id, cid, config_key, len(subjects)),
+                     baselines)
+    return ctx, subjects
+
+
+class ResultWriter:
+    """The driver's only way into the store during a run: buffers results, errors and file
+    hashes and writes them in batches (one transaction each, every ``flush_seconds`` or
+    ``max_batch`` subjects), so bookkeeping costs a few statements per batch rather than several
+    connections per subject. A crash loses at most the unflushed subjects, whose work a re-run
+    redoes; nothing is ever half-written.
+    """
+
+    def __init__(self, ctx: RunContext, flush_seconds: float = 2.0, max_batch: int = 256) -> None:
+        self.ctx = ctx
+        self.flush_seconds = flush_seconds
+        self.max_batch = max_batch
+        self._results: list[dict[str, Any]] = []
+        self._errors: list[tuple] = []
+        self._stale: list[tuple] = []
+        self.hashes: list[tuple[str, int, int, str]] = []
+        self._last = time.monotonic()
+
+    def result(self, scan: Scan, input_key: str, seg_key: str, feature_key: str,
+               **parts: Any) -> None:
+        """Queue one scan's result (``parts``: see :meth:`Store.save_subject_results`)."""
+        c = self.ctx
+        self._results.append({"cohort_id": c.cohort_id, "subject_id": scan.subject_id,
+                              "config_key": c.config_key, "input_key": input_key,
+                              "seg_key": seg_key, "feature_key": feature_key,
+                              "scan_id": scan.scan_id,
+                              "baseline": (scan.subject_id, scan.scan_id) in c.baselines,
+                              **parts})
+        self.maybe_flush()
+
+    def error(self, err: SubjectError, scan: Scan | None = None, drop_stale: bool = False,
+              keep_input_key: str | None = None) -> None:
+        """Queue a subject's (``scan``'s) error; ``drop_stale``: also forget its result under
+        this configuration (the scan's; every scan's without ``scan``) unless computed from
+        ``keep_input_key``."""
+        c = self.ctx
+        if scan is not None and err.scan_id is None and scan_label(scan):
+            err = SubjectError(err.subject_id, err.message, path=err.path, stage=err.stage,
+                               scan_id=scan_label(scan))
+        self._errors.append((c.run_id, c.cohort_id, err.subject_id, err.stage, err.path,
+                             err.message, getattr(err, "scan_id", None)))
+        if drop_stale:
+            stale_scan = scan.scan_id if scan is not None else getattr(err, "scan_id", None)
+            self._stale.append((c.cohort_id, err.subject_id, c.config_key, keep_input_key,
+                                stale_scan))
+        c.summary.errors.append(err)
+        self.maybe_flush()
+
+    def maybe_flush(self) -> None:
+        n = len(self._results) + len(self._errors)
+        if n >= self.max_batch or (n and time.monotonic() - self._last >= self.flush_seconds):
+            self.flush()
+
+    def flush(self) -> None:
+        store = self.ctx.store
+        store.put_image_hashes(self.hashes)
+        store.drop_stale_results(self._stale)
+        store.save_subject_results(self._results)
+        store.add_errors(self._errors)
+        self.hashes, self._stale, self._results, self._errors = [], [], [], []
+        self._last = time.monotonic()
+
+
+def _stat_key(path: Path) -> tuple[str, int, int]:
+    st = Path(path).stat()
+    return str(Path(path).resolve()), st.st_size, st.st_mtime_ns
+
+
+def plan_subjects(ctx: RunContext, subjects: list[Scan], writer: ResultWriter,
+                  progress: ProgressCallback) -> list[dict[str, Any]]:
+    """Stage "hash": content keys of every scan, to find what is cached.
+
+    The store is asked once per kind of lookup for the whole cohort (file hashes, cached
+    segmentations, mask files, feature sets, QC scores), not once per scan. Scans with
+    nothing missing are recorded as cached through ``writer``; the others come back as tasks.
+    """
+    store, summary, config = ctx.store, ctx.summary, ctx.config
+    n = len(subjects)
+
+    def fail(i: int, subj: Scan, err: SubjectError) -> None:
+        writer.error(err, subj, drop_stale=True)
+        progress("hash", i + 1, n, subj.label)
+
+    def load_error(subj: Scan, exc: OSError) -> SubjectError:
+        return SubjectError(subj.subject_id, str(exc), path=getattr(exc, "filename", None),
+                            stage="load")
+
+    # 1. stat every input file; their known hashes in one query
+    stats: dict[str, dict[str, tuple[str, int, int]]] = {}
+    for i, subj in enumerate(subjects):
+        try:
+            stats[subj.label] = {seq: _stat_key(subj.path(seq))
+                                      for seq in sorted(subj.sequences)}
+        except SubjectError as err:
+            fail(i, subj, err)
+        except OSError as exc:
+            fail(i, subj, load_error(subj, exc))
+    known = store.cached_file_hashes([k for per in stats.values() for k in per.values()])
+
+    # 2. input and segmentation keys (hashing only new or changed files)
+    fingerprint = getattr(ctx.segmenter, "input_fingerprint", None)
+    keyed: list[tuple[int, Scan, str, str]] = []
+    for i, subj in enumerate(subjects):
+        if subj.label not in stats:
+            continue
+        try:
+            hashes = {}
+            for seq, (path, size, mtime) in stats[subj.label].items():
+                sha = known.get(path)
+                if sha is None:
+                    sha = known[path] = file_sha256(path)
+                    writer.hashes.append((path, size, mtime, sha))
+                hashes[seq] = sha
+            input_key = text_sha256(json.dumps(hashes, sort_keys=True))
+            extra = fingerprint(subj) if fingerprint is not None else ""
+            seg_key = text_sha256(f"{input_key}|{ctx.token}|{extra}")
+        except SubjectError as err:
+            fail(i, subj, err)
+            continue
+        except OSError as exc:
+            fail(i, subj, load_error(subj, exc))
+            continue
+        keyed.append((i, subj, input_key, seg_key))
+
+    # 3. cached segmentations whose mask file is intact, and reference masks' hashes
+    records = store.segmentations([k[3] for k in keyed])
+    files: dict[str, Path] = {}
+    for _, subj, _, seg_key in keyed:
+        rec = records.get(seg_key)
+        if rec is not None and Path(rec.path).exists():
+            files[seg_key] = Path(rec.path)
+        if config.compute_qc and subj.reference_mask and Path(subj.reference_mask).exists():
+            files[str(subj.reference_mask)] = Path(subj.reference_mask)
+    file_sha = _hash_files(store, files, writer)
+
+    # 4. feature sets and QC scores present, one query each
+    plans = []
+    for i, subj, input_key, seg_key in keyed:
+        rec = records.get(seg_key)
+        need_seg, mask_path, mask_sha = True, ctx.mask_path(subj), None
+        if rec is not None and file_sha.get(seg_key) == rec.mask_sha256:
+            need_seg, mask_path, mask_sha = False, Path(rec.path), rec.mask_sha256
+        feature_key = text_sha256(f"{mask_sha}|{input_key}|{ctx.params_fp}") if mask_sha else None
+        ref_mask = str(subj.reference_mask) if (config.compute_qc and subj.reference_mask) else None
+        plans.append((i, subj, input_key, seg_key, need_seg, mask_path, mask_sha, feature_key,
+                      ref_mask))
+    have_features = store.existing_feature_sets([p[7] for p in plans if p[7]])
+    reference_map = get_label_map(config.reference_label_map)
+    have_qc = store.existing_qc([(p[3], file_sha.get(p[8])) for p in plans
+                                 if p[8] and not p[4] and file_sha.get(p[8])],
+                                reference_map.name, qc.QC_VERSION)
+
+    tasks: list[dict[str, Any]] = []
+    for i, subj, input_key, seg_key, need_seg, mask_path, mask_sha, feature_key, ref_mask in plans:
+        need_features = feature_key is None or feature_key not in have_features
+        need_qc = False
+        if ref_mask is not None:
+            # score a new segmentation, or a cached one whose reference is new or was edited
+            need_qc = need_seg or (seg_key, file_sha.get(ref_mask)) not in have_qc
+        if not need_seg and not need_features and not need_qc:
+            writer.result(subj, input_key, seg_key, feature_key)
+            summary.cached.append(subj.label)
+        else:
+            tasks.append({"subject": subj, "input_key": input_key, "seg_key": seg_key,
+                          "need_segmentation": need_seg, "mask_path": str(mask_path),
+                          "mask_sha256": mask_sha, "need_features": need_features,
+                          "feature_key": feature_key, "params": ctx.params,
+                          "params_fingerprint": ctx.params_fp, "backend": config.backend,
+                          "backend_options": dict(config.backend_options),
+                          "reference_mask": ref_mask if need_qc else None,
+                          "reference_label_map": reference_map.to_json(),
+                          "baseline": (subj.subject_id, subj.scan_id) in ctx.baselines})
+        progress("hash", i + 1, n, subj.label)
+    return tasks
+
+
+def _hash_files(store: Store, files: Mapping[str, Path], writer: ResultWriter) -> dict[str, str]:
+    """``{name: sha256}`` of files, from the store's hash cache where size and mtime match."""
+    stats = {}
+    for name, path in files.items():
+        try:
+            stats[name] = _stat_key(path)
+        except OSError:
+            continue
+    known = store.cached_file_hashes(list(stats.values()))
+    out = {}
+    for name, (path, size, mtime) in stats.items():
+        sha = known.get(path)
+        if sha is None:
+            try:
+                sha = known[path] = file_sha256(path)
+            except OSError:
+                continue
+            writer.hashes.append((path, size, mtime, sha))
+        out[name] = sha
+    return out
+
+
+def collect_result(ctx: RunContext, writer: ResultWriter, task: dict[str, Any],
+                   result: dict[str, Any]) -> None:
+    """Queue a finished task's rows (or its error) for the store."""
+    summary = ctx.summary
+    scan: Scan = task["subject"]
+    sid = scan.subject_id
+    if "error" in result:
+        e = result["error"]
+        # a result from other (older) inputs must not stand in for these failing ones
+        writer.error(SubjectError(sid, e["message"], path=e.get("path"), stage=e.get("stage")),
+                     scan, drop_stale=True, keep_input_key=task["input_key"])
+        return
+    seg = result.get("segmentation")
+    if seg:
+        summary.stage_seconds["segment_cpu"] += seg["seconds"]
+        try:  # the new mask's hash, so that a re-run need not read it again
+            path, size, mtime = _stat_key(Path(seg["path"]))
+            writer.hashes.append((path, size, mtime, seg["mask_sha256"]))
+        except OSError:
+            pass
+    rows = result.get("feature_rows")
+    if rows is not None:
+        summary.stage_seconds["features_cpu"] += result.get("feature_seconds", 0.0)
+    summary.computed.append(scan.label)
+    writer.result(scan, task["input_key"], task["seg_key"], result["feature_key"],
+                  segmentation=seg, feature_rows=rows,
+                  feature_meta={"params_fingerprint": ctx.params_fp,
+                                "seconds": result.get("feature_seconds")},
+                  image_stats=result.get("image_stats"), qc_rows=result.get("qc_rows"))
+    if "qc_error" in result:
+        e = result["qc_error"]
+        writer.error(SubjectError(sid, e["message"], path=e.get("path"), stage=e.get("stage")),
+                     scan)
+
+
+def run_tasks(ctx: RunContext, tasks: list[dict[str, Any]], executor: Executor,
+              writer: ResultWriter, on_done: Callable[[str], None]) -> None:
+    """Stage "work": the missing work, on the executor; results collected as they finish.
+
+    In-process runs share the driver's segmenter, loaded once for the batch; worker processes
+    (local or Dask) load one each, once.
+    """
+    segmenter = ctx.segmenter
+    in_process = executor.runs_in_process(len(tasks), segmenter.parallel_safe)
+    fn: Callable[[dict[str, Any]], dict[str, Any]] = process_subject
+    if in_process:
+        if any(t["need_segmentation"] for t in tasks):
+            try:
+                segmenter.load()  # once per batch
+            except GlioError as exc:
+                for t in tasks:
+                    writer.error(SubjectError(t["subject"].subject_id, str(exc), stage="segment"),
+                                 t["subject"], drop_stale=True, keep_input_key=t["input_key"])
+                    on_done(t["subject"].label)
+                return
+        fn = functools.partial(process_subject, segmenter=segmenter)
+    needs_gpu = ctx.needs_gpu
+
+    def resources(task: dict[str, Any]) -> dict[str, float] | None:
+        return {"GPU": 1} if needs_gpu and task["need_segmentation"] else None
+
+    try:
+        for task, result in executor.map_unordered(fn, tasks, resources=resources,
+                                                   parallel_safe=segmenter.parallel_safe):
+            if isinstance(result, BaseException):  # the worker died (OOM, a crash in C code)
+                result = {"subject_id": task["subject"].subject_id,
+                          "error": {"stage": "worker", "path": None,
+                                    "message": f"worker process died ({type(result).__name__}: "
+                                               f"{result}); re-run to resume, or use fewer "
+                                               "workers if memory is short"}}
+            collect_result(ctx, writer, task, result)
+            on_done(task["subject"].label)
+    finally:
+        if in_process:
+            segmenter.close()
+
+
 def process_cohort(cohort: Cohort, store: Store, config: ProcessingConfig | None = None,
                    progress: ProgressCallback | None = None,
-                   subject_ids: list[str] | None = None) -> ProcessingSummary:
+                   subject_ids: list[str] | None = None,
+                   executor: Executor | None = None) -> ProcessingSummary:
     """Segment, extract features and score every scan of a cohort, reusing the cache.
 
     Parameters
@@ -291,6 +654,8 @@ def process_cohort(cohort: Cohort, store: Store, config: ProcessingConfig | None
         ``segment`` and ``features``; totals count scans.
     subject_ids : list of str, optional
         Restrict to these subjects (all their scans).
+    executor : Executor, optional
+        Where the work runs; default from ``config`` (``executor``, ``workers``, ``scheduler``).
 
     Returns
     -------
@@ -299,183 +664,42 @@ def process_cohort(cohort: Cohort, store: Store, config: ProcessingConfig | None
     config = config or ProcessingConfig()
     t_start = time.perf_counter()
     progress = progress or (lambda *a: None)
-    params = radiomics.load_params(config.params)
-    params_fp = radiomics.params_fingerprint(params)
-    segmenter = get_segmenter(config.backend, **dict(config.backend_options))
-    token = segmenter.cache_token()
-    config_key = text_sha256(f"{token}|{params_fp}")[:16]
-    cid = register_cohort(store, cohort)
-    store.put_config(config_key, segmenter.name, segmenter.version, token, params_fp,
-                     json.dumps(params, sort_keys=True, default=str))
-    subjects = [s for s in cohort.scans if subject_ids is None or s.subject_id in subject_ids]
-    # the scan whose result is also the subject's (cross-sectional analyses): its first one
-    baselines = {(s.subject_id, getattr(s, "scan_id", BASELINE_SCAN)) for s in cohort.subjects}
-    run_id = store.start_run(cid, config_key, segmenter.name, config.workers, len(subjects))
-    summary = ProcessingSummary(run_id, cid, config_key, len(subjects))
-    for err in cohort.problems:  # problems found while loading the cohort (files missing, CSV)
-        if subject_ids is None or err.subject_id in subject_ids:
-            store.add_error(run_id, cid, err.subject_id, err.stage, err.path, err.message,
-                            scan_id=getattr(err, "scan_id", None))
-            summary.errors.append(err)
-            if err.stage == "load":  # its images are not there: an earlier result is stale
-                store.drop_stale_result(cid, err.subject_id, config_key,
-                                        scan_id=getattr(err, "scan_id", None))
-    out_root = (config.output_dir or store.path.parent / "segmentations") / safe_name(cohort.name) \
-        / f"{segmenter.name}-{text_sha256(token)[:8]}"
+    executor = executor or make_executor(config.executor, config.workers, config.scheduler)
+    ctx, subjects = start_run(cohort, store, config, subject_ids)
+    summary = ctx.summary
+    summary.stage_seconds.update({"segment_cpu": 0.0, "features_cpu": 0.0})
+    writer = ResultWriter(ctx)
+    status = "failed"
+    try:
+        for err in cohort.problems:  # problems found while loading the cohort (files missing, CSV)
+            if subject_ids is None or err.subject_id in subject_ids:
+                # its images are not there: an earlier result is stale
+                writer.error(err, drop_stale=err.stage == "load")
 
-    # Stage 1: content keys (cheap), to find what is cached.
-    t0 = time.perf_counter()
-    tasks: list[dict[str, Any]] = []
-    pending_hashes: list[tuple[str, int, int, str]] = []
-    for i, subj in enumerate(subjects):
-        try:
-            hashes = {seq: hash_file_cached(store, subj.path(seq), pending_hashes)
-                      for seq in sorted(subj.sequences)}
-            input_key = text_sha256(json.dumps(hashes, sort_keys=True))
-            extra = ""
-            fp = getattr(segmenter, "input_fingerprint", None)
-            if fp is not None:
-                extra = fp(subj)
-            seg_key = text_sha256(f"{input_key}|{token}|{extra}")
-        except SubjectError as err:
-            if err.scan_id is None and scan_label(subj):
-                err = SubjectError(err.subject_id, err.message, path=err.path, stage=err.stage,
-                                   scan_id=scan_label(subj))
-            _record_error(store, summary, err)
-            store.drop_stale_result(cid, subj.subject_id, config_key, scan_id=subj.scan_id)
-            progress("hash", i + 1, len(subjects), subj.label)
-            continue
-        except OSError as exc:
-            _record_error(store, summary, SubjectError(subj.subject_id, str(exc),
-                                                       path=getattr(exc, "filename", None),
-                                                       stage="load", scan_id=scan_label(subj)))
-            store.drop_stale_result(cid, subj.subject_id, config_key, scan_id=subj.scan_id)
-            progress("hash", i + 1, len(subjects), subj.label)
-            continue
-        mask_path = _mask_path(out_root, subj)
-        rec = store.segmentation(seg_key)
-        need_seg = True
-        mask_sha = None
-        if rec is not None and Path(rec.path).exists() and file_sha256(rec.path) == rec.mask_sha256:
-            need_seg, mask_path, mask_sha = False, Path(rec.path), rec.mask_sha256
-        feature_key = (text_sha256(f"{mask_sha}|{input_key}|{params_fp}") if mask_sha else None)
-        need_features = feature_key is None or not store.has_feature_set(feature_key)
-        ref_mask = str(subj.reference_mask) if (config.compute_qc and subj.reference_mask) else None
-        need_qc = False
-        if ref_mask is not None:
-            # score a new segmentation, or a cached one whose reference is new or was edited
-            need_qc = need_seg or not store.has_qc(seg_key, file_sha256(ref_mask))
-        task = {"subject": subj, "input_key": input_key, "seg_key": seg_key,
-                "need_segmentation": need_seg, "mask_path": str(mask_path), "mask_sha256": mask_sha,
-                "need_features": need_features, "feature_key": feature_key,
-                "params": params, "params_fingerprint": params_fp, "backend": config.backend,
-                "backend_options": dict(config.backend_options),
-                "reference_mask": ref_mask if need_qc else None}
-        task["baseline"] = (subj.subject_id, subj.scan_id) in baselines
-        if not need_seg and not need_features and not need_qc:
-            store.save_subject_result(cohort_id=cid, subject_id=subj.subject_id,
-                                      config_key=config_key, input_key=input_key,
-                                      segmentation=None, seg_key=seg_key,
-                                      feature_key=feature_key, feature_rows=None, feature_meta=None,
-                                      scan_id=subj.scan_id, baseline=task["baseline"])
-            summary.cached.append(subj.label)
-        else:
-            tasks.append(task)
-        progress("hash", i + 1, len(subjects), subj.label)
-    store.put_image_hashes(pending_hashes)
-    summary.stage_seconds["hash"] = time.perf_counter() - t0
-    n_cached = len(summary.cached)
-    progress("segment", n_cached, len(subjects), None)
-    progress("features", n_cached, len(subjects), None)
+        t0 = time.perf_counter()
+        tasks = plan_subjects(ctx, subjects, writer, progress)
+        writer.flush()
+        summary.stage_seconds["hash"] = time.perf_counter() - t0
+        n_cached, n = len(summary.cached), len(subjects)
+        done = {"segment": n_cached, "features": n_cached}
+        progress("segment", n_cached, n, None)
+        progress("features", n_cached, n, None)
 
-    # Stage 2: the missing work, in worker processes where the backend allows it.
-    t0 = time.perf_counter()
-    done = {"segment": n_cached, "features": n_cached}
-    seg_seconds = feat_seconds = 0.0
+        def on_done(label: str) -> None:
+            for stage in ("segment", "features"):
+                done[stage] += 1
+                progress(stage, done[stage], n, label)
 
-    def collect(task: dict[str, Any], result: dict[str, Any]) -> None:
-        nonlocal seg_seconds, feat_seconds
-        scan: Scan = task["subject"]
-        sid, err_scan = scan.subject_id, scan_label(scan)
-        if "error" in result:
-            e = result["error"]
-            _record_error(store, summary, SubjectError(sid, e["message"], path=e.get("path"),
-                                                       stage=e.get("stage"), scan_id=err_scan))
-            # a result from other (older) inputs must not stand in for these failing ones
-            store.drop_stale_result(cid, sid, config_key, task["input_key"], scan_id=scan.scan_id)
-        else:
-            seg = result.get("segmentation")
-            if seg:
-                seg_seconds += seg["seconds"]
-            rows = result.get("feature_rows")
-            if rows is not None:
-                feat_seconds += result.get("feature_seconds", 0.0)
-            store.save_subject_result(
-                cohort_id=cid, subject_id=sid, config_key=config_key, input_key=task["input_key"],
-                segmentation=seg, seg_key=task["seg_key"], feature_key=result["feature_key"],
-                feature_rows=rows,
-                feature_meta={"params_fingerprint": params_fp,
-                              "seconds": result.get("feature_seconds")},
-                image_stats=result.get("image_stats"), qc_rows=result.get("qc_rows"),
-                scan_id=scan.scan_id, baseline=task["baseline"])
-            summary.computed.append(scan.label)
-            if "qc_error" in result:
-                e = result["qc_error"]
-                _record_error(store, summary, SubjectError(sid, e["message"], path=e.get("path"),
-                                                           stage=e.get("stage"), scan_id=err_scan))
-        done["segment"] += 1
-        done["features"] += 1
-        progress("segment", done["segment"], len(subjects), scan.label)
-        progress("features", done["features"], len(subjects), scan.label)
-
-    workers = max(1, int(config.workers))
-    if workers == 1 or not segmenter.parallel_safe or len(tasks) <= 1:
-        if any(t["need_segmentation"] for t in tasks):
-            try:
-                segmenter.load()  # once per batch
-            except GlioError as exc:
-                for t in tasks:
-                    _record_error(store, summary, SubjectError(t["subject"].subject_id, str(exc),
-                                                               stage="segment",
-                                                               scan_id=scan_label(t["subject"])))
-                    store.drop_stale_result(cid, t["subject"].subject_id, config_key,
-                                            t["input_key"], scan_id=t["subject"].scan_id)
-                tasks = []
-        try:
-            for task in tasks:
-                collect(task, process_subject(task, segmenter))
-        finally:
-            segmenter.close()
-    else:
-        # spawn, not fork: the dashboard calls this from a threaded Streamlit process, and
-        # forking a threaded process can deadlock.
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), initializer=_init_worker,
-                                 mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(process_subject, task): task for task in tasks}
-            for fut in as_completed(futures):
-                task = futures[fut]
-                try:
-                    result = fut.result()
-                except Exception as exc:  # the worker died (out of memory, a crash in C code)
-                    result = {"subject_id": task["subject"].subject_id,
-                              "error": {"stage": "worker", "path": None,
-                                        "message": f"worker process died ({type(exc).__name__}: "
-                                                   f"{exc}); re-run to resume, or use fewer "
-                                                   "workers if memory is short"}}
-                collect(task, result)
-    summary.stage_seconds["work"] = time.perf_counter() - t0
-    summary.stage_seconds["segment_cpu"] = seg_seconds
-    summary.stage_seconds["features_cpu"] = feat_seconds
-    summary.seconds = time.perf_counter() - t_start
-    store.finish_run(run_id, "finished", len(summary.computed), len(summary.cached),
-                     len(summary.errors))
+        t0 = time.perf_counter()
+        run_tasks(ctx, tasks, executor, writer, on_done)
+        summary.stage_seconds["work"] = time.perf_counter() - t0
+        status = "finished"
+    finally:
+        writer.flush()  # also on Ctrl-C: finished subjects are kept
+        summary.seconds = time.perf_counter() - t_start
+        store.finish_run(ctx.run_id, status if status == "finished" else "interrupted",
+                         len(summary.computed), len(summary.cached), len(summary.errors))
     return summary
-
-
-def _record_error(store: Store, summary: ProcessingSummary, err: SubjectError) -> None:
-    store.add_error(summary.run_id, summary.cohort_id, err.subject_id, err.stage, err.path,
-                    err.message, scan_id=getattr(err, "scan_id", None))
-    summary.errors.append(err)
 
 
 def _mask_path(out_root: Path, scan: Scan) -> Path:

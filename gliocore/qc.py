@@ -9,7 +9,21 @@ Conventions
 * :func:`dice` of two empty masks is 1.0 (both agree there is nothing); of one empty and one
   non-empty mask it is 0.0.
 * :func:`hausdorff95` is NaN when either mask is empty (a distance to nothing is undefined);
-  :func:`compare_masks` then gives the reason in :attr:`QCRow.note`.
+  :func:`compare_masks` then gives the reason in :attr:`QCRow.note`, and :func:`summarise`
+  counts such a region as a *missed* segmentation (reference non-empty, prediction empty) or a
+  *false positive* (reference empty, prediction non-empty) instead of leaving it out silently.
+
+HD95: two definitions are in use, and they differ (e.g. 11.9 vs 9.9 mm on the example in the
+tests). GlioScope reports both, named:
+
+* ``hd95_mm`` — **the BraTS definition** (the BraTS challenges' evaluation, CaPTk): the
+  *maximum of the two directed* 95th percentiles, ``max(P95(d(A→B)), P95(d(B→A)))``. This is the
+  number papers compare with, so it is the default everywhere GlioScope shows "HD95".
+* ``hd95_pooled_mm`` — the 95th percentile of the *pooled* distances of both directions (as
+  MedPy's ``hd95`` computes it); usually smaller than the BraTS value.
+
+Distances are between the centres of surface voxels (foreground voxels with a 6-connected
+background neighbour); percentiles use NumPy's linear interpolation.
 """
 from __future__ import annotations
 
@@ -26,6 +40,12 @@ from gliocore.types import TUMOUR_CLASSES, PathType
 
 #: Name used in :class:`QCRow` for the union of both tumour classes.
 WHOLE_TUMOUR = "whole_tumour"
+#: Revision of the QC measures; stored with every score, so scores made by an older definition
+#: (before 2: HD95 was the pooled percentile under the BraTS name) are recomputed, never shown.
+QC_VERSION = 2
+#: HD95 definitions: ``brats`` (max of the directed 95th percentiles; the default) and
+#: ``pooled`` (95th percentile of both directions' distances together).
+HD95_METHODS = ("brats", "pooled")
 
 
 @dataclass(frozen=True)
@@ -39,11 +59,14 @@ class QCRow:
         ``"non_enhancing"``) or ``"whole_tumour"``.
     dice : float
     hd95_mm : float
-        NaN when either mask is empty (see ``note``).
+        HD95 by the BraTS definition (max of the directed 95th percentiles), mm; NaN when either
+        mask is empty (see ``note``).
     volume_pred_mm3, volume_ref_mm3, volume_diff_mm3 : float
         ``volume_diff_mm3 = volume_pred_mm3 - volume_ref_mm3``.
     note : str
         Why a value is NaN, or ``""``.
+    hd95_pooled_mm : float
+        HD95 as the 95th percentile of the pooled distances (MedPy's ``hd95``), mm.
     """
 
     region: str
@@ -53,6 +76,7 @@ class QCRow:
     volume_ref_mm3: float
     volume_diff_mm3: float
     note: str = ""
+    hd95_pooled_mm: float = math.nan
 
     def as_dict(self) -> dict[str, float | str]:
         return asdict(self)
@@ -135,13 +159,9 @@ def surface_distances(a: np.ndarray, b: np.ndarray,
     return dist_to_b[sa], dist_to_a[sb]
 
 
-def hausdorff95(a: np.ndarray, b: np.ndarray, spacing: Sequence[float] | np.ndarray) -> float:
-    """95th percentile of the symmetric surface distances, in mm.
-
-    The distances from every surface voxel of ``a`` to the surface of ``b`` and from every
-    surface voxel of ``b`` to the surface of ``a`` are pooled, and their 95th percentile is
-    returned (the convention of the BraTS evaluation and MedPy's ``hd95``). Identical masks
-    give 0.0.
+def hausdorff95(a: np.ndarray, b: np.ndarray, spacing: Sequence[float] | np.ndarray,
+                method: str = "brats") -> float:
+    """95th-percentile Hausdorff distance between the surfaces of two masks, in mm.
 
     Parameters
     ----------
@@ -149,17 +169,30 @@ def hausdorff95(a: np.ndarray, b: np.ndarray, spacing: Sequence[float] | np.ndar
         Binary masks on one grid.
     spacing : 3 floats or (4, 4) affine
         Voxel size in mm along i, j, k (or the affine it is taken from).
+    method : {"brats", "pooled"}
+        ``"brats"`` (default): the BraTS evaluation's definition, the maximum of the two
+        directed 95th percentiles, ``max(P95(d(a→b)), P95(d(b→a)))``. ``"pooled"``: the 95th
+        percentile of the distances of both directions pooled together (MedPy's ``hd95``).
 
     Returns
     -------
     float
-        NaN when either mask is empty (the distance to an empty set is undefined).
+        0.0 for identical masks; NaN when either mask is empty (the distance to an empty set
+        is undefined).
     """
+    if method not in HD95_METHODS:
+        raise ValueError(f"unknown HD95 method {method!r}; use one of {', '.join(HD95_METHODS)}")
     a, b = _check_pair(a, b)
     if not a.any() or not b.any():
         return math.nan
     d_ab, d_ba = surface_distances(a, b, spacing)
-    return float(np.percentile(np.concatenate([d_ab, d_ba]), 95))
+    return _hd95(d_ab, d_ba, method)
+
+
+def _hd95(d_ab: np.ndarray, d_ba: np.ndarray, method: str) -> float:
+    if method == "pooled":
+        return float(np.percentile(np.concatenate([d_ab, d_ba]), 95))
+    return float(max(np.percentile(d_ab, 95), np.percentile(d_ba, 95)))
 
 
 def volume_mm3(mask: np.ndarray, affine_or_spacing: np.ndarray | Sequence[float]) -> float:
@@ -217,8 +250,73 @@ def compare_masks(pred_canonical: np.ndarray, ref_canonical: np.ndarray,
             note = "prediction empty: HD95 undefined"
         elif not r.any():
             note = "reference empty: HD95 undefined"
-        rows.append(QCRow(name, dice(p, r), hausdorff95(p, r, spacing), vp, vr, vp - vr, note))
+        hd_brats = hd_pooled = math.nan
+        if p.any() and r.any():
+            d_pr, d_rp = surface_distances(p, r, spacing)
+            hd_brats, hd_pooled = _hd95(d_pr, d_rp, "brats"), _hd95(d_pr, d_rp, "pooled")
+        rows.append(QCRow(name, dice(p, r), hd_brats, vp, vr, vp - vr, note, hd_pooled))
     return rows
+
+
+def outcome(volume_pred: float, volume_ref: float) -> str:
+    """How a region's prediction relates to its reference when either may be empty.
+
+    Returns
+    -------
+    str
+        ``"scored"`` (both non-empty), ``"missed"`` (reference non-empty, prediction empty),
+        ``"false positive"`` (reference empty, prediction non-empty) or ``"both empty"``.
+    """
+    has_p, has_r = bool(volume_pred and volume_pred > 0), bool(volume_ref and volume_ref > 0)
+    if has_p and has_r:
+        return "scored"
+    if has_r:
+        return "missed"
+    if has_p:
+        return "false positive"
+    return "both empty"
+
+
+def summarise(metrics: pd.DataFrame, group: str = "region") -> pd.DataFrame:
+    """Per region: how many subjects, how many missed, and the medians over the scored ones.
+
+    A region whose prediction is empty while the reference is not (a *missed* segmentation) has
+    Dice 0 and no HD95. Leaving it out of the HD95 median would silently flatter the method, so
+    the summary counts it: ``n_missed`` beside ``hd95_median_mm`` (over the ``n_scored``
+    subjects where both masks are non-empty). ``dice_median`` is over every subject (a missed
+    region counts with Dice 0).
+
+    Parameters
+    ----------
+    metrics : DataFrame
+        Columns ``subject_id``, ``region``, ``dice``, ``hd95_mm``, ``volume_pred_mm3``,
+        ``volume_ref_mm3`` (``hd95_pooled_mm``, ``volume_diff_mm3`` when present).
+
+    Returns
+    -------
+    DataFrame
+        Index ``region``; columns ``subjects``, ``n_scored``, ``n_missed``,
+        ``n_false_positive``, ``n_both_empty``, ``dice_median``, ``dice_mean``,
+        ``hd95_median_mm`` (BraTS definition), ``hd95_pooled_median_mm`` and
+        ``volume_diff_median_mm3`` (when the inputs have them).
+    """
+    df = metrics.copy()
+    df["outcome"] = [outcome(p, r) for p, r in zip(df["volume_pred_mm3"], df["volume_ref_mm3"])]
+    scored = df["outcome"] == "scored"
+    agg = {"subjects": ("subject_id", "nunique"),
+           "n_scored": ("outcome", lambda o: int((o == "scored").sum())),
+           "n_missed": ("outcome", lambda o: int((o == "missed").sum())),
+           "n_false_positive": ("outcome", lambda o: int((o == "false positive").sum())),
+           "n_both_empty": ("outcome", lambda o: int((o == "both empty").sum())),
+           "dice_median": ("dice", "median"), "dice_mean": ("dice", "mean")}
+    out = df.groupby(group, sort=False).agg(**agg)
+    hd_cols = [("hd95_mm", "hd95_median_mm"), ("hd95_pooled_mm", "hd95_pooled_median_mm")]
+    for col, name in hd_cols:
+        if col in df:
+            out[name] = df[scored].groupby(group, sort=False)[col].median().reindex(out.index)
+    if "volume_diff_mm3" in df:
+        out["volume_diff_median_mm3"] = df.groupby(group, sort=False)["volume_diff_mm3"].median()
+    return out
 
 
 def compare_mask_files(pairs: Mapping[str, tuple[PathType, PathType]]) -> pd.DataFrame:
@@ -232,7 +330,8 @@ def compare_mask_files(pairs: Mapping[str, tuple[PathType, PathType]]) -> pd.Dat
     Returns
     -------
     DataFrame
-        One row per subject and region: ``subject_id``, ``region``, ``dice``, ``hd95_mm``,
+        One row per subject and region: ``subject_id``, ``region``, ``dice``, ``hd95_mm``
+        (BraTS definition), ``hd95_pooled_mm``,
         ``volume_a_mm3``, ``volume_b_mm3``, ``volume_diff_mm3`` (A - B), ``note``. A subject
         whose files cannot be read gets one row with the error in ``note``.
     """
@@ -250,10 +349,12 @@ def compare_mask_files(pairs: Mapping[str, tuple[PathType, PathType]]) -> pd.Dat
             continue
         for r in result:
             rows.append({"subject_id": sid, "region": r.region, "dice": r.dice,
-                         "hd95_mm": r.hd95_mm, "volume_a_mm3": r.volume_pred_mm3,
+                         "hd95_mm": r.hd95_mm, "hd95_pooled_mm": r.hd95_pooled_mm,
+                         "volume_a_mm3": r.volume_pred_mm3,
                          "volume_b_mm3": r.volume_ref_mm3, "volume_diff_mm3": r.volume_diff_mm3,
                          "note": r.note})
-    return pd.DataFrame(rows, columns=["subject_id", "region", "dice", "hd95_mm", "volume_a_mm3",
+    return pd.DataFrame(rows, columns=["subject_id", "region", "dice", "hd95_mm", "hd95_pooled_mm",
+                                       "volume_a_mm3",
                                        "volume_b_mm3", "volume_diff_mm3", "note"])
 
 

@@ -10,6 +10,10 @@ the same NIfTI files with the same parameters; only the work around the computat
   intensities, so they are computed once per label (``sequence == ''``) and not once per sequence.
   (Exception: with ``resegmentShape: true`` and a ``resegmentRange`` the shape mask depends on
   the intensities; shape is then computed per sequence and reported with that sequence.)
+* **Shape from the convex hull.** PyRadiomics' 3-D shape class computes the maximum diameters by
+  comparing every pair of mesh vertices (quadratic: most of the time on a large tumour). The
+  extractor here uses :class:`gliocore.shape.HullShape`, which computes the same mesh and the same
+  diameters from the vertices' convex hull, bit-identical (see :mod:`gliocore.shape`).
 * **No provenance.** ``additionalInfo`` is forced off, which skips PyRadiomics' diagnostics,
   among them the ``sitk.Hash`` of every image and mask on every call.
 * **Crop before building SimpleITK images.** Each label is cropped to its bounding box plus
@@ -68,10 +72,12 @@ from typing import Any, Mapping
 import numpy as np
 import radiomics
 import SimpleITK as sitk
+from radiomics import imageoperations
 from radiomics.featureextractor import RadiomicsFeatureExtractor
 
 from gliocore.errors import FeatureExtractionError, GeometryMismatchError
 from gliocore.io import AFFINE_ATOL, Volume, spacing_from_affine
+from gliocore.shape import HullShape
 from gliocore.types import TUMOUR_CLASSES, PathType, TumourClass
 
 __all__ = [
@@ -275,10 +281,42 @@ def crop_is_exact(params: dict) -> tuple[bool, str]:
 # Extractors (cached per parameter set)
 # --------------------------------------------------------------------------------------------
 
+class _Extractor(RadiomicsFeatureExtractor):
+    """PyRadiomics' extractor with 3-D shape from :class:`gliocore.shape.HullShape`.
+
+    ``computeShape`` is PyRadiomics 3.0.1's, with ``RadiomicsShape`` replaced by ``HullShape``
+    (same values; diameters from the convex hull instead of all vertex pairs).
+    """
+
+    def computeShape(self, image, mask, boundingBox, **kwargs):  # noqa: N802 (PyRadiomics' name)
+        out: dict[str, Any] = {}
+        enabled = self.enabledFeatures
+        cropped_image, cropped_mask = imageoperations.cropToTumorMask(image, mask, boundingBox)
+
+        def compute(shape_type: str, cls: type) -> None:
+            shape = cls(cropped_image, cropped_mask, **kwargs)
+            for feature in enabled[shape_type] or []:
+                shape.enableFeatureByName(feature)
+            for name, value in shape.execute().items():
+                out[f"original_{shape_type}_{name}"] = value
+
+        nd = mask.GetDimension()
+        if "shape" in enabled and nd == 3:
+            compute("shape", HullShape)
+        if "shape2D" in enabled:
+            if nd == 3:
+                dim = kwargs.get("force2Ddimension", 0)
+                if kwargs.get("force2D", False) and (boundingBox[1::2] - boundingBox[0::2] + 1)[dim] > 1:
+                    compute("shape2D", radiomics.getFeatureClasses()["shape2D"])
+            elif nd == 2:
+                compute("shape2D", radiomics.getFeatureClasses()["shape2D"])
+        return out
+
+
 def _make_extractor(params: dict) -> RadiomicsFeatureExtractor:
     p = copy.deepcopy(params)
     p.setdefault("setting", {})
-    ex = RadiomicsFeatureExtractor(p)
+    ex = _Extractor(p)
     ex.settings["additionalInfo"] = False  # no diagnostics, no per-call sitk.Hash
     return ex
 

@@ -77,6 +77,8 @@ class Settings:
         The DuckDB file (default ``data_dir/gliocore.duckdb`` or ``$GLIOSCOPE_DB``).
     demo_n_subjects, demo_seed : int
         The embedded demo cohort.
+    demo_followups : bool
+        Whether the demo has follow-up scans (``$GLIOSCOPE_DEMO_FOLLOWUPS=0`` turns them off).
     short_survival_months : float
         Threshold of the short vs long survival split (the seed's 5 months).
     input_limits : InputLimits
@@ -89,6 +91,8 @@ class Settings:
     store_path: Path | None = None
     demo_n_subjects: int = 30
     demo_seed: int = 0
+    #: The demo gets follow-up scans (1-5 per subject, some none) for the Progression page.
+    demo_followups: bool = True
     short_survival_months: float = 5.0
     default_backend: str = "baseline"
     input_limits: InputLimits = InputLimits()
@@ -121,6 +125,8 @@ class Settings:
         s = cls()
         if os.environ.get("GLIOSCOPE_DATA"):
             s = replace(s, data_dir=Path(os.environ["GLIOSCOPE_DATA"]))
+        if os.environ.get("GLIOSCOPE_DEMO_FOLLOWUPS", "").strip() in ("0", "false", "no"):
+            s = replace(s, demo_followups=False)
         if os.environ.get("GLIOSCOPE_DB"):
             s = replace(s, store_path=Path(os.environ["GLIOSCOPE_DB"]))
         return replace(s, **overrides) if overrides else s  # type: ignore[arg-type]

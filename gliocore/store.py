@@ -409,13 +409,15 @@ class Store:
             con.execute("DELETE FROM subject_images WHERE cohort_id = ?", [cohort_id])
             con.execute("DELETE FROM scans WHERE cohort_id = ?", [cohort_id])
             con.execute("DELETE FROM scan_images WHERE cohort_id = ?", [cohort_id])
+            subj_rows, image_rows, scan_rows, scan_image_rows = [], [], [], []
             for s in subjects:
-                con.execute("INSERT INTO subjects VALUES (?, ?, ?, ?, ?, ?)",
-                            [cohort_id, s["subject_id"], s.get("folder"), bool(s["has_images"]),
-                             s.get("reference_mask"), json.dumps(s["clinical"], default=_json_default)])
-                for seq, p in (s.get("sequences") or {}).items():
-                    con.execute("INSERT INTO subject_images VALUES (?, ?, ?, ?)",
-                                [cohort_id, s["subject_id"], seq, str(p)])
+                sid = str(s["subject_id"])
+                subj_rows.append((cohort_id, sid, s.get("folder"), bool(s["has_images"]),
+                                  s.get("reference_mask"),
+                                  json.dumps(s["clinical"], default=_json_default),
+                                  s.get("reference_sha256")))
+                image_rows.extend((cohort_id, sid, seq, str(p))
+                                  for seq, p in (s.get("sequences") or {}).items())
                 scans = s.get("scans")
                 if scans is None:
                     scans = ([{"scan_id": BASELINE_SCAN, "days": 0.0, "folder": s.get("folder"),
@@ -423,12 +425,20 @@ class Store:
                                "sequences": s.get("sequences") or {}}]
                              if s.get("has_images") else [])
                 for order, sc in enumerate(scans):
-                    con.execute("INSERT INTO scans VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                [cohort_id, s["subject_id"], sc["scan_id"], sc.get("days"), order,
-                                 sc.get("folder"), sc.get("reference_mask")])
-                    for seq, p in (sc.get("sequences") or {}).items():
-                        con.execute("INSERT INTO scan_images VALUES (?, ?, ?, ?, ?)",
-                                    [cohort_id, s["subject_id"], sc["scan_id"], seq, str(p)])
+                    scan_rows.append((cohort_id, sid, sc["scan_id"], sc.get("days"), order,
+                                      sc.get("folder"), sc.get("reference_mask")))
+                    scan_image_rows.extend((cohort_id, sid, sc["scan_id"], seq, str(p))
+                                           for seq, p in (sc.get("sequences") or {}).items())
+            # one statement per table, not one per row (1,000 subjects: milliseconds)
+            _insert(con, "subjects", ["cohort_id", "subject_id", "folder", "has_images",
+                                      "reference_mask", "clinical_json", "reference_sha256"],
+                    subj_rows)
+            _insert(con, "subject_images", ["cohort_id", "subject_id", "sequence", "path"],
+                    image_rows)
+            _insert(con, "scans", ["cohort_id", "subject_id", "scan_id", "days", "scan_order",
+                                   "folder", "reference_mask"], scan_rows)
+            _insert(con, "scan_images", ["cohort_id", "subject_id", "scan_id", "sequence", "path"],
+                    scan_image_rows)
 
     def cohorts(self) -> pd.DataFrame:
         """All cohorts with subject counts, most recently updated first."""
@@ -478,24 +488,46 @@ class Store:
     # -- images ---------------------------------------------------------------------------
     def cached_image_hash(self, path: str, size: int, mtime_ns: int) -> str | None:
         """The stored SHA-256 of a file whose size and mtime are unchanged, else None."""
+        return self.cached_file_hashes([(path, size, mtime_ns)]).get(path)
+
+    def cached_file_hashes(self, files: Sequence[tuple[str, int, int]]) -> dict[str, str]:
+        """Stored SHA-256 of every file whose size and mtime are unchanged, in one query.
+
+        Parameters
+        ----------
+        files : sequence of (path, size_bytes, mtime_ns)
+
+        Returns
+        -------
+        dict path -> sha256, for the files whose stored size and mtime match.
+        """
+        files = list(files)
+        if not files:
+            return {}
+        df = pd.DataFrame(files, columns=["path", "size_bytes", "mtime_ns"])
         with self.read() as con:
-            row = con.execute("SELECT sha256 FROM images WHERE path = ? AND size_bytes = ? AND "
-                              "mtime_ns = ?", [path, size, mtime_ns]).fetchone()
-        return None if row is None else row[0]
+            con.register("_wanted", df)
+            rows = con.execute("""SELECT i.path, i.sha256 FROM images i JOIN _wanted w
+                                  ON i.path = w.path AND i.size_bytes = w.size_bytes
+                                  AND i.mtime_ns = w.mtime_ns""").fetchall()
+        return dict(rows)
 
     def put_image_hashes(self, rows: Iterable[tuple[str, int, int, str]]) -> None:
-        """Record (path, size, mtime_ns, sha256) rows."""
+        """Record (path, size, mtime_ns, sha256) rows (one statement for all)."""
         rows = list(rows)
         if not rows:
             return
+        df = pd.DataFrame(rows, columns=["path", "size_bytes", "mtime_ns", "sha256"])
+        df = df.drop_duplicates("path", keep="last")
+        df["hashed_at"] = _now()
         with self.transaction() as con:
-            for path, size, mtime, sha in rows:
-                con.execute("""INSERT INTO images (path, size_bytes, mtime_ns, sha256, hashed_at)
-                               VALUES (?, ?, ?, ?, ?)
-                               ON CONFLICT (path) DO UPDATE SET size_bytes = excluded.size_bytes,
-                                 mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256,
-                                 hashed_at = excluded.hashed_at""",
-                            [path, size, mtime, sha, _now()])
+            con.register("_hashes", df)
+            con.execute("""INSERT INTO images (path, size_bytes, mtime_ns, sha256, hashed_at)
+                           SELECT path, size_bytes, mtime_ns, sha256, hashed_at FROM _hashes
+                           ON CONFLICT (path) DO UPDATE SET size_bytes = excluded.size_bytes,
+                             mtime_ns = excluded.mtime_ns, sha256 = excluded.sha256,
+                             hashed_at = excluded.hashed_at""")
+            con.unregister("_hashes")
 
     def image_stats(self, cohort_id: str) -> pd.DataFrame:
         """Per subject and sequence: brain intensity statistics (raw), for the data check."""
@@ -530,41 +562,70 @@ class Store:
 
     # -- segmentations and features -------------------------------------------------------
     def segmentation(self, seg_key: str) -> SegmentationRecord | None:
-        df = self._df("SELECT * FROM segmentations WHERE seg_key = ?", [seg_key])
-        if df.empty:
-            return None
-        r = df.iloc[0]
-        return SegmentationRecord(
+        return self.segmentations([seg_key]).get(seg_key)
+
+    def segmentations(self, seg_keys: Sequence[str]) -> dict[str, SegmentationRecord]:
+        """Cached segmentations by key, in one query (keys not cached are absent)."""
+        keys = sorted(set(seg_keys))
+        if not keys:
+            return {}
+        df = self._df("SELECT * FROM segmentations WHERE seg_key IN (SELECT unnest(?::VARCHAR[]))",
+                      [keys])
+        return {r.seg_key: SegmentationRecord(
             r.seg_key, r.backend, r.backend_version, _none(r.weights_checksum), r.label_map,
             _none(r.device), r.path, r.mask_sha256, _none(r.volume_ce_mm3),
             _none(r.volume_ne_mm3), _none(r.seconds), json.loads(r.warnings or "[]"))
+            for r in df.itertuples(index=False)}
 
-    def has_qc(self, seg_key: str, reference_sha256: str) -> bool:
-        """Whether a segmentation was scored against this exact reference mask content."""
+    def has_qc(self, seg_key: str, reference_sha256: str, label_map: str | None = None,
+               qc_version: int | None = None) -> bool:
+        """Whether a segmentation was scored against this exact reference mask content (read
+        with ``label_map``, by QC definitions of revision ``qc_version``, when given)."""
+        return bool(self.existing_qc([(seg_key, reference_sha256)], label_map, qc_version))
+
+    def existing_qc(self, pairs: Sequence[tuple[str, str]], label_map: str | None = None,
+                    qc_version: int | None = None) -> set[tuple[str, str]]:
+        """Which (seg_key, reference_sha256) pairs have QC metrics, in one query (only scores
+        made with reference label map ``label_map`` and QC revision ``qc_version`` when given)."""
+        pairs = list(set(pairs))
+        if not pairs:
+            return set()
+        df = pd.DataFrame(pairs, columns=["seg_key", "reference_sha256"])
         with self.read() as con:
-            return con.execute("SELECT 1 FROM qc_metrics WHERE seg_key = ? AND reference_sha256 = ?",
-                               [seg_key, reference_sha256]).fetchone() is not None
+            con.register("_pairs", df)
+            rows = con.execute("""SELECT DISTINCT q.seg_key, q.reference_sha256 FROM qc_metrics q
+                                  JOIN _pairs p USING (seg_key, reference_sha256)
+                                  WHERE (CAST(? AS VARCHAR) IS NULL OR q.reference_label_map = ?)
+                                    AND (CAST(? AS INTEGER) IS NULL OR q.qc_version = ?)""",
+                               [label_map, label_map, qc_version, qc_version]).fetchall()
+        return {(a, b) for a, b in rows}
 
     def has_feature_set(self, feature_key: str) -> bool:
+        return bool(self.existing_feature_sets([feature_key]))
+
+    def existing_feature_sets(self, feature_keys: Sequence[str]) -> set[str]:
+        """Which feature sets are stored, in one query."""
+        keys = sorted(set(k for k in feature_keys if k))
+        if not keys:
+            return set()
         with self.read() as con:
-            return con.execute("SELECT 1 FROM feature_sets WHERE feature_key = ?",
-                               [feature_key]).fetchone() is not None
+            rows = con.execute("SELECT feature_key FROM feature_sets WHERE feature_key IN "
+                               "(SELECT unnest(?::VARCHAR[]))", [keys]).fetchall()
+        return {r[0] for r in rows}
 
-    def save_subject_result(self, *, cohort_id: str, subject_id: str, config_key: str,
-                            input_key: str, segmentation: dict[str, Any] | None,
-                            seg_key: str, feature_key: str,
-                            feature_rows: Sequence[tuple[str, str, str, float | None, str | None]] | None,
-                            feature_meta: dict[str, Any] | None,
-                            image_stats: dict[str, dict[str, float]] | None = None,
-                            qc_rows: Sequence[dict[str, Any]] | None = None,
-                            scan_id: str = BASELINE_SCAN, baseline: bool = True) -> None:
-        """Write one scan's results in one transaction (what makes a crash lose nothing).
+    def save_subject_result(self, **result: Any) -> None:
+        """Write one scan's results in one transaction; see :meth:`save_subject_results`."""
+        self.save_subject_results([result])
 
-        Parameters
-        ----------
-        scan_id : str
+    def save_subject_results(self, results: Sequence[dict[str, Any]]) -> None:
+        """Write several scans' results in one transaction (a crash loses none of them
+        half-written; a batch costs a handful of statements, not several per scan).
+
+        Each item has: cohort_id, subject_id, config_key, input_key, seg_key, feature_key, and
+
+        scan_id : str, default ``baseline``
             The scan; its result goes to ``scan_results``.
-        baseline : bool
+        baseline : bool, default True
             Whether it is the subject's baseline (first) scan, whose result is also the
             subject's in ``subject_results`` (what the cross-sectional analyses read).
         segmentation : dict or None
@@ -576,53 +637,81 @@ class Store:
             shape, spacing}, optional
         qc_rows : QC metrics rows against a reference mask, optional.
         """
+        results = list(results)
+        if not results:
+            return
+        now = _now()
+        seg_rows, fs_rows, feat_rows, stat_rows, qc_rows, res_rows = [], [], [], [], [], []
+        for r in results:
+            seg_key, feature_key, input_key = r["seg_key"], r["feature_key"], r["input_key"]
+            s = r.get("segmentation")
+            if s is not None:
+                seg_rows.append((seg_key, input_key, s["backend"], s["backend_version"],
+                                 s.get("weights_checksum"), s["cache_token"], s["label_map"],
+                                 s.get("device"), s["path"], s["mask_sha256"],
+                                 s.get("volume_ce_mm3"), s.get("volume_ne_mm3"), s.get("seconds"),
+                                 json.dumps(s.get("warnings") or []), now))
+            rows = r.get("feature_rows")
+            if rows is not None:
+                meta = r.get("feature_meta") or {}
+                n_missing = sum(1 for row in rows if row[3] is None)
+                fs_rows.append((feature_key, seg_key, meta.get("params_fingerprint", ""),
+                                len(rows), n_missing, meta.get("seconds"), now))
+                feat_rows.extend((feature_key, *row) for row in rows)
+            for path, st in (r.get("image_stats") or {}).items():
+                stat_rows.append((path, st["brain_mean"], st["brain_std"], st["brain_median"],
+                                  st["brain_p01"], st["brain_p99"], json.dumps(st.get("shape")),
+                                  json.dumps(st.get("spacing"))))
+            for q in r.get("qc_rows") or ():
+                qc_rows.append((seg_key, q["reference_sha256"], q["region"], q.get("dice"),
+                                q.get("hd95_mm"), q.get("volume_pred_mm3"), q.get("volume_ref_mm3"),
+                                q.get("volume_diff_mm3"), q.get("hd95_pooled_mm"),
+                                q.get("reference_label_map"), q.get("qc_version")))
+            res_rows.append((r["cohort_id"], r["subject_id"], r["config_key"], input_key, seg_key,
+                             feature_key, now, r.get("scan_id") or BASELINE_SCAN,
+                             bool(r.get("baseline", True))))
         with self.transaction() as con:
-            if segmentation is not None:
-                s = segmentation
-                con.execute("INSERT OR REPLACE INTO segmentations VALUES "
-                            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            [seg_key, input_key, s["backend"], s["backend_version"],
-                             s.get("weights_checksum"), s["cache_token"], s["label_map"],
-                             s.get("device"), s["path"], s["mask_sha256"], s.get("volume_ce_mm3"),
-                             s.get("volume_ne_mm3"), s.get("seconds"),
-                             json.dumps(s.get("warnings") or []), _now()])
-            if feature_rows is not None:
-                meta = feature_meta or {}
-                con.execute("DELETE FROM features WHERE feature_key = ?", [feature_key])
-                if feature_rows:
-                    con.executemany("INSERT INTO features VALUES (?, ?, ?, ?, ?, ?)",
-                                    [[feature_key, *row] for row in feature_rows])
-                n_missing = sum(1 for row in feature_rows if row[3] is None)
-                con.execute("INSERT OR REPLACE INTO feature_sets VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            [feature_key, seg_key, meta.get("params_fingerprint", ""),
-                             len(feature_rows), n_missing, meta.get("seconds"), _now()])
-            for path, st in (image_stats or {}).items():
-                con.execute("""UPDATE images SET brain_mean = ?, brain_std = ?, brain_median = ?,
-                               brain_p01 = ?, brain_p99 = ?, shape = ?, spacing = ? WHERE path = ?""",
-                            [st["brain_mean"], st["brain_std"], st["brain_median"],
-                             st["brain_p01"], st["brain_p99"], json.dumps(st.get("shape")),
-                             json.dumps(st.get("spacing")), path])
-            for ref_sha in {q["reference_sha256"] for q in qc_rows or ()}:
-                # one reference per segmentation: scores against an older version of it go
-                con.execute("DELETE FROM qc_metrics WHERE seg_key = ? AND reference_sha256 != ?",
-                            [seg_key, ref_sha])
-            for q in qc_rows or ():
-                con.execute("INSERT OR REPLACE INTO qc_metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            [seg_key, q["reference_sha256"], q["region"], q.get("dice"),
-                             q.get("hd95_mm"), q.get("volume_pred_mm3"), q.get("volume_ref_mm3"),
-                             q.get("volume_diff_mm3")])
-            now = _now()
-            con.execute("INSERT OR REPLACE INTO scan_results (cohort_id, subject_id, scan_id, "
-                        "config_key, input_key, seg_key, feature_key, updated_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        [cohort_id, subject_id, scan_id, config_key, input_key, seg_key,
-                         feature_key, now])
-            if baseline:
-                con.execute("INSERT OR REPLACE INTO subject_results (cohort_id, subject_id, "
-                            "config_key, input_key, seg_key, feature_key, updated_at, scan_id) "
-                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            [cohort_id, subject_id, config_key, input_key, seg_key, feature_key,
-                             now, scan_id])
+            _insert(con, "segmentations", _SEG_COLUMNS, seg_rows, replace=True, key=["seg_key"])
+            if fs_rows:
+                keys = sorted({row[0] for row in fs_rows})
+                con.execute("DELETE FROM features WHERE feature_key IN "
+                            "(SELECT unnest(?::VARCHAR[]))", [keys])
+                _insert(con, "features", ["feature_key", "tumour_class", "sequence", "feature",
+                                          "value", "reason"], feat_rows, replace=True,
+                        key=["feature_key", "tumour_class", "sequence", "feature"])
+                _insert(con, "feature_sets", ["feature_key", "seg_key", "params_fingerprint",
+                                              "n_values", "n_missing", "seconds", "created_at"],
+                        fs_rows, replace=True, key=["feature_key"])
+            if stat_rows:
+                df = _frame(stat_rows, ["path", "brain_mean", "brain_std", "brain_median",
+                                        "brain_p01", "brain_p99", "shape", "spacing"], ["path"])
+                con.register("_stats", df)
+                con.execute("""UPDATE images SET brain_mean = s.brain_mean, brain_std = s.brain_std,
+                               brain_median = s.brain_median, brain_p01 = s.brain_p01,
+                               brain_p99 = s.brain_p99, shape = s.shape, spacing = s.spacing
+                               FROM _stats s WHERE images.path = s.path""")
+                con.unregister("_stats")
+            if qc_rows:
+                # one reference per segmentation: scores against an older version of it, read
+                # with another label map or by older QC definitions go
+                refs = _frame([(q[0], q[1]) for q in qc_rows], ["seg_key", "ref"], ["seg_key"])
+                con.register("_refs", refs)
+                con.execute("""DELETE FROM qc_metrics USING _refs r
+                               WHERE qc_metrics.seg_key = r.seg_key""")
+                con.unregister("_refs")
+                _insert(con, "qc_metrics", ["seg_key", "reference_sha256", "region", "dice",
+                                            "hd95_mm", "volume_pred_mm3", "volume_ref_mm3",
+                                            "volume_diff_mm3", "hd95_pooled_mm",
+                                            "reference_label_map", "qc_version"], qc_rows,
+                        replace=True, key=["seg_key", "reference_sha256", "region"])
+            _insert(con, "scan_results", ["cohort_id", "subject_id", "scan_id", "config_key",
+                                          "input_key", "seg_key", "feature_key", "updated_at"],
+                    [(r[0], r[1], r[7], *r[2:7]) for r in res_rows], replace=True,
+                    key=["cohort_id", "subject_id", "scan_id", "config_key"])
+            _insert(con, "subject_results", ["cohort_id", "subject_id", "config_key", "input_key",
+                                             "seg_key", "feature_key", "updated_at", "scan_id"],
+                    [r[:8] for r in res_rows if r[8]], replace=True,
+                    key=["cohort_id", "subject_id", "config_key"])
 
     def drop_stale_result(self, cohort_id: str, subject_id: str, config_key: str,
                           input_key: str | None = None, scan_id: str | None = None) -> None:
@@ -630,13 +719,27 @@ class Store:
         ``input_key`` (None: whatever it was computed from), e.g. when its current images fail.
 
         ``scan_id`` None: every scan of the subject."""
+        self.drop_stale_results([(cohort_id, subject_id, config_key, input_key, scan_id)])
+
+    def drop_stale_results(self, rows: Sequence[tuple[str, str, str, str | None, str | None]]
+                           ) -> None:
+        """:meth:`drop_stale_result` for several (cohort_id, subject_id, config_key, input_key,
+        scan_id) rows, in one transaction."""
+        rows = list(rows)
+        if not rows:
+            return
+        df = pd.DataFrame(rows, columns=["cohort_id", "subject_id", "config_key", "input_key",
+                                         "scan_id"], dtype=object)
         with self.transaction() as con:
-            scan_clause = "" if scan_id is None else " AND scan_id = ?"
-            extra = [] if scan_id is None else [scan_id]
-            for table in ("subject_results", "scan_results"):
-                con.execute(f"DELETE FROM {table} WHERE cohort_id = ? AND subject_id = ? AND "
-                            f"config_key = ? AND input_key IS DISTINCT FROM ?{scan_clause}",
-                            [cohort_id, subject_id, config_key, input_key, *extra])
+            con.register("_stale", df)
+            for table in ("subject_results", "scan_results"):  # module constants, not input
+                con.execute(f"""DELETE FROM {table} USING _stale s
+                                WHERE {table}.cohort_id = s.cohort_id
+                                AND {table}.subject_id = s.subject_id
+                                AND {table}.config_key = s.config_key
+                                AND {table}.input_key IS DISTINCT FROM s.input_key::VARCHAR
+                                AND (s.scan_id IS NULL OR {table}.scan_id = s.scan_id::VARCHAR)""")
+            con.unregister("_stale")
 
     def subject_result(self, cohort_id: str, subject_id: str, config_key: str
                        ) -> dict[str, Any] | None:
@@ -701,18 +804,32 @@ class Store:
             ORDER BY r.subject_id, r.scan_id, f.tumour_class, f.sequence, f.feature""",
                         [cohort_id, config_key])
 
-    def qc_metrics(self, cohort_id: str, config_key: str | None = None) -> pd.DataFrame:
-        """QC metrics against the reference masks, per subject and region."""
+    def qc_metrics(self, cohort_id: str, config_key: str | None = None,
+                   qc_version: int | None = None) -> pd.DataFrame:
+        """QC metrics against the subjects' *current* reference masks, per subject and region.
+
+        Rows are joined on the segmentation AND the content hash of the reference mask the
+        subject has now (recorded when the cohort is registered), so scores against a removed
+        or changed reference are not returned. ``qc_version`` (default: the current
+        :data:`gliocore.qc.QC_VERSION`) drops scores made by older QC definitions.
+        """
+        if qc_version is None:
+            from gliocore.qc import QC_VERSION
+            qc_version = QC_VERSION
         config_key = config_key or self.latest_config(cohort_id)
         if config_key is None:
             return pd.DataFrame(columns=["subject_id", "region", "dice", "hd95_mm"])
         return self._df("""
             SELECT r.subject_id, s.backend, s.backend_version, q.region, q.dice, q.hd95_mm,
-                   q.volume_pred_mm3, q.volume_ref_mm3, q.volume_diff_mm3
+                   q.hd95_pooled_mm, q.volume_pred_mm3, q.volume_ref_mm3, q.volume_diff_mm3,
+                   q.reference_label_map
             FROM subject_results r JOIN segmentations s USING (seg_key)
-            JOIN qc_metrics q USING (seg_key)
-            WHERE r.cohort_id = ? AND r.config_key = ? ORDER BY r.subject_id, q.region""",
-                        [cohort_id, config_key])
+            JOIN subjects sub ON sub.cohort_id = r.cohort_id AND sub.subject_id = r.subject_id
+            JOIN qc_metrics q ON q.seg_key = r.seg_key
+                 AND q.reference_sha256 = sub.reference_sha256
+            WHERE r.cohort_id = ? AND r.config_key = ? AND q.qc_version = ?
+            ORDER BY r.subject_id, q.region""",
+                        [cohort_id, config_key, qc_version])
 
     # -- runs and errors ------------------------------------------------------------------
     def start_run(self, cohort_id: str, config_key: str, backend: str, workers: int,
@@ -753,10 +870,17 @@ class Store:
     def add_error(self, run_id: str, cohort_id: str, subject_id: str, stage: str | None,
                   path: str | None, message: str, scan_id: str | None = None) -> None:
         """Record a subject's (scan's, when ``scan_id`` is given) error in a run."""
+        self.add_errors([(run_id, cohort_id, subject_id, stage, path, message, scan_id)])
+
+    def add_errors(self, rows: Sequence[tuple]) -> None:
+        """Record (run_id, cohort_id, subject_id, stage, path, message[, scan_id]) rows in one
+        transaction."""
+        rows = [(*r[:6], _now(), r[6] if len(r) > 6 else None) for r in rows]
+        if not rows:
+            return
         with self.transaction() as con:
-            con.execute("INSERT INTO subject_errors (run_id, cohort_id, subject_id, stage, path, "
-                        "message, created_at, scan_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        [run_id, cohort_id, subject_id, stage, path, message, _now(), scan_id])
+            _insert(con, "subject_errors", ["run_id", "cohort_id", "subject_id", "stage", "path",
+                                            "message", "created_at", "scan_id"], rows)
 
     def runs(self, cohort_id: str) -> pd.DataFrame:
         return self._df("SELECT * FROM runs WHERE cohort_id = ? ORDER BY started_at DESC",
@@ -812,6 +936,13 @@ MIGRATIONS: tuple[str, ...] = (
     # may name a scan. Old rows are the only scan of a cross-sectional cohort: 'baseline'.
     f"ALTER TABLE subject_results ADD COLUMN IF NOT EXISTS scan_id VARCHAR DEFAULT '{BASELINE_SCAN}'",
     "ALTER TABLE subject_errors ADD COLUMN IF NOT EXISTS scan_id VARCHAR",
+    # QC (issue 8): the current reference mask's content hash per subject, so scores against a
+    # removed or changed reference are not shown; the reference's label map and the QC
+    # definitions' revision (HD95 by the BraTS definition + the pooled one) per score.
+    "ALTER TABLE subjects ADD COLUMN IF NOT EXISTS reference_sha256 VARCHAR",
+    "ALTER TABLE qc_metrics ADD COLUMN IF NOT EXISTS hd95_pooled_mm DOUBLE",
+    "ALTER TABLE qc_metrics ADD COLUMN IF NOT EXISTS reference_label_map VARCHAR",
+    "ALTER TABLE qc_metrics ADD COLUMN IF NOT EXISTS qc_version INTEGER",
 )
 
 #: Data migrations, each run once per store (recorded in ``meta``): (key, statements).
@@ -861,10 +992,37 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
                            "delete the .duckdb file to rebuild it (results are recomputed)")
 
 
-def _busy(exc: Exception) -> bool:
-    """Whether a DuckDB error means "someone else has the file open" (worth a retry)."""
-    text = str(exc).lower()
-    return "lock" in text or "different configuration" in text
+_SEG_COLUMNS = ["seg_key", "input_key", "backend", "backend_version", "weights_checksum",
+                "cache_token", "label_map", "device", "path", "mask_sha256", "volume_ce_mm3",
+                "volume_ne_mm3", "seconds", "warnings", "created_at"]
+
+
+def _frame(rows: Sequence[tuple], columns: Sequence[str], key: Sequence[str] | None) -> pd.DataFrame:
+    """Rows as a DataFrame of Python objects (NULLs stay NULL), the last row per key kept."""
+    df = pd.DataFrame(list(rows), columns=list(columns), dtype=object)
+    if key:
+        df = df.drop_duplicates(list(key), keep="last")
+    return df
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str],
+            rows: Sequence[tuple], replace: bool = False, key: Sequence[str] | None = None) -> None:
+    """Insert many rows in one statement (DuckDB's executemany runs one statement per row).
+
+    ``table`` and ``columns`` are this module's constants, never user input; the values travel
+    as a registered DataFrame, not in the SQL text.
+    """
+    if not rows:
+        return
+    df = _frame(rows, columns, key if replace else None)
+    name = f"_rows_{table}"
+    cols = ", ".join(columns)
+    con.register(name, df)
+    try:
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        con.execute(f"{verb} INTO {table} ({cols}) SELECT {cols} FROM {name}")
+    finally:
+        con.unregister(name)
 
 
 def _none(v: Any) -> Any:

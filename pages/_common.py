@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from gliocore.filters import Filter, apply_filters, outcome_filters
 from gliocore.settings import Settings
 from gliocore.store import Store
 
@@ -32,6 +33,19 @@ ID = "SUBJECT ID"
 SURVIVAL = "Survival(months)"
 IDH = "IDH-status"
 EVENT = "event"
+#: Progression-free survival (cohorts with follow-up scans; see gliocore.response).
+PFS = "PFS(months)"
+PFS_EVENT = "PFS_event"
+#: Survival endpoints a page can analyse: label -> (time column, event column, event word).
+ENDPOINTS: dict[str, tuple[str, str, str]] = {
+    "Overall survival": (SURVIVAL, EVENT, "deaths"),
+    "Progression-free survival": (PFS, PFS_EVENT, "progressions or deaths"),
+}
+#: Per-subject columns derived from follow-up scans (outcomes, never covariates).
+LONGITUDINAL_COLUMNS = ("n_scans", "followup_months", "response_target", "best_response",
+                        "best_pct_change", "progression_months", "pfs_reason")
+#: The outcome: a filter on these selects subjects by what the survival analyses study.
+OUTCOME_COLUMNS = (SURVIVAL, EVENT, PFS, PFS_EVENT)
 #: Clinical columns that are identifiers or paths, never filters or features.
 NON_DATA_COLUMNS = (ID, "img_dir", "has_images")
 CONTEXT_KEY = "_glioscope_context"
@@ -75,6 +89,44 @@ def load_table(db: str, stamp: str, cohort_id: str, config_key: str | None = Non
     """The seed's wide table (clinical + features + tumor_volume), every clinical subject."""
     from gliocore.export import seed_table
     return seed_table(get_store(db), cohort_id, config_key)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def load_response(db: str, stamp: str, cohort_id: str, config_key: str | None = None,
+                  confirm: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Per-scan assessment, per-subject summary and PFS (volumetric RANO 2.0)."""
+    from gliocore.export import cohort_response_of
+    from gliocore.response import ResponseCriteria
+    r = cohort_response_of(get_store(db), cohort_id, config_key, ResponseCriteria(confirm=confirm))
+    return r.scans, r.subjects, r.pfs
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def load_scans(db: str, stamp: str, cohort_id: str) -> pd.DataFrame:
+    """Every scan of a cohort (subject_id, scan_id, days, scan_order, folder)."""
+    return get_store(db).scans(cohort_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def load_scan_files(db: str, stamp: str, cohort_id: str, subject_id: str, scan_id: str
+                    ) -> dict[str, str]:
+    return get_store(db).scan_images(cohort_id, subject_id, scan_id)
+
+
+def endpoint_picker(ctx: "Context", key: str, dg: Any = None) -> tuple[str, str, str, str]:
+    """Overall or progression-free survival (PFS is offered when the cohort has follow-up
+    scans). Returns (label, time column, event column, event word)."""
+    table = ctx.table
+    options = [k for k, (t, e, _) in ENDPOINTS.items()
+               if t in table.columns and e in table.columns and table[t].notna().any()]
+    if len(options) <= 1:
+        label = options[0] if options else "Overall survival"
+    else:
+        label = (dg or st).radio("Endpoint", options, horizontal=True, key=key,
+                                 help="Progression-free survival: time from the baseline scan to "
+                                      "the first volumetric RANO 2.0 progression or death, censored "
+                                      "at the last scan (see the Progression page).")
+    return (label, *ENDPOINTS[label])
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -180,6 +232,7 @@ class Context:
     table: pd.DataFrame = field(default_factory=pd.DataFrame)
     filtered: pd.DataFrame = field(default_factory=pd.DataFrame)
     filters_active: list[str] = field(default_factory=list)
+    filters: list[Filter] = field(default_factory=list)
     store_error: str | None = None
     config_key: str | None = None
     configs: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -217,6 +270,14 @@ class Context:
         return [c for c in self.table.columns
                 if (c.endswith("_label1") or c.endswith("_label2") or c == "tumor_volume")
                 and pd.api.types.is_numeric_dtype(self.table[c])]
+
+    def outcome_filters(self) -> list[Filter]:
+        """Active filters on the outcome (survival range, event)."""
+        return outcome_filters(self.filters, OUTCOME_COLUMNS)
+
+    def without_outcome_filters(self) -> pd.DataFrame:
+        """The rows every active filter keeps, the outcome filters left out."""
+        return apply_filters(self.table, self.filters, skip_columns=OUTCOME_COLUMNS)
 
     def clinical_columns(self) -> list[str]:
         feats = set(self.feature_columns())
@@ -268,7 +329,8 @@ def sidebar(settings: Settings) -> Context:
     ctx.configs = load_configs(db, stamp, cid)
     ctx.config_key = _results_picker(ctx.configs)
     ctx.table = load_table(db, stamp, cid, ctx.config_key)
-    ctx.filtered, ctx.filters_active = _filters(ctx.table, cid)
+    ctx.filtered, ctx.filters = _filters(ctx.table, cid)
+    ctx.filters_active = [f.label for f in ctx.filters]
     n, total = ctx.n, ctx.n_total
     st.sidebar.markdown(f"**{n} of {total} subjects**"
                         + (f" · filtered by {', '.join(ctx.filters_active)}" if ctx.filters_active else ""))
@@ -369,18 +431,18 @@ def clear_filters() -> None:
         del st.session_state[k]
 
 
-def _filters(table: pd.DataFrame, cohort_id: str) -> tuple[pd.DataFrame, list[str]]:
-    """The filter widgets (IDH status first) and the rows they keep."""
+def _filters(table: pd.DataFrame, cohort_id: str) -> tuple[pd.DataFrame, list[Filter]]:
+    """The filter widgets (IDH status first), the rows they keep and the active filters."""
     previous = st.session_state.get("_flt_cohort")
     if previous is not None and previous != cohort_id:  # another cohort: its own filters
         clear_filters()
     st.session_state["_flt_cohort"] = cohort_id
     if table.empty:
         return table, []
-    keep = pd.Series(True, index=table.index)
-    active: list[str] = []
+    active: list[Filter] = []
     box = st.sidebar.container(border=True)
-    box.markdown("**Filters** (apply on every page)")
+    box.markdown("**Filters** (apply on every page; analyses of survival leave the outcome "
+                 "filters out unless asked)")
 
     if IDH in table.columns:
         idh = table[IDH].fillna("unknown").astype(str)
@@ -388,11 +450,9 @@ def _filters(table: pd.DataFrame, cohort_id: str) -> tuple[pd.DataFrame, list[st
         choice = _kept(box, "radio", "IDH status", f"{FILTER_PREFIX}idh", options=options,
                        horizontal=True)
         if choice != "all":
-            keep &= idh == choice
-            active.append("IDH")
+            active.append(Filter(IDH, "IDH", "in", values=(choice,)))
 
     def numeric_range(col: str, label: str, key: str) -> None:
-        nonlocal keep
         if col not in table.columns:
             return
         values = pd.to_numeric(table[col], errors="coerce")
@@ -403,8 +463,7 @@ def _filters(table: pd.DataFrame, cohort_id: str) -> tuple[pd.DataFrame, list[st
         sel = _kept(box, "slider", label, f"{FILTER_PREFIX}{key}", min_value=lo, max_value=hi,
                     value=(lo, hi))
         if tuple(sel) != (lo, hi):
-            keep &= values.between(sel[0], sel[1])
-            active.append(label.split(" (")[0])
+            active.append(Filter(col, label.split(" (")[0], "range", low=sel[0], high=sel[1]))
 
     numeric_range(SURVIVAL, "Survival (months)", "survival")
     numeric_range("age", "Age (years)", "age")
@@ -414,15 +473,13 @@ def _filters(table: pd.DataFrame, cohort_id: str) -> tuple[pd.DataFrame, list[st
             sel = _kept(box, "multiselect", "Sex", f"{FILTER_PREFIX}sex", options=sexes,
                         default=sexes)
             if set(sel) != set(sexes):
-                keep &= table["sex"].fillna("unknown").astype(str).isin(sel)
-                active.append("sex")
+                active.append(Filter("sex", "sex", "in", values=tuple(sel)))
     if EVENT in table.columns:
         ev = _kept(box, "radio", "Event", f"{FILTER_PREFIX}event",
                    options=["all", "died", "censored"], horizontal=True,
                    help="died = death observed (event 1); censored = alive at last follow-up")
         if ev != "all":
-            keep &= table[EVENT] == (1 if ev == "died" else 0)
-            active.append("event")
+            active.append(Filter(EVENT, "event", "equals", value=1 if ev == "died" else 0))
     numeric_range("tumor_volume", "Tumour volume (mm³)", "volume")
 
     used = {SURVIVAL, IDH, "age", "sex", EVENT, "tumor_volume", *NON_DATA_COLUMNS}
@@ -440,16 +497,14 @@ def _filters(table: pd.DataFrame, cohort_id: str) -> tuple[pd.DataFrame, list[st
             sel = _kept(box, "slider", col, f"{FILTER_PREFIX}col_{col}", min_value=lo,
                         max_value=hi, value=(lo, hi))
             if tuple(sel) != (lo, hi):
-                keep &= values.between(sel[0], sel[1])
-                active.append(col)
+                active.append(Filter(col, col, "range", low=sel[0], high=sel[1]))
         else:
             vals = sorted(table[col].fillna("unknown").astype(str).unique())
             sel = _kept(box, "multiselect", col, f"{FILTER_PREFIX}col_{col}", options=vals,
                         default=vals)
             if set(sel) != set(vals):
-                keep &= table[col].fillna("unknown").astype(str).isin(sel)
-                active.append(col)
-    return table.loc[keep].reset_index(drop=True), active
+                active.append(Filter(col, col, "in", values=tuple(sel)))
+    return apply_filters(table, active), active
 
 
 # -- page furniture -------------------------------------------------------------------------------
@@ -531,13 +586,49 @@ def require_features(ctx: Context, what: str = "this page") -> bool:
     return False
 
 
-def processed(ctx: Context) -> pd.DataFrame:
-    """Filtered subjects that have features (what the store's status says, so a subject whose
-    ``tumor_volume`` is missing for one degenerate label is still processed)."""
-    if ctx.filtered.empty or ID not in ctx.filtered.columns:
-        return ctx.filtered.iloc[0:0]
+def processed(ctx: Context, rows: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Filtered subjects (or those of ``rows``) that have features (what the store's status says,
+    so a subject whose ``tumor_volume`` is missing for one degenerate label is still processed)."""
+    rows = ctx.filtered if rows is None else rows
+    if rows.empty or ID not in rows.columns:
+        return rows.iloc[0:0]
     ids = ctx.processed_ids()
-    return ctx.filtered[ctx.filtered[ID].astype(str).isin(ids)].reset_index(drop=True)
+    return rows[rows[ID].astype(str).isin(ids)].reset_index(drop=True)
+
+
+def outcome_analysis_rows(ctx: Context, key: str, what: str = "this page") -> pd.DataFrame:
+    """The rows an analysis of survival uses, with a warning when outcome filters are active.
+
+    A filter on the outcome (survival range, event) conditions the analysis on its own result:
+    a Kaplan–Meier curve of deaths only has no censoring and falls to 0, a survival range
+    truncates the curves and makes short/long classes trivially separable. So, on the pages that
+    analyse survival, such filters are **left out by default** (the other filters apply), with a
+    visible warning and a toggle (``key``) to apply them anyway, e.g. for a deliberate
+    conditional analysis.
+    """
+    active = ctx.outcome_filters()
+    if not active:
+        return ctx.filtered
+    names = ", ".join(f"**{f.label}**" for f in active)
+    ignored = ctx.without_outcome_filters()
+    box = st.container()  # the warning goes above the toggle that changes it
+    apply = st.toggle(f"Apply the outcome filter(s) on {what} anyway", value=False, key=key,
+                      help="Only for a deliberate conditional analysis: the results then describe "
+                           "subjects selected by their own survival.")
+    rows = ctx.filtered if apply else ignored
+    if apply:
+        box.warning(f"Outcome filter(s) {names} applied on {what}: the {len(rows)} subjects are "
+                   "selected by their own survival time or event, so curves, hazard ratios and "
+                   "AUCs here describe that selection, not the cohort (a curve of deaths only "
+                   "never shows censoring; a survival range truncates the curves).",
+                   icon=":material/warning:")
+    else:
+        box.warning(f"Outcome filter(s) {names} **not applied** on {what}: they select subjects "
+                   "by the outcome analysed here, which biases every estimate (a Kaplan–Meier "
+                   "curve of deaths only never shows censoring; a survival range truncates the "
+                   f"curves). Using {len(rows)} subjects (the other filters apply) instead of the "
+                   f"{ctx.n} the sidebar selects.", icon=":material/warning:")
+    return rows
 
 
 def ids_key(ids: list[str]) -> str:

@@ -22,12 +22,17 @@ common.event_notice(ctx)
 
 from gliocore.classify import SMALL_MINORITY, SMALL_N, evaluate_classifier, make_short_long_labels  # noqa: E402
 
-data = common.processed(ctx)
+data = common.processed(ctx, common.outcome_analysis_rows(ctx, "clf_outcome_filters",
+                                                         "the Classifiers page"))
+endpoint, time_col, event_col, _word = common.endpoint_picker(ctx, "clf_endpoint")
 c1, c2 = st.columns([1, 3])
-threshold = c1.number_input("Short survival: death at or before (months)", 0.5, 120.0,
-                            float(ctx.settings.short_survival_months), 0.5, key="clf_threshold")
+threshold = c1.number_input("Short survival: death at or before (months)"
+                            if time_col == common.SURVIVAL else
+                            "Early progression: progression or death at or before (months)",
+                            0.5, 120.0, float(ctx.settings.short_survival_months), 0.5,
+                            key="clf_threshold")
 try:
-    labels = make_short_long_labels(data, common.SURVIVAL, common.EVENT, threshold)
+    labels = make_short_long_labels(data, time_col, event_col, threshold)
 except CohortError as exc:
     st.warning(f"Cannot label subjects: {exc}")
     st.stop()

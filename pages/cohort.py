@@ -43,10 +43,13 @@ def _process(cohort, backend: str, workers: int, options: dict | None = None) ->
 def _generate_demo(n: int, workers: int) -> None:
     from gliocore import synth
     from gliocore.cohort import load_cohort
-    gen = _Progress(("generate",))
+    gen = _Progress(("generate", "follow-up scans") if settings.demo_followups else ("generate",))
     csv = synth.generate_demo_cohort(settings.demo_dir, n_subjects=n, seed=settings.demo_seed,
                                      workers=workers,
                                      progress=lambda d, t: gen("generate", d, t))
+    if settings.demo_followups:
+        synth.generate_followups(settings.demo_dir, seed=settings.demo_seed, workers=workers,
+                                 progress=lambda d, t: gen("follow-up scans", d, t))
     cohort = load_cohort(csv, Path(csv).parent, name="demo")
     _process(cohort, settings.default_backend, workers)
 

@@ -137,6 +137,8 @@ def _screen(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: st
 
 
 with tab_screen:
+    processed = common.processed(ctx, common.outcome_analysis_rows(
+        ctx, "screen_outcome_filters", "the survival screen"))
     st.markdown("Each feature alone in a Cox model (standardised: hazard ratio per SD). With many "
                 "features some look significant by chance, so read the **q-value** "
                 "(Benjamini–Hochberg false-discovery rate over the features screened), not p.")

@@ -7,6 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from gliocore import plots
+from gliocore.qc import summarise
 from pages import _common as common
 
 REGIONS = {"contrast_enhancing": "Contrast-enhancing", "non_enhancing": "Non-enhancing",
@@ -40,10 +41,9 @@ if len(ctx.configs) >= 2:
                 st.info("No filtered subject has a segmentation under both configurations.")
             else:
                 cmp["region"] = cmp["region"].map(lambda r: REGIONS.get(r, r))
-                st.dataframe(cmp.groupby("region", sort=False).agg(
-                    subjects=("subject_id", "nunique"), dice_median=("dice", "median"),
-                    hd95_median_mm=("hd95_mm", "median"),
-                    volume_diff_median_mm3=("volume_diff_mm3", "median")), key="qc_cmp_summary")
+                st.dataframe(summarise(cmp.rename(columns={"volume_a_mm3": "volume_pred_mm3",
+                                                           "volume_b_mm3": "volume_ref_mm3"}))
+                             .drop(columns=["dice_mean"]), key="qc_cmp_summary")
                 fig = px.box(cmp, x="region", y="dice", points="all", hover_data=["subject_id"],
                              title="Dice between A and B per region")
                 fig.update_yaxes(range=[0, 1.05])
@@ -74,20 +74,35 @@ qc["region"] = qc["region"].map(lambda r: REGIONS.get(r, r))
 region_order = [r for r in dict.fromkeys(REGIONS.values()) if r in set(qc["region"])] + \
     sorted(set(qc["region"]) - set(REGIONS.values()))
 
-st.caption("Reference masks are the cohort's own (for the demo: the phantom's ground truth). Dice: "
-           "overlap, 1 = identical. HD95: 95th-percentile surface distance in mm (lower is "
-           "better). An empty region in both masks has Dice 1; in one only, Dice 0 and no HD95.")
+st.caption("Reference masks are the cohort's own (for the demo: the phantom's ground truth), read "
+           "with their declared label map; scores are shown only against each subject's current "
+           "reference. Dice: overlap, 1 = identical. **HD95 is the BraTS definition** (the larger "
+           "of the two directed 95th-percentile surface distances, in mm; what BraTS papers "
+           "report); *HD95 pooled* is the 95th percentile of both directions' distances together "
+           "(MedPy's hd95), shown for comparison. An empty region in both masks has Dice 1; in one "
+           "only, Dice 0 and no HD95: such a **missed** segmentation (or false positive) is "
+           "counted, not hidden, and the HD95 medians are over the scored subjects only.")
 
-summary = qc.groupby("region", sort=False).agg(
-    subjects=("subject_id", "nunique"), dice_median=("dice", "median"), dice_mean=("dice", "mean"),
-    hd95_median_mm=("hd95_mm", "median"),
-    volume_diff_median_mm3=("volume_diff_mm3", "median")).reindex(region_order)
+summary = summarise(qc).reindex(region_order)
 st.dataframe(summary, key="qc_summary", column_config={
+    "n_scored": st.column_config.NumberColumn("scored", help="both masks non-empty"),
+    "n_missed": st.column_config.NumberColumn("missed", help="reference non-empty, segmentation "
+                                              "empty: Dice 0, no HD95"),
+    "n_false_positive": st.column_config.NumberColumn("false positive", help="reference empty, "
+                                                      "segmentation not"),
+    "n_both_empty": st.column_config.NumberColumn("both empty"),
     "dice_median": st.column_config.NumberColumn("Dice (median)", format="%.3f"),
     "dice_mean": st.column_config.NumberColumn("Dice (mean)", format="%.3f"),
-    "hd95_median_mm": st.column_config.NumberColumn("HD95 median (mm)", format="%.1f"),
+    "hd95_median_mm": st.column_config.NumberColumn("HD95 BraTS median (mm)", format="%.1f",
+                                                    help="over the scored subjects"),
+    "hd95_pooled_median_mm": st.column_config.NumberColumn("HD95 pooled median (mm)",
+                                                           format="%.1f"),
     "volume_diff_median_mm3": st.column_config.NumberColumn("volume diff median (mm³)",
                                                              format="%.0f")})
+missed = summary["n_missed"].sum() if "n_missed" in summary else 0
+if missed:
+    st.warning(f"{int(missed)} region(s) missed: the reference has tumour there, the segmentation "
+               "none (Dice 0, no HD95). They are counted in the table above, not left out.")
 
 a, b = st.columns(2)
 fig = px.box(qc, x="region", y="dice", points="all", hover_data=["subject_id"],

@@ -18,25 +18,28 @@ if not common.require_cohort(ctx):
     st.stop()
 common.event_notice(ctx)
 
-data = ctx.filtered.copy()
+data = common.outcome_analysis_rows(ctx, "survival_outcome_filters", "the Survival page").copy()
+endpoint, time_col, event_col, event_word = common.endpoint_picker(ctx, "survival_endpoint")
 threshold = ctx.settings.short_survival_months
-data = data[data[common.SURVIVAL].notna()]
+data = data[data[time_col].notna()]
 if data.empty:
-    st.warning(f"No filtered subject has a `{common.SURVIVAL}` value; check the clinical table.")
+    st.warning(f"No filtered subject has a `{time_col}` value; check the clinical table.")
     st.stop()
 data["IDH"] = data[common.IDH].fillna("unknown") if common.IDH in data else "unknown"
-data["status"] = np.where(data[common.EVENT] == 1, "died", "censored")
-n_events = int((data[common.EVENT] == 1).sum())
-st.caption(f"{len(data)} subjects with a survival time, {n_events} deaths observed, "
-           f"{len(data) - n_events} censored (alive at last follow-up).")
+data["status"] = np.where(data[event_col] == 1, "died", "censored")
+n_events = int((data[event_col] == 1).sum())
+st.caption(f"{endpoint}: {len(data)} subjects with a time, {n_events} {event_word} observed, "
+           f"{len(data) - n_events} censored"
+           + (" (alive at last follow-up)." if time_col == common.SURVIVAL else
+              " (alive without progression at the last scan)."))
 
 tab_seed, tab_km, tab_cox = st.tabs(["Seed plots", "Kaplan–Meier", "Cox model"])
 colours = {"mutant": "#1f77b4", "wildtype": "#d62728", "unknown": "#7f7f7f"}
 
 # -- the seed's plots ------------------------------------------------------------------------------
 with tab_seed:
-    ordered = data.sort_values(common.SURVIVAL).reset_index(drop=True)
-    fig = px.bar(ordered, x=common.ID, y=common.SURVIVAL, color="IDH", pattern_shape="status",
+    ordered = data.sort_values(time_col).reset_index(drop=True)
+    fig = px.bar(ordered, x=common.ID, y=time_col, color="IDH", pattern_shape="status",
                  pattern_shape_map={"died": "", "censored": "/"}, color_discrete_map=colours,
                  hover_data=["age", "sex"] if {"age", "sex"} <= set(ordered.columns) else None,
                  title="Survival by subject (sorted); hatched = censored")
@@ -54,7 +57,7 @@ with tab_seed:
         common.require_features(ctx, "the volume plots")
     else:
         a, b = st.columns(2)
-        fig = px.scatter(processed, x="tumor_volume", y=common.SURVIVAL, color="IDH",
+        fig = px.scatter(processed, x="tumor_volume", y=time_col, color="IDH",
                          symbol="status", symbol_map={"died": "circle", "censored": "circle-open"},
                          color_discrete_map=colours, hover_data=[common.ID],
                          title="Tumour volume vs survival",
@@ -62,8 +65,8 @@ with tab_seed:
         fig.update_traces(marker=dict(size=10))
         a.plotly_chart(fig, key="seed_scatter")
         from gliocore.survival import make_groups
-        g = make_groups(processed, common.SURVIVAL, "short_long", threshold=threshold,
-                        event_col=common.EVENT)
+        g = make_groups(processed, time_col, "short_long", threshold=threshold,
+                        event_col=event_col)
         grouped = processed.assign(group=g.labels.astype(object)).dropna(subset=["group"])
         if "Volume_label1" in grouped:
             fig = px.box(grouped, x="group", y="Volume_label1", color="IDH", points="all",
@@ -87,7 +90,8 @@ with tab_km:
     from gliocore.survival import kaplan_meier, make_groups
     features = [c for c in ctx.feature_columns() if data[c].notna().sum() >= 3]
     numeric_clin = [c for c in ctx.clinical_columns()
-                    if pd.api.types.is_numeric_dtype(data[c]) and c not in (common.SURVIVAL, common.EVENT)]
+                    if pd.api.types.is_numeric_dtype(data[c])
+                    and c not in (*common.OUTCOME_COLUMNS, *common.LONGITUDINAL_COLUMNS)]
     choices = ["None (whole cohort)", "IDH status", "Sex", f"Short/long (≤ {threshold:g} months)",
                "Median split of a variable", "Tertile split of a variable"]
     c1, c2, c3 = st.columns([3, 3, 1])
@@ -111,8 +115,8 @@ with tab_km:
         elif grouping == "Sex":
             grp = make_groups(frame, "sex", "categorical")
         elif grouping.startswith("Short"):
-            grp = make_groups(frame, common.SURVIVAL, "short_long", threshold=threshold,
-                              event_col=common.EVENT)
+            grp = make_groups(frame, time_col, "short_long", threshold=threshold,
+                              event_col=event_col)
         elif variable is not None:
             grp = make_groups(frame, variable, "median" if grouping.startswith("Median") else "tertile")
         else:
@@ -120,7 +124,7 @@ with tab_km:
         if grp is not None:
             group_col = grp
             rule = grp.rule
-        km, notes = _run_quiet(kaplan_meier, frame, common.SURVIVAL, common.EVENT, group_col)
+        km, notes = _run_quiet(kaplan_meier, frame, time_col, event_col, group_col)
     except CohortError as exc:
         st.warning(f"Kaplan–Meier not possible with this grouping: {exc}")
     else:
@@ -153,11 +157,11 @@ with tab_km:
 @st.cache_data(show_spinner="Fitting the Cox model…", max_entries=16)
 def _cox(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: str,
          covariates: tuple[str, ...], ties: str, standardize: bool, penalizer: float,
-         _frame: pd.DataFrame):
-    """Cached by cohort, store stamp, results configuration, subject set and model options
-    (the frame follows)."""
+         _frame: pd.DataFrame, time_col: str = common.SURVIVAL, event_col: str = common.EVENT):
+    """Cached by cohort, store stamp, results configuration, subject set, endpoint and model
+    options (the frame follows)."""
     from gliocore.survival import cox_ph
-    return _run_quiet(cox_ph, _frame, common.SURVIVAL, common.EVENT, list(covariates), ties=ties,
+    return _run_quiet(cox_ph, _frame, time_col, event_col, list(covariates), ties=ties,
                       standardize=standardize, penalizer=penalizer)
 
 
@@ -179,13 +183,13 @@ with tab_cox:
         try:
             cox, notes = _cox(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key,
                               common.ids_key(frame[common.ID].tolist()), tuple(covariates), ties,
-                              standardize, float(penalizer), frame)
+                              standardize, float(penalizer), frame, time_col, event_col)
         except (CohortError, ValueError, np.linalg.LinAlgError) as exc:
             st.warning(f"The Cox model could not be fitted: {exc}")
         else:
             k = st.columns(4)
             k[0].metric("Subjects", cox.n, help=f"{cox.n_dropped} dropped for missing values")
-            k[1].metric("Deaths", cox.n_events)
+            k[1].metric("Deaths" if time_col == common.SURVIVAL else "Events", cox.n_events)
             k[2].metric("Concordance (C)", f"{cox.concordance:.3f}",
                         help="Harrell's C on the fitting data: optimistic, not cross-validated.")
             k[3].metric("Likelihood-ratio p", f"{cox.lr_test['p']:.3g}")

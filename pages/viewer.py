@@ -8,6 +8,7 @@ import streamlit as st
 from gliocore import plots
 from gliocore.types import SEQUENCE_TITLES, SEQUENCES
 from pages import _common as common
+from pages import _timepoints as timepoints
 
 ctx = common.context()
 common.page_header("Viewer", ctx)
@@ -26,7 +27,8 @@ seg = common.load_segmentations(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key
 seg_path = dict(zip(seg["subject_id"].astype(str), seg["path"])) if not seg.empty else {}
 stats = common.load_image_stats(ctx.db, ctx.stamp, ctx.cohort_id)
 
-tab_view, tab_check = st.tabs(["Slices", "Data check: intensities across the cohort"])
+tab_view, tab_time, tab_check = st.tabs(["Slices", "Timepoints",
+                                         "Data check: intensities across the cohort"])
 
 with tab_view:
     c1, c2, c3 = st.columns([2, 2, 2])
@@ -116,6 +118,9 @@ with tab_view:
                    f"{r.volume_ne_mm3 / 1000:.2f} cm³ · {r.backend} v{r.backend_version} · "
                    f"slice {index + 1}/{n}, voxel {spacing[0]:.2g}×{spacing[1]:.2g}×{spacing[2]:.2g} mm. "
                    "Radiological convention: the patient's right is on the left.")
+
+with tab_time:
+    timepoints.render(ctx, st.session_state.get("viewer_subject"))
 
 with tab_check:
     st.markdown("The seed notebook's data check: are intensities comparable across subjects? "

@@ -97,7 +97,7 @@ def sidebar_widget(at: AppTest, kind: str, label: str):
 
 
 # -- every page --------------------------------------------------------------------------------
-PAGES = ["cohort", "viewer", "features", "survival", "classifiers", "qc", "about"]
+PAGES = ["cohort", "viewer", "features", "survival", "classifiers", "progression", "qc", "about"]
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -150,6 +150,47 @@ def test_empty_filter_result_says_so(app_env):
         assert not at.exception
         assert n_of_n(at)[0] == 0
         assert "No subject matches the filters" in texts(at)
+
+
+def test_outcome_filters_are_left_out_of_survival_analyses_unless_asked(app_env):
+    """An event/survival filter selects by the outcome: the analysis pages leave it out by default,
+    say so, and apply it only when asked (issue 8 point 13)."""
+    import pandas as pd
+    clinical = pd.read_csv(app_env.parent / "demo" / "clinical.csv")
+    n_dead = int((clinical["event"] == 1).sum())
+    assert 0 < n_dead < N_SUBJECTS
+    at = _open("cohort")
+    sidebar_widget(at, "radio", "Event").set_value("died").run()
+    assert n_of_n(at) == (n_dead, N_SUBJECTS)
+
+    def counts(at) -> tuple[int, int]:
+        m = next(re.search(r"(\d+) subjects with a survival time, (\d+) deaths observed", c.value)
+                 for c in at.caption if "subjects with a survival time" in c.value)
+        return int(m.group(1)), int(m.group(2))
+
+    at.switch_page("pages/survival.py").run()
+    assert not at.exception
+    assert "not applied** on the Survival page" in texts(at)
+    assert counts(at) == (N_SUBJECTS, n_dead)  # censored subjects are back in the analysis
+    at.toggle(key="survival_outcome_filters").set_value(True).run()
+    assert "applied on the Survival page" in texts(at)
+    assert counts(at) == (n_dead, n_dead)  # deaths only, on request
+    at.toggle(key="survival_outcome_filters").set_value(False).run()
+
+    at.switch_page("pages/classifiers.py").run()
+    assert not at.exception
+    assert "not applied** on the Classifiers page" in texts(at)
+    labelled = int(re.search(r"\*\*(\d+) subjects labelled", texts(at)).group(1))
+    at.toggle(key="clf_outcome_filters").set_value(True).run()
+    assert int(re.search(r"\*\*(\d+) subjects labelled", texts(at)).group(1)) < labelled
+
+    at.switch_page("pages/features.py").run()
+    assert not at.exception and "not applied** on the survival screen" in texts(at)
+    # a filter that is not on the outcome raises no such warning
+    sidebar_widget(at, "radio", "Event").set_value("all").run()
+    sidebar_widget(at, "radio", "IDH status").set_value("mutant").run()
+    at.switch_page("pages/survival.py").run()
+    assert "not applied** on" not in texts(at) and "applied on the" not in texts(at)
 
 
 def test_viewer_slider_does_not_reload_volumes(app_env, monkeypatch):
@@ -540,3 +581,89 @@ def test_two_sessions_keep_independent_filters(app_env):
     bob.switch_page("pages/features.py").run()
     assert n_of_n(bob) == (n_bob, total)
     assert sidebar_widget(bob, "radio", "IDH status").value == "all"
+
+# -- several scans per subject -------------------------------------------------------------------
+def build_longitudinal_store(root: Path) -> Path:
+    """The tiny demo with follow-up scans (``synth.generate_followups``), processed."""
+    from gliocore import synth
+    from gliocore.cohort import load_cohort
+    from gliocore.pipeline import ProcessingConfig, process_cohort
+    from gliocore.store import Store
+
+    db = root / "gliocore.duckdb"
+    if (root / ".processed").exists():
+        return db
+    csv = synth.generate_demo_cohort(root / "demo", **DEMO_KW)
+    synth.generate_followups(root / "demo", seed=0)
+    cohort = load_cohort(csv, name="demo")
+    assert cohort.is_longitudinal
+    summary = process_cohort(cohort, Store(db), ProcessingConfig(backend="baseline", workers=2))
+    assert not summary.errors, summary.describe()
+    (root / ".processed").write_text(summary.cohort_id)
+    return db
+
+
+@pytest.fixture(scope="session")
+def long_store(tmp_path_factory) -> Path:
+    root = tmp_path_factory.getbasetemp() / "glioscope_long_store"
+    root.mkdir(exist_ok=True)
+    return build_longitudinal_store(root)
+
+
+@pytest.fixture
+def long_env(long_store, monkeypatch):
+    monkeypatch.setenv("GLIOSCOPE_DATA", str(long_store.parent))
+    monkeypatch.setenv("GLIOSCOPE_DB", str(long_store))
+    return long_store
+
+
+def test_progression_page_on_a_one_scan_cohort_explains_the_layout(app_env):
+    at = _open("progression")
+    assert "one scan per subject" in texts(at) and "scans.csv" in texts(at)
+
+
+def test_progression_page_longitudinal(long_env):
+    at = _open("progression")
+    assert not at.error, [e.value for e in at.error]
+    assert n_of_n(at) == (N_SUBJECTS, N_SUBJECTS)
+    metrics = {m.label: m.value for m in at.metric}
+    assert int(metrics["Subjects with follow-up"]) >= 3
+    assert int(metrics["Scans with a volume"]) > N_SUBJECTS
+    text = texts(at)
+    assert "RANO 2.0" in text and "Wen" in text and "65%" in text  # criteria and source shown
+    charts = [c for c in at.get("plotly_chart")]
+    assert len(charts) >= 4  # trajectory, spaghetti, swimmer, waterfall
+    at.checkbox(key="prog_confirm").check().run()
+    assert not at.exception, at.exception
+    at.radio(key="prog_scale").set_value("% from baseline").run()
+    assert not at.exception, at.exception
+    subjects = at.selectbox(key="prog_subject").options
+    at.selectbox(key="prog_subject").set_value(subjects[-1]).run()
+    assert not at.exception, at.exception
+
+
+def test_survival_and_classifiers_offer_pfs(long_env):
+    at = _open("survival")
+    radio = at.radio(key="survival_endpoint")
+    assert "Progression-free survival" in radio.options
+    radio.set_value("Progression-free survival").run()
+    assert not at.exception, at.exception
+    assert "progressions or deaths observed" in texts(at)
+    at.switch_page("pages/classifiers.py").run()
+    assert not at.exception, at.exception
+    at.radio(key="clf_endpoint").set_value("Progression-free survival").run()
+    assert not at.exception, at.exception
+
+
+def test_viewer_steps_through_timepoints(long_env):
+    at = _open("viewer")
+    assert not at.exception, at.exception
+    sel = at.selectbox(key="tp_subject")
+    assert sel.options
+    caption = next(c.value for c in at.caption if "scans; showing" in c.value)
+    n = int(re.search(r"(\d+) scans; showing", caption).group(1))
+    assert n >= 2
+    if n > 4:
+        at.slider(key=f"tp_start_{sel.value}").set_value(1).run()
+        assert not at.exception, at.exception
+        assert any("showing 2–" in c.value for c in at.caption)

@@ -246,3 +246,73 @@ def test_store_made_before_scans_is_migrated_once(tmp_path):
     res = again._df("SELECT subject_id, seg_key FROM scan_results ORDER BY subject_id")
     assert res.values.tolist() == [["A", "segA2"]]
     assert again._df("SELECT count(*) AS n FROM meta WHERE key LIKE 'migration_scans%'")["n"][0] == 1
+
+
+# -- demo follow-ups, export ---------------------------------------------------------------------
+def test_plan_followups_follow_survival():
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        plan = synth.plan_followups(24.0, 1, "wildtype", rng)
+        assert len(plan) <= synth.MAX_FOLLOWUPS
+        days = [f.days for f in plan]
+        assert days == sorted(days) and all(d < 24.0 * 30.4375 for d in days)  # none after death
+        ratios = [f.volume_ratio for f in plan]
+        for k in range(1, len(ratios)):  # growth after a nadir is >= 1.6x: a volumetric PD
+            if ratios[k] > ratios[k - 1] * 1.05:
+                assert ratios[k] >= 1.6 * min(ratios[:k]) - 1e-9
+    counts = [len(synth.plan_followups(30.0, 0, "mutant", np.random.default_rng(s)))
+              for s in range(200)]
+    assert 0.1 < counts.count(0) / 200 < 0.3        # some subjects have one scan only
+    assert max(counts) == synth.MAX_FOLLOWUPS
+
+
+def test_scale_tumour_scales_volume_and_leaves_the_rest():
+    s = synth.generate_subject("S", 11, shape=(60, 60, 40), spacing=4.0)
+    for factor in (0.7, 1.25):
+        imgs, truth = synth.scale_tumour(s.images, s.truth, s.affine, factor)
+        ratio = (truth > 0).sum() / (s.truth > 0).sum()
+        assert ratio == pytest.approx(factor ** 3, rel=0.2)
+        # beyond the tumour's radius (scaled) + 12 mm nothing moves
+        idx = np.argwhere(s.truth > 0) * 4.0
+        c = idx.mean(0)
+        radius = np.sqrt(((idx - c) ** 2).sum(1)).max() + 2.0
+        grid = np.indices(s.truth.shape).reshape(3, -1).T * 4.0
+        far = (np.sqrt(((grid - c) ** 2).sum(1)) > max(1.0, factor) * radius + 16.0).reshape(s.truth.shape)
+        assert far.sum() > 0.3 * far.size
+        assert np.array_equal(imgs["t1"][far], s.images["t1"][far])
+        assert not np.array_equal(imgs["t1"][~far], s.images["t1"][~far])
+    fu = synth.FollowUp("fu1", 90, 0.5, enhancement_gone=True)
+    imgs, truth = synth.make_followup(s.images, s.truth, s.affine, fu, np.random.default_rng(0))
+    assert not (truth == 1).any() and (truth == 2).any()
+
+
+def test_demo_followups_export_scan_table_and_pfs(tmp_path):
+    csv = synth.make_tiny_cohort(tmp_path / "demo", n=6, shape=SHAPE, seed=2)
+    scans_csv = synth.generate_followups(tmp_path / "demo", seed=2)
+    table = pd.read_csv(scans_csv)
+    assert set(table["SUBJECT ID"]) == set(pd.read_csv(csv)["SUBJECT ID"])
+    assert (table.groupby("SUBJECT ID")["scan_id"].first() == "baseline").all()
+    cohort = load_cohort(csv)
+    assert cohort.is_longitudinal and not cohort.problems
+    store = Store(tmp_path / "s.duckdb")
+    summary = process_cohort(cohort, store)
+    assert not summary.errors, summary.describe()
+    from gliocore.cli import main as cli_main
+    from gliocore.export import seed_table
+    out = tmp_path / "export.csv"
+    assert cli_main(["--db", str(store.path), "-q", "export", str(out)]) == 0
+    wide = pd.read_csv(out)
+    per_scan = pd.read_csv(tmp_path / "export_scans.csv")
+    assert len(wide) == 6 and {"PFS(months)", "PFS_event", "best_response"} <= set(wide.columns)
+    assert len(per_scan) == len(table)
+    assert {"days", "category", "pct_from_nadir_ce", "Volume_label1", "tumor_volume"} <= set(per_scan.columns)
+    assert set(per_scan.loc[per_scan["scan_id"] == "baseline", "category"]) == {"baseline"}
+    # a censored subject's PFS is its last scan's time (or 0 with the baseline only)
+    cens = wide[(wide["PFS_event"] == 0)]
+    last = per_scan.groupby("SUBJECT ID")["months"].max()
+    assert np.allclose(cens["PFS(months)"], last.reindex(cens["SUBJECT ID"]).to_numpy(), atol=0.01)
+    # the same cohort without its scans table: the wide export has no longitudinal columns
+    one = load_cohort(csv, scans=False, name="cross")
+    store2 = Store(tmp_path / "s2.duckdb")
+    s2 = process_cohort(one, store2)
+    assert "PFS(months)" not in seed_table(store2, s2.cohort_id).columns

@@ -145,7 +145,7 @@ def test_resume_after_simulated_crash(cohort_csv, tmp_path, monkeypatch):
     store = Store(db)
     cid = store.cohorts().iloc[0]["cohort_id"]
     assert int(store.status(cid)["features"].sum()) == 2  # finished subjects were kept
-    assert store.runs(cid).iloc[0]["status"] == "running"  # the killed run never finished
+    assert store.runs(cid).iloc[0]["status"] == "interrupted"  # the stopped run never finished
     monkeypatch.setattr(radiomics, "extract_features", orig)
     calls = CallCounter(monkeypatch)
     summary, _ = run(cohort_csv, db)
@@ -361,7 +361,7 @@ def test_dead_worker_process_is_reported_per_subject_and_the_run_finishes(cohort
     from concurrent.futures import Future
     from concurrent.futures.process import BrokenProcessPool
 
-    import gliocore.pipeline as pipeline
+    import gliocore.executor as executor
 
     class DyingPool:  # every worker "dies", as after an out-of-memory kill
         def __init__(self, *a, **k):
@@ -378,7 +378,7 @@ def test_dead_worker_process_is_reported_per_subject_and_the_run_finishes(cohort
             fut.set_exception(BrokenProcessPool("A process in the pool was terminated abruptly"))
             return fut
 
-    monkeypatch.setattr(pipeline, "ProcessPoolExecutor", DyingPool)
+    monkeypatch.setattr(executor, "ProcessPoolExecutor", DyingPool)
     summary, store = run(cohort_csv, tmp_path / "g.duckdb", workers=2)
     assert len(summary.errors) == N and {e.stage for e in summary.errors} == {"worker"}
     assert "worker process died" in str(summary.errors[0])

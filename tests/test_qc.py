@@ -204,3 +204,62 @@ def test_compare_mask_files_scores_a_against_b(tmp_path):
     assert s1.loc["whole_tumour", "dice"] == 1.0
     s2 = df[df["subject_id"] == "S2"]
     assert len(s2) == 1 and "different grids" in s2["note"].iloc[0]
+
+
+class TestHD95Definitions:
+    """Issue 8.15: the BraTS HD95 (max of the directed 95th percentiles) vs the pooled one."""
+
+    @staticmethod
+    def line_masks():
+        # A: 20 voxels in a row (x = 0..19); B: A plus 3 voxels at x = 30, 31, 32. Every voxel of
+        # a 1-voxel-thick line is a surface voxel. d(A->B) = 20 zeros; d(B->A) = 20 zeros and
+        # 11, 12, 13 mm.
+        a = np.zeros((40, 3, 3), bool)
+        a[0:20, 1, 1] = True
+        b = a.copy()
+        b[30:33, 1, 1] = True
+        return a, b
+
+    def test_brats_definition_by_hand(self):
+        # P95(d(A->B)) = 0; P95 of the 23 values of d(B->A): position 0.95 * 22 = 20.9 between
+        # the 21st (11) and 22nd (12) sorted values -> 11.9 mm; the BraTS HD95 = max = 11.9.
+        a, b = self.line_masks()
+        assert hausdorff95(a, b, (1, 1, 1)) == pytest.approx(11.9)
+        assert hausdorff95(b, a, (1, 1, 1)) == pytest.approx(11.9)  # symmetric
+        assert hausdorff95(a, b, (1, 1, 1), method="brats") == pytest.approx(11.9)
+
+    def test_pooled_definition_by_hand(self):
+        # 43 pooled values (40 zeros, 11, 12, 13): position 0.95 * 42 = 39.9 between the 40th
+        # (0) and 41st (11) sorted values -> 9.9 mm.
+        a, b = self.line_masks()
+        assert hausdorff95(a, b, (1, 1, 1), method="pooled") == pytest.approx(9.9)
+
+    def test_compare_masks_reports_both_named(self):
+        a, b = self.line_masks()
+        rows = {r.region: r for r in compare_masks(b.astype(np.uint8), a.astype(np.uint8),
+                                                   np.eye(4))}
+        ce = rows["contrast_enhancing"]
+        assert ce.hd95_mm == pytest.approx(11.9) and ce.hd95_pooled_mm == pytest.approx(9.9)
+
+    def test_unknown_method(self):
+        with pytest.raises(ValueError, match="brats"):
+            hausdorff95(cube(), cube(), (1, 1, 1), method="mean")
+
+
+def test_summary_counts_missed_segmentations_instead_of_skipping_them():
+    import pandas as pd
+    from gliocore.qc import summarise
+    rows = [  # S3's prediction is empty: Dice 0, no HD95 -> a missed segmentation
+        ("S1", "contrast_enhancing", 0.9, 2.0, 1000.0, 1100.0),
+        ("S2", "contrast_enhancing", 0.8, 4.0, 900.0, 1000.0),
+        ("S3", "contrast_enhancing", 0.0, math.nan, 0.0, 800.0),
+        ("S4", "contrast_enhancing", 0.0, math.nan, 50.0, 0.0),
+        ("S5", "contrast_enhancing", 1.0, math.nan, 0.0, 0.0),
+    ]
+    df = pd.DataFrame(rows, columns=["subject_id", "region", "dice", "hd95_mm",
+                                     "volume_pred_mm3", "volume_ref_mm3"])
+    out = summarise(df).loc["contrast_enhancing"]
+    assert out["subjects"] == 5 and out["n_scored"] == 2
+    assert out["n_missed"] == 1 and out["n_false_positive"] == 1 and out["n_both_empty"] == 1
+    assert out["hd95_median_mm"] == pytest.approx(3.0)
+    assert out["dice_median"] == pytest.approx(0.8)

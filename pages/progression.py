@@ -1,0 +1,126 @@
+"""Progression: tumour volumes over a subject's scans, volumetric RANO 2.0 response and PFS."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from gliocore import response_plots as rp
+from gliocore.response import DAYS_PER_MONTH, RANO2_SOURCE, ResponseCriteria
+from pages import _common as common
+
+ctx = common.context()
+common.page_header("Progression", ctx)
+if not common.require_cohort(ctx):
+    st.stop()
+
+scans_all = common.load_scans(ctx.db, ctx.stamp, ctx.cohort_id)
+if scans_all.empty or not (scans_all["scan_order"] > 0).any():
+    st.info("This cohort has one scan per subject, so there is no progression to show. A "
+            "longitudinal cohort lists several scans per subject: a **scans table** "
+            "(`scans.csv` beside the clinical table, or `--scans`: one row per scan with "
+            "`SUBJECT ID`, `scan_id` and/or `days` / `date`, `img_dir`) or **timepoint folders** "
+            "(`<subject>/<timepoint>/…`, timepoints named by date or day). The demo cohort "
+            "made by `make run` has follow-up scans.")
+    st.stop()
+
+c1, c2 = st.columns([1, 3])
+confirm = c1.checkbox("Confirm by the next scan", value=False, key="prog_confirm",
+                      help="RANO 2.0 option: a response counts when the next scan shows it "
+                           "again, a progression when the next scan is still ≥ 40 % above the "
+                           "nadir (otherwise it was pseudo-progression); a progression on the "
+                           "last scan stands.")
+criteria = ResponseCriteria(confirm=confirm)
+c2.caption(criteria.describe() + f" Source: {RANO2_SOURCE}")
+
+assessment, subjects, pfs = common.load_response(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key,
+                                                 confirm)
+keep = set(ctx.subject_ids)
+assessment = assessment[assessment["subject_id"].isin(keep)]
+subjects = subjects[subjects["subject_id"].isin(keep)]
+pfs = pfs[pfs["subject_id"].isin(keep)]
+if subjects.empty:
+    st.warning("No filtered subject has a processed scan yet: process the cohort on the Cohort "
+               "page, or widen the filters.")
+    st.stop()
+n_fu = int((subjects["n_scans"] > 1).sum())
+n_scans = int(subjects["n_scans"].sum())
+n_prog = int(subjects["progression_days"].notna().sum())
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("Subjects", len(subjects))
+m2.metric("Scans with a volume", n_scans)
+m3.metric("Subjects with follow-up", n_fu)
+m4.metric("Progressed", n_prog)
+
+clin = ctx.filtered.set_index(common.ID) if common.ID in ctx.filtered else pd.DataFrame()
+tab_subj, tab_cohort, tab_swim, tab_fall, tab_table = st.tabs(
+    ["Subject trajectory", "Cohort trajectories", "Swimmer plot", "Waterfall", "Tables"])
+
+with tab_subj:
+    ids = subjects.sort_values(["n_scans", "subject_id"], ascending=[False, True])["subject_id"].tolist()
+    s1, s2 = st.columns([2, 1])
+    sid = s1.selectbox("Subject", ids, key="prog_subject",
+                       format_func=lambda i: f"{i} ({int(subjects.set_index('subject_id').at[i, 'n_scans'])} scans)")
+    relative = s2.radio("Scale", ["Volume (cm³)", "% from baseline"], horizontal=True,
+                        key="prog_scale") != "Volume (cm³)"
+    one = assessment[assessment["subject_id"] == sid]
+    st.plotly_chart(rp.trajectory_figure(one, relative, criteria,
+                                         title=f"{sid}: tumour volumes over time"),
+                    key="prog_traj")
+    info = subjects.set_index("subject_id").loc[sid]
+    target = {"contrast_enhancing": "contrast-enhancing", "non_enhancing": "non-enhancing"}.get(
+        str(info["target"]), "—")
+    st.caption(f"Response assessed on the **{target}** volume (thick line). Best response: "
+               f"**{info['best_response'] or '—'}**; first progression: "
+               + (f"**{info['progression_days'] / DAYS_PER_MONTH:.1f} months** ({info['progression_scan']})"
+                  if pd.notna(info["progression_days"]) else "none"))
+    cols = ["scan_id", "days", "volume_ce_mm3", "volume_ne_mm3", "pct_from_baseline_ce",
+            "pct_from_nadir_ce", "pct_from_baseline_ne", "pct_from_nadir_ne", "category",
+            "confirmed"]
+    st.dataframe(one[[c for c in cols if c in one]].round(1), hide_index=True, key="prog_subject_table")
+
+with tab_cohort:
+    g1, g2, g3 = st.columns(3)
+    series = g1.selectbox("Class", list(rp.CLASS_SERIES), index=2, key="prog_series")
+    rel2 = g2.radio("Scale", ["Volume (cm³)", "% from baseline"], horizontal=True,
+                    key="prog_scale_cohort", index=1) != "Volume (cm³)"
+    group_options = ["none", "best response"] + [c for c in (common.IDH, "sex", "event")
+                                                 if c in clin.columns]
+    group = g3.selectbox("Colour by", group_options, index=min(2, len(group_options) - 1),
+                         key="prog_group")
+    if group == "none":
+        groups = None
+    elif group == "best response":
+        groups = subjects.set_index("subject_id")["best_response"].fillna("no follow-up")
+    else:
+        groups = clin[group]
+    multi = assessment[assessment["subject_id"].isin(subjects.loc[subjects["n_scans"] > 1, "subject_id"])]
+    st.plotly_chart(rp.spaghetti_figure(multi, groups, series, rel2,
+                                        title=f"{series}: every subject with follow-up"),
+                    key="prog_spaghetti")
+
+with tab_swim:
+    survival = None
+    if {common.SURVIVAL, common.EVENT} <= set(clin.columns):
+        survival = pd.DataFrame({"months": clin[common.SURVIVAL], "died": clin[common.EVENT]})
+    st.plotly_chart(rp.swimmer_figure(assessment, subjects, survival,
+                                      title="Swimmer plot: follow-up, responses, progression, death"),
+                    key="prog_swimmer")
+    st.caption("Bar: baseline scan to death or last contact (overall survival from the clinical "
+               "table, taken as measured from the baseline scan). Markers: each scan's category; "
+               "✕ first progression; ◆ death; ▶ alive at last contact.")
+
+with tab_fall:
+    st.plotly_chart(rp.waterfall_figure(subjects, criteria,
+                                        title="Best change of the target volume from baseline"),
+                    key="prog_waterfall")
+    st.dataframe(rp.category_counts(assessment), hide_index=True, key="prog_counts")
+
+with tab_table:
+    st.markdown("**Per subject** (PFS: time to the first progression or death; censored at the "
+                "last scan)")
+    per_subject = subjects.merge(pfs, on="subject_id", how="left")
+    st.dataframe(per_subject.round(2), hide_index=True, key="prog_subjects_table")
+    st.markdown("**Per scan**")
+    st.dataframe(assessment.round(1), hide_index=True, key="prog_scans_table")
+    st.download_button("Download the per-scan table (CSV)", assessment.to_csv(index=False),
+                       file_name="scans.csv", mime="text/csv", key="prog_download")
