@@ -1025,6 +1025,12 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str],
         con.unregister(name)
 
 
+def _busy(exc: Exception) -> bool:
+    """Whether a DuckDB error means "someone else has the file open" (worth a retry)."""
+    text = str(exc).lower()
+    return "lock" in text or "different configuration" in text
+
+
 def _none(v: Any) -> Any:
     try:
         return None if pd.isna(v) else v
