@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from gliocore import synth
-from gliocore.cli import main as cli_main
 from gliocore.cohort import load_cohort
 from gliocore.pipeline import ProcessingConfig, process_cohort, register_cohort
 from gliocore.store import Store
