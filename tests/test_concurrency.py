@@ -24,12 +24,11 @@ from gliocore.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 #: While a 2-worker CLI run writes the same store, a dashboard read (cohorts, status, the seed
-#: table) waits at most WAIT_BOUND_S for the file (before: reads waited 0.5 s median, 4.1 s
-#: worst) and answers within READ_BOUND_S in all (connecting and querying included; generous
-#: because the CI machine's 2 cores are busy with the run itself). The figures are printed.
+#: table) waits for the file (connecting included) at most WAIT_BOUND_S, WAIT_MEDIAN_BOUND_S in
+#: the median (before: 0.5 s median, 4.1 s worst). The whole read's time is printed, not bounded:
+#: beyond the wait it is CPU time, which a loaded CI machine stretches at will.
 WAIT_BOUND_S = 1.5
-READ_BOUND_S = 2.5
-READ_MEDIAN_BOUND_S = 0.5
+WAIT_MEDIAN_BOUND_S = 0.5
 
 
 @pytest.fixture(scope="module")
@@ -78,11 +77,10 @@ def test_dashboard_reads_answer_within_the_bound_while_a_cli_run_writes(cohort_s
     print(f"\n{len(latencies)} reads during a 2-worker run: median {med * 1000:.0f} ms, p95 "
           f"{p95 * 1000:.0f} ms, worst {worst * 1000:.0f} ms; waiting for the file (connect "
           f"included): median {statistics.median(waits) * 1000:.0f} ms, worst "
-          f"{max(waits) * 1000:.0f} ms (bounds {WAIT_BOUND_S * 1000:.0f} / "
-          f"{READ_BOUND_S * 1000:.0f} ms; machine shared)")
+          f"{max(waits) * 1000:.0f} ms (bounds {WAIT_BOUND_S * 1000:.0f} ms worst, "
+          f"{WAIT_MEDIAN_BOUND_S * 1000:.0f} ms median; machine shared)")
     assert len(latencies) >= 20
-    assert max(waits) < WAIT_BOUND_S
-    assert worst < READ_BOUND_S and med < READ_MEDIAN_BOUND_S
+    assert max(waits) < WAIT_BOUND_S and statistics.median(waits) < WAIT_MEDIAN_BOUND_S
     assert len(seed_table(store, cid)) == 8  # and the run's results are all there
 
 
