@@ -294,9 +294,31 @@ class Store:
     # transaction (gliocore.locking.ReaderTurns): a read waits at most about one write
     # transaction, not a whole run. Writers: keep transactions short (one subject / one batch).
     @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Make the calls inside (on this thread) share one connection and one transaction.
+
+        Opening a DuckDB file costs tens of milliseconds, so several reads and writes that
+        belong together (a batch of results, the start of a run) take one connection, and the
+        writes commit together or not at all.
+        """
+        if getattr(self._local, "con", None) is not None:  # already inside a batch
+            yield
+            return
+        with self.transaction() as con:
+            self._local.con = con
+            try:
+                yield
+            finally:
+                self._local.con = None
+
+    @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A short-lived read-write connection; retried while another process (or, in this
         process, a read-only connection) holds the file; waiting readers go first."""
+        shared = getattr(self._local, "con", None)
+        if shared is not None:  # inside batch(): its connection
+            yield shared
+            return
         deadline = time.monotonic() + self.lock_timeout
         while True:
             self._readers.let_readers_in()
@@ -316,15 +338,16 @@ class Store:
     def reading(self) -> Iterator[None]:
         """Serve every read of this thread inside the block from one read-only connection
         (a page's several queries cost one connection, ~10-80 ms each, not one per query)."""
-        if getattr(self._local, "con", None) is not None:
-            yield
+        if getattr(self._local, "con", None) is not None or \
+                getattr(self._local, "read_con", None) is not None:
+            yield  # inside batch() or reading() already
             return
         with self.read() as con:
-            self._local.con = con
+            self._local.read_con = con
             try:
                 yield
             finally:
-                self._local.con = None
+                self._local.read_con = None
 
     @contextmanager
     def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -335,7 +358,9 @@ class Store:
         long the last read waited for the file (seconds; 0 when it was free).
         """
         held = getattr(self._local, "con", None)
-        if held is not None:  # inside reading()
+        if held is None:
+            held = getattr(self._local, "read_con", None)
+        if held is not None:  # inside batch() (its read-write connection) or reading()
             yield held
             return
         t_start = time.perf_counter()
@@ -379,8 +404,13 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection inside BEGIN/COMMIT (ROLLBACK on error); publishes a snapshot for
-        readers after the commit when readers have recently found the store locked."""
+        """A connection inside BEGIN/COMMIT (ROLLBACK on error); inside :meth:`batch`, its
+        connection and transaction. Publishes a snapshot for readers after the commit when
+        readers have recently found the store locked."""
+        shared = getattr(self._local, "con", None)
+        if shared is not None:
+            yield shared
+            return
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             try:
@@ -911,9 +941,10 @@ class Store:
                                          "reg_key", "brain_dice", "atlas_mask_path"])
         return self._df("""
             SELECT subject_id, seg_key, location_key, atlas, space, reg_key, brain_dice,
-                   transform, atlas_mask_path, seconds, created_at FROM (
+                   transform, transforms_json, atlas_mask_path, seconds, created_at FROM (
                 SELECT r.subject_id, r.seg_key, l.location_key, l.atlas, l.space, l.reg_key,
-                       g.brain_dice, g.transform, l.atlas_mask_path, l.seconds, l.created_at,
+                       g.brain_dice, g.transform, g.transforms_json, l.atlas_mask_path,
+                       l.seconds, l.created_at,
                        row_number() OVER (PARTITION BY r.subject_id
                                           ORDER BY l.created_at DESC) AS rn
                 FROM subject_results r JOIN location_sets l ON l.seg_key = r.seg_key
@@ -963,7 +994,9 @@ class Store:
         lock.acquire(f"processing cohort {cohort_id} with {backend}", wait=self.run_wait)
         try:
             with self.transaction() as con:
-                con.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, NULL, 'running', ?, 0, 0, 0)",
+                con.execute("INSERT INTO runs (run_id, cohort_id, config_key, backend, workers, "
+                            "started_at, finished_at, status, n_subjects, n_computed, n_cached, "
+                            "n_errors) VALUES (?, ?, ?, ?, ?, ?, NULL, 'running', ?, 0, 0, 0)",
                             [run_id, cohort_id, config_key, backend, workers, _now(), n_subjects])
         except BaseException:
             lock.release()
@@ -972,13 +1005,15 @@ class Store:
         return run_id
 
     def finish_run(self, run_id: str, status: str, n_computed: int, n_cached: int,
-                   n_errors: int) -> None:
-        """Record how a run ended and release the run lock."""
+                   n_errors: int, warnings: Sequence[str] | None = None) -> None:
+        """Close a run with its counts and cohort-level warnings (JSON list, or NULL), and
+        release the run lock."""
         try:
             with self.transaction() as con:
                 con.execute("UPDATE runs SET finished_at = ?, status = ?, n_computed = ?, "
-                            "n_cached = ?, n_errors = ? WHERE run_id = ?",
-                            [_now(), status, n_computed, n_cached, n_errors, run_id])
+                            "n_cached = ?, n_errors = ?, warnings = ? WHERE run_id = ?",
+                            [_now(), status, n_computed, n_cached, n_errors,
+                             json.dumps(list(warnings)) if warnings else None, run_id])
         finally:
             lock = self._run_locks.pop(run_id, None)
             if lock is not None:
@@ -1060,6 +1095,8 @@ MIGRATIONS: tuple[str, ...] = (
     "ALTER TABLE qc_metrics ADD COLUMN IF NOT EXISTS hd95_pooled_mm DOUBLE",
     "ALTER TABLE qc_metrics ADD COLUMN IF NOT EXISTS reference_label_map VARCHAR",
     "ALTER TABLE qc_metrics ADD COLUMN IF NOT EXISTS qc_version INTEGER",
+    # cohort-level warnings of a run (JSON list), e.g. no enhancing voxel in any subject
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS warnings VARCHAR",
 )
 
 #: Data migrations, each run once per store (recorded in ``meta``): (key, statements).

@@ -86,6 +86,16 @@ def _run_quiet(fn, *args, **kwargs):
     return out, [str(w.message) for w in caught]
 
 
+@st.cache_data(show_spinner="Testing every split of the family…", max_entries=16)
+def _split_family(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: str,
+                  time_col: str, event_col: str, kind: str, variables: tuple[str, ...],
+                  _frame: pd.DataFrame) -> pd.DataFrame:
+    """Log-rank p and BH q of every split offered; cached by cohort, store stamp, results
+    configuration, subject set, endpoint, split kind and the variables (the frame follows)."""
+    from gliocore.survival import screen_splits
+    return screen_splits(_frame, time_col, event_col, list(variables), kind=kind)
+
+
 with tab_km:
     from gliocore.survival import kaplan_meier, make_groups
     features = [c for c in ctx.feature_columns() if data[c].notna().sum() >= 3]
@@ -143,9 +153,35 @@ with tab_km:
                     + km.no_test_reason[1:] + ".", icon=":material/info:")
         elif lr is not None:
             test = "log-rank" if lr.dof == 1 else f"multivariate log-rank ({len(lr.groups)} groups)"
+            if variable is not None:
+                test += " (raw)"
             m2.metric(f"{test} p", f"{lr.p_value:.3g}", help=f"χ² = {lr.statistic:.2f}, df = {lr.dof}")
         elif group_col is not None:
             m2.info("No log-rank test (see notes).")
+        if variable is not None and lr is not None:
+            kind = "median" if grouping.startswith("Median") else "tertile"
+            family = _split_family(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key,
+                                   common.ids_key(frame[common.ID].tolist()), time_col, event_col,
+                                   kind, tuple(options), frame)
+            tested = family[family["p"].notna()]
+            q = family.loc[variable, "q"] if variable in family.index else float("nan")
+            m2.metric(f"BH q over {len(tested)} {kind} splits", f"{q:.3g}",
+                      help="Benjamini–Hochberg false-discovery rate over every variable this "
+                           f"view offers for a {kind} split.")
+            m2.caption(f"Smallest raw p in the family: {tested['p'].min():.3g} "
+                       f"({tested['p'].idxmin()}).")
+            st.info(f"**Exploratory.** This view offers {len(options)} variables for a {kind} "
+                    f"split; with {len(tested)} log-rank tests some splits have p < 0.05 by chance "
+                    "alone, so read the **q-value** (Benjamini–Hochberg over all of them) beside "
+                    "the raw p. The cut-points (sample median or tertiles) are chosen from the "
+                    "same data, so even q is optimistic: confirm a split in another cohort, or "
+                    "model the variable as continuous in the Cox tab.", icon=":material/science:")
+            with st.expander(f"All {len(family)} {kind} splits of this family (p and q)"):
+                st.dataframe(family.reset_index(), hide_index=True, key="km_split_family",
+                             column_config={
+                                 "statistic": st.column_config.NumberColumn("χ²", format="%.2f"),
+                                 "p": st.column_config.NumberColumn("raw p", format="%.3g"),
+                                 "q": st.column_config.NumberColumn("q (BH FDR)", format="%.3g")})
         for note in notes:
             st.warning(note)
         with st.expander("Number at risk"):
