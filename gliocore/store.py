@@ -980,9 +980,25 @@ class Store:
                         [cohort_id, config_key, code_version, code_version])
 
     # -- runs and errors ------------------------------------------------------------------
+    def acquire_run_lock(self, what: str) -> RunLock:
+        """Take the store's run lock (waiting up to ``run_wait`` seconds); pass it to
+        :meth:`start_run`. Take it before opening a connection (e.g. before :meth:`batch`):
+        a run waiting for the lock must not hold the file the running one writes.
+
+        Raises
+        ------
+        StoreBusyError
+            When another run holds the store for longer than ``run_wait`` seconds.
+        """
+        lock = RunLock(self.path)
+        lock.acquire(what, wait=self.run_wait)
+        return lock
+
     def start_run(self, cohort_id: str, config_key: str, backend: str, workers: int,
-                  n_subjects: int) -> str:
+                  n_subjects: int, lock: RunLock | None = None) -> str:
         """Record a new run, holding the store's run lock until :meth:`finish_run`.
+
+        ``lock``: from :meth:`acquire_run_lock`; without it the lock is taken here.
 
         Raises
         ------
@@ -990,8 +1006,8 @@ class Store:
             When another run holds the store for longer than ``run_wait`` seconds.
         """
         run_id = uuid.uuid4().hex[:12]
-        lock = RunLock(self.path)
-        lock.acquire(f"processing cohort {cohort_id} with {backend}", wait=self.run_wait)
+        if lock is None:
+            lock = self.acquire_run_lock(f"processing cohort {cohort_id} with {backend}")
         try:
             with self.transaction() as con:
                 con.execute("INSERT INTO runs (run_id, cohort_id, config_key, backend, workers, "
