@@ -99,10 +99,10 @@ def test_a_second_run_refuses_or_waits_and_nothing_is_corrupted(cohort_src, tmp_
     _out, err = second.communicate(timeout=600)
     assert second.returncode == 75 and "another processing run is using the store" in err
     # queued behind the first (--wait): runs when the first has finished, from the cache
-    third = cli_run(cohort_src, db, "--wait", "300")
-    out1, err1 = first.communicate(timeout=900)
+    third = cli_run(cohort_src, db, "--wait", "1500")
+    out1, err1 = first.communicate(timeout=1500)
     assert first.returncode == 0, err1
-    out3, err3 = third.communicate(timeout=900)
+    out3, err3 = third.communicate(timeout=1600)
     assert third.returncode == 0, err3
     assert "0 computed, 8 from cache" in out3
     store = Store(db)
