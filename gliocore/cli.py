@@ -41,7 +41,8 @@ class _Bars:
     def __call__(self, stage: str, done: int, total: int, subject: str | None) -> None:
         bar = self.bars.get(stage)
         if bar is None:
-            bar = self._tqdm(total=total, desc=f"{stage:>8}", unit="scan", position=len(self.bars),
+            unit = "subj" if stage in ("generate", "followup") else "scan"  # pipeline: per scan
+            bar = self._tqdm(total=total, desc=f"{stage:>8}", unit=unit, position=len(self.bars),
                              leave=True, disable=self.disable, dynamic_ncols=True)
             self.bars[stage] = bar
         bar.n = done

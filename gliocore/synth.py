@@ -657,10 +657,10 @@ def make_tiny_cohort(tmp_dir: PathType, n: int = 4, shape: Sequence[int] = (48, 
 # Kept apart from the anatomy above: a follow-up is made from a subject's written baseline
 # files (whatever anatomy produced them) by a radial deformation that scales the tumour.
 
-#: Follow-up scans per subject with follow-up (the baseline comes on top): 1-5.
-MAX_FOLLOWUPS = 5
-#: Share of subjects with only their baseline scan.
-BASELINE_ONLY_FRACTION = 0.2
+#: Follow-up scans per subject with follow-up (the baseline comes on top): 1-4.
+MAX_FOLLOWUPS = 4
+#: Share of subjects with only their baseline scan (also keeps the demo quick to process).
+BASELINE_ONLY_FRACTION = 0.4
 FOLLOWUP_DIR = "followup"
 SCANS_CSV = "scans.csv"
 
@@ -691,7 +691,7 @@ def plan_followups(survival_months: float, event: int, idh_status: str,
     """Follow-up scans of one subject, consistent with their survival.
 
     Scans come at a regular interval (jittered ± 15 %) until death or censoring, at most
-    :data:`MAX_FOLLOWUPS`: every survival/6 days, between 6 weeks and a year (about every 3
+    :data:`MAX_FOLLOWUPS`: every survival/5 days, between 6 weeks and a year (about every 3
     months for a median glioblastoma survival; less often for long survivors). The tumour first responds to treatment (IDH-wildtype: a volume
     ratio falling to 0.15-0.9 of baseline; IDH-mutant: 0.6-1.1, mostly stable), then, for a
     subject who dies (and for half of those censored), progresses at 45-85 % of the survival
@@ -703,8 +703,8 @@ def plan_followups(survival_months: float, event: int, idh_status: str,
     horizon_days = float(survival_months) * 30.4375
     progresses = bool(event) or rng.random() < 0.5
     t_prog = horizon_days * rng.uniform(0.45, 0.85) if progresses else np.inf
-    # every ~3 months; long survivors less often (the 5 follow-ups span ~5/6 of the survival)
-    interval = float(np.clip(horizon_days / 6.0, 42.0, 365.0))
+    # every ~3 months; long survivors less often (the 4 follow-ups span ~4/5 of the survival)
+    interval = float(np.clip(horizon_days / 5.0, 42.0, 365.0))
     if idh_status == "mutant":
         floor = rng.uniform(0.6, 1.1)
     else:

@@ -94,6 +94,19 @@ def save(png: bytes, path: Path, width: int = 1400) -> int:
     return buf.tell()
 
 
+def has_followups(db: Path) -> bool:
+    """Whether the store holds a cohort with follow-up scans (for the Progression shots)."""
+    import duckdb
+    try:
+        con = duckdb.connect(str(db), read_only=True)
+        try:
+            return bool(con.execute("SELECT count(*) FROM scans WHERE scan_order > 0").fetchone()[0])
+        finally:
+            con.close()
+    except duckdb.Error:
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(REPO))
     from gliocore.settings import Settings
@@ -110,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     from playwright.sync_api import sync_playwright
 
+    longitudinal = has_followups(args.db)
     port = free_port()
     proc = start_server(args.db.resolve(), port)
     base = f"http://127.0.0.1:{port}"
@@ -160,6 +174,20 @@ def main(argv: list[str] | None = None) -> int:
             page.get_by_role("button", name="Run cross-validation").click()
             page.get_by_text("Held-out performance").first.wait_for(timeout=300_000)
             shoot("classifiers")
+
+            if longitudinal:  # a cohort with follow-up scans (the demo of `make run`)
+                open_("progression", "Progression", 1250)
+                page.locator(".js-plotly-plot").first.wait_for()
+                shoot("progression")
+                for tab, name in (("Cohort trajectories", "progression_spaghetti"),
+                                  ("Swimmer plot", "progression_swimmer"),
+                                  ("Waterfall", "progression_waterfall")):
+                    page.get_by_role("tab", name=tab).click()
+                    shoot(name)
+                open_("viewer", "Viewer", 900)
+                page.get_by_role("tab", name="Timepoints").click()
+                wait_idle(page)
+                shoot("viewer_timepoints")
 
             open_("qc", "Segmentation QC", 1400)
             shoot("qc")

@@ -262,7 +262,7 @@ def test_plan_followups_follow_survival():
                 assert ratios[k] >= 1.6 * min(ratios[:k]) - 1e-9
     counts = [len(synth.plan_followups(30.0, 0, "mutant", np.random.default_rng(s)))
               for s in range(200)]
-    assert 0.1 < counts.count(0) / 200 < 0.3        # some subjects have one scan only
+    assert 0.3 < counts.count(0) / 200 < 0.5        # some subjects have one scan only
     assert max(counts) == synth.MAX_FOLLOWUPS
 
 
