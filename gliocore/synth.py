@@ -693,7 +693,7 @@ def plan_followups(survival_months: float, event: int, idh_status: str,
     Scans come at a regular interval (jittered ± 15 %) until death or censoring, at most
     :data:`MAX_FOLLOWUPS`: every survival/5 days, between 6 weeks and a year (about every 3
     months for a median glioblastoma survival; less often for long survivors). The tumour first responds to treatment (IDH-wildtype: a volume
-    ratio falling to 0.15-0.9 of baseline; IDH-mutant: 0.6-1.1, mostly stable), then, for a
+    ratio falling to 0.1-0.8 of baseline; IDH-mutant: 0.6-1.1, mostly stable), then, for a
     subject who dies (and for half of those censored), progresses at 45-85 % of the survival
     time: at the first scan after that it is >= 1.6x its nadir and keeps growing. About one in
     six deep responders loses its enhancement (complete response of the enhancing tumour).
@@ -708,7 +708,7 @@ def plan_followups(survival_months: float, event: int, idh_status: str,
     if idh_status == "mutant":
         floor = rng.uniform(0.6, 1.1)
     else:
-        floor = rng.uniform(0.15, 0.9)
+        floor = rng.uniform(0.1, 0.8)
     loses_enhancement = floor < 0.3 and rng.random() < 0.35
     plan: list[FollowUp] = []
     day = 0.0
@@ -718,7 +718,7 @@ def plan_followups(survival_months: float, event: int, idh_status: str,
         if day >= horizon_days:
             break
         if day < t_prog:
-            ratio = floor + (1.0 - floor) * math.exp(-day / (1.5 * interval))
+            ratio = floor + (1.0 - floor) * math.exp(-day / interval)
             nadir = min(nadir, ratio)
             gone = loses_enhancement and k >= 2
         else:
