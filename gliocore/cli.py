@@ -108,10 +108,14 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
     from gliocore.store import Store
     cohort, _naming = _load_cohort_from_args(args, settings)
     store = Store(args.db or settings.db)
+    from gliocore.localise import LocationConfig
+    location = None if args.no_location else LocationConfig(
+        space=args.space, atlas=args.atlas, transform=args.registration)
     config = ProcessingConfig(backend=args.backend, backend_options=_backend_options(args),
                               params=args.params, workers=args.workers,
                               output_dir=Path(args.output_dir) if args.output_dir else None,
-                              executor=args.executor, scheduler=args.scheduler)
+                              executor=args.executor, scheduler=args.scheduler,
+                              location=location)
     if args.executor == "dask" and not args.scheduler:
         raise SystemExit("--executor dask needs --scheduler tcp://HOST:PORT (the address "
                          "`dask scheduler` prints)")
@@ -237,6 +241,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--scheduler", help="dask executor: scheduler address, tcp://HOST:PORT")
     pr.add_argument("--output-dir", help="where masks are written (default data/segmentations)")
     pr.add_argument("--subjects", nargs="*", help="only these subject IDs")
+    pr.add_argument("--space", default="auto", choices=["auto", "sri24", "mni152", "native"],
+                    help="atlas space of the images: auto = detect from grid + affine, else "
+                         "register to --atlas (default auto)")
+    pr.add_argument("--atlas", default="sri24", choices=["sri24", "mni152"],
+                    help="template native-space subjects are registered to (default sri24)")
+    pr.add_argument("--registration", default="SyN", choices=["Rigid", "Affine", "SyN"],
+                    help="ANTs transform for native-space subjects (default SyN)")
+    pr.add_argument("--no-location", action="store_true",
+                    help="skip the atlas location stage")
     pr.set_defaults(func=cmd_process)
 
     e = sub.add_parser("export", help="write the seed's wide table (CSV or Parquet)")

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from gliocore.localise import CODE_VERSION as LOCATION_VERSION
 from gliocore.response import (DAYS_PER_MONTH, PFS_EVENT_COLUMN, PFS_TIME_COLUMN,
                                RANO2_VOLUMETRIC, CohortResponse, ResponseCriteria,
                                cohort_response)
@@ -198,6 +199,36 @@ def class_voxel_volumes(store: Store, cohort_id: str, config_key: str | None = N
                          for cls, col in cols.items()}, index=seg["subject_id"].astype(str))
 
 
+#: Wide-table prefix of each location class (gliocore.location / gliocore.vasari).
+LOCATION_PREFIX = {"contrast_enhancing": "loc_ce_", "non_enhancing": "loc_ne_",
+                   "whole_tumour": "loc_wt_", "vasari": "vasari_"}
+#: Location values that also get a text column (``<column>_name``) with their label.
+LOCATION_NAMED = {("whole_tumour", "side"), ("whole_tumour", "epicentre_region")}
+
+
+def location_wide(long: pd.DataFrame) -> pd.DataFrame:
+    """Pivot long-form location values to one row per subject.
+
+    Columns ``loc_{ce,ne,wt}_{feature}`` and ``vasari_F<n>`` (numeric; VASARI codes), plus
+    ``loc_wt_side_name`` and ``loc_wt_epicentre_region_name`` (text labels). VASARI features that
+    are not computed (F6, F7, F14, ...) are left out rather than kept as all-missing columns.
+    """
+    if long.empty:
+        return pd.DataFrame(columns=["SUBJECT ID"])
+    frame = long.copy()
+    frame["column"] = [LOCATION_PREFIX.get(c, f"loc_{c}_") + f for c, f in
+                       zip(frame["tumour_class"], frame["feature"])]
+    wide = frame.pivot_table(index="subject_id", columns="column", values="value",
+                             aggfunc="first", dropna=False)
+    wide = wide.dropna(axis=1, how="all")
+    for cls, feat in sorted(LOCATION_NAMED):
+        sel = frame[(frame["tumour_class"] == cls) & (frame["feature"] == feat)]
+        if not sel.empty:
+            wide[LOCATION_PREFIX[cls] + feat + "_name"] = sel.set_index("subject_id")["label"]
+    wide.columns.name = None
+    return wide.reset_index().rename(columns={"subject_id": "SUBJECT ID"})
+
+
 def seed_table(store: Store, cohort_id: str, config_key: str | None = None,
                only_processed: bool = False) -> pd.DataFrame:
     """The seed's wide table for a cohort: clinical columns, then features, then tumor_volume.
@@ -214,6 +245,9 @@ def seed_table(store: Store, cohort_id: str, config_key: str | None = None,
     clinical = store.clinical(cohort_id)
     feats = features_wide(store.features_long(cohort_id, config_key),
                           class_voxel_volumes(store, cohort_id, config_key))
+    loc = location_wide(store.location_long(cohort_id, config_key, LOCATION_VERSION))
+    if not loc.empty and "SUBJECT ID" in feats.columns:
+        feats = feats.merge(loc, on="SUBJECT ID", how="left")
     if clinical.empty:
         return feats
     clinical = clinical.drop(columns=["has_images"], errors="ignore")

@@ -25,6 +25,7 @@ from gliocore.cohort import Cohort, Scan, load_subject_images, safe_name, scan_l
 from gliocore.errors import GlioError, SubjectError
 from gliocore.executor import Executor, make_executor
 from gliocore.io import Volume, file_sha256, load_volume, save_mask, text_sha256
+from gliocore.localise import LocationConfig, locate_cohort
 from gliocore.segment import Segmenter, get_segmenter
 from gliocore.labels import LabelMap, get_label_map
 from gliocore.store import Store
@@ -63,6 +64,8 @@ class ProcessingConfig:
         cluster whose workers share the images' and masks' storage with this machine.
     scheduler : str, optional
         The Dask scheduler's address (``tcp://HOST:PORT``) for ``executor="dask"``.
+    location : LocationConfig or None
+        Locate tumours in an atlas (:mod:`gliocore.localise`); None = skip that stage.
     """
 
     backend: str = "baseline"
@@ -74,6 +77,7 @@ class ProcessingConfig:
     reference_label_map: Any = "glioscope"
     executor: str = "local"
     scheduler: str | None = None
+    location: LocationConfig | None = None
 
 
 @dataclass
@@ -693,6 +697,13 @@ def process_cohort(cohort: Cohort, store: Store, config: ProcessingConfig | None
         t0 = time.perf_counter()
         run_tasks(ctx, tasks, executor, writer, on_done)
         summary.stage_seconds["work"] = time.perf_counter() - t0
+        if config.location is not None:  # atlas location of every scan's segmentation (cached)
+            writer.flush()
+            t0 = time.perf_counter()
+            for err in locate_cohort(store, ctx.cohort_id, ctx.config_key, subject_ids,
+                                     config.location, store.path.parent, config.workers, progress):
+                writer.error(err)
+            summary.stage_seconds["location"] = time.perf_counter() - t0
         status = "finished"
     finally:
         writer.flush()  # also on Ctrl-C: finished subjects are kept

@@ -190,6 +190,39 @@ SCHEMA: tuple[str, ...] = (
         volume_ref_mm3 DOUBLE,
         volume_diff_mm3 DOUBLE,
         PRIMARY KEY (seg_key, reference_sha256, region))""",
+    # Registrations of native-space images to an atlas template (gliocore.registration).
+    # reg_key = hash(moving image SHA-256 + atlas + transform type + code version).
+    """CREATE TABLE IF NOT EXISTS registrations (
+        reg_key VARCHAR PRIMARY KEY,
+        moving_sha256 VARCHAR NOT NULL,
+        atlas VARCHAR NOT NULL,
+        transform VARCHAR NOT NULL,
+        code_version VARCHAR NOT NULL,
+        transforms_json VARCHAR NOT NULL,
+        brain_dice DOUBLE,
+        seconds DOUBLE,
+        created_at TIMESTAMP)""",
+    # Location results of one segmentation (gliocore.location), keyed by content:
+    # location_key = hash(seg_key + mask SHA-256 + atlas + space + reg_key + code versions).
+    """CREATE TABLE IF NOT EXISTS location_sets (
+        location_key VARCHAR PRIMARY KEY,
+        seg_key VARCHAR NOT NULL,
+        atlas VARCHAR NOT NULL,
+        space VARCHAR NOT NULL,
+        reg_key VARCHAR,
+        code_version VARCHAR NOT NULL,
+        atlas_mask_path VARCHAR,
+        seconds DOUBLE,
+        created_at TIMESTAMP)""",
+    # Long form: one row per (location set, class, feature); class 'vasari' holds F1..F25.
+    """CREATE TABLE IF NOT EXISTS location_values (
+        location_key VARCHAR NOT NULL,
+        tumour_class VARCHAR NOT NULL,
+        feature VARCHAR NOT NULL,
+        value DOUBLE,
+        label VARCHAR,
+        reason VARCHAR,
+        PRIMARY KEY (location_key, tumour_class, feature))""",
 )
 
 
@@ -717,6 +750,90 @@ class Store:
             WHERE r.cohort_id = ? AND r.config_key = ? AND q.qc_version = ?
             ORDER BY r.subject_id, q.region""",
                         [cohort_id, config_key, qc_version])
+
+    # -- registrations and locations -------------------------------------------------------
+    def registration(self, reg_key: str) -> dict[str, Any] | None:
+        """A cached registration (row of ``registrations``) or None."""
+        df = self._df("SELECT * FROM registrations WHERE reg_key = ?", [reg_key])
+        return None if df.empty else df.iloc[0].to_dict()
+
+    def save_registration(self, reg_key: str, moving_sha256: str, atlas: str, transform: str,
+                          code_version: str, transforms_json: str, brain_dice: float | None,
+                          seconds: float | None) -> None:
+        with self.transaction() as con:
+            con.execute("INSERT OR REPLACE INTO registrations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [reg_key, moving_sha256, atlas, transform, code_version, transforms_json,
+                         brain_dice, seconds, _now()])
+
+    def has_location(self, location_key: str) -> bool:
+        with self.connect() as con:
+            return con.execute("SELECT 1 FROM location_sets WHERE location_key = ?",
+                               [location_key]).fetchone() is not None
+
+    def save_location(self, *, location_key: str, seg_key: str, atlas: str, space: str,
+                      reg_key: str | None, code_version: str, atlas_mask_path: str | None,
+                      seconds: float | None,
+                      rows: Sequence[tuple[str, str, float | None, str | None, str | None]]
+                      ) -> None:
+        """Write one segmentation's location values in one transaction.
+
+        ``rows``: (tumour_class, feature, value, label, reason).
+        """
+        with self.transaction() as con:
+            con.execute("DELETE FROM location_values WHERE location_key = ?", [location_key])
+            if rows:
+                con.executemany("INSERT INTO location_values VALUES (?, ?, ?, ?, ?, ?)",
+                                [[location_key, *r] for r in rows])
+            con.execute("INSERT OR REPLACE INTO location_sets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [location_key, seg_key, atlas, space, reg_key, code_version,
+                         atlas_mask_path, seconds, _now()])
+
+    def location_sets_of(self, cohort_id: str, config_key: str | None = None,
+                         code_version: str | None = None) -> pd.DataFrame:
+        """Per subject: its segmentation's newest location set (of ``code_version`` when given),
+        with the atlas, space, registration quality and the atlas-space mask path."""
+        config_key = config_key or self.latest_config(cohort_id)
+        if config_key is None:
+            return pd.DataFrame(columns=["subject_id", "seg_key", "location_key", "atlas", "space",
+                                         "reg_key", "brain_dice", "atlas_mask_path"])
+        return self._df("""
+            SELECT subject_id, seg_key, location_key, atlas, space, reg_key, brain_dice,
+                   transform, atlas_mask_path, seconds, created_at FROM (
+                SELECT r.subject_id, r.seg_key, l.location_key, l.atlas, l.space, l.reg_key,
+                       g.brain_dice, g.transform, l.atlas_mask_path, l.seconds, l.created_at,
+                       row_number() OVER (PARTITION BY r.subject_id
+                                          ORDER BY l.created_at DESC) AS rn
+                FROM subject_results r JOIN location_sets l ON l.seg_key = r.seg_key
+                LEFT JOIN registrations g ON g.reg_key = l.reg_key
+                WHERE r.cohort_id = ? AND r.config_key = ?
+                  AND (CAST(? AS VARCHAR) IS NULL OR l.code_version = ?))
+            WHERE rn = 1 ORDER BY subject_id""",
+                        [cohort_id, config_key, code_version, code_version])
+
+    def location_long(self, cohort_id: str, config_key: str | None = None,
+                      code_version: str | None = None) -> pd.DataFrame:
+        """Location values of each subject's newest location set, long form.
+
+        Columns: subject_id, tumour_class, feature, value, label, reason.
+        """
+        config_key = config_key or self.latest_config(cohort_id)
+        if config_key is None:
+            return pd.DataFrame(columns=["subject_id", "tumour_class", "feature", "value",
+                                         "label", "reason"])
+        return self._df("""
+            WITH latest AS (
+                SELECT subject_id, location_key FROM (
+                    SELECT r.subject_id, l.location_key,
+                           row_number() OVER (PARTITION BY r.subject_id
+                                              ORDER BY l.created_at DESC) AS rn
+                    FROM subject_results r JOIN location_sets l ON l.seg_key = r.seg_key
+                    WHERE r.cohort_id = ? AND r.config_key = ?
+                      AND (CAST(? AS VARCHAR) IS NULL OR l.code_version = ?))
+                WHERE rn = 1)
+            SELECT latest.subject_id, v.tumour_class, v.feature, v.value, v.label, v.reason
+            FROM latest JOIN location_values v USING (location_key)
+            ORDER BY latest.subject_id, v.tumour_class, v.feature""",
+                        [cohort_id, config_key, code_version, code_version])
 
     # -- runs and errors ------------------------------------------------------------------
     def start_run(self, cohort_id: str, config_key: str, backend: str, workers: int,

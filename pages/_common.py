@@ -268,7 +268,8 @@ class Context:
     def feature_columns(self) -> list[str]:
         """Numeric radiomics columns of the wide table (``*_label1``, ``*_label2``, tumor_volume)."""
         return [c for c in self.table.columns
-                if (c.endswith("_label1") or c.endswith("_label2") or c == "tumor_volume")
+                if (c.endswith("_label1") or c.endswith("_label2") or c == "tumor_volume"
+                    or c.startswith(("loc_", "vasari_")))  # atlas location (gliocore.location)
                 and pd.api.types.is_numeric_dtype(self.table[c])]
 
     def outcome_filters(self) -> list[Filter]:

