@@ -293,6 +293,8 @@ def add_longitudinal_endpoints(table: pd.DataFrame, store: Store, cohort_id: str
                                criteria: ResponseCriteria = RANO2_VOLUMETRIC) -> pd.DataFrame:
     """The wide table with PFS and best response per subject when the cohort has follow-up
     scans; unchanged for a cohort with one scan per subject."""
+    if not store.has_followups(cohort_id):
+        return table
     response = cohort_response_of(store, cohort_id, config_key, criteria)
     if not response.is_longitudinal:
         return table

@@ -166,6 +166,9 @@ def test_a_broken_scan_fails_alone_and_is_named(cohort_dir, tmp_path):
     assert len(summary.computed) == 5
     errors = store.errors(summary.cohort_id)
     assert list(zip(errors["subject_id"], errors["scan_id"])) == [("DEMO-001", "fu2")]
+    status = store.status(summary.cohort_id).set_index("subject_id")
+    assert status.at["DEMO-001", "error"].startswith("scan fu2: ")  # the subject's row names it
+    assert bool(status.at["DEMO-001", "segmented"])  # its baseline is fine
 
 
 def test_one_scan_cohort_unchanged(tiny_source, tmp_path):
