@@ -1,5 +1,10 @@
 """The seed-style wide table: one row per subject, clinical columns + features + tumour_volume.
 
+A cohort with several scans per subject: the wide table is each subject's baseline (first)
+scan, plus PFS and best response (:func:`add_longitudinal_endpoints`); :func:`scan_table` is the
+long per-scan table (times, volumes, changes from baseline and nadir, volumetric RANO 2.0
+category, and the scan's features).
+
 Column names follow the seed notebook, with label 1 = contrast-enhancing and label 2 =
 non-enhancing (GlioScope's canonical numbers, whatever the segmentation source called them):
 
