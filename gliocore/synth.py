@@ -734,8 +734,8 @@ def scale_tumour(images: Mapping[str, np.ndarray], truth: np.ndarray, affine: np
 
     Inside the scaled tumour the image is the baseline's, magnified; between it and a margin
     around it, the surrounding brain is pushed out (growth, mass effect) or drawn in (shrinkage);
-    beyond the margin nothing moves. Images are resampled trilinearly, the truth by nearest
-    neighbour.
+    beyond the margin nothing moves, and the brain's outline (non-zero voxels) never moves.
+    Images are resampled trilinearly, the truth by nearest neighbour.
     """
     if not np.any(truth):
         return {k: np.asarray(v) for k, v in images.items()}, truth
@@ -760,16 +760,25 @@ def scale_tumour(images: Mapping[str, np.ndarray], truth: np.ndarray, affine: np
     pos = np.nonzero(moving)
     # (p_ + a) is the voxel index; the source is centre + (index - centre) * ratio
     coords = np.stack([c + (p_ + a - c) * ratio for p_, a, c in zip(pos, lo, centre)])
+    # the brain's outline stays where it was (the skull does not move): nothing is drawn in
+    # from outside the brain, and a brain voxel the warp would leave empty keeps its value
+    brain = np.zeros(truth.shape, dtype=bool)
+    for img in images.values():
+        brain |= np.asarray(img) > 0
     out_images: dict[str, np.ndarray] = {}
     for seq, img in images.items():
         src = np.asarray(img, dtype=np.float32)
         full = np.array(src, copy=True)
         sub = full[box]
         sub[moving] = ndi.map_coordinates(src, coords, order=1, mode="nearest")
+        hole = brain & (full <= 0)
+        full[hole] = src[hole]
+        full[~brain] = 0.0
         out_images[seq] = full
     new_truth = np.array(truth, copy=True)
     sub = new_truth[box]
     sub[moving] = ndi.map_coordinates(truth, coords, order=0, mode="nearest")
+    new_truth[~brain] = 0
     return out_images, new_truth
 
 

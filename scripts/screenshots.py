@@ -94,17 +94,28 @@ def save(png: bytes, path: Path, width: int = 1400) -> int:
     return buf.tell()
 
 
-def has_followups(db: Path) -> bool:
-    """Whether the store holds a cohort with follow-up scans (for the Progression shots)."""
+def has_followups(db: Path) -> str | None:
+    """A subject to show in the timepoint viewer when the store holds follow-up scans, else
+    None."""
     import duckdb
     try:
         con = duckdb.connect(str(db), read_only=True)
         try:
-            return bool(con.execute("SELECT count(*) FROM scans WHERE scan_order > 0").fetchone()[0])
+            # the subject with >= 3 scans whose tumour volume changed most (else most scans)
+            row = con.execute("""
+                SELECT r.subject_id, count(*) AS n,
+                       max(s.volume_ce_mm3 + s.volume_ne_mm3)
+                       / greatest(min(s.volume_ce_mm3 + s.volume_ne_mm3), 1.0) AS change
+                FROM scan_results r JOIN segmentations s USING (seg_key)
+                GROUP BY r.subject_id HAVING n >= 3 ORDER BY change DESC, n DESC LIMIT 1
+                """).fetchone() or con.execute(
+                "SELECT subject_id, count(*) AS n FROM scans GROUP BY subject_id "
+                "HAVING n > 1 ORDER BY n DESC, subject_id LIMIT 1").fetchone()
+            return None if row is None else str(row[0])
         finally:
             con.close()
     except duckdb.Error:
-        return False
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
                     shoot(name)
                 open_("viewer", "Viewer", 900)
                 page.get_by_role("tab", name="Timepoints").click()
+                wait_idle(page)
+                page.locator(".st-key-tp_subject").get_by_test_id("stSelectbox").click()
+                page.get_by_role("option", name=longitudinal, exact=True).first.click()
                 wait_idle(page)
                 shoot("viewer_timepoints")
 
