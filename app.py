@@ -28,6 +28,7 @@ PAGES = {
         st.Page("pages/survival.py", title="Survival", icon=":material/monitoring:"),
         st.Page("pages/classifiers.py", title="Classifiers", icon=":material/target:"),
         st.Page("pages/progression.py", title="Progression", icon=":material/timeline:"),
+        st.Page("pages/location.py", title="Location", icon=":material/location_on:"),
     ],
     "Quality": [
         st.Page("pages/qc.py", title="Segmentation QC", icon=":material/fact_check:"),

@@ -19,7 +19,7 @@ from sklearn.feature_selection import SelectKBest, f_classif
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
-from sklearn.model_selection import LeaveOneOut, RepeatedStratifiedKFold, permutation_test_score
+from sklearn.model_selection import RepeatedStratifiedKFold, permutation_test_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
@@ -29,9 +29,14 @@ from gliocore.errors import CohortError
 from gliocore.survival import _clean_survival, short_long_mask
 
 __all__ = ["ShortLongLabels", "ClassifierResult", "make_short_long_labels", "build_pipeline",
+           "missing_values", "IMPUTATION_METHOD",
            "evaluate_classifier"]
 
 ModelName = Literal["logreg", "random_forest", "svm"]
+
+#: How the pipeline fills a missing feature value, in words (shown wherever values were imputed).
+IMPUTATION_METHOD = ("median of the training folds, refitted inside every cross-validation fold "
+                     "(a test subject's own value never enters the median)")
 
 #: Small-sample thresholds below which results are flagged as unstable.
 SMALL_N = 50
@@ -101,26 +106,28 @@ class ClassifierResult:
     model : str
         Model name.
     cv_scheme : str
-        The resampling used, in words (repeated stratified k-fold, or leave-one-out fallback).
+        The resampling used, in words (repeated stratified k-fold; says when k was reduced).
+    n_splits : int
+        The k actually used: the requested k, reduced to the minority class size when smaller.
     n_samples, n_features : int
     class_counts : dict of int to int
         Subjects per class (0, 1).
     class_names : tuple of str
         Display names of classes 0 and 1.
     fpr_grid, mean_tpr, sd_tpr : (101,) ndarray
-        Mean ROC curve on a common false-positive-rate grid. k-fold: mean and SD of the per-fold
-        curves; leave-one-out: the pooled out-of-fold curve and ``sd_tpr`` all NaN.
+        Mean ROC curve on a common false-positive-rate grid: mean and SD of the per-fold curves.
     fold_aucs : ndarray
-        Per-fold test AUCs (empty for leave-one-out, whose test folds hold one subject).
+        Per-fold test AUCs (``n_splits * n_repeats`` of them).
     auc_mean, auc_sd : float
-        Mean and SD of ``fold_aucs`` (NaN for leave-one-out).
+        Mean and SD of ``fold_aucs``; ``auc_mean`` is the headline AUC.
     pooled_auc : float
-        AUC of the pooled out-of-fold scores (mean over repeats for k-fold).
+        AUC of the pooled out-of-fold scores (mean over repeats). Secondary: scores of different
+        fold models are not on one scale, so pooling them is biased low on small samples.
     auc_method : str
         How the headline :attr:`auc` was computed.
     confusion_matrix : (2, 2) ndarray of int
         Rows = true class, columns = predicted class, from out-of-fold predictions in which every
-        subject is predicted exactly once (first repetition, or leave-one-out).
+        subject is predicted exactly once (first repetition).
     confusion_note : str
     oof_scores : (n_samples,) ndarray
         Out-of-fold scores of class 1 (probability or decision value), first repetition.
@@ -134,12 +141,18 @@ class ClassifierResult:
         Index = feature; ``importance`` (mean drop of pooled out-of-fold AUC when the feature is
         permuted, held-out predictions of the fold models), ``sd``, ``selected_in_folds``.
     importance_method : str
+    imputed : DataFrame
+        Per feature (index): ``n`` subjects, ``n_imputed`` missing values that the pipeline
+        filled in, and ``share`` (see :func:`missing_values`).
+    imputation_method : str
+        How they were filled (:data:`IMPUTATION_METHOD`).
     warnings : tuple of str
         Caveats such as small samples.
     """
 
     model: str
     cv_scheme: str
+    n_splits: int
     n_samples: int
     n_features: int
     class_counts: dict[int, int]
@@ -160,23 +173,18 @@ class ClassifierResult:
     permutation_pvalue: float
     feature_importance: pd.DataFrame
     importance_method: str
+    imputed: pd.DataFrame = field(default_factory=pd.DataFrame)
+    imputation_method: str = IMPUTATION_METHOD
     warnings: tuple[str, ...] = field(default=())
 
     @property
-    def is_loo(self) -> bool:
-        return self.fold_aucs.size == 0
-
-    @property
     def auc(self) -> float:
-        """Headline AUC: mean over folds (k-fold) or pooled out-of-fold (leave-one-out)."""
-        return self.pooled_auc if self.is_loo else self.auc_mean
+        """Headline AUC: the mean of the held-out fold AUCs (the permutation test's statistic)."""
+        return self.auc_mean
 
     def summary(self) -> str:
         """One line for captions."""
-        if self.is_loo:
-            a = f"pooled out-of-fold AUC {self.pooled_auc:.3f}"
-        else:
-            a = f"AUC {self.auc_mean:.3f} ± {self.auc_sd:.3f} (mean ± SD over {self.fold_aucs.size} folds)"
+        a = f"AUC {self.auc_mean:.3f} ± {self.auc_sd:.3f} (mean ± SD over {self.fold_aucs.size} folds)"
         p = "" if np.isnan(self.permutation_pvalue) else f", permutation p = {self.permutation_pvalue:.3g}"
         return f"{self.model}, {self.cv_scheme}: {a}{p}"
 
@@ -215,6 +223,37 @@ def _class1_scores(pipe: Pipeline, X: pd.DataFrame) -> np.ndarray:
         except AttributeError:  # e.g. SVC without probability=True
             pass
     return pipe.decision_function(X)
+
+
+def missing_values(X: pd.DataFrame) -> pd.DataFrame:
+    """How many values of each feature are missing, i.e. will be imputed by the pipeline.
+
+    Parameters
+    ----------
+    X : DataFrame
+        Subjects x features, as passed to :func:`evaluate_classifier`.
+
+    Returns
+    -------
+    DataFrame
+        Index = feature; ``n`` (subjects), ``n_imputed`` (missing values, filled in with the
+        training-fold median, see :data:`IMPUTATION_METHOD`) and ``share`` (``n_imputed / n``).
+    """
+    miss = X.isna().sum().astype(int)
+    out = pd.DataFrame({"n": len(X), "n_imputed": miss, "share": miss / max(len(X), 1)},
+                       index=pd.Index([str(c) for c in X.columns], name="feature"))
+    return out
+
+
+def _imputation_note(imputed: pd.DataFrame) -> str | None:
+    """A warning naming every feature with imputed values, or None when nothing was imputed."""
+    hit = imputed[imputed["n_imputed"] > 0]
+    if hit.empty:
+        return None
+    parts = ", ".join(f"{f} ({int(k)} of {int(n)})" for f, k, n in
+                      zip(hit.index, hit["n_imputed"], hit["n"]))
+    return (f"{int(hit['n_imputed'].sum())} missing value(s) imputed with the {IMPUTATION_METHOD}: "
+            f"{parts}")
 
 
 def _check_xy(X, y) -> tuple[pd.DataFrame, np.ndarray]:
@@ -269,19 +308,22 @@ def evaluate_classifier(X: pd.DataFrame | np.ndarray, y: Sequence[int] | pd.Seri
     Parameters
     ----------
     X : (n_samples, n_features) DataFrame or array
-        Numeric features; missing values are imputed inside the pipeline.
+        Numeric features. Missing values are imputed inside the pipeline with the training-fold
+        median — never silently: ``imputed`` counts them per feature and a warning names them.
     y : (n_samples,) array-like of 0/1
         Class 1 is the positive class (short survival in GlioScope).
     model : {"logreg", "random_forest", "svm"} or estimator, default "logreg"
     n_splits, n_repeats : int
         ``RepeatedStratifiedKFold``. When the minority class has fewer than ``n_splits`` members,
-        leave-one-out is used instead (``cv_scheme`` says which) and the AUC is computed once from
-        the pooled out-of-fold scores.
+        k is reduced to the minority class size (at least 2), so that every test fold holds a
+        subject of each class and has an AUC; ``cv_scheme`` and a warning say so. Leave-one-out
+        is never used: its pooled AUC is biased low (about 0.38 on pure noise with 30 subjects,
+        4 in the minority class), whereas each fold's AUC compares subjects scored by one model.
     random_state : int, default 0
     n_permutations : int, default 200
         Label permutations for the permutation test (``sklearn.model_selection.
-        permutation_test_score`` with the same CV and ``roc_auc``; for leave-one-out the pooled
-        out-of-fold AUC is recomputed per permutation). 0 skips the test. Cost: about
+        permutation_test_score`` with the same CV and ``roc_auc``: the statistic is the mean fold
+        AUC, the headline AUC). 0 skips the test. Cost: about
         ``(n_permutations + 1) * n_splits * n_repeats`` model fits.
     feature_selection_k : int, optional
         Keep the ``k`` best features (ANOVA F) — fitted inside each training fold.
@@ -310,11 +352,15 @@ def _evaluate(X, y, model, n_splits, n_repeats, random_state, n_permutations, fe
               importance_repeats, class_names, n_jobs) -> ClassifierResult:
     Xd, yv = _check_xy(X, y)
     n, p = Xd.shape
+    imputed = missing_values(Xd)
     counts = {0: int((yv == 0).sum()), 1: int((yv == 1).sum())}
     n_min = min(counts.values())
+    if n_splits < 2:
+        raise ValueError(f"n_splits must be >= 2, got {n_splits}")
     if n_min < 2:
         raise CohortError(f"the minority class has {n_min} subject(s); at least 2 are needed to "
-                          "cross-validate — adjust the threshold or add subjects")
+                          "cross-validate (every test fold needs one of each class, and k >= 2) — "
+                          "adjust the threshold or add subjects")
     notes: list[str] = []
     k = feature_selection_k
     if k is not None:
@@ -326,16 +372,16 @@ def _evaluate(X, y, model, n_splits, n_repeats, random_state, n_permutations, fe
     pipe = build_pipeline(model, k, random_state)
     model_name = model if isinstance(model, str) else type(model).__name__
 
-    if n_min >= n_splits:
-        cv = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=random_state)
-        scheme = f"stratified {n_splits}-fold CV repeated {n_repeats}×"
-        loo = False
-    else:
-        cv = LeaveOneOut()
-        scheme = (f"leave-one-out (minority class has {n_min} < n_splits={n_splits} subjects; "
-                  "AUC from pooled out-of-fold scores)")
-        loo = True
-        notes.append(f"leave-one-out used because the minority class has only {n_min} subjects")
+    folds = min(n_splits, n_min)
+    cv = RepeatedStratifiedKFold(n_splits=folds, n_repeats=n_repeats, random_state=random_state)
+    scheme = f"stratified {folds}-fold CV repeated {n_repeats}×"
+    if folds < n_splits:
+        scheme += f" (k reduced from {n_splits}: the minority class has {n_min} subjects)"
+        notes.append(f"k reduced from {n_splits} to {folds} folds: the minority class has only "
+                     f"{n_min} subjects and every test fold needs one to have an AUC")
+    imputation_note = _imputation_note(imputed)
+    if imputation_note:
+        notes.append(imputation_note)
     if n < SMALL_N or n_min < SMALL_MINORITY:
         notes.append(f"results are unstable: n = {n}, minority class = {n_min} (below {SMALL_N} "
                      f"subjects or {SMALL_MINORITY} per class); read the AUC as indicative only")
@@ -343,56 +389,39 @@ def _evaluate(X, y, model, n_splits, n_repeats, random_state, n_permutations, fe
     grid = np.linspace(0.0, 1.0, 101)
     Xa = Xd.to_numpy(dtype=float)  # fit on arrays: column names are kept by us, not the pipeline
     splits = list(cv.split(Xa, yv))
-    per_repeat = n if loo else n_splits  # folds per repetition (LOO: one "repetition" of n folds)
-    n_rep = 1 if loo else n_repeats
-    oof = np.full((n_rep, n), np.nan)
+    oof = np.full((n_repeats, n), np.nan)
     oof_pred = np.full(n, -1)
     fold_aucs, fold_tprs = [], []
     first_models: list[tuple[Pipeline, np.ndarray]] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=RuntimeWarning)  # f_classif on constant folds
         for i, (tr, te) in enumerate(splits):
-            rep = i // per_repeat
+            rep = i // folds
             est = clone(pipe).fit(Xa[tr], yv[tr])
             s = _class1_scores(est, Xa[te])
             oof[rep, te] = s
             if rep == 0:
                 oof_pred[te] = est.predict(Xa[te])
                 first_models.append((est, te))
-            if not loo:
-                fold_aucs.append(roc_auc_score(yv[te], s))
-                fold_tprs.append(_interp_roc(yv[te], s, grid))
-    pooled = float(np.mean([roc_auc_score(yv, oof[r]) for r in range(n_rep)]))
-    if loo:
-        mean_tpr = _interp_roc(yv, oof[0], grid)
-        sd_tpr = np.full_like(grid, np.nan)
-        auc_mean = auc_sd = float("nan")
-        method = "pooled out-of-fold AUC (leave-one-out; one AUC, no spread across folds)"
-    else:
-        mean_tpr = np.mean(fold_tprs, axis=0)
-        mean_tpr[-1] = 1.0
-        sd_tpr = np.std(fold_tprs, axis=0)
-        auc_mean, auc_sd = float(np.mean(fold_aucs)), float(np.std(fold_aucs))
-        method = f"mean ± SD of {len(fold_aucs)} held-out fold AUCs"
+            fold_aucs.append(roc_auc_score(yv[te], s))
+            fold_tprs.append(_interp_roc(yv[te], s, grid))
+    pooled = float(np.mean([roc_auc_score(yv, oof[r]) for r in range(n_repeats)]))
+    mean_tpr = np.mean(fold_tprs, axis=0)
+    mean_tpr[-1] = 1.0
+    sd_tpr = np.std(fold_tprs, axis=0)
+    auc_mean, auc_sd = float(np.mean(fold_aucs)), float(np.std(fold_aucs))
+    method = f"mean ± SD of {len(fold_aucs)} held-out fold AUCs"
     cm = confusion_matrix(yv, oof_pred, labels=[0, 1])
-    cm_note = ("out-of-fold predictions, each subject predicted once "
-               + ("(leave-one-out)" if loo else "(first of the repeated k-fold partitions)"))
+    cm_note = "out-of-fold predictions, each subject predicted once (first of the repeated k-fold partitions)"
 
-    # permutation test with the same CV
+    # permutation test with the same CV and the same statistic (mean held-out fold AUC)
     perm_score, perm_scores, perm_p = float("nan"), np.empty(0), float("nan")
     if n_permutations > 0:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=RuntimeWarning)
-            if not loo:
-                perm_score, perm_scores, perm_p = permutation_test_score(
-                    pipe, Xa, yv, cv=cv, scoring="roc_auc", n_permutations=n_permutations,
-                    random_state=random_state, n_jobs=n_jobs)
-            else:
-                rng = np.random.default_rng(random_state)
-                perm_score = pooled
-                perm_scores = np.array([
-                    _pooled_oof_auc(pipe, Xa, rng.permutation(yv), splits) for _ in range(n_permutations)])
-                perm_p = float((1 + (perm_scores >= perm_score).sum()) / (1 + n_permutations))
+            perm_score, perm_scores, perm_p = permutation_test_score(
+                pipe, Xa, yv, cv=cv, scoring="roc_auc", n_permutations=n_permutations,
+                random_state=random_state, n_jobs=n_jobs)
         perm_score, perm_p = float(perm_score), float(perm_p)
 
     importance, imp_method = _held_out_permutation_importance(
@@ -402,21 +431,15 @@ def _evaluate(X, y, model, n_splits, n_repeats, random_state, n_permutations, fe
         warnings.warn(msg, UserWarning, stacklevel=3)
     names = tuple(class_names) if class_names is not None else ("0", "1")
     return ClassifierResult(
-        model=model_name, cv_scheme=scheme, n_samples=n, n_features=p, class_counts=counts,
+        model=model_name, cv_scheme=scheme, n_splits=folds, n_samples=n, n_features=p,
+        class_counts=counts,
         class_names=names, fpr_grid=grid, mean_tpr=mean_tpr, sd_tpr=sd_tpr,
         fold_aucs=np.asarray(fold_aucs, float), auc_mean=auc_mean, auc_sd=auc_sd, pooled_auc=pooled,
         auc_method=method, confusion_matrix=cm, confusion_note=cm_note, oof_scores=oof[0],
         permutation_score=perm_score, permutation_scores=np.asarray(perm_scores, float),
         permutation_pvalue=perm_p, feature_importance=importance, importance_method=imp_method,
+        imputed=imputed,
         warnings=tuple(notes))
-
-
-def _pooled_oof_auc(pipe: Pipeline, X: np.ndarray, y: np.ndarray, splits) -> float:
-    oof = np.empty(len(y))
-    for tr, te in splits:
-        est = clone(pipe).fit(X[tr], y[tr])
-        oof[te] = _class1_scores(est, X[te])
-    return float(roc_auc_score(y, oof))
 
 
 def _held_out_permutation_importance(models: list[tuple[Pipeline, np.ndarray]], X: np.ndarray,

@@ -84,8 +84,10 @@ def _load_cohort_from_args(args: argparse.Namespace, settings: Settings):
     if args.demo or not args.csv:
         csv = ensure_demo(settings, getattr(args, "n_subjects", None), args.workers, args.quiet)
         return load_cohort(csv, csv.parent, name="demo"), "tcga"
+    suffix = getattr(args, "reference_suffix", "_truth")
     return load_cohort(args.csv, args.root, naming=args.naming, id_column=args.id_column,
-                       name=args.name, scans=getattr(args, "scans", None)), args.naming
+                       name=args.name, scans=getattr(args, "scans", None),
+                       reference_suffix=None if suffix in ("", "none") else suffix), args.naming
 
 
 def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -106,6 +108,16 @@ def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
     from gliocore.pipeline import ProcessingConfig, process_cohort
     from gliocore.store import Store
+    from gliocore.labels import get_label_map
+    if args.backend == "import" and not args.label_map:
+        raise SystemExit("--backend import needs --label-map: which integers of the mask files "
+                         "are contrast-enhancing and non-enhancing (brats, brats2023, hdglio-v2, "
+                         "seed, glioscope, or a mapping such as '4:ce,1:ne,2:ne'); GlioScope does "
+                         "not guess it")
+    try:
+        get_label_map(args.reference_label_map)
+    except ValueError as exc:
+        raise SystemExit(f"--reference-label-map: {exc}") from None
     cohort, _naming = _load_cohort_from_args(args, settings)
     store = Store(args.db or settings.db)
     from gliocore.localise import LocationConfig
@@ -115,6 +127,7 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
                               params=args.params, workers=args.workers,
                               output_dir=Path(args.output_dir) if args.output_dir else None,
                               executor=args.executor, scheduler=args.scheduler,
+                              reference_label_map=args.reference_label_map,
                               location=location)
     if args.executor == "dask" and not args.scheduler:
         raise SystemExit("--executor dask needs --scheduler tcp://HOST:PORT (the address "
@@ -230,7 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="segmentation backend: baseline, import, hdglio, nnunetv2")
     pr.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE")
     pr.add_argument("--label-map", help="label map of the backend's output, e.g. brats, "
-                    "hdglio-v2, seed, or '4:ce,1:ne,2:ne'")
+                    "hdglio-v2, seed, or '4:ce,1:ne,2:ne' (required with --backend import)")
+    pr.add_argument("--reference-suffix", default="_truth",
+                    help="reference (ground-truth) masks for QC: <subject><SUFFIX>.nii.gz beside "
+                         "the images (default _truth; _seg for BraTS cases; 'none' for no QC)")
+    pr.add_argument("--reference-label-map", default="glioscope",
+                    help="label map of the reference masks: glioscope (1 = CE, 2 = NE; default), "
+                         "brats, brats2023, hdglio-v2, seed, or '4:ce,1:ne,2:ne'")
     pr.add_argument("--mask-pattern", help="import backend: mask path per subject, e.g. "
                     "'{subject}_seg.nii.gz'")
     pr.add_argument("--weights-dir", help="hdglio: folder with HD-GLIO's parameter files")
@@ -274,7 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "external references; print and write a Markdown report")
     v.add_argument("--shared", help="reference data folder (default ../shared beside the repo)")
     v.add_argument("--output", help="Markdown file (default data/validation/report.md)")
-    v.add_argument("--parts", nargs="*", choices=["ibsi", "pyradiomics", "survival", "segmentation"])
+    v.add_argument("--parts", nargs="*", choices=["ibsi", "pyradiomics", "survival", "segmentation",
+                                                 "real_gliomas", "location"])
     v.set_defaults(func=cmd_validate)
     return p
 

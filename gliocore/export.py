@@ -211,6 +211,24 @@ LOCATION_PREFIX = {"contrast_enhancing": "loc_ce_", "non_enhancing": "loc_ne_",
 LOCATION_NAMED = {("whole_tumour", "side"), ("whole_tumour", "epicentre_region")}
 
 
+#: Whole-tumour location values offered as analysis features (the wide table has them all).
+LOCATION_FEATURES = ("fraction_left", "midline_crossing_mm", "contralateral_mm3", "n_foci",
+                     "centroid_x_mm", "centroid_y_mm", "centroid_z_mm")
+
+
+def is_location_feature(column: str) -> bool:
+    """Whether a wide-table column is a location feature offered to the analysis pickers:
+    VASARI codes and the whole tumour's region shares (%), side fractions, midline crossing,
+    foci and centroid — not every class's every mm³ value, which would swamp the pickers and the
+    multiple-testing corrections."""
+    if column.startswith("vasari_"):
+        return True
+    if not column.startswith("loc_wt_"):
+        return False
+    rest = column[len("loc_wt_"):]
+    return rest.endswith("_pct") or rest in LOCATION_FEATURES
+
+
 def location_wide(long: pd.DataFrame) -> pd.DataFrame:
     """Pivot long-form location values to one row per subject.
 

@@ -58,6 +58,9 @@ class LocationConfig:
         Origin tolerance of the atlas-space detection.
     resolution_mm : float
         Voxel size the registration works at (transforms apply at full resolution).
+    register : bool
+        Register native-space subjects; False skips them (the dashboard's Process button, which
+        runs in the page: registration takes about a minute per subject — use the CLI).
     """
 
     space: str = "auto"
@@ -66,6 +69,7 @@ class LocationConfig:
     moving: str = "t1"
     tol_mm: float = 1.0
     resolution_mm: float = REGISTRATION_RESOLUTION_MM
+    register: bool = True
 
     def __post_init__(self) -> None:
         if self.space not in SPACE_CHOICES:
@@ -186,6 +190,10 @@ def locate_cohort(store: Any, cohort_id: str, config_key: str, subject_ids: list
             if space is not None:
                 task.update(space="atlas", atlas=space, reg_key=None)
                 key = location_key(row.seg_key, mask_sha, space, "atlas", None)
+            elif not config.register:   # native subject, registration not wanted here
+                done += 1
+                progress("location", done, total, sid)
+                continue
             else:
                 moving = store.scan_images(cohort_id, sid, scan_id).get(config.moving)
                 if moving is None:
@@ -259,3 +267,35 @@ def _image_sha(store: Any, path: Path) -> str:
     st = path.stat()
     sha = store.cached_image_hash(str(path.resolve()), st.st_size, st.st_mtime_ns)
     return sha if sha is not None else file_sha256(path)
+
+
+#: Regions drawn in the viewer overlay, in drawing order (later ones win where they overlap).
+DISPLAY_REGIONS = ("frontal", "temporal", "parietal", "occipital", "insula", "internal_capsule",
+                   "thalamus", "corpus_callosum", "brainstem", "ventricles")
+
+
+def subject_region_labels(atlas_name: str, space: str, mask_path: str,
+                          transforms_json: str | None = None) -> np.ndarray:
+    """Atlas regions on a subject's grid, one label per :data:`DISPLAY_REGIONS` entry (1-based).
+
+    For a subject in the atlas space that is the atlas's label map itself; for a registered
+    subject the label map is warped into the subject with the stored inverse transforms
+    (nearest label).
+    """
+    atlas = atlas_mod.load_atlas(atlas_name)
+    labels = atlas.label_map(DISPLAY_REGIONS)
+    if space == "atlas":
+        return labels
+    if not transforms_json:
+        raise ValueError(f"{mask_path}: registered subject without stored transforms")
+    from gliocore import registration as reg_mod
+
+    files = json.loads(transforms_json)
+    ants = reg_mod._ants()
+    header = nib.load(mask_path)
+    subject = reg_mod.to_ants(np.zeros(header.shape[:3], dtype=np.float32), header.affine)
+    inv = list(files["inv"])
+    out = ants.apply_transforms(subject, reg_mod.to_ants(labels.astype(np.float32), atlas.affine),
+                                inv, whichtoinvert=[t.endswith(".mat") for t in inv],
+                                interpolator="nearestNeighbor")
+    return np.rint(out.numpy()).astype(np.uint8)

@@ -97,6 +97,8 @@ class ProcessingSummary:
     errors: list[SubjectError] = field(default_factory=list)
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    #: Cohort-level warnings (e.g. no enhancing voxel in any subject), also stored with the run.
+    warnings: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         unit = "scans" if any("/" in x for x in self.computed + self.cached) else "subjects"
@@ -105,6 +107,8 @@ class ProcessingSummary:
                  f"({self.seconds:.1f} s)"]
         for err in self.errors:
             lines.append(f"  ERROR [{err.stage}] {err}")
+        for warning in self.warnings:
+            lines.append(f"WARNING: {warning}")
         return "\n".join(lines)
 
 
@@ -122,12 +126,16 @@ def register_cohort(store: Store, cohort: Cohort, naming: str | None = None) -> 
         scans_by_id.setdefault(sc.subject_id, []).append(sc)
     rows = []
     pending: list[tuple[str, int, int, str]] = []
+    # the current references' content: QC scores are shown against it only (one lookup for all)
+    refs = [Path(s.reference_mask) for s in cohort.subjects
+            if s.reference_mask and Path(s.reference_mask).is_file()]
+    ref_shas = FileHasher(store).hash_many(refs, pending)
     for rec in cohort.clinical.to_dict(orient="records"):
         sid = str(rec["SUBJECT ID"])
         subj = by_id.get(sid)
-        ref_sha = None  # the current reference's content: QC scores are shown against it only
-        if subj is not None and subj.reference_mask and Path(subj.reference_mask).is_file():
-            ref_sha = hash_file_cached(store, Path(subj.reference_mask), pending)
+        ref_sha = None
+        if subj is not None and subj.reference_mask:
+            ref_sha = ref_shas.get(str(Path(subj.reference_mask).resolve()))
         rows.append({"subject_id": sid, "folder": str(subj.folder) if subj else None,
                      "has_images": subj is not None,
                      "reference_mask": str(subj.reference_mask) if subj and subj.reference_mask else None,
@@ -187,6 +195,10 @@ class FileHasher:
 # -- worker side -------------------------------------------------------------------------------
 _WORKER_SEGMENTERS: dict[str, Segmenter] = {}
 _SEGMENTER_LOCK = threading.Lock()
+#: PyRadiomics validates parameters with a YAML parser shared by the process, which breaks when
+#: two threads extract at once; a Dask worker with several threads extracts one at a time
+#: (start workers as processes, ``--nworkers N --nthreads 1``, for parallel extraction).
+_RADIOMICS_LOCK = threading.Lock()
 
 
 def _worker_segmenter(name: str, options: Mapping[str, Any]) -> Segmenter:
@@ -266,7 +278,8 @@ def process_subject(task: dict[str, Any], segmenter: Segmenter | None = None) ->
                 images = load_subject_images(subject)
                 ref = next(iter(images.values()))
             t0 = time.perf_counter()
-            values = radiomics.extract_features(images, mask, ref.affine, task["params"])
+            with _RADIOMICS_LOCK:  # PyRadiomics is not thread-safe (multi-threaded Dask workers)
+                values = radiomics.extract_features(images, mask, ref.affine, task["params"])
             out["feature_rows"] = [(v.tumour_class.value, v.sequence, v.feature,
                                     None if v.value is None else float(v.value), v.reason)
                                    for v in values]
@@ -351,14 +364,15 @@ def start_run(cohort: Cohort, store: Store, config: ProcessingConfig,
     get_label_map(config.reference_label_map)  # a bad reference label map fails before the run
     token = segmenter.cache_token()
     config_key = text_sha256(f"{token}|{params_fp}")[:16]
-    cid = register_cohort(store, cohort)
-    store.put_config(config_key, segmenter.name, segmenter.version, token, params_fp,
-                     json.dumps(params, sort_keys=True, default=str))
     wanted = None if subject_ids is None else set(subject_ids)
     subjects = [s for s in cohort.scans if wanted is None or s.subject_id in wanted]
     # the scan whose result is also the subject's (cross-sectional analyses): its first one
     baselines = {(s.subject_id, getattr(s, "scan_id", BASELINE_SCAN)) for s in cohort.subjects}
-    run_id = store.start_run(cid, config_key, segmenter.name, config.workers, len(subjects))
+    with store.batch():
+        cid = register_cohort(store, cohort)
+        store.put_config(config_key, segmenter.name, segmenter.version, token, params_fp,
+                         json.dumps(params, sort_keys=True, default=str))
+        run_id = store.start_run(cid, config_key, segmenter.name, config.workers, len(subjects))
     out_root = (config.output_dir or store.path.parent / "segmentations") / safe_name(cohort.name) \
         / f"{segmenter.name}-{text_sha256(token)[:8]}"
     ctx = RunContext(store, config, cid, config_key, run_id, segmenter, token, params, params_fp,
@@ -369,13 +383,13 @@ def start_run(cohort: Cohort, store: Store, config: ProcessingConfig,
 
 class ResultWriter:
     """The driver's only way into the store during a run: buffers results, errors and file
-    hashes and writes them in batches (one transaction each, every ``flush_seconds`` or
-    ``max_batch`` subjects), so bookkeeping costs a few statements per batch rather than several
+    hashes and writes them in batches (one connection and transaction each, every
+    ``flush_seconds`` or ``max_batch`` scans), so bookkeeping costs a few statements per batch rather than several
     connections per subject. A crash loses at most the unflushed subjects, whose work a re-run
     redoes; nothing is ever half-written.
     """
 
-    def __init__(self, ctx: RunContext, flush_seconds: float = 2.0, max_batch: int = 256) -> None:
+    def __init__(self, ctx: RunContext, flush_seconds: float = 5.0, max_batch: int = 500) -> None:
         self.ctx = ctx
         self.flush_seconds = flush_seconds
         self.max_batch = max_batch
@@ -422,10 +436,12 @@ class ResultWriter:
 
     def flush(self) -> None:
         store = self.ctx.store
-        store.put_image_hashes(self.hashes)
-        store.drop_stale_results(self._stale)
-        store.save_subject_results(self._results)
-        store.add_errors(self._errors)
+        if self.hashes or self._stale or self._results or self._errors:
+            with store.batch():  # one connection, one transaction
+                store.put_image_hashes(self.hashes)
+                store.drop_stale_results(self._stale)
+                store.save_subject_results(self._results)
+                store.add_errors(self._errors)
         self.hashes, self._stale, self._results, self._errors = [], [], [], []
         self._last = time.monotonic()
 
@@ -704,13 +720,46 @@ def process_cohort(cohort: Cohort, store: Store, config: ProcessingConfig | None
                                      config.location, store.path.parent, config.workers, progress):
                 writer.error(err)
             summary.stage_seconds["location"] = time.perf_counter() - t0
+        writer.flush()
+        warning = enhancement_warning(store, ctx.cohort_id, ctx.config_key)
+        if warning:
+            summary.warnings.append(warning)
         status = "finished"
     finally:
         writer.flush()  # also on Ctrl-C: finished subjects are kept
         summary.seconds = time.perf_counter() - t_start
         store.finish_run(ctx.run_id, status if status == "finished" else "interrupted",
-                         len(summary.computed), len(summary.cached), len(summary.errors))
+                         len(summary.computed), len(summary.cached), len(summary.errors),
+                         warnings=summary.warnings)
     return summary
+
+
+def enhancement_warning(store: Store, cohort_id: str, config_key: str) -> str | None:
+    """A loud warning when no segmented subject has any contrast-enhancing voxel, else None.
+
+    Most glioblastomas enhance; a whole cohort without enhancement usually means the masks'
+    label map is wrong (HD-GLIO's enhancing label 2 read with the BraTS map is oedema), so every
+    ``Volume_label1`` would silently be 0.
+    """
+    seg = store.segmentations_of(cohort_id, config_key)
+    if seg.empty or "volume_ce_mm3" not in seg:
+        return None
+    ce = seg["volume_ce_mm3"].fillna(0.0)
+    if (ce > 0).any():
+        return None
+    maps = sorted({_label_map_name(m) for m in seg.get("label_map", []) if m})
+    return (f"No subject has any contrast-enhancing voxel ({len(seg)} segmented; backend "
+            f"{', '.join(sorted(set(seg['backend'].astype(str))))}"
+            + (f", label map {', '.join(maps)}" if maps else "") + "). If the tumours enhance, the "
+            "label map is probably wrong (e.g. HD-GLIO writes enhancing tumour as 2: use "
+            "hdglio-v2, not brats); every contrast-enhancing volume is 0 until it is fixed.")
+
+
+def _label_map_name(text: str) -> str:
+    try:
+        return str(json.loads(text).get("name", text))
+    except (ValueError, AttributeError):
+        return str(text)
 
 
 def _mask_path(out_root: Path, scan: Scan) -> Path:

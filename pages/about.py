@@ -47,6 +47,21 @@ line = common.backend_line(ctx)
 if line:
     st.caption("Results on display — " + line)
 
+st.subheader("Atlases")
+from gliocore.atlas import ATLAS_PACKAGE, ATLAS_PACKAGE_VERSION, SPACES  # noqa: E402
+
+st.markdown(
+    f"Tumour location uses region masks read from the installed PyPI package "
+    f"`{ATLAS_PACKAGE}=={ATLAS_PACKAGE_VERSION}` (never copied into GlioScope). Subjects already "
+    "in an atlas space (grid and affine within 1 mm) are located directly; others are "
+    "registered to the template with ANTs (`antspyx`).")
+st.dataframe([{"space": s.title, "grid": " × ".join(map(str, s.shape)) + " (1 mm)",
+               "origin": s.origin, "licence": s.licence} for s in SPACES.values()],
+             hide_index=True, key="about_atlases")
+st.caption("The SRI24 masks carry an identity affine in the package; they are reoriented onto "
+           "the BraTS/TCGA grid (first two axes reversed), as brain-mask Dice with real SRI24 "
+           "cases confirms (validation report, location section).")
+
 st.subheader("Validation")
 st.markdown("The validation report checks GlioScope against external references: the IBSI "
             "phase-1 digital phantom and PyRadiomics' baselines (features), survival reference "

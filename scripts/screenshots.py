@@ -126,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--db", type=Path, default=Settings.from_env().db)
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
     ap.add_argument("--subject", default=None, help="subject shown in the viewer")
+    ap.add_argument("--only", nargs="*", default=None,
+                    help="only these pages (e.g. location viewer); default all")
     args = ap.parse_args(argv)
     if not Path(CHROMIUM).exists():
         raise SystemExit(f"{CHROMIUM} not found; run scripts/install_browser.sh")
@@ -144,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
             page = browser.new_page(viewport={"width": 1440, "height": 1100})
             page.set_default_timeout(60_000)
 
+            def wanted(name: str) -> bool:
+                return args.only is None or name in args.only
+
             def open_(path: str, title: str, height: int) -> None:
                 page.set_viewport_size({"width": 1440, "height": height})
                 page.goto(f"{base}/{path}", wait_until="domcontentloaded")
@@ -157,17 +162,40 @@ def main(argv: list[str] | None = None) -> int:
                 size = save(page.screenshot(), args.out / f"{name}.png")
                 print(f"{args.out / name}.png  {size / 1000:.0f} kB")
 
-            open_("", "Cohort", 1500)
-            shoot("cohort")
+            open_("", "Cohort", 1500)   # the entry page first: it sets up the navigation
+            if wanted("cohort"):
+                shoot("cohort")
 
-            open_("viewer", "Viewer", 1100)
-            if args.subject:
-                pick(page, "Subject", args.subject)
-            page.locator(".js-plotly-plot").first.wait_for()
-            shoot("viewer")
-            page.get_by_role("tab", name=re.compile("Data check")).click()
-            wait_idle(page)
-            shoot("viewer_data_check")
+            if wanted("viewer"):
+                open_("viewer", "Viewer", 1100)
+                if args.subject:
+                    pick(page, "Subject", args.subject)
+                page.locator(".js-plotly-plot").first.wait_for()
+                shoot("viewer")
+                atlas_box = page.get_by_text("Atlas regions (outline)")
+                if atlas_box.count():
+                    atlas_box.first.click()
+                    wait_idle(page)
+                    page.locator(".js-plotly-plot").first.wait_for()
+                    shoot("viewer_atlas")
+                    atlas_box.first.click()
+                    wait_idle(page)
+                page.get_by_role("tab", name=re.compile("Data check")).click()
+                wait_idle(page)
+                shoot("viewer_data_check")
+
+            if wanted("location"):
+                open_("location", "Location", 1300)
+                shoot("location")
+                page.get_by_role("tab", name="Lesion-frequency map").click()
+                wait_idle(page)
+                shoot("location_map")
+                page.get_by_role("tab", name="Regions by group").click()
+                wait_idle(page)
+                shoot("location_groups")
+            if args.only is not None:
+                browser.close()
+                return 0
 
             open_("features", "Features", 1100)
             shoot("features")

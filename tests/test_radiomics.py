@@ -365,3 +365,90 @@ class TestIssue8:
         before = gr.params_fingerprint(params)
         monkeypatch.setattr(gr, "FEATURE_CODE_VERSION", gr.FEATURE_CODE_VERSION + "-changed")
         assert gr.params_fingerprint(params) != before
+
+
+class TestFilterCrop:
+    """Filters on a crop with a margin covering their support (issue 11): wavelet exact, LoG ≤ 1e-9."""
+
+    @staticmethod
+    def big_case(tmp_path: Path, rng: np.random.Generator, touch_edge: bool = False):
+        shape = (46, 40, 30)
+        grid = np.indices(shape).astype(float)
+        centre = np.array([14.0 if touch_edge else 23.0, 20.0, 2.0 if touch_edge else 15.0])
+        r = np.sqrt(((grid - centre[:, None, None, None]) ** 2).sum(0))
+        mask = np.zeros(shape, np.uint8)
+        mask[r < 5] = 2
+        mask[(r >= 3) & (r < 5) & (rng.random(shape) > 0.3)] = 1  # speckled shell: holes
+        image = (300 + 120 * (mask == 1) + 50 * (mask == 2) + rng.normal(0, 40, shape)
+                 + 0.5 * grid[0] * grid[1]).astype(np.int16)
+        paths, mpath = write_case(tmp_path, {"t1": image}, mask)
+        return mask, paths, mpath, {"t1": load_volume(paths["t1"])}
+
+    @pytest.mark.parametrize("wavelet, touch_edge", [({}, False), ({}, True),
+                                                     ({"wavelet": "db2", "level": 2}, False),
+                                                     ({"start_level": 1}, True)],
+                             ids=["coif1", "coif1-edge", "db2-2levels", "start1-edge"])
+    def test_wavelet_crop_identical(self, tmp_path, rng, wavelet, touch_edge):
+        mask, paths, mpath, vols = self.big_case(tmp_path, rng, touch_edge)
+        params = gr.load_params({"imageType": {"Original": {}, "Wavelet": wavelet},
+                                 "featureClass": {"firstorder": [], "glcm": ["Contrast", "Idmn"],
+                                                  "glszm": ["ZoneEntropy"]},
+                                 "setting": {"binWidth": 10}})
+        need = gr.crop_margin(params, (0.9, 1.1, 2.5))
+        import pywt
+
+        w = pywt.Wavelet(wavelet.get("wavelet", "coif1"))
+        levels = wavelet.get("start_level", 0) + wavelet.get("level", 1)
+        assert list(need) == [w.dec_len * levels] * 3
+        # the crop really is smaller than the image along some axis
+        assert 2 * need[0] + 11 < mask.shape[0]
+        rows = gr.extract_features(vols, mask, disk_affine(vols), params)
+        assert assert_identical(rows, reference(paths, mpath, params), rtol=0) > 100
+
+    @pytest.mark.parametrize("touch_edge", [False, True], ids=["interior", "edge"])
+    def test_log_crop_within_bound(self, tmp_path, rng, touch_edge):
+        mask, paths, mpath, vols = self.big_case(tmp_path, rng, touch_edge)
+        params = gr.load_params({"imageType": {"LoG": {"sigma": [0.5, 1.0]}},
+                                 "featureClass": {"firstorder": [], "glcm": ["Contrast", "Idmn"],
+                                                  "gldm": []},
+                                 "setting": {"binWidth": 5}})
+        need = gr.crop_margin(params, (0.9, 1.1, 2.5))
+        assert list(need) == [int(np.ceil(gr.LOG_MARGIN_SIGMAS * 1.0 / s)) for s in (0.9, 1.1, 2.5)]
+        rows = gr.extract_features(vols, mask, disk_affine(vols), params)
+        assert assert_identical(rows, reference(paths, mpath, params), rtol=1e-9) > 50
+        # the sigma-0.5 pass really was cropped (margin 10 < 46 - 10 voxels along the first axis)
+        assert int(np.ceil(gr.LOG_MARGIN_SIGMAS * 0.5 / 0.9)) * 2 + 10 < mask.shape[0]
+
+    def test_no_crop_when_not_covered(self):
+        for params in ({"setting": {"normalize": True}},
+                       {"imageType": {"Square": {}}},
+                       {"setting": {"resampledPixelSpacing": [1, 1, 1]}}):
+            assert gr.crop_margin(gr.load_params(params), (1.0, 1.0, 1.0)) is None
+        assert list(gr.crop_margin(gr.load_params(None), (1.0, 1.0, 1.0))) == [0, 0, 0]
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_real_cases_filters_within_bound(shared_dir, tmp_path):
+    """LoG (sigma 1, 3) + Wavelet + Original, all classes, on real FLAIR: ≤ 1e-9 relative (LoG crop
+    bound) and wavelet/original bit-identical, against PyRadiomics on the files."""
+    from gliocore.labels import BRATS
+
+    for name in ("Brats18_TCIA01_378_1", "Brats18_TCIA13_623_1"):
+        base = shared_dir / "cases" / "brats18-dev" / name
+        seg = nib.load(base / f"{name}_seg.nii.gz")
+        mask = BRATS.to_canonical(np.asanyarray(seg.dataobj))
+        mpath = tmp_path / f"{name}_mask.nii.gz"
+        nib.save(nib.Nifti1Image(mask, seg.affine, seg.header), mpath)
+        flair = base / f"{name}_flair.nii.gz"
+        params = gr.load_params({"imageType": {"Original": {}, "LoG": {"sigma": [1.0, 3.0]},
+                                               "Wavelet": {}}})
+        vols = {"flair": load_volume(flair)}
+        mvol = load_volume(mpath, dtype=None)
+        rows = gr.extract_features(vols, mvol.data, mvol.affine, params)
+        ref = reference({"flair": flair}, mpath, params)
+        assert assert_identical(rows, ref, rtol=1e-9) > 1000
+        exact = [r for r in rows if not r.feature.startswith("log-")]
+        assert_identical_subset = {(r.tumour_class.canonical_label, r.feature): r.value for r in exact}
+        for (label, feature), value in assert_identical_subset.items():
+            assert value == ref[(label, "flair")][feature], (name, label, feature)

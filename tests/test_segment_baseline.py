@@ -1,6 +1,7 @@
 """Tests of the baseline (intensity-rule) segmenter on the demo phantom and one real case."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -165,3 +166,69 @@ def test_real_case_whole_tumour(shared_dir):
     assert d_wt >= 0.85
     # The reference shows no enhancement (a lower-grade glioma); nor should we, much.
     assert (mask == 1).sum() < 0.05 * max(int(ref_wt.sum()), 1)
+
+
+def test_growth_is_isotropic_in_mm_on_thick_slices():
+    # Issue 8 point 7: with 1 x 1 x 5 mm voxels, growing 15 mm from one voxel through an
+    # unrestricted region reaches 15 mm in-plane and 15 mm (3 slices) along z, not 5x farther
+    # along z as when steps were counted in the finest spacing.
+    from gliocore.segment.baseline import grow_by_distance
+    shape = (61, 61, 21)
+    seed = np.zeros(shape, bool)
+    seed[30, 30, 10] = True
+    grown = grow_by_distance(seed, np.ones(shape, bool), 15.0, (1.0, 1.0, 5.0))
+    ii, jj, kk = np.nonzero(grown)
+    extent_mm = [float(np.abs(ii - 30).max()) * 1.0, float(np.abs(jj - 30).max()) * 1.0,
+                 float(np.abs(kk - 10).max()) * 5.0]
+    assert extent_mm == [15.0, 15.0, 15.0], extent_mm
+    # Geodesic: a wall with no gap stops the growth.
+    wall = np.ones(shape, bool)
+    wall[:, :, 11] = False
+    blocked = grow_by_distance(seed, wall, 15.0, (1.0, 1.0, 5.0))
+    assert not blocked[:, :, 12:].any()
+
+
+def test_segmentation_is_isotropic_in_mm_on_thick_slices():
+    # The whole method on a spherical lesion imaged at 1 x 1 x 5 mm, inside a wide faint
+    # hyperintensity that bounded growth (grow_mm = 10) must not follow to its end: the mask
+    # reaches as far in mm along z as in-plane (within one slice), where the old code, counting
+    # growth steps in the finest spacing, went 5 times farther along z.
+    shape = (100, 100, 30)
+    grid = np.indices(shape).astype(float)
+    mm = [(grid[0] - 50) * 1.0, (grid[1] - 50) * 1.0, (grid[2] - 15) * 5.0]
+    brain = np.sqrt((mm[0] / 48) ** 2 + (mm[1] / 48) ** 2 + (mm[2] / 72) ** 2) < 1
+    r_lesion = np.sqrt(sum(m ** 2 for m in mm))
+    rng = np.random.default_rng(1)
+    base = np.where(brain, 500 + 60 * rng.standard_normal(shape), 0)
+    flair = base + np.where(brain & (r_lesion < 12), 600, 0) \
+        + np.where(brain & (r_lesion >= 12) & (r_lesion < 40), 40, 0)
+    t2 = base + np.where(brain & (r_lesion < 40), 150, 0)
+    mask = segment_arrays(base, base, t2, flair, spacing=(1.0, 1.0, 5.0), grow_mm=10.0,
+                          margin_level=0.0)
+    ii, jj, kk = np.nonzero(mask)
+    assert ii.size
+    in_plane = (ii.max() - ii.min() + 1) * 1.0
+    along_z = (kk.max() - kk.min() + 1) * 5.0
+    assert in_plane < 60.0  # growth was bounded (the faint region is 80 mm across)
+    assert abs(along_z - in_plane) <= 10.0, (in_plane, along_z)
+
+
+@pytest.mark.parametrize("name", sorted(SEGMENTERS))
+def test_cache_token_includes_code_revisions(name, monkeypatch):
+    # Issue 8 point 9: a fix to GlioScope's own backend or wrapper code changes the token, so
+    # results cached by the old code are not served again.
+    from gliocore.segment import base
+    cls = SEGMENTERS[name]
+    needs = {"nnunetv2": {"label_map": "brats2023"}, "import": {"label_map": "brats"}}
+    seg = get_segmenter(name, **needs.get(name, {}))
+    before = json.loads(seg.cache_token())
+    monkeypatch.setattr(cls, "code_version", str(cls.code_version) + ".next")
+    assert json.loads(seg.cache_token())["code"] != before["code"]
+    monkeypatch.undo()
+    monkeypatch.setattr(base, "WRAPPER_REVISION", base.WRAPPER_REVISION + ".next")
+    assert json.loads(seg.cache_token())["code"] != before["code"]
+
+
+def test_baseline_token_carries_its_method_version():
+    token = json.loads(get_segmenter("baseline").cache_token())
+    assert token["code"].endswith("/" + BaselineSegmenter.METHOD_VERSION)

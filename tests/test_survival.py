@@ -13,7 +13,7 @@ from scipy import stats
 from gliocore.errors import CohortError
 from gliocore.survival import (
     SurvivalWarning, benjamini_hochberg, cox_ph, format_number, kaplan_meier, make_groups,
-    screen_features,
+    screen_features, screen_splits,
 )
 
 DUR, EV = "Survival(months)", "event"
@@ -362,3 +362,37 @@ def test_km_figure(cohort):
     ff = forest_figure(cox)
     assert ff.layout.xaxis.type == "log" and "tumor_volume (per SD)" in ff.data[0].y
     assert "reference mutant" in ff.layout.annotations[0].text
+
+
+# ---------------------------------------------------------------- split family (issue 8 point 14)
+@pytest.mark.parametrize("kind", ["median", "tertile"])
+def test_screen_splits_adjusts_over_every_split_offered(cohort, rng, kind):
+    noise = pd.DataFrame(rng.normal(size=(len(cohort), 30)),
+                         columns=[f"noise{i}" for i in range(30)], index=cohort.index)
+    df = pd.concat([cohort, noise], axis=1).assign(constant=1.0)
+    family = ["tumor_volume", "age", *noise.columns, "constant"]
+    res = screen_splits(df, DUR, EV, family, kind=kind)
+    assert set(res.index) == set(family)
+    # the p of each split is the one the KM view shows for it
+    for v in ("tumor_volume", "noise3"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SurvivalWarning)
+            km = kaplan_meier(df, DUR, EV, group_col=make_groups(df, v, kind))
+        assert res.loc[v, "p"] == pytest.approx(km.logrank.p_value, rel=1e-12)
+        assert res.loc[v, "groups"] == (2 if kind == "median" else 3)
+    # q is Benjamini–Hochberg over the splits with a test; an unsplittable variable has none
+    assert np.isnan(res.loc["constant", "p"]) and "fewer than two distinct" in res.loc["constant", "note"]
+    tested = res["p"].notna()
+    np.testing.assert_allclose(res.loc[tested, "q"], benjamini_hochberg(res.loc[tested, "p"]))
+    assert (res.loc[tested, "q"] >= res.loc[tested, "p"] - 1e-15).all()
+    assert tested.sum() == len(family) - 1
+    assert list(res.index[tested]) == list(res.loc[tested].sort_values("p").index)  # sorted by p
+
+
+def test_screen_splits_checks_its_input(cohort):
+    with pytest.raises(ValueError, match="'median' or 'tertile'"):
+        screen_splits(cohort, DUR, EV, ["age"], kind="quartile")
+    with pytest.raises(ValueError, match="no variables"):
+        screen_splits(cohort, DUR, EV, [])
+    with pytest.raises(CohortError, match="not in the table"):
+        screen_splits(cohort, DUR, EV, ["nope"])

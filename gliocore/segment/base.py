@@ -14,6 +14,10 @@ from gliocore.labels import LabelMap
 
 SEGMENTERS: dict[str, type["Segmenter"]] = {}
 
+#: Revision of the code every backend shares (this module's mask checks and conversion to
+#: canonical labels). Bump it when that code changes a result: it enters every cache token.
+WRAPPER_REVISION = "1"
+
 
 def register_segmenter(cls: type["Segmenter"]) -> type["Segmenter"]:
     """Class decorator: make a backend available by its ``name``."""
@@ -47,6 +51,10 @@ class Segmenter(abc.ABC):
 
     name: ClassVar[str] = ""
     title: ClassVar[str] = ""
+    #: Revision of GlioScope's own code for this backend (its method or its adapter around a
+    #: package). Bump it when a change to that code changes the output: it enters
+    #: :meth:`cache_token`, so results cached by the old code are not served again.
+    code_version: ClassVar[str] = "1"
     parallel_safe: ClassVar[bool] = True
     runtime_options: ClassVar[tuple[str, ...]] = ()
 
@@ -78,10 +86,16 @@ class Segmenter(abc.ABC):
         return "cpu"
 
     def cache_token(self) -> str:
-        """Everything about this backend that changes its output, as canonical JSON."""
+        """Everything about this backend that changes its output, as canonical JSON.
+
+        It holds the backend's name, version (package versions), GlioScope's own code
+        revisions (:data:`WRAPPER_REVISION` and the backend's :attr:`code_version`), the
+        weights' checksum, the output-changing options and the label map.
+        """
         opts = {k: _jsonable(v) for k, v in sorted(self.options.items())
                 if k not in self.runtime_options}
         return json.dumps({"backend": self.name, "version": self.version,
+                           "code": f"{WRAPPER_REVISION}/{self.code_version}",
                            "weights": self.weights_checksum, "options": opts,
                            "label_map": json.loads(self.label_map.to_json())}, sort_keys=True)
 

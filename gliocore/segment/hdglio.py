@@ -221,6 +221,7 @@ class HDGlioSegmenter(Segmenter):
         Input-check messages of the subjects segmented since :meth:`load`.
     """
 
+    code_version: ClassVar[str] = ADAPTER_REVISION
     name: ClassVar[str] = "hdglio"
     title: ClassVar[str] = "HD-GLIO (nnU-Net v1, GPU recommended)"
     parallel_safe: ClassVar[bool] = False

@@ -26,8 +26,8 @@ class MaskImportSegmenter(Segmenter):
         ``"seg/{subject}_seg.nii.gz"`` (the seed's HD-GLIO output). An absolute pattern is
         allowed too (``/masks/{subject}.nii.gz``).
     label_map : str or LabelMap
-        A preset name (``brats``, ``brats2023``, ``hdglio-v2``, ``seed``, ``glioscope``) or a
-        mapping such as ``"4:ce,1:ne,2:ne"``.
+        Required (no default): a preset name (``brats``, ``brats2023``, ``hdglio-v2``, ``seed``,
+        ``glioscope``) or a mapping such as ``"4:ce,1:ne,2:ne"``.
 
     Notes
     -----
@@ -38,8 +38,15 @@ class MaskImportSegmenter(Segmenter):
     name: ClassVar[str] = "import"
     title: ClassVar[str] = "Import existing masks"
 
-    def __init__(self, pattern: str = "{subject}_seg.nii.gz", label_map: str | LabelMap = "brats",
-                 **options: Any) -> None:
+    def __init__(self, pattern: str = "{subject}_seg.nii.gz",
+                 label_map: str | LabelMap | None = None, **options: Any) -> None:
+        if label_map is None or (isinstance(label_map, str) and not label_map.strip()):
+            # No default: the same integers mean different classes in different sources (HD-GLIO's
+            # enhancing label 2 is BraTS' oedema), and a wrong guess gives wrong numbers silently.
+            raise ValueError("mask import needs the masks' label map: which integers are "
+                             "contrast-enhancing and which non-enhancing. Give a preset (brats, "
+                             "brats2023, hdglio-v2, seed, glioscope) or a mapping such as "
+                             "'4:ce,1:ne,2:ne' (CLI: --label-map)")
         self._label_map = get_label_map(label_map)
         super().__init__(pattern=pattern, label_map=self._label_map.name
                          if isinstance(label_map, str) else label_map, **options)

@@ -142,6 +142,7 @@ class NnUNetV2Segmenter(Segmenter):
         As for :class:`~gliocore.segment.hdglio.HDGlioSegmenter`. Runtime only.
     """
 
+    code_version: ClassVar[str] = ADAPTER_REVISION
     name: ClassVar[str] = "nnunetv2"
     title: ClassVar[str] = "nnU-Net v2 model (GPU recommended)"
     parallel_safe: ClassVar[bool] = False
