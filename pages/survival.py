@@ -28,13 +28,10 @@ if data.empty:
 data["IDH"] = data[common.IDH].fillna("unknown") if common.IDH in data else "unknown"
 data["status"] = np.where(data[event_col] == 1, "died", "censored")
 n_events = int((data[event_col] == 1).sum())
-if time_col == common.SURVIVAL:
-    st.caption(f"{len(data)} subjects with a survival time, {n_events} deaths observed, "
-               f"{len(data) - n_events} censored (alive at last follow-up).")
-else:
-    st.caption(f"{endpoint}: {len(data)} subjects with a PFS time, {n_events} {event_word} "
-               f"observed, {len(data) - n_events} censored (alive without progression at the "
-               "last scan).")
+st.caption(f"{endpoint}: {len(data)} subjects with a time, {n_events} {event_word} observed, "
+           f"{len(data) - n_events} censored"
+           + (" (alive at last follow-up)." if time_col == common.SURVIVAL else
+              " (alive without progression at the last scan)."))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
