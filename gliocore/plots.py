@@ -163,7 +163,7 @@ LABEL_COLOURS = {1: (255, 40, 40), 2: (255, 210, 0)}
 REFERENCE_COLOUR = (0, 230, 255)
 #: Outline colours of atlas regions, by label (1-based; gliocore.localise.DISPLAY_REGIONS order).
 REGION_COLOURS = ((66, 133, 244), (52, 168, 83), (171, 71, 188), (255, 112, 67), (0, 188, 212),
-                  (240, 98, 146), (124, 179, 66), (255, 255, 255), (141, 110, 99), (92, 107, 192))
+                  (240, 98, 146), (124, 179, 66), (255, 193, 7), (141, 110, 99), (92, 107, 192))
 
 
 def to_ras(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, tuple[float, float, float]]:

@@ -137,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
                 size = save(page.screenshot(), args.out / f"{name}.png")
                 print(f"{args.out / name}.png  {size / 1000:.0f} kB")
 
+            open_("", "Cohort", 1500)   # the entry page first: it sets up the navigation
             if wanted("cohort"):
-                open_("", "Cohort", 1500)
                 shoot("cohort")
 
             if wanted("viewer"):
