@@ -360,6 +360,14 @@ def scan_table(store: Store, cohort_id: str, config_key: str | None = None,
         wide = wide.drop(columns=["SUBJECT ID"]).assign(**{"SUBJECT ID": parts[0],
                                                            "scan_id": parts[1]})
         out = out.merge(wide, on=["SUBJECT ID", "scan_id"], how="left")
+    loc_long = store.location_long_scans(cohort_id, config_key, LOCATION_VERSION)
+    if not loc_long.empty:  # atlas location per scan (it follows each scan's segmentation)
+        sep = "\x1f"
+        loc = location_wide(loc_long.assign(subject_id=loc_long["subject_id"].astype(str) + sep
+                                            + loc_long["scan_id"].astype(str)))
+        parts = loc["SUBJECT ID"].str.split(sep, n=1, expand=True)
+        loc = loc.drop(columns=["SUBJECT ID"]).assign(**{"SUBJECT ID": parts[0], "scan_id": parts[1]})
+        out = out.merge(loc, on=["SUBJECT ID", "scan_id"], how="left")
     return out.reset_index(drop=True)
 
 

@@ -14,6 +14,10 @@ the same NIfTI files with the same parameters; only the work around the computat
   comparing every pair of mesh vertices (quadratic: most of the time on a large tumour). The
   extractor here uses :class:`gliocore.shape.HullShape`, which computes the same mesh and the same
   diameters from the vertices' convex hull, bit-identical (see :mod:`gliocore.shape`).
+* **Discretise once.** PyRadiomics bins the image inside the ROI in every feature class's
+  constructor (six times with all classes), taking the minimum and maximum with Python's
+  element-wise ``min``/``max``; the extractor here uses the classes of
+  :func:`gliocore.binning.feature_classes`, which bin once per image and ROI (same values).
 * **No provenance.** ``additionalInfo`` is forced off, which skips PyRadiomics' diagnostics,
   among them the ``sitk.Hash`` of every image and mask on every call.
 * **Crop before building SimpleITK images.** Each label is cropped to its bounding box plus

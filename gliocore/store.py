@@ -871,6 +871,27 @@ class Store:
             ORDER BY latest.subject_id, v.tumour_class, v.feature""",
                         [cohort_id, config_key, code_version, code_version])
 
+    def location_long_scans(self, cohort_id: str, config_key: str | None = None,
+                            code_version: str | None = None) -> pd.DataFrame:
+        """Location values of every scan's newest location set, long form: subject_id, scan_id,
+        tumour_class, feature, value, label, reason (location follows the scan's seg_key)."""
+        config_key = config_key or self.latest_config(cohort_id) or ""
+        return self._df("""
+            WITH latest AS (
+                SELECT subject_id, scan_id, location_key FROM (
+                    SELECT r.subject_id, r.scan_id, l.location_key,
+                           row_number() OVER (PARTITION BY r.subject_id, r.scan_id
+                                              ORDER BY l.created_at DESC) AS rn
+                    FROM scan_results r JOIN location_sets l ON l.seg_key = r.seg_key
+                    WHERE r.cohort_id = ? AND r.config_key = ?
+                      AND (CAST(? AS VARCHAR) IS NULL OR l.code_version = ?))
+                WHERE rn = 1)
+            SELECT latest.subject_id, latest.scan_id, v.tumour_class, v.feature, v.value, v.label,
+                   v.reason
+            FROM latest JOIN location_values v USING (location_key)
+            ORDER BY latest.subject_id, latest.scan_id, v.tumour_class, v.feature""",
+                        [cohort_id, config_key, code_version, code_version])
+
     # -- runs and errors ------------------------------------------------------------------
     def start_run(self, cohort_id: str, config_key: str, backend: str, workers: int,
                   n_subjects: int) -> str:
