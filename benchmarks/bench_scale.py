@@ -18,7 +18,8 @@ Builds (once, under ``data/bench_scale/``) a cohort of ``--n`` small synthetic s
 Then the peak resident memory of a worker processing one 240x240x155 subject (baseline
 segmentation + seed features + QC), for both versions.
 
-Every figure is printed side by side with the ratio. Timings are noisy on a shared machine:
+The "after" run's processed store is kept as ``<data>/store-<n>/`` for
+``bench_dashboard.py --store``. Every figure is printed side by side with the ratio. Timings are noisy on a shared machine:
 before and after run in the same invocation, one after the other.
 """
 from __future__ import annotations
@@ -119,6 +120,13 @@ def child_bookkeeping(csv: str, subset_csv: str, workers: int, tmp: str) -> dict
     out["rerun_s"] = time.perf_counter() - t
     out["rerun_store_calls"] = acc["calls"]
     out["rerun_cached"] = len(s2.cached)
+    keep = os.environ.get("BENCH_SCALE_KEEP_STORE")
+    if keep and not Path(keep).exists():  # the processed store, for bench_dashboard.py --store
+        shutil.copytree(tmp, keep)
+        import duckdb
+        con = duckdb.connect(str(Path(keep) / "bench.duckdb"))
+        con.execute("UPDATE segmentations SET path = replace(path, ?, ?)", [str(Path(tmp)), keep])
+        con.close()
     sub = load_cohort(subset_csv, Path(subset_csv).parent, name="scale-subset")
     process_cohort(sub, store, cfg)  # segmentations and features come from the cache
     t = time.perf_counter()
@@ -148,9 +156,12 @@ def child_memory(csv: str, tmp: str) -> dict:
 
 
 # -- parent ------------------------------------------------------------------------------------
-def _run_child(code_root: Path, mode: str, *args: str) -> dict:
+def _run_child(code_root: Path, mode: str, *args: str, keep_store: str | None = None) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(code_root)
+    env.pop("BENCH_SCALE_KEEP_STORE", None)
+    if keep_store:
+        env["BENCH_SCALE_KEEP_STORE"] = keep_store
     env.setdefault("OMP_NUM_THREADS", "1")
     proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", mode, *args],
                           env=env, capture_output=True, text=True, cwd=str(code_root))
@@ -229,8 +240,9 @@ def main() -> None:
                 work = tmp / f"run-{v}"
                 work.mkdir()
                 t = time.perf_counter()
+                keep = str(root / f"store-{args.n}") if v == "after" else None
                 results[v].update(_run_child(code, "bookkeeping", str(csv), str(subset_csv),
-                                             str(args.workers), str(work)))
+                                             str(args.workers), str(work), keep_store=keep))
                 print(f"  {v}: measured in {time.perf_counter() - t:.0f} s")
                 shutil.rmtree(work, ignore_errors=True)
         mem_csv = _memory_cohort(root)

@@ -58,6 +58,9 @@ class LocationConfig:
         Origin tolerance of the atlas-space detection.
     resolution_mm : float
         Voxel size the registration works at (transforms apply at full resolution).
+    register : bool
+        Register native-space subjects; False skips them (the dashboard's Process button, which
+        runs in the page: registration takes about a minute per subject — use the CLI).
     """
 
     space: str = "auto"
@@ -66,6 +69,7 @@ class LocationConfig:
     moving: str = "t1"
     tol_mm: float = 1.0
     resolution_mm: float = REGISTRATION_RESOLUTION_MM
+    register: bool = True
 
     def __post_init__(self) -> None:
         if self.space not in SPACE_CHOICES:
@@ -186,6 +190,10 @@ def locate_cohort(store: Any, cohort_id: str, config_key: str, subject_ids: list
             if space is not None:
                 task.update(space="atlas", atlas=space, reg_key=None)
                 key = location_key(row.seg_key, mask_sha, space, "atlas", None)
+            elif not config.register:   # native subject, registration not wanted here
+                done += 1
+                progress("location", done, total, sid)
+                continue
             else:
                 moving = store.scan_images(cohort_id, sid, scan_id).get(config.moving)
                 if moving is None:

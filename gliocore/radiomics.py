@@ -14,6 +14,10 @@ the same NIfTI files with the same parameters; only the work around the computat
   comparing every pair of mesh vertices (quadratic: most of the time on a large tumour). The
   extractor here uses :class:`gliocore.shape.HullShape`, which computes the same mesh and the same
   diameters from the vertices' convex hull, bit-identical (see :mod:`gliocore.shape`).
+* **Discretise once.** PyRadiomics bins the image inside the ROI in every feature class's
+  constructor (six times with all classes), taking the minimum and maximum with Python's
+  element-wise ``min``/``max``; the extractor here uses the classes of
+  :func:`gliocore.binning.feature_classes`, which bin once per image and ROI (same values).
 * **No provenance.** ``additionalInfo`` is forced off, which skips PyRadiomics' diagnostics,
   among them the ``sitk.Hash`` of every image and mask on every call.
 * **Crop before building SimpleITK images.** Each label is cropped to its bounding box plus
@@ -79,6 +83,7 @@ from radiomics.featureextractor import RadiomicsFeatureExtractor
 
 from gliocore.errors import FeatureExtractionError, GeometryMismatchError
 from gliocore.io import AFFINE_ATOL, Volume, spacing_from_affine
+from gliocore.binning import binning_scope, feature_classes
 from gliocore.shape import HullShape
 from gliocore.types import TUMOUR_CLASSES, PathType, TumourClass
 
@@ -118,7 +123,7 @@ DEFAULT_PARAMS: dict = {
 #: Version of GlioScope's own feature-extraction code (this module and its shape module). It is part
 #: of :func:`params_fingerprint`, hence of every feature cache key: bump it whenever a change here
 #: can change a value, so that a fixed wrapper never keeps serving values cached by the old one.
-FEATURE_CODE_VERSION = "3"
+FEATURE_CODE_VERSION = "4"
 
 #: Top-level keys of a PyRadiomics parameter file.
 _PARAM_KEYS = ("imageType", "featureClass", "setting", "voxelSetting")
@@ -207,6 +212,9 @@ def load_params(params: None | str | Path | dict) -> dict:
     raise TypeError(f"params must be None, a path or a dict, got {type(params).__name__}")
 
 
+_SCHEMA_OK: set[str] = set()
+
+
 def _validate_params(data: Any, source: str) -> dict:
     if not isinstance(data, dict):
         raise ValueError(f"{source}: expected a mapping with keys {', '.join(_PARAM_KEYS)}, "
@@ -239,9 +247,13 @@ def _validate_params(data: Any, source: str) -> dict:
         if it not in image_types:
             raise ValueError(f"{source}: unknown image type {it!r}; choose from "
                              f"{', '.join(sorted(image_types))}")
-    # PyRadiomics' own schema check (pykwalify) for the values of settings.
+    # PyRadiomics' own schema check (pykwalify) for the values of settings (~0.3 s: remembered).
+    key = json.dumps(data, sort_keys=True, default=repr)
+    if key in _SCHEMA_OK:
+        return data
     try:
         _make_extractor(data)
+        _SCHEMA_OK.add(key)
     except Exception as exc:
         raise ValueError(f"{source} does not pass PyRadiomics' parameter schema: "
                          f"{type(exc).__name__}: {exc}") from exc
@@ -343,11 +355,27 @@ def crop_margin(params: dict, spacing: tuple[float, float, float] | np.ndarray) 
 # --------------------------------------------------------------------------------------------
 
 class _Extractor(RadiomicsFeatureExtractor):
-    """PyRadiomics' extractor with 3-D shape from :class:`gliocore.shape.HullShape`.
+    """PyRadiomics' extractor with GlioScope's faster, value-identical parts.
 
     ``computeShape`` is PyRadiomics 3.0.1's, with ``RadiomicsShape`` replaced by ``HullShape``
     (same values; diameters from the convex hull instead of all vertex pairs).
+    ``computeFeatures`` is PyRadiomics 3.0.1's, with the feature classes of
+    :func:`gliocore.binning.feature_classes` (the image is discretised once for all classes).
     """
+
+    def computeFeatures(self, image, mask, imageTypeName, **kwargs):  # noqa: N802
+        out: dict[str, Any] = {}
+        classes = feature_classes()
+        with binning_scope():
+            for class_name, feature_names in self.enabledFeatures.items():
+                if class_name.startswith("shape") or class_name not in classes:
+                    continue
+                feature_class = classes[class_name](image, mask, **kwargs)
+                for feature in feature_names or []:
+                    feature_class.enableFeatureByName(feature)
+                for name, value in feature_class.execute().items():
+                    out[f"{imageTypeName}_{class_name}_{name}"] = value
+        return out
 
     def computeShape(self, image, mask, boundingBox, **kwargs):  # noqa: N802 (PyRadiomics' name)
         out: dict[str, Any] = {}
@@ -396,6 +424,19 @@ _CACHE: dict[str, _Extractors] = {}
 _CACHE_LOCK = threading.Lock()
 
 
+def _variant(extractor: RadiomicsFeatureExtractor) -> RadiomicsFeatureExtractor:
+    """A copy of ``extractor`` whose enabled features and image types can be replaced.
+
+    Shallow: the settings are shared (nothing changes them after construction); building a new
+    extractor would validate the parameter schema again (~0.3 s each).
+    """
+    ex = copy.copy(extractor)
+    ex.settings = dict(extractor.settings)
+    ex.enabledFeatures = dict(extractor.enabledFeatures)
+    ex.enabledImagetypes = dict(extractor.enabledImagetypes)
+    return ex
+
+
 def _extractors(params: dict, fingerprint: str) -> _Extractors:
     with _CACHE_LOCK:
         cached = _CACHE.get(fingerprint)
@@ -407,11 +448,11 @@ def _extractors(params: dict, fingerprint: str) -> _Extractors:
     other_part = {k: v for k, v in enabled.items() if not k.startswith("shape")}
     shape_ex = image_ex = None
     if shape_part:
-        shape_ex = _make_extractor(params)
+        shape_ex = _variant(full)
         shape_ex.enabledFeatures = shape_part
         shape_ex.enabledImagetypes = {"Original": {}}  # shape is only computed on the original
     if other_part:
-        image_ex = _make_extractor(params)
+        image_ex = _variant(full)
         image_ex.enabledFeatures = other_part
     passes: list[tuple[RadiomicsFeatureExtractor, dict]] = []
     if image_ex is not None:
@@ -421,7 +462,7 @@ def _extractors(params: dict, fingerprint: str) -> _Extractors:
             splits = ([dict(custom, sigma=[sg]) for sg in sigmas]
                       if image_type == "LoG" and sigmas else [custom])
             for c in splits:
-                pass_ex = _make_extractor(params)
+                pass_ex = _variant(full)
                 pass_ex.enabledFeatures = other_part
                 pass_ex.enabledImagetypes = {image_type: c}
                 passes.append((pass_ex, dict(params, imageType={image_type: c})))
@@ -725,7 +766,8 @@ def _extract_labels(images: Mapping[str, np.ndarray], mask: np.ndarray, affine: 
             return
         add(label, seq, result)
 
-    one_pass = ex.image is not None and not ex.shape_per_sequence and _one_pass(params)
+    one_pass = (ex.image is not None and bool(sequences) and not ex.shape_per_sequence
+                and _one_pass(params))
     # Derived images of each sequence, filtered once for all labels (one-pass case), each image
     # type (LoG sigma) on the crop its own filter needs.
     per_seq: dict[str, dict[int, dict | Exception]] = {}

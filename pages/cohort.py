@@ -32,11 +32,15 @@ class _Progress:
 
 def _process(cohort, backend: str, workers: int, options: dict | None = None,
              reference_label_map: str = "glioscope") -> None:
+    from gliocore.localise import LocationConfig
     from gliocore.pipeline import ProcessingConfig, process_cohort
-    progress = _Progress(("hash", "segment", "features"))
+    progress = _Progress(("hash", "segment", "features", "location"))
     summary = process_cohort(cohort, ctx.store(), ProcessingConfig(
         backend=backend, backend_options=options or {}, workers=workers,
-        reference_label_map=reference_label_map), progress=progress)
+        reference_label_map=reference_label_map,
+        # atlas location for subjects already in an atlas space; registration (about a minute a
+        # subject) is left to `python -m gliocore process`, which the Location page says
+        location=LocationConfig(register=False)), progress=progress)
     progress.bar.progress(1.0, text="Done")
     st.session_state["last_summary"] = summary.describe()
     st.session_state[common.PENDING_COHORT] = summary.cohort_id

@@ -20,7 +20,10 @@ if not common.require_cohort(ctx):
 sets = _atlas.load_location_sets(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key)
 if sets.empty:
     st.info("No atlas locations yet. They are computed by processing (`python -m gliocore "
-            "process`, or **Process cohort** on the Cohort page) unless `--no-location` was given.")
+            "process`, or **Process cohort** on the Cohort page) unless `--no-location` was given. "
+            "The dashboard locates subjects already in an atlas space (SRI24 / MNI152 grids); "
+            "native-space subjects need registration to the template, about a minute each: run "
+            "`python -m gliocore process --csv … --root …` (default `--space auto`).")
     st.stop()
 sets = sets[sets["subject_id"].astype(str).isin(ctx.subject_ids)]
 data = ctx.filtered.copy()

@@ -121,7 +121,8 @@ b.plotly_chart(fig, key="qc_volumes")
 st.subheader("Per subject")
 wide = qc.pivot_table(index="subject_id", columns="region",
                       values=["dice", "hd95_mm", "volume_diff_mm3"], aggfunc="first")
-wide.columns = [f"{metric} · {region}" for metric, region in wide.columns]
+metric_names = {"hd95_mm": "HD95 BraTS (mm)", "volume_diff_mm3": "volume diff (mm³)"}
+wide.columns = [f"{metric_names.get(metric, metric)} · {region}" for metric, region in wide.columns]
 st.dataframe(wide.reset_index(), hide_index=True, key="qc_table",
              column_config={c: st.column_config.NumberColumn(format="%.3f" if c.startswith("dice")
                                                              else "%.1f") for c in wide.columns})

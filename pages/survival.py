@@ -33,48 +33,71 @@ st.caption(f"{endpoint}: {len(data)} subjects with a time, {n_events} {event_wor
            + (" (alive at last follow-up)." if time_col == common.SURVIVAL else
               " (alive without progression at the last scan)."))
 
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _seed_figures(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: str,
+                  time_col: str, event_col: str, threshold: float, _data: pd.DataFrame):
+    """The seed tab's figures, cached by store stamp, results, subject set and endpoint (a page
+    change or a rerun never rebuilds them; ``_data`` follows the key)."""
+    from gliocore.survival import make_groups
+    data = _data
+    ordered = data.sort_values(time_col).reset_index(drop=True)
+    if len(ordered) > plots.SURVIVAL_BARS_MAX:  # bars and labels unreadable: a dot per subject
+        bars = plots.survival_rank_figure(ordered[time_col], ordered["IDH"],
+                                          ordered["status"] == "died", ordered[common.ID],
+                                          threshold=threshold, colours=COLOURS)
+    else:
+        bars = px.bar(ordered, x=common.ID, y=time_col, color="IDH", pattern_shape="status",
+                      pattern_shape_map={"died": "", "censored": "/"},
+                      color_discrete_map=COLOURS,
+                      hover_data=["age", "sex"] if {"age", "sex"} <= set(ordered.columns) else None,
+                      title="Survival by subject (sorted); hatched = censored")
+        bars.add_hline(y=threshold, line_dash="dash", line_color="grey",
+                       annotation_text=f"short-survival threshold ({threshold:g} months)",
+                       annotation_position="top left",
+                       annotation_bgcolor="rgba(255,255,255,0.8)")
+        bars.update_xaxes(categoryorder="array", categoryarray=ordered[common.ID].tolist(),
+                          showticklabels=len(ordered) <= 40)
+        bars.update_layout(height=380)
+    processed = data[data["tumor_volume"].notna()] if "tumor_volume" in data else data.iloc[0:0]
+    if processed.empty:
+        return bars, None, None, None
+    scatter = px.scatter(processed, x="tumor_volume", y=time_col, color="IDH",
+                         symbol="status", symbol_map={"died": "circle", "censored": "circle-open"},
+                         color_discrete_map=COLOURS, hover_data=[common.ID],
+                         title="Tumour volume vs survival",
+                         labels={"tumor_volume": "tumour volume (mm³)"})
+    scatter.update_traces(marker=dict(size=10 if len(processed) <= 300 else 5))
+    g = make_groups(processed, time_col, "short_long", threshold=threshold, event_col=event_col)
+    grouped = processed.assign(group=g.labels.astype(object)).dropna(subset=["group"])
+    box = None
+    if "Volume_label1" in grouped:
+        box = px.box(grouped, x="group", y="Volume_label1", color="IDH",
+                     points="all" if len(grouped) <= 300 else "outliers",
+                     color_discrete_map=COLOURS, hover_data=[common.ID],
+                     title="Contrast-enhancing volume by survival group",
+                     labels={"Volume_label1": "Volume_label1 (mm³)", "group": ""})
+    return bars, scatter, box, g.rule
+
+
+COLOURS = {"mutant": "#1f77b4", "wildtype": "#d62728", "unknown": "#7f7f7f"}
 tab_seed, tab_km, tab_cox = st.tabs(["Seed plots", "Kaplan–Meier", "Cox model"])
-colours = {"mutant": "#1f77b4", "wildtype": "#d62728", "unknown": "#7f7f7f"}
+data_key = common.ids_key(data[common.ID].astype(str).tolist())
 
 # -- the seed's plots ------------------------------------------------------------------------------
 with tab_seed:
-    ordered = data.sort_values(time_col).reset_index(drop=True)
-    fig = px.bar(ordered, x=common.ID, y=time_col, color="IDH", pattern_shape="status",
-                 pattern_shape_map={"died": "", "censored": "/"}, color_discrete_map=colours,
-                 hover_data=["age", "sex"] if {"age", "sex"} <= set(ordered.columns) else None,
-                 title="Survival by subject (sorted); hatched = censored")
-    fig.add_hline(y=threshold, line_dash="dash", line_color="grey",
-                  annotation_text=f"short-survival threshold ({threshold:g} months)",
-                  annotation_position="top left", annotation_bgcolor="rgba(255,255,255,0.8)")
-    fig.update_xaxes(categoryorder="array", categoryarray=ordered[common.ID].tolist(),
-                     showticklabels=len(ordered) <= 40)
-    fig.update_layout(height=380)
-    st.plotly_chart(fig, key="seed_bars")
-
-    processed = data[data.get("tumor_volume", pd.Series(index=data.index, dtype=float)).notna()] \
-        if "tumor_volume" in data else data.iloc[0:0]
-    if processed.empty:
+    bars, scatter, box, rule = _seed_figures(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key,
+                                             data_key, time_col, event_col, float(threshold),
+                                             data)
+    st.plotly_chart(bars, key="seed_bars")
+    if scatter is None:
         common.require_features(ctx, "the volume plots")
     else:
         a, b = st.columns(2)
-        fig = px.scatter(processed, x="tumor_volume", y=time_col, color="IDH",
-                         symbol="status", symbol_map={"died": "circle", "censored": "circle-open"},
-                         color_discrete_map=colours, hover_data=[common.ID],
-                         title="Tumour volume vs survival",
-                         labels={"tumor_volume": "tumour volume (mm³)"})
-        fig.update_traces(marker=dict(size=10))
-        a.plotly_chart(fig, key="seed_scatter")
-        from gliocore.survival import make_groups
-        g = make_groups(processed, time_col, "short_long", threshold=threshold,
-                        event_col=event_col)
-        grouped = processed.assign(group=g.labels.astype(object)).dropna(subset=["group"])
-        if "Volume_label1" in grouped:
-            fig = px.box(grouped, x="group", y="Volume_label1", color="IDH", points="all",
-                         color_discrete_map=colours, hover_data=[common.ID],
-                         title="Contrast-enhancing volume by survival group",
-                         labels={"Volume_label1": "Volume_label1 (mm³)", "group": ""})
-            b.plotly_chart(fig, key="seed_box")
-        st.caption(g.rule + ". Open circles = censored.")
+        a.plotly_chart(scatter, key="seed_scatter")
+        if box is not None:
+            b.plotly_chart(box, key="seed_box")
+        st.caption(rule + ". Open circles = censored.")
 
 
 # -- Kaplan–Meier ---------------------------------------------------------------------------------
@@ -96,8 +119,31 @@ def _split_family(db: str, stamp: str, cohort_id: str, config_key: str | None, i
     return screen_splits(_frame, time_col, event_col, list(variables), kind=kind)
 
 
-with tab_km:
+@st.cache_data(show_spinner=False, max_entries=32)
+def _km(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: str, grouping: str,
+        variable: str | None, time_col: str, event_col: str, threshold: float, show_ci: bool,
+        _frame: pd.DataFrame):
+    """Kaplan–Meier and its figure, cached by store stamp, results, subject set, endpoint and
+    grouping (``_frame`` follows the key)."""
     from gliocore.survival import kaplan_meier, make_groups
+    frame = _frame.copy()
+    if grouping == "IDH status":
+        grp = make_groups(frame, common.IDH, "categorical")
+    elif grouping == "Sex":
+        grp = make_groups(frame, "sex", "categorical")
+    elif grouping.startswith("Short"):
+        grp = make_groups(frame, time_col, "short_long", threshold=threshold, event_col=event_col)
+    elif variable is not None:
+        grp = make_groups(frame, variable, "median" if grouping.startswith("Median") else "tertile")
+    else:
+        grp = None
+    km, notes = _run_quiet(kaplan_meier, frame, time_col, event_col, grp)
+    fig = plots.km_figure(km, show_ci=show_ci, time_label="months")
+    fig.update_layout(height=560)
+    return km, notes, grp.rule if grp is not None else "whole cohort", grp, fig
+
+
+with tab_km:
     features = [c for c in ctx.feature_columns() if data[c].notna().sum() >= 3]
     numeric_clin = [c for c in ctx.clinical_columns()
                     if pd.api.types.is_numeric_dtype(data[c])
@@ -117,29 +163,24 @@ with tab_km:
                                 key="km_variable")
     show_ci = c3.toggle("95% CI", value=True, key="km_ci")
     try:
-        frame = data.copy()
-        group_col = None
-        rule = "whole cohort"
-        if grouping == "IDH status":
-            grp = make_groups(frame, common.IDH, "categorical")
-        elif grouping == "Sex":
-            grp = make_groups(frame, "sex", "categorical")
-        elif grouping.startswith("Short"):
-            grp = make_groups(frame, time_col, "short_long", threshold=threshold,
-                              event_col=event_col)
-        elif variable is not None:
-            grp = make_groups(frame, variable, "median" if grouping.startswith("Median") else "tertile")
-        else:
-            grp = None
-        if grp is not None:
-            group_col = grp
-            rule = grp.rule
-        km, notes = _run_quiet(kaplan_meier, frame, time_col, event_col, group_col)
+        km, notes, rule, group_col, fig = _km(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key,
+                                              data_key, grouping, variable, time_col, event_col,
+                                              float(threshold), bool(show_ci), data)
     except CohortError as exc:
         st.warning(f"Kaplan–Meier not possible with this grouping: {exc}")
     else:
-        fig = plots.km_figure(km, show_ci=show_ci, time_label="months")
-        fig.update_layout(height=560)
+        lr = km.logrank
+        family, title = None, None
+        if variable is not None and lr is not None:  # one split out of a family of splits
+            kind = "median" if grouping.startswith("Median") else "tertile"
+            family = _split_family(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key,
+                                   data_key, time_col, event_col, kind, tuple(options), data)
+            tested = family[family["p"].notna()]
+            q = family.loc[variable, "q"] if variable in family.index else float("nan")
+            title = (f"Kaplan–Meier — exploratory {kind} split: log-rank p = {lr.p_value:.3g} "
+                     f"(raw), BH q = {q:.3g} over {len(tested)} splits")
+        if title:  # the cached figure is this run's copy
+            fig.update_layout(title=title)
         st.plotly_chart(fig, key="km_fig")
         st.caption(f"Grouping: {rule}. Ticks = censored subjects. The table under the curves is the "
                    "number still at risk at each time.")
@@ -147,7 +188,6 @@ with tab_km:
         med = km.medians.reset_index()[["group", "n", "events", "median_text"]]
         m1.dataframe(med.rename(columns={"median_text": "median survival, months (95% CI)"}),
                      hide_index=True, key="km_medians")
-        lr = km.logrank
         if km.no_test_reason:
             m2.info("**Descriptive only — no log-rank test.** " + km.no_test_reason[0].upper()
                     + km.no_test_reason[1:] + ".", icon=":material/info:")
@@ -158,13 +198,7 @@ with tab_km:
             m2.metric(f"{test} p", f"{lr.p_value:.3g}", help=f"χ² = {lr.statistic:.2f}, df = {lr.dof}")
         elif group_col is not None:
             m2.info("No log-rank test (see notes).")
-        if variable is not None and lr is not None:
-            kind = "median" if grouping.startswith("Median") else "tertile"
-            family = _split_family(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key,
-                                   common.ids_key(frame[common.ID].tolist()), time_col, event_col,
-                                   kind, tuple(options), frame)
-            tested = family[family["p"].notna()]
-            q = family.loc[variable, "q"] if variable in family.index else float("nan")
+        if family is not None:
             m2.metric(f"BH q over {len(tested)} {kind} splits", f"{q:.3g}",
                       help="Benjamini–Hochberg false-discovery rate over every variable this "
                            f"view offers for a {kind} split.")

@@ -94,6 +94,30 @@ def save(png: bytes, path: Path, width: int = 1400) -> int:
     return buf.tell()
 
 
+def has_followups(db: Path) -> str | None:
+    """A subject to show in the timepoint viewer when the store holds follow-up scans, else
+    None."""
+    import duckdb
+    try:
+        con = duckdb.connect(str(db), read_only=True)
+        try:
+            # the subject with >= 3 scans whose tumour volume changed most (else most scans)
+            row = con.execute("""
+                SELECT r.subject_id, count(*) AS n,
+                       max(s.volume_ce_mm3 + s.volume_ne_mm3)
+                       / greatest(min(s.volume_ce_mm3 + s.volume_ne_mm3), 1.0) AS change
+                FROM scan_results r JOIN segmentations s USING (seg_key)
+                GROUP BY r.subject_id HAVING n >= 3 ORDER BY change DESC, n DESC LIMIT 1
+                """).fetchone() or con.execute(
+                "SELECT subject_id, count(*) AS n FROM scans GROUP BY subject_id "
+                "HAVING n > 1 ORDER BY n DESC, subject_id LIMIT 1").fetchone()
+            return None if row is None else str(row[0])
+        finally:
+            con.close()
+    except duckdb.Error:
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(REPO))
     from gliocore.settings import Settings
@@ -102,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--db", type=Path, default=Settings.from_env().db)
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
     ap.add_argument("--subject", default=None, help="subject shown in the viewer")
+    ap.add_argument("--only", nargs="*", default=None,
+                    help="only these pages (e.g. location viewer); default all")
     args = ap.parse_args(argv)
     if not Path(CHROMIUM).exists():
         raise SystemExit(f"{CHROMIUM} not found; run scripts/install_browser.sh")
@@ -110,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     from playwright.sync_api import sync_playwright
 
+    longitudinal = has_followups(args.db)
     port = free_port()
     proc = start_server(args.db.resolve(), port)
     base = f"http://127.0.0.1:{port}"
@@ -118,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
             page = browser.new_page(viewport={"width": 1440, "height": 1100})
             page.set_default_timeout(60_000)
+
+            def wanted(name: str) -> bool:
+                return args.only is None or name in args.only
 
             def open_(path: str, title: str, height: int) -> None:
                 page.set_viewport_size({"width": 1440, "height": height})
@@ -132,17 +162,40 @@ def main(argv: list[str] | None = None) -> int:
                 size = save(page.screenshot(), args.out / f"{name}.png")
                 print(f"{args.out / name}.png  {size / 1000:.0f} kB")
 
-            open_("", "Cohort", 1500)
-            shoot("cohort")
+            open_("", "Cohort", 1500)   # the entry page first: it sets up the navigation
+            if wanted("cohort"):
+                shoot("cohort")
 
-            open_("viewer", "Viewer", 1100)
-            if args.subject:
-                pick(page, "Subject", args.subject)
-            page.locator(".js-plotly-plot").first.wait_for()
-            shoot("viewer")
-            page.get_by_role("tab", name=re.compile("Data check")).click()
-            wait_idle(page)
-            shoot("viewer_data_check")
+            if wanted("viewer"):
+                open_("viewer", "Viewer", 1100)
+                if args.subject:
+                    pick(page, "Subject", args.subject)
+                page.locator(".js-plotly-plot").first.wait_for()
+                shoot("viewer")
+                atlas_box = page.get_by_text("Atlas regions (outline)")
+                if atlas_box.count():
+                    atlas_box.first.click()
+                    wait_idle(page)
+                    page.locator(".js-plotly-plot").first.wait_for()
+                    shoot("viewer_atlas")
+                    atlas_box.first.click()
+                    wait_idle(page)
+                page.get_by_role("tab", name=re.compile("Data check")).click()
+                wait_idle(page)
+                shoot("viewer_data_check")
+
+            if wanted("location"):
+                open_("location", "Location", 1300)
+                shoot("location")
+                page.get_by_role("tab", name="Lesion-frequency map").click()
+                wait_idle(page)
+                shoot("location_map")
+                page.get_by_role("tab", name="Regions by group").click()
+                wait_idle(page)
+                shoot("location_groups")
+            if args.only is not None:
+                browser.close()
+                return 0
 
             open_("features", "Features", 1100)
             shoot("features")
@@ -160,6 +213,23 @@ def main(argv: list[str] | None = None) -> int:
             page.get_by_role("button", name="Run cross-validation").click()
             page.get_by_text("Held-out performance").first.wait_for(timeout=300_000)
             shoot("classifiers")
+
+            if longitudinal:  # a cohort with follow-up scans (the demo of `make run`)
+                open_("progression", "Progression", 1250)
+                page.locator(".js-plotly-plot").first.wait_for()
+                shoot("progression")
+                for tab, name in (("Cohort trajectories", "progression_spaghetti"),
+                                  ("Swimmer plot", "progression_swimmer"),
+                                  ("Waterfall", "progression_waterfall")):
+                    page.get_by_role("tab", name=tab).click()
+                    shoot(name)
+                open_("viewer", "Viewer", 900)
+                page.get_by_role("tab", name="Timepoints").click()
+                wait_idle(page)
+                page.locator(".st-key-tp_subject").get_by_test_id("stSelectbox").click()
+                page.get_by_role("option", name=longitudinal, exact=True).first.click()
+                wait_idle(page)
+                shoot("viewer_timepoints")
 
             open_("qc", "Segmentation QC", 1400)
             shoot("qc")

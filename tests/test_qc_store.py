@@ -99,7 +99,7 @@ def test_brats_references_are_scored_through_the_brats_map_from_the_cli(cohort_c
     cohort = load_cohort(cohort_csv, cohort_csv.parent)
     write_brats_references(cohort)
     db = tmp_path / "cli.duckdb"
-    rc = cli_main(["--db", str(db), "-q", "process", "--csv", str(cohort_csv),
+    rc = cli_main(["--db", str(db), "-q", "process", "--no-location", "--csv", str(cohort_csv),
                    "--backend", "import", "--mask-pattern", "{subject}_truth.nii.gz",
                    "--label-map", "glioscope", "--reference-suffix", "_seg",
                    "--reference-label-map", "brats"])
@@ -156,7 +156,7 @@ def test_mask_import_has_no_default_label_map(cohort_csv, tmp_path, capsys):
     with pytest.raises(ValueError, match="label map"):
         get_segmenter("import", pattern="{subject}_seg.nii.gz")
     with pytest.raises(SystemExit, match="--label-map"):
-        cli_main(["--db", str(tmp_path / "x.duckdb"), "-q", "process", "--csv", str(cohort_csv),
+        cli_main(["--db", str(tmp_path / "x.duckdb"), "-q", "process", "--no-location", "--csv", str(cohort_csv),
                   "--backend", "import", "--mask-pattern", "{subject}_truth.nii.gz"])
 
 
@@ -164,7 +164,7 @@ def test_run_without_any_enhancing_voxel_warns_loudly(cohort_csv, tmp_path, caps
     """HD-GLIO-style masks read with the wrong map: every enhancing voxel becomes
     non-enhancing. The CLI prints a warning and the run record keeps it for the dashboard."""
     db = tmp_path / "cli.duckdb"
-    rc = cli_main(["--db", str(db), "-q", "process", "--csv", str(cohort_csv),
+    rc = cli_main(["--db", str(db), "-q", "process", "--no-location", "--csv", str(cohort_csv),
                    "--backend", "import", "--mask-pattern", "{subject}_truth.nii.gz",
                    "--label-map", "1:ne,2:ne"])
     out = capsys.readouterr().out
@@ -174,7 +174,25 @@ def test_run_without_any_enhancing_voxel_warns_loudly(cohort_csv, tmp_path, caps
     runs = store.runs(store.cohorts().iloc[0]["cohort_id"])
     assert "label map is probably wrong" in runs.iloc[0]["warnings"]
     # with the right map there is enhancement and no warning
-    rc = cli_main(["--db", str(db), "-q", "process", "--csv", str(cohort_csv),
+    rc = cli_main(["--db", str(db), "-q", "process", "--no-location", "--csv", str(cohort_csv),
                    "--backend", "import", "--mask-pattern", "{subject}_truth.nii.gz",
                    "--label-map", "glioscope"])
     assert "WARNING" not in capsys.readouterr().out
+
+
+def test_store_made_before_the_qc_columns_keeps_working(cohort_csv, tmp_path):
+    """The new columns (subjects.reference_sha256, qc_metrics.hd95_pooled_mm /
+    reference_label_map / qc_version, runs.warnings) arrive by additive migrations: a store
+    without them opens, processes and scores."""
+    db = tmp_path / "old.duckdb"
+    Store(db)
+    with duckdb.connect(str(db)) as con:
+        for table, column in (("subjects", "reference_sha256"), ("qc_metrics", "hd95_pooled_mm"),
+                              ("qc_metrics", "reference_label_map"),
+                              ("qc_metrics", "qc_version"), ("runs", "warnings")):
+            con.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    summary, store, cohort = run(cohort_csv, db)
+    assert not summary.errors
+    qc = store.qc_metrics(summary.cohort_id)
+    assert set(qc["subject_id"]) == {s.subject_id for s in cohort.subjects}
+    assert qc["hd95_pooled_mm"].notna().any()
