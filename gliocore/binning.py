@@ -71,20 +71,21 @@ class _CachedBinning:
 
     def _applyBinning(self, matrix):  # noqa: N802 (PyRadiomics' name)
         cache = getattr(_LOCAL, "cache", None)
-        binned = None
+        binned = levels = None
         if cache is not None:
-            for src, roi, settings, result in cache:
+            for src, roi, settings, result, grey in cache:
                 if (settings == self.settings and np.array_equal(roi, self.maskArray)
                         and np.array_equal(src, matrix)):
-                    binned = result.copy()
+                    binned, levels = result.copy(), grey.copy()
                     break
         if binned is None:
             binned = bin_image(matrix, self.maskArray, **self.settings)
+            levels = np.unique(binned[self.maskArray])
             if cache is not None:
                 cache.append((matrix.copy(), self.maskArray.copy(), dict(self.settings),
-                              binned.copy()))
-        self.coefficients["grayLevels"] = np.unique(binned[self.maskArray])
-        self.coefficients["Ng"] = int(np.max(self.coefficients["grayLevels"]))
+                              binned.copy(), levels.copy()))
+        self.coefficients["grayLevels"] = levels
+        self.coefficients["Ng"] = int(np.max(levels))
         return binned
 
 

@@ -423,6 +423,12 @@ class Store:
                         "FROM scans WHERE cohort_id = ? ORDER BY subject_id, scan_order",
                         [cohort_id])
 
+    def has_followups(self, cohort_id: str) -> bool:
+        """Whether any subject of the cohort has more than one scan."""
+        with self.connect() as con:
+            return con.execute("SELECT 1 FROM scans WHERE cohort_id = ? AND scan_order > 0 LIMIT 1",
+                               [cohort_id]).fetchone() is not None
+
     def scan_images(self, cohort_id: str, subject_id: str, scan_id: str) -> dict[str, str]:
         """Sequence -> path of one scan."""
         df = self._df("SELECT sequence, path FROM scan_images WHERE cohort_id = ? AND "
@@ -865,6 +871,27 @@ class Store:
             ORDER BY latest.subject_id, v.tumour_class, v.feature""",
                         [cohort_id, config_key, code_version, code_version])
 
+    def location_long_scans(self, cohort_id: str, config_key: str | None = None,
+                            code_version: str | None = None) -> pd.DataFrame:
+        """Location values of every scan's newest location set, long form: subject_id, scan_id,
+        tumour_class, feature, value, label, reason (location follows the scan's seg_key)."""
+        config_key = config_key or self.latest_config(cohort_id) or ""
+        return self._df("""
+            WITH latest AS (
+                SELECT subject_id, scan_id, location_key FROM (
+                    SELECT r.subject_id, r.scan_id, l.location_key,
+                           row_number() OVER (PARTITION BY r.subject_id, r.scan_id
+                                              ORDER BY l.created_at DESC) AS rn
+                    FROM scan_results r JOIN location_sets l ON l.seg_key = r.seg_key
+                    WHERE r.cohort_id = ? AND r.config_key = ?
+                      AND (CAST(? AS VARCHAR) IS NULL OR l.code_version = ?))
+                WHERE rn = 1)
+            SELECT latest.subject_id, latest.scan_id, v.tumour_class, v.feature, v.value, v.label,
+                   v.reason
+            FROM latest JOIN location_values v USING (location_key)
+            ORDER BY latest.subject_id, latest.scan_id, v.tumour_class, v.feature""",
+                        [cohort_id, config_key, code_version, code_version])
+
     # -- runs and errors ------------------------------------------------------------------
     def start_run(self, cohort_id: str, config_key: str, backend: str, workers: int,
                   n_subjects: int) -> str:
@@ -936,7 +963,9 @@ class Store:
             LEFT JOIN segmentations seg ON seg.seg_key = r.seg_key
             LEFT JOIN feature_sets fs ON fs.feature_key = r.feature_key
             LEFT JOIN (SELECT subject_id, first(stage) AS stage,
-                              string_agg(message, ' | ') AS message
+                              string_agg(CASE WHEN scan_id IS NULL THEN message
+                                         ELSE 'scan ' || scan_id || ': ' || message END,
+                                         ' | ') AS message
                        FROM subject_errors WHERE cohort_id = ? AND run_id = ?
                        GROUP BY subject_id) e ON e.subject_id = s.subject_id
             WHERE s.cohort_id = ? ORDER BY s.subject_id""",
