@@ -41,7 +41,8 @@ class _Bars:
     def __call__(self, stage: str, done: int, total: int, subject: str | None) -> None:
         bar = self.bars.get(stage)
         if bar is None:
-            bar = self._tqdm(total=total, desc=f"{stage:>8}", unit="scan", position=len(self.bars),
+            unit = "subj" if stage in ("generate", "followup") else "scan"  # pipeline: per scan
+            bar = self._tqdm(total=total, desc=f"{stage:>8}", unit=unit, position=len(self.bars),
                              leave=True, disable=self.disable, dynamic_ncols=True)
             self.bars[stage] = bar
         bar.n = done
@@ -151,7 +152,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     df = seed_table(store, cohort_id, args.config, only_processed=args.only_processed)
     path = write_table(df, Path(args.output))
     print(f"wrote {len(df)} rows x {df.shape[1]} columns to {path}")
-    if args.scans_output or (store.scans(cohort_id)["scan_order"] > 0).any():
+    if args.scans_output or store.has_followups(cohort_id):
         from gliocore.export import scan_table
         out = Path(args.scans_output) if args.scans_output else \
             path.with_name(f"{path.stem}_scans{path.suffix}")
@@ -185,6 +186,11 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     print(f"cohort {info['name']!r} ({cohort_id}): {info['clinical_csv']}")
     print(f"{len(st)} subjects: {int(st['segmented'].sum())} segmented, "
           f"{int(st['features'].sum())} with features, {int(st['error'].notna().sum())} with errors")
+    scans = store.scan_results(cohort_id)
+    if (scans["scan_order"] > 0).any():
+        print(f"{len(scans)} scans ({int((scans['scan_order'] > 0).sum())} follow-ups), "
+              f"{int(scans['seg_key'].notna().sum())} with results; the table shows each "
+              "subject's baseline scan, errors of other scans are prefixed with their scan")
     with pd.option_context("display.max_rows", None, "display.width", 160,
                            "display.max_colwidth", 80):
         cols = ["subject_id", "has_images", "segmented", "features", "backend", "error_stage", "error"]

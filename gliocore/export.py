@@ -1,5 +1,10 @@
 """The seed-style wide table: one row per subject, clinical columns + features + tumour_volume.
 
+A cohort with several scans per subject: the wide table is each subject's baseline (first)
+scan, plus PFS and best response (:func:`add_longitudinal_endpoints`); :func:`scan_table` is the
+long per-scan table (times, volumes, changes from baseline and nadir, volumetric RANO 2.0
+category, and the scan's features).
+
 Column names follow the seed notebook, with label 1 = contrast-enhancing and label 2 =
 non-enhancing (GlioScope's canonical numbers, whatever the segmentation source called them):
 
@@ -311,6 +316,8 @@ def add_longitudinal_endpoints(table: pd.DataFrame, store: Store, cohort_id: str
                                criteria: ResponseCriteria = RANO2_VOLUMETRIC) -> pd.DataFrame:
     """The wide table with PFS and best response per subject when the cohort has follow-up
     scans; unchanged for a cohort with one scan per subject."""
+    if not store.has_followups(cohort_id):
+        return table
     response = cohort_response_of(store, cohort_id, config_key, criteria)
     if not response.is_longitudinal:
         return table

@@ -423,6 +423,12 @@ class Store:
                         "FROM scans WHERE cohort_id = ? ORDER BY subject_id, scan_order",
                         [cohort_id])
 
+    def has_followups(self, cohort_id: str) -> bool:
+        """Whether any subject of the cohort has more than one scan."""
+        with self.connect() as con:
+            return con.execute("SELECT 1 FROM scans WHERE cohort_id = ? AND scan_order > 0 LIMIT 1",
+                               [cohort_id]).fetchone() is not None
+
     def scan_images(self, cohort_id: str, subject_id: str, scan_id: str) -> dict[str, str]:
         """Sequence -> path of one scan."""
         df = self._df("SELECT sequence, path FROM scan_images WHERE cohort_id = ? AND "
@@ -957,7 +963,9 @@ class Store:
             LEFT JOIN segmentations seg ON seg.seg_key = r.seg_key
             LEFT JOIN feature_sets fs ON fs.feature_key = r.feature_key
             LEFT JOIN (SELECT subject_id, first(stage) AS stage,
-                              string_agg(message, ' | ') AS message
+                              string_agg(CASE WHEN scan_id IS NULL THEN message
+                                         ELSE 'scan ' || scan_id || ': ' || message END,
+                                         ' | ') AS message
                        FROM subject_errors WHERE cohort_id = ? AND run_id = ?
                        GROUP BY subject_id) e ON e.subject_id = s.subject_id
             WHERE s.cohort_id = ? ORDER BY s.subject_id""",
