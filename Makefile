@@ -31,6 +31,7 @@ browser-deps:
 	scripts/install_browser.sh
 
 test: setup-dev browser-deps
+	$(VENV)/bin/hadolint Dockerfile
 	$(PY) -m pytest -q
 
 lint: setup-dev

@@ -275,8 +275,10 @@ def detect_space(shape: Sequence[int], affine: np.ndarray, tol_mm: float = 1.0,
                  spaces: Sequence[str] = ("sri24", "mni152")) -> str | None:
     """The template space a grid already lies in, or None (native space).
 
-    A grid is in a space when its shape equals the space's and its affine matches the space's
-    grid affine: direction and spacing within 1e-3, origin within ``tol_mm``.
+    A grid is in a space when, brought to the space's voxel order (axis flips and permutations,
+    no resampling), its shape equals the space's and its affine matches the space's grid affine:
+    direction and spacing within 1e-3, origin within ``tol_mm``. So SRI24 data stored in RAS
+    voxel order is SRI24 too.
 
     Parameters
     ----------
@@ -286,13 +288,19 @@ def detect_space(shape: Sequence[int], affine: np.ndarray, tol_mm: float = 1.0,
         Largest origin difference accepted (mm).
     """
     affine = np.asarray(affine, dtype=float)
+    shape = tuple(int(s) for s in shape)
     for name in spaces:
         spec = SPACES[name]
         target = spec.grid_affine if spec.grid_affine is not None else _file_affine(name)
-        if tuple(int(s) for s in shape) != spec.shape:
+        # the grid as it would be in the space's voxel order (axis flips/permutations only)
+        ornt = nib.orientations.ornt_transform(nib.orientations.io_orientation(affine),
+                                               nib.orientations.io_orientation(target))
+        re_affine = affine @ nib.orientations.inv_ornt_aff(ornt, shape)
+        re_shape = tuple(shape[int(a)] for a in np.argsort(ornt[:, 0]))
+        if re_shape != spec.shape:
             continue
-        if np.allclose(affine[:3, :3], target[:3, :3], atol=1e-3) and \
-                np.all(np.abs(affine[:3, 3] - target[:3, 3]) <= tol_mm):
+        if np.allclose(re_affine[:3, :3], target[:3, :3], atol=1e-3) and \
+                np.all(np.abs(re_affine[:3, 3] - target[:3, 3]) <= tol_mm):
             return name
     return None
 

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from gliocore.errors import StoreBusyError
 from gliocore.settings import Settings
 
 
@@ -41,7 +42,8 @@ class _Bars:
     def __call__(self, stage: str, done: int, total: int, subject: str | None) -> None:
         bar = self.bars.get(stage)
         if bar is None:
-            bar = self._tqdm(total=total, desc=f"{stage:>8}", unit="scan", position=len(self.bars),
+            unit = "subj" if stage in ("generate", "followup") else "scan"  # pipeline: per scan
+            bar = self._tqdm(total=total, desc=f"{stage:>8}", unit=unit, position=len(self.bars),
                              leave=True, disable=self.disable, dynamic_ncols=True)
             self.bars[stage] = bar
         bar.n = done
@@ -118,7 +120,7 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         raise SystemExit(f"--reference-label-map: {exc}") from None
     cohort, _naming = _load_cohort_from_args(args, settings)
-    store = Store(args.db or settings.db)
+    store = Store(args.db or settings.db, run_wait=args.wait)
     from gliocore.localise import LocationConfig
     location = None if args.no_location else LocationConfig(
         space=args.space, atlas=args.atlas, transform=args.registration)
@@ -151,7 +153,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     df = seed_table(store, cohort_id, args.config, only_processed=args.only_processed)
     path = write_table(df, Path(args.output))
     print(f"wrote {len(df)} rows x {df.shape[1]} columns to {path}")
-    if args.scans_output or (store.scans(cohort_id)["scan_order"] > 0).any():
+    if args.scans_output or store.has_followups(cohort_id):
         from gliocore.export import scan_table
         out = Path(args.scans_output) if args.scans_output else \
             path.with_name(f"{path.stem}_scans{path.suffix}")
@@ -185,6 +187,11 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     print(f"cohort {info['name']!r} ({cohort_id}): {info['clinical_csv']}")
     print(f"{len(st)} subjects: {int(st['segmented'].sum())} segmented, "
           f"{int(st['features'].sum())} with features, {int(st['error'].notna().sum())} with errors")
+    scans = store.scan_results(cohort_id)
+    if (scans["scan_order"] > 0).any():
+        print(f"{len(scans)} scans ({int((scans['scan_order'] > 0).sum())} follow-ups), "
+              f"{int(scans['seg_key'].notna().sum())} with results; the table shows each "
+              "subject's baseline scan, errors of other scans are prefixed with their scan")
     with pd.option_context("display.max_rows", None, "display.width", 160,
                            "display.max_colwidth", 80):
         cols = ["subject_id", "has_images", "segmented", "features", "backend", "error_stage", "error"]
@@ -259,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--scheduler", help="dask executor: scheduler address, tcp://HOST:PORT")
     pr.add_argument("--output-dir", help="where masks are written (default data/segmentations)")
     pr.add_argument("--subjects", nargs="*", help="only these subject IDs")
+    pr.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                    help="when another run is processing into the same store, wait up to this "
+                         "long for it to finish (default: refuse at once, saying who holds it)")
     pr.add_argument("--space", default="auto", choices=["auto", "sri24", "mni152", "native"],
                     help="atlas space of the images: auto = detect from grid + affine, else "
                          "register to --atlas (default auto)")
@@ -304,6 +314,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; finished subjects are saved, a re-run resumes", file=sys.stderr)
         return 130
+    except StoreBusyError as exc:  # another run holds the store: say who, change nothing
+        print(f"error: {exc}", file=sys.stderr)
+        return 75
 
 
 if __name__ == "__main__":  # pragma: no cover

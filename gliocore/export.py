@@ -1,5 +1,10 @@
 """The seed-style wide table: one row per subject, clinical columns + features + tumour_volume.
 
+A cohort with several scans per subject: the wide table is each subject's baseline (first)
+scan, plus PFS and best response (:func:`add_longitudinal_endpoints`); :func:`scan_table` is the
+long per-scan table (times, volumes, changes from baseline and nadir, volumetric RANO 2.0
+category, and the scan's features).
+
 Column names follow the seed notebook, with label 1 = contrast-enhancing and label 2 =
 non-enhancing (GlioScope's canonical numbers, whatever the segmentation source called them):
 
@@ -260,10 +265,11 @@ def seed_table(store: Store, cohort_id: str, config_key: str | None = None,
     only_processed : bool
         Drop subjects without features.
     """
-    clinical = store.clinical(cohort_id)
-    feats = features_wide(store.features_long(cohort_id, config_key),
-                          class_voxel_volumes(store, cohort_id, config_key))
-    loc = location_wide(store.location_long(cohort_id, config_key, LOCATION_VERSION))
+    with store.reading():  # one connection for the table's several queries
+        clinical = store.clinical(cohort_id)
+        feats = features_wide(store.features_long(cohort_id, config_key),
+                              class_voxel_volumes(store, cohort_id, config_key))
+        loc = location_wide(store.location_long(cohort_id, config_key, LOCATION_VERSION))
     if not loc.empty and "SUBJECT ID" in feats.columns:
         feats = feats.merge(loc, on="SUBJECT ID", how="left")
     if clinical.empty:
@@ -311,6 +317,8 @@ def add_longitudinal_endpoints(table: pd.DataFrame, store: Store, cohort_id: str
                                criteria: ResponseCriteria = RANO2_VOLUMETRIC) -> pd.DataFrame:
     """The wide table with PFS and best response per subject when the cohort has follow-up
     scans; unchanged for a cohort with one scan per subject."""
+    if not store.has_followups(cohort_id):
+        return table
     response = cohort_response_of(store, cohort_id, config_key, criteria)
     if not response.is_longitudinal:
         return table
@@ -353,6 +361,14 @@ def scan_table(store: Store, cohort_id: str, config_key: str | None = None,
         wide = wide.drop(columns=["SUBJECT ID"]).assign(**{"SUBJECT ID": parts[0],
                                                            "scan_id": parts[1]})
         out = out.merge(wide, on=["SUBJECT ID", "scan_id"], how="left")
+    loc_long = store.location_long_scans(cohort_id, config_key, LOCATION_VERSION)
+    if not loc_long.empty:  # atlas location per scan (it follows each scan's segmentation)
+        sep = "\x1f"
+        loc = location_wide(loc_long.assign(subject_id=loc_long["subject_id"].astype(str) + sep
+                                            + loc_long["scan_id"].astype(str)))
+        parts = loc["SUBJECT ID"].str.split(sep, n=1, expand=True)
+        loc = loc.drop(columns=["SUBJECT ID"]).assign(**{"SUBJECT ID": parts[0], "scan_id": parts[1]})
+        out = out.merge(loc, on=["SUBJECT ID", "scan_id"], how="left")
     return out.reset_index(drop=True)
 
 

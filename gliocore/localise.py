@@ -108,16 +108,14 @@ def locate_subject(task: dict[str, Any]) -> dict[str, Any]:
         if task["space"] == "atlas":
             frame = frame_in_atlas_space(atlas, affine, mask.shape)
             atlas_mask_path = task["mask_path"]
+            if not frame.same_voxel_order:  # e.g. SRI24 stored in RAS voxel order
+                atlas_mask_path = _write_atlas_mask(task, frame.to_atlas(mask), atlas)
         else:
             from gliocore import registration as reg_mod
             reg = _registration(task, atlas, reg_mod)
             out["registration"] = reg
             frame = reg_mod.frame_from_registration(reg, atlas, mask.shape, affine)
-            warped = frame.to_atlas(mask)
-            path = Path(task["out_dir"]) / "locations" / f"{task['location_key'][:24]}_atlas.nii.gz"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            nib.save(nib.Nifti1Image(warped, atlas.affine), path)
-            atlas_mask_path = str(path)
+            atlas_mask_path = _write_atlas_mask(task, frame.to_atlas(mask), atlas)
         result = locate(mask, frame, spacing)
         out["rows"] = [(v.tumour_class, v.feature, v.value, v.label, v.reason) for v in result.values]
         out["atlas_mask_path"] = atlas_mask_path
@@ -127,6 +125,14 @@ def locate_subject(task: dict[str, Any]) -> dict[str, Any]:
                         "path": task.get("moving_path") if task["space"] != "atlas"
                         else task["mask_path"]}
     return out
+
+
+def _write_atlas_mask(task: dict[str, Any], mask: np.ndarray, atlas: atlas_mod.Atlas) -> str:
+    """The tumour mask on the atlas grid, for the cohort lesion-frequency map."""
+    path = Path(task["out_dir"]) / "locations" / f"{task['location_key'][:24]}_atlas.nii.gz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(np.asarray(mask, dtype=np.uint8), atlas.affine), path)
+    return str(path)
 
 
 def _registration(task: dict[str, Any], atlas: atlas_mod.Atlas, reg_mod: Any) -> Any:

@@ -84,6 +84,8 @@ class SubjectFrame:
         ``bits_at(idx)`` returns the (N,) uint16 atlas region bits at those voxels.
     to_atlas : callable
         ``to_atlas(mask)`` returns a label mask on the atlas grid (for cohort frequency maps).
+    same_voxel_order : bool
+        The subject's voxels are the atlas's voxels (so its mask needs no reordering).
     """
 
     atlas: Atlas
@@ -91,6 +93,7 @@ class SubjectFrame:
     coords_at: Callable[[np.ndarray], np.ndarray]
     bits_at: Callable[[np.ndarray], np.ndarray]
     to_atlas: Callable[[np.ndarray], np.ndarray]
+    same_voxel_order: bool = False
 
 
 def frame_in_atlas_space(atlas: Atlas, affine: np.ndarray, shape: tuple[int, ...]) -> SubjectFrame:
@@ -99,18 +102,33 @@ def frame_in_atlas_space(atlas: Atlas, affine: np.ndarray, shape: tuple[int, ...
     Atlas coordinates come from the subject's *own* affine, so its left and right are the
     subject's, whatever the voxel order.
     """
-    if tuple(shape) != atlas.shape:
+    import nibabel as nib
+
+    affine = np.asarray(affine, dtype=float)
+    # The same space stored in another voxel order (e.g. RAS instead of the atlas's LPS): the
+    # atlas regions are reordered to the subject's axes (no resampling), and back for to_atlas.
+    ornt = nib.orientations.ornt_transform(nib.orientations.io_orientation(atlas.affine),
+                                           nib.orientations.io_orientation(affine))
+    identity = np.array_equal(ornt, [[0, 1], [1, 1], [2, 1]])
+    bits = atlas.bits if identity else np.asarray(nib.orientations.apply_orientation(atlas.bits,
+                                                                                      ornt))
+    if tuple(shape) != bits.shape:
         raise ValueError(f"subject grid {tuple(shape)} is not the {atlas.name} grid {atlas.shape}; "
                          "register the subject to the atlas instead")
-    affine = np.asarray(affine, dtype=float)
+    back = nib.orientations.ornt_transform(nib.orientations.io_orientation(affine),
+                                           nib.orientations.io_orientation(atlas.affine))
 
     def coords_at(idx: np.ndarray) -> np.ndarray:
         return idx @ affine[:3, :3].T + affine[:3, 3]
 
     def bits_at(idx: np.ndarray) -> np.ndarray:
-        return atlas.bits[idx[:, 0], idx[:, 1], idx[:, 2]]
+        return bits[idx[:, 0], idx[:, 1], idx[:, 2]]
 
-    return SubjectFrame(atlas, "atlas", coords_at, bits_at, lambda m: np.asarray(m))
+    def to_atlas(m: np.ndarray) -> np.ndarray:
+        return np.asarray(m) if identity else np.asarray(nib.orientations.apply_orientation(
+            np.asarray(m), back))
+
+    return SubjectFrame(atlas, "atlas", coords_at, bits_at, to_atlas, identity)
 
 
 def _bbox(mask: np.ndarray, pad: int = 2) -> tuple[slice, ...]:

@@ -368,11 +368,19 @@ def start_run(cohort: Cohort, store: Store, config: ProcessingConfig,
     subjects = [s for s in cohort.scans if wanted is None or s.subject_id in wanted]
     # the scan whose result is also the subject's (cross-sectional analyses): its first one
     baselines = {(s.subject_id, getattr(s, "scan_id", BASELINE_SCAN)) for s in cohort.subjects}
-    with store.batch():
-        cid = register_cohort(store, cohort)
-        store.put_config(config_key, segmenter.name, segmenter.version, token, params_fp,
-                         json.dumps(params, sort_keys=True, default=str))
-        run_id = store.start_run(cid, config_key, segmenter.name, config.workers, len(subjects))
+    # one run per store: wait for (or refuse) another one before writing anything, and before
+    # batch() opens the file, which the running one needs
+    lock = store.acquire_run_lock(f"processing cohort {cohort.name!r} with {segmenter.name}")
+    try:
+        with store.batch():
+            cid = register_cohort(store, cohort)
+            store.put_config(config_key, segmenter.name, segmenter.version, token, params_fp,
+                             json.dumps(params, sort_keys=True, default=str))
+            run_id = store.start_run(cid, config_key, segmenter.name, config.workers,
+                                     len(subjects), lock=lock)
+    except BaseException:
+        lock.release()
+        raise
     out_root = (config.output_dir or store.path.parent / "segmentations") / safe_name(cohort.name) \
         / f"{segmenter.name}-{text_sha256(token)[:8]}"
     ctx = RunContext(store, config, cid, config_key, run_id, segmenter, token, params, params_fp,
@@ -384,15 +392,19 @@ def start_run(cohort: Cohort, store: Store, config: ProcessingConfig,
 class ResultWriter:
     """The driver's only way into the store during a run: buffers results, errors and file
     hashes and writes them in batches (one connection and transaction each, every
-    ``flush_seconds`` or ``max_batch`` scans), so bookkeeping costs a few statements per batch rather than several
+    ``flush_seconds`` — or ``cost_ratio`` times the last write's duration when that is longer —
+    or ``max_batch`` scans), so bookkeeping costs a few statements per batch rather than several
     connections per subject. A crash loses at most the unflushed subjects, whose work a re-run
     redoes; nothing is ever half-written.
     """
 
-    def __init__(self, ctx: RunContext, flush_seconds: float = 5.0, max_batch: int = 500) -> None:
+    def __init__(self, ctx: RunContext, flush_seconds: float = 5.0, max_batch: int = 500,
+                 cost_ratio: float = 10.0) -> None:
         self.ctx = ctx
         self.flush_seconds = flush_seconds
         self.max_batch = max_batch
+        self.cost_ratio = cost_ratio
+        self._interval = flush_seconds
         self._results: list[dict[str, Any]] = []
         self._errors: list[tuple] = []
         self._stale: list[tuple] = []
@@ -431,11 +443,12 @@ class ResultWriter:
 
     def maybe_flush(self) -> None:
         n = len(self._results) + len(self._errors)
-        if n >= self.max_batch or (n and time.monotonic() - self._last >= self.flush_seconds):
+        if n >= self.max_batch or (n and time.monotonic() - self._last >= self._interval):
             self.flush()
 
     def flush(self) -> None:
         store = self.ctx.store
+        started = time.monotonic()
         if self.hashes or self._stale or self._results or self._errors:
             with store.batch():  # one connection, one transaction
                 store.put_image_hashes(self.hashes)
@@ -443,7 +456,11 @@ class ResultWriter:
                 store.save_subject_results(self._results)
                 store.add_errors(self._errors)
         self.hashes, self._stale, self._results, self._errors = [], [], [], []
-        self._last = time.monotonic()
+        now = time.monotonic()
+        # a slow store (a loaded machine, a big file) is written less often: flushing stays
+        # under ~1/(1 + cost_ratio) of the run, at the price of more work redone after a crash
+        self._interval = max(self.flush_seconds, self.cost_ratio * (now - started))
+        self._last = now
 
 
 def _stat_key(path: Path) -> tuple[str, int, int]:

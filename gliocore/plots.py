@@ -408,7 +408,7 @@ def survival_rank_figure(times: Sequence[float], groups: Sequence[str], died: Se
                 x=rank[sel], y=ts[sel], mode="markers",
                 name=f"{name} · {'died' if observed else 'censored'} ({int(sel.sum())})",
                 marker=dict(size=5 if n > 300 else 7, color=colour if observed else "white",
-                            line=dict(color=colour, width=1)),
+                            line=dict(color=colour, width=1), opacity=0.75 if n > 300 else 1.0),
                 customdata=sid[sel],
                 hovertemplate="%{customdata}<br>%{y:.1f} " + time_label + "<extra></extra>"))
     if threshold is not None:

@@ -91,7 +91,7 @@ class Settings:
     store_path: Path | None = None
     demo_n_subjects: int = 30
     demo_seed: int = 0
-    #: The demo gets follow-up scans (1-5 per subject, some none) for the Progression page.
+    #: The demo gets follow-up scans (1-4 per subject, some none) for the Progression page.
     demo_followups: bool = True
     short_survival_months: float = 5.0
     default_backend: str = "baseline"

@@ -819,10 +819,10 @@ def make_tiny_cohort(tmp_dir: PathType, n: int = 4, shape: Sequence[int] = (48, 
 # Kept apart from the anatomy above: a follow-up is made from a subject's written baseline
 # files (whatever anatomy produced them) by a radial deformation that scales the tumour.
 
-#: Follow-up scans per subject with follow-up (the baseline comes on top): 1-5.
-MAX_FOLLOWUPS = 5
-#: Share of subjects with only their baseline scan.
-BASELINE_ONLY_FRACTION = 0.2
+#: Follow-up scans per subject with follow-up (the baseline comes on top): 1-4.
+MAX_FOLLOWUPS = 4
+#: Share of subjects with only their baseline scan (also keeps the demo quick to process).
+BASELINE_ONLY_FRACTION = 0.4
 FOLLOWUP_DIR = "followup"
 SCANS_CSV = "scans.csv"
 
@@ -853,9 +853,9 @@ def plan_followups(survival_months: float, event: int, idh_status: str,
     """Follow-up scans of one subject, consistent with their survival.
 
     Scans come at a regular interval (jittered ± 15 %) until death or censoring, at most
-    :data:`MAX_FOLLOWUPS`: every survival/6 days, between 6 weeks and a year (about every 3
+    :data:`MAX_FOLLOWUPS`: every survival/5 days, between 6 weeks and a year (about every 3
     months for a median glioblastoma survival; less often for long survivors). The tumour first responds to treatment (IDH-wildtype: a volume
-    ratio falling to 0.15-0.9 of baseline; IDH-mutant: 0.6-1.1, mostly stable), then, for a
+    ratio falling to 0.1-0.8 of baseline; IDH-mutant: 0.6-1.1, mostly stable), then, for a
     subject who dies (and for half of those censored), progresses at 45-85 % of the survival
     time: at the first scan after that it is >= 1.6x its nadir and keeps growing. About one in
     six deep responders loses its enhancement (complete response of the enhancing tumour).
@@ -865,12 +865,12 @@ def plan_followups(survival_months: float, event: int, idh_status: str,
     horizon_days = float(survival_months) * 30.4375
     progresses = bool(event) or rng.random() < 0.5
     t_prog = horizon_days * rng.uniform(0.45, 0.85) if progresses else np.inf
-    # every ~3 months; long survivors less often (the 5 follow-ups span ~5/6 of the survival)
-    interval = float(np.clip(horizon_days / 6.0, 42.0, 365.0))
+    # every ~3 months; long survivors less often (the 4 follow-ups span ~4/5 of the survival)
+    interval = float(np.clip(horizon_days / 5.0, 42.0, 365.0))
     if idh_status == "mutant":
         floor = rng.uniform(0.6, 1.1)
     else:
-        floor = rng.uniform(0.15, 0.9)
+        floor = rng.uniform(0.1, 0.8)
     loses_enhancement = floor < 0.3 and rng.random() < 0.35
     plan: list[FollowUp] = []
     day = 0.0
@@ -880,7 +880,7 @@ def plan_followups(survival_months: float, event: int, idh_status: str,
         if day >= horizon_days:
             break
         if day < t_prog:
-            ratio = floor + (1.0 - floor) * math.exp(-day / (1.5 * interval))
+            ratio = floor + (1.0 - floor) * math.exp(-day / interval)
             nadir = min(nadir, ratio)
             gone = loses_enhancement and k >= 2
         else:
@@ -896,8 +896,8 @@ def scale_tumour(images: Mapping[str, np.ndarray], truth: np.ndarray, affine: np
 
     Inside the scaled tumour the image is the baseline's, magnified; between it and a margin
     around it, the surrounding brain is pushed out (growth, mass effect) or drawn in (shrinkage);
-    beyond the margin nothing moves. Images are resampled trilinearly, the truth by nearest
-    neighbour.
+    beyond the margin nothing moves, and the brain's outline (non-zero voxels) never moves.
+    Images are resampled trilinearly, the truth by nearest neighbour.
     """
     if not np.any(truth):
         return {k: np.asarray(v) for k, v in images.items()}, truth
@@ -922,16 +922,25 @@ def scale_tumour(images: Mapping[str, np.ndarray], truth: np.ndarray, affine: np
     pos = np.nonzero(moving)
     # (p_ + a) is the voxel index; the source is centre + (index - centre) * ratio
     coords = np.stack([c + (p_ + a - c) * ratio for p_, a, c in zip(pos, lo, centre)])
+    # the brain's outline stays where it was (the skull does not move): nothing is drawn in
+    # from outside the brain, and a brain voxel the warp would leave empty keeps its value
+    brain = np.zeros(truth.shape, dtype=bool)
+    for img in images.values():
+        brain |= np.asarray(img) > 0
     out_images: dict[str, np.ndarray] = {}
     for seq, img in images.items():
         src = np.asarray(img, dtype=np.float32)
         full = np.array(src, copy=True)
         sub = full[box]
         sub[moving] = ndi.map_coordinates(src, coords, order=1, mode="nearest")
+        hole = brain & (full <= 0)
+        full[hole] = src[hole]
+        full[~brain] = 0.0
         out_images[seq] = full
     new_truth = np.array(truth, copy=True)
     sub = new_truth[box]
     sub[moving] = ndi.map_coordinates(truth, coords, order=0, mode="nearest")
+    new_truth[~brain] = 0
     return out_images, new_truth
 
 

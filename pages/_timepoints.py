@@ -81,7 +81,7 @@ def render(ctx: common.Context, subject_id: str | None) -> None:
         m2d = plots.extract_slice(mask, plane, k) if (mask is not None and overlay) else None
         when = "" if pd.isna(r.days) else f" · {r.days / DAYS_PER_MONTH:.1f} mo"
         vol = "" if pd.isna(r.volume_ce_mm3) else \
-            f" · CE {r.volume_ce_mm3 / 1000:.1f} / NE {r.volume_ne_mm3 / 1000:.1f} cm³"
+            f" · CE {r.volume_ce_mm3 / 1000:.1f}, NE {r.volume_ne_mm3 / 1000:.1f}"
         panels.append((f"{r.scan_id}{when}{vol}",
                        plots.slice_rgb(img2d, plots.window_bounds(lo, hi), m2d, (1, 2), 0.4,
                                        None, max_pixels=256)))
@@ -90,7 +90,8 @@ def render(ctx: common.Context, subject_id: str | None) -> None:
     cols_mm = {"axial": spacing[0], "coronal": spacing[0], "sagittal": spacing[1]}[plane]
     st.plotly_chart(plots.slices_figure(panels, height=380, pixel_aspect=rows_mm / cols_mm),
                     key="tp_slices", config={"displayModeBar": False})
-    st.caption(f"{sid}: {len(vols)} scans; showing {start + 1}–{start + len(panels)}. Red = "
+    st.caption(f"{sid}: {len(vols)} scans; showing {start + 1}–{start + len(panels)}. Titles: scan, "
+               "months from baseline, contrast-enhancing (CE) and non-enhancing (NE) volume in cm³. Red = "
                "contrast-enhancing, yellow = non-enhancing (each scan's own segmentation). The "
                "slice index is the same on every scan: scans of one subject are compared on "
                "their common grid (no registration between timepoints is done).")

@@ -56,7 +56,9 @@ tab_subj, tab_cohort, tab_swim, tab_fall, tab_table = st.tabs(
     ["Subject trajectory", "Cohort trajectories", "Swimmer plot", "Waterfall", "Tables"])
 
 with tab_subj:
-    ids = subjects.sort_values(["n_scans", "subject_id"], ascending=[False, True])["subject_id"].tolist()
+    # subjects who progressed first, then by number of scans: the most telling trajectories
+    ids = subjects.assign(_p=subjects["progression_days"].notna()).sort_values(
+        ["_p", "n_scans", "subject_id"], ascending=[False, False, True])["subject_id"].tolist()
     s1, s2 = st.columns([2, 1])
     sid = s1.selectbox("Subject", ids, key="prog_subject",
                        format_func=lambda i: f"{i} ({int(subjects.set_index('subject_id').at[i, 'n_scans'])} scans)")

@@ -94,6 +94,30 @@ def save(png: bytes, path: Path, width: int = 1400) -> int:
     return buf.tell()
 
 
+def has_followups(db: Path) -> str | None:
+    """A subject to show in the timepoint viewer when the store holds follow-up scans, else
+    None."""
+    import duckdb
+    try:
+        con = duckdb.connect(str(db), read_only=True)
+        try:
+            # the subject with >= 3 scans whose tumour volume changed most (else most scans)
+            row = con.execute("""
+                SELECT r.subject_id, count(*) AS n,
+                       max(s.volume_ce_mm3 + s.volume_ne_mm3)
+                       / greatest(min(s.volume_ce_mm3 + s.volume_ne_mm3), 1.0) AS change
+                FROM scan_results r JOIN segmentations s USING (seg_key)
+                GROUP BY r.subject_id HAVING n >= 3 ORDER BY change DESC, n DESC LIMIT 1
+                """).fetchone() or con.execute(
+                "SELECT subject_id, count(*) AS n FROM scans GROUP BY subject_id "
+                "HAVING n > 1 ORDER BY n DESC, subject_id LIMIT 1").fetchone()
+            return None if row is None else str(row[0])
+        finally:
+            con.close()
+    except duckdb.Error:
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(REPO))
     from gliocore.settings import Settings
@@ -112,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     from playwright.sync_api import sync_playwright
 
+    longitudinal = has_followups(args.db)
     port = free_port()
     proc = start_server(args.db.resolve(), port)
     base = f"http://127.0.0.1:{port}"
@@ -188,6 +213,23 @@ def main(argv: list[str] | None = None) -> int:
             page.get_by_role("button", name="Run cross-validation").click()
             page.get_by_text("Held-out performance").first.wait_for(timeout=300_000)
             shoot("classifiers")
+
+            if longitudinal:  # a cohort with follow-up scans (the demo of `make run`)
+                open_("progression", "Progression", 1250)
+                page.locator(".js-plotly-plot").first.wait_for()
+                shoot("progression")
+                for tab, name in (("Cohort trajectories", "progression_spaghetti"),
+                                  ("Swimmer plot", "progression_swimmer"),
+                                  ("Waterfall", "progression_waterfall")):
+                    page.get_by_role("tab", name=tab).click()
+                    shoot(name)
+                open_("viewer", "Viewer", 900)
+                page.get_by_role("tab", name="Timepoints").click()
+                wait_idle(page)
+                page.locator(".st-key-tp_subject").get_by_test_id("stSelectbox").click()
+                page.get_by_role("option", name=longitudinal, exact=True).first.click()
+                wait_idle(page)
+                shoot("viewer_timepoints")
 
             open_("qc", "Segmentation QC", 1400)
             shoot("qc")

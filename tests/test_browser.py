@@ -135,7 +135,7 @@ def pick(page, label: str, option: str) -> None:
 
 PAGES = [("", "Cohort"), ("viewer", "Viewer"), ("features", "Features"),
          ("survival", "Survival"), ("classifiers", "Classifiers"), ("qc", "Segmentation QC"),
-         ("about", "About")]
+         ("about", "About"), ("location", "Location")]
 
 
 @pytest.mark.parametrize("path,title", PAGES)

@@ -2,6 +2,9 @@
 their driver."""
 from __future__ import annotations
 
+import functools
+import os
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -70,4 +73,28 @@ def _square(x: int) -> int:
 
 def test_local_executor_runs_tasks_in_worker_processes():
     got = dict(LocalExecutor(2).map_unordered(_square, [1, 2, 3]))
+    assert got == {1: 1, 2: 4, 3: 9}
+
+
+def _square_but_kill_the_worker_once(x: int, marker: str) -> int:
+    """Kills its worker process the first time it sees 2 (as an out-of-memory kill would)."""
+    if x == 2 and not os.path.exists(marker):
+        Path(marker).write_text("died")
+        os._exit(1)
+    return x * x
+
+
+@pytest.mark.slow
+def test_dask_reschedules_a_killed_workers_task_elsewhere(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    import cloudpickle
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # tests/ is not on workers' path
+    marker = tmp_path / "died"
+    fn = functools.partial(_square_but_kill_the_worker_once, marker=str(marker))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  protocol="tcp://", host="127.0.0.1",
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        got = dict(DaskExecutor(client).map_unordered(fn, [1, 2, 3]))
+    assert marker.exists(), "the worker was never killed"
     assert got == {1: 1, 2: 4, 3: 9}

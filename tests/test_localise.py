@@ -9,7 +9,7 @@ import pytest
 
 from gliocore import localise, synth
 from gliocore.cohort import load_cohort
-from gliocore.export import seed_table
+from gliocore.export import scan_table, seed_table
 from gliocore.localise import LocationConfig
 from gliocore.pipeline import ProcessingConfig, process_cohort
 from gliocore.store import SCHEMA, Store
@@ -63,6 +63,8 @@ def test_native_subjects_are_registered_located_and_cached(cohort_csv, tmp_path,
                 "loc_wt_side_name"):
         assert col in table.columns, col
     assert "vasari_F6" not in table.columns            # never computed: not an empty column
+    scans = scan_table(store, summary.cohort_id, summary.config_key)  # per scan, too
+    assert "loc_wt_frontal_pct" in scans.columns and scans["loc_wt_volume_mm3"].notna().all()
     # volumes are subject-space volumes: the same as the segmentation's
     segs = store.segmentations_of(summary.cohort_id, summary.config_key).set_index("subject_id")
     t = table.set_index("SUBJECT ID")

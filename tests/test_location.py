@@ -152,7 +152,15 @@ def test_atlas_space_detection():
     assert detect_space((240, 240, 155), shifted, tol_mm=3.0) == "sri24"
     assert detect_space((200, 240, 155), a) is None
     ras = np.diag([1.0, 1.0, 1.0, 1.0])
-    assert detect_space((240, 240, 155), ras) is None       # other orientation: native
+    assert detect_space((240, 240, 155), ras) is None       # RAS grid elsewhere: native
+    # the SRI24 grid stored in RAS voxel order (axes 0 and 1 reversed) is still SRI24
+    flip = np.diag([-1.0, -1.0, 1.0, 1.0])
+    flip[0, 3], flip[1, 3] = 239, 239
+    assert detect_space((240, 240, 155), a @ flip) == "sri24"
+    # ... and with the axes permuted (155 first) too
+    perm = np.zeros((4, 4))
+    perm[0, 2] = perm[1, 1] = perm[2, 0] = perm[3, 3] = 1.0
+    assert detect_space((155, 240, 240), a @ perm) == "sri24"
     mni = atlas_mod._MNI152_AFFINE
     assert detect_space((182, 218, 182), mni) == "mni152"
 
@@ -217,3 +225,20 @@ def test_demo_subjects_lie_in_sri24_space_with_tumours_in_lobes(sri24):
     assert sides == {"left", "right"}
     again = synth.generate_subject("D", 1002)
     assert np.array_equal(again.truth, s.truth)
+
+
+def test_atlas_space_in_another_voxel_order_reorders_the_regions(tatlas):
+    """The same space stored with other axis directions (e.g. RAS): regions follow the affine."""
+    mask = ball(tatlas, (-16.0, 24.0, 4.0), 6.0)               # left frontal
+    flip = np.diag([-1.0, -1.0, 1.0, 1.0])
+    flip[0, 3], flip[1, 3] = tatlas.shape[0] - 1, tatlas.shape[1] - 1
+    affine = tatlas.affine @ flip                               # axes 0 and 1 reversed
+    stored = mask[::-1, ::-1].copy()
+    frame = frame_in_atlas_space(tatlas, affine, stored.shape)
+    assert not frame.same_voxel_order
+    res = locate(stored, frame, 2.0)
+    assert res.label("whole_tumour", "epicentre_region") == "frontal"
+    assert res.value("whole_tumour", "frontal_pct") == pytest.approx(100.0)
+    assert res.label("whole_tumour", "side") == "left"
+    assert np.array_equal(frame.to_atlas(stored), mask)        # back in atlas order for the map
+    assert frame_in_atlas_space(tatlas, tatlas.affine, mask.shape).same_voxel_order

@@ -166,6 +166,9 @@ def test_a_broken_scan_fails_alone_and_is_named(cohort_dir, tmp_path):
     assert len(summary.computed) == 5
     errors = store.errors(summary.cohort_id)
     assert list(zip(errors["subject_id"], errors["scan_id"])) == [("DEMO-001", "fu2")]
+    status = store.status(summary.cohort_id).set_index("subject_id")
+    assert status.at["DEMO-001", "error"].startswith("scan fu2: ")  # the subject's row names it
+    assert bool(status.at["DEMO-001", "segmented"])  # its baseline is fine
 
 
 def test_one_scan_cohort_unchanged(tiny_source, tmp_path):
@@ -262,7 +265,7 @@ def test_plan_followups_follow_survival():
                 assert ratios[k] >= 1.6 * min(ratios[:k]) - 1e-9
     counts = [len(synth.plan_followups(30.0, 0, "mutant", np.random.default_rng(s)))
               for s in range(200)]
-    assert 0.1 < counts.count(0) / 200 < 0.3        # some subjects have one scan only
+    assert 0.3 < counts.count(0) / 200 < 0.5        # some subjects have one scan only
     assert max(counts) == synth.MAX_FOLLOWUPS
 
 
