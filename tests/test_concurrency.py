@@ -41,7 +41,7 @@ def cli_run(csv: Path, db: Path, *extra: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.Popen([sys.executable, "-m", "gliocore", "--db", str(db), "-q", "process",
                              "--csv", str(csv), "--root", str(csv.parent), "--name", "conc",
-                             "--workers", "2", *extra],
+                             "--workers", "2", "--no-location", *extra],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
