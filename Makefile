@@ -41,4 +41,4 @@ bench: process
 	$(PY) benchmarks/bench_pipeline.py
 
 clean:
-	rm -rf data/demo data/gliocore.duckdb data/segmentations
+	rm -rf data/demo data/gliocore.duckdb data/gliocore.duckdb.* data/segmentations

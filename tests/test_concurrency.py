@@ -41,7 +41,7 @@ def cli_run(csv: Path, db: Path, *extra: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.Popen([sys.executable, "-m", "gliocore", "--db", str(db), "-q", "process",
                              "--csv", str(csv), "--root", str(csv.parent), "--name", "conc",
-                             "--workers", "2", *extra],
+                             "--workers", "2", "--no-location", *extra],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
@@ -109,9 +109,11 @@ def test_a_second_run_refuses_or_waits_and_nothing_is_corrupted(cohort_src, tmp_
     cid = store.cohorts()["cohort_id"].iloc[0]
     runs = store.runs(cid)
     assert sorted(runs["status"]) == ["finished", "finished"]  # the refused run left no row
-    # the results equal an undisturbed run's into a fresh store
+    # the results equal an undisturbed run's (same command) into a fresh store
     alone = tmp_path / "alone.duckdb"
-    process_cohort(cohort, Store(alone), ProcessingConfig(workers=1))
+    solo = cli_run(cohort_src, alone)
+    _out, err_solo = solo.communicate(timeout=1500)
+    assert solo.returncode == 0, err_solo
     a = seed_table(store, cid).sort_values("SUBJECT ID").reset_index(drop=True)
     b = seed_table(Store(alone), cid).sort_values("SUBJECT ID").reset_index(drop=True)
     assert a.equals(b)
