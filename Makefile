@@ -31,6 +31,7 @@ browser-deps:
 	scripts/install_browser.sh
 
 test: setup-dev browser-deps
+	$(VENV)/bin/hadolint Dockerfile
 	$(PY) -m pytest -q
 
 lint: setup-dev
@@ -40,4 +41,4 @@ bench: process
 	$(PY) benchmarks/bench_pipeline.py
 
 clean:
-	rm -rf data/demo data/gliocore.duckdb data/segmentations
+	rm -rf data/demo data/gliocore.duckdb data/gliocore.duckdb.* data/segmentations

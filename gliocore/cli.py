@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from gliocore.errors import StoreBusyError
 from gliocore.settings import Settings
 
 
@@ -119,7 +120,7 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         raise SystemExit(f"--reference-label-map: {exc}") from None
     cohort, _naming = _load_cohort_from_args(args, settings)
-    store = Store(args.db or settings.db)
+    store = Store(args.db or settings.db, run_wait=args.wait)
     from gliocore.localise import LocationConfig
     location = None if args.no_location else LocationConfig(
         space=args.space, atlas=args.atlas, transform=args.registration)
@@ -265,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--scheduler", help="dask executor: scheduler address, tcp://HOST:PORT")
     pr.add_argument("--output-dir", help="where masks are written (default data/segmentations)")
     pr.add_argument("--subjects", nargs="*", help="only these subject IDs")
+    pr.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                    help="when another run is processing into the same store, wait up to this "
+                         "long for it to finish (default: refuse at once, saying who holds it)")
     pr.add_argument("--space", default="auto", choices=["auto", "sri24", "mni152", "native"],
                     help="atlas space of the images: auto = detect from grid + affine, else "
                          "register to --atlas (default auto)")
@@ -310,6 +314,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; finished subjects are saved, a re-run resumes", file=sys.stderr)
         return 130
+    except StoreBusyError as exc:  # another run holds the store: say who, change nothing
+        print(f"error: {exc}", file=sys.stderr)
+        return 75
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -265,10 +265,11 @@ def seed_table(store: Store, cohort_id: str, config_key: str | None = None,
     only_processed : bool
         Drop subjects without features.
     """
-    clinical = store.clinical(cohort_id)
-    feats = features_wide(store.features_long(cohort_id, config_key),
-                          class_voxel_volumes(store, cohort_id, config_key))
-    loc = location_wide(store.location_long(cohort_id, config_key, LOCATION_VERSION))
+    with store.reading():  # one connection for the table's several queries
+        clinical = store.clinical(cohort_id)
+        feats = features_wide(store.features_long(cohort_id, config_key),
+                              class_voxel_volumes(store, cohort_id, config_key))
+        loc = location_wide(store.location_long(cohort_id, config_key, LOCATION_VERSION))
     if not loc.empty and "SUBJECT ID" in feats.columns:
         feats = feats.merge(loc, on="SUBJECT ID", how="left")
     if clinical.empty:

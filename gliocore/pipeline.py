@@ -368,11 +368,19 @@ def start_run(cohort: Cohort, store: Store, config: ProcessingConfig,
     subjects = [s for s in cohort.scans if wanted is None or s.subject_id in wanted]
     # the scan whose result is also the subject's (cross-sectional analyses): its first one
     baselines = {(s.subject_id, getattr(s, "scan_id", BASELINE_SCAN)) for s in cohort.subjects}
-    with store.batch():
-        cid = register_cohort(store, cohort)
-        store.put_config(config_key, segmenter.name, segmenter.version, token, params_fp,
-                         json.dumps(params, sort_keys=True, default=str))
-        run_id = store.start_run(cid, config_key, segmenter.name, config.workers, len(subjects))
+    # one run per store: wait for (or refuse) another one before writing anything, and before
+    # batch() opens the file, which the running one needs
+    lock = store.acquire_run_lock(f"processing cohort {cohort.name!r} with {segmenter.name}")
+    try:
+        with store.batch():
+            cid = register_cohort(store, cohort)
+            store.put_config(config_key, segmenter.name, segmenter.version, token, params_fp,
+                             json.dumps(params, sort_keys=True, default=str))
+            run_id = store.start_run(cid, config_key, segmenter.name, config.workers,
+                                     len(subjects), lock=lock)
+    except BaseException:
+        lock.release()
+        raise
     out_root = (config.output_dir or store.path.parent / "segmentations") / safe_name(cohort.name) \
         / f"{segmenter.name}-{text_sha256(token)[:8]}"
     ctx = RunContext(store, config, cid, config_key, run_id, segmenter, token, params, params_fp,

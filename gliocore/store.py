@@ -9,11 +9,15 @@ Everything GlioScope computes is cached here, keyed by content:
 
 Results of one subject are written in one transaction when the subject is done, so a crash
 loses at most the subjects in flight and a re-run resumes. Connections are short-lived so
-that the CLI and the dashboard can take turns on one file.
+that the CLI and the dashboard can take turns on one file: reads are read-only and go first
+(see :meth:`Store.read`), and one processing run at a time holds the store
+(:class:`gliocore.locking.RunLock`).
 """
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import threading
 import time
 import uuid
@@ -26,9 +30,12 @@ from typing import Any, Iterable, Iterator, Sequence
 import duckdb
 import pandas as pd
 
+from gliocore.locking import ReaderTurns, RunLock
 from gliocore.types import BASELINE_SCAN, PathType
 
 SCHEMA_VERSION = 1
+#: A reader uses the writer's snapshot only when it is at most this much older than the store.
+SNAPSHOT_MAX_LAG_S = 30.0
 
 #: The whole schema. Tables, in the order data flows.
 SCHEMA: tuple[str, ...] = (
@@ -268,15 +275,24 @@ class Store:
         Seconds to keep retrying when another process holds the file.
     """
 
-    def __init__(self, path: PathType, lock_timeout: float = 30.0) -> None:
+    def __init__(self, path: PathType, lock_timeout: float = 30.0,
+                 run_wait: float = 0.0) -> None:
         self.path = Path(path)
         self.lock_timeout = lock_timeout
-        self._local = threading.local()
+        self.run_wait = run_wait
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._readers = ReaderTurns(self.path)
+        self._run_locks: dict[str, RunLock] = {}
+        self._local = threading.local()
+        self.last_read_wait = 0.0
         with self.connect() as con:
             ensure_schema(con)
 
     # -- connection -----------------------------------------------------------------------
+    # Reads open the file read-only (many readers share it) and poll the lock every few ms;
+    # a reader kept waiting announces itself and writers let it in after their current short
+    # transaction (gliocore.locking.ReaderTurns): a read waits at most about one write
+    # transaction, not a whole run. Writers: keep transactions short (one subject / one batch).
     @contextmanager
     def batch(self) -> Iterator[None]:
         """Make the calls inside (on this thread) share one connection and one transaction.
@@ -297,20 +313,90 @@ class Store:
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A short-lived connection; retried while another process holds the file lock."""
+        """A short-lived read-write connection; retried while another process (or, in this
+        process, a read-only connection) holds the file; waiting readers go first."""
         shared = getattr(self._local, "con", None)
         if shared is not None:  # inside batch(): its connection
             yield shared
             return
         deadline = time.monotonic() + self.lock_timeout
         while True:
+            self._readers.let_readers_in()
             try:
                 con = duckdb.connect(str(self.path))
                 break
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+            except (duckdb.IOException, duckdb.ConnectionException) as exc:
+                if not _busy(exc) or time.monotonic() > deadline:
                     raise
-                time.sleep(0.2)
+                time.sleep(0.02)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Serve every read of this thread inside the block from one read-only connection
+        (a page's several queries cost one connection, ~10-80 ms each, not one per query)."""
+        if getattr(self._local, "con", None) is not None or \
+                getattr(self._local, "read_con", None) is not None:
+            yield  # inside batch() or reading() already
+            return
+        with self.read() as con:
+            self._local.read_con = con
+            try:
+                yield
+            finally:
+                self._local.read_con = None
+
+    @contextmanager
+    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short-lived read-only connection (see the comment above :meth:`connect`).
+
+        Inside a process that has a read-write connection open (the dashboard processing a
+        cohort), reads share that connection's database instead. ``last_read_wait`` says how
+        long the last read waited for the file (seconds; 0 when it was free).
+        """
+        held = getattr(self._local, "con", None)
+        if held is None:
+            held = getattr(self._local, "read_con", None)
+        if held is not None:  # inside batch() (its read-write connection) or reading()
+            yield held
+            return
+        t_start = time.perf_counter()
+        deadline = time.monotonic() + self.lock_timeout
+        announced: Path | None = None
+        try:
+            while True:
+                try:
+                    con = duckdb.connect(str(self.path), read_only=True)
+                    break
+                except duckdb.ConnectionException as exc:  # this process has it open read-write
+                    if "different configuration" not in str(exc):
+                        raise
+                    try:
+                        con = duckdb.connect(str(self.path))
+                        break
+                    except (duckdb.IOException, duckdb.ConnectionException) as exc2:
+                        if not _busy(exc2) or time.monotonic() > deadline:
+                            raise
+                except duckdb.IOException as exc:
+                    if not _busy(exc) or time.monotonic() > deadline:
+                        raise
+                    snap = self._fresh_snapshot()  # a writer has the file: read its last commit
+                    if snap is not None:
+                        try:
+                            con = duckdb.connect(str(snap), read_only=True)
+                            break
+                        except duckdb.Error:
+                            pass
+                if announced is None:
+                    self._readers.mark_contended()
+                    announced = self._readers.announce()
+                time.sleep(0.005)
+        finally:
+            ReaderTurns.withdraw(announced)
+        self.last_read_wait = time.perf_counter() - t_start
         try:
             yield con
         finally:
@@ -319,7 +405,8 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection inside BEGIN/COMMIT (ROLLBACK on error); inside :meth:`batch`, its
-        connection and transaction."""
+        connection and transaction. Publishes a snapshot for readers after the commit when
+        readers have recently found the store locked."""
         shared = getattr(self._local, "con", None)
         if shared is not None:
             yield shared
@@ -332,9 +419,36 @@ class Store:
                 con.execute("ROLLBACK")
                 raise
             con.execute("COMMIT")
+            if self._readers.contended_recently():
+                self._publish_snapshot(con)
+
+    @property
+    def snapshot_path(self) -> Path:
+        """A read-only copy of the store as of a recent commit (see :mod:`gliocore.locking`)."""
+        return Path(f"{self.path}.snapshot")
+
+    def _publish_snapshot(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Checkpoint, then copy the file while still holding it (a consistent copy) and put
+        the copy in place atomically. Never fails the write that triggered it."""
+        tmp = self.path.with_name(f".{self.path.name}.snapshot.{os.getpid()}.tmp")
+        try:
+            con.execute("CHECKPOINT")
+            shutil.copyfile(self.path, tmp)
+            os.replace(tmp, self.snapshot_path)
+        except (duckdb.Error, OSError):
+            tmp.unlink(missing_ok=True)
+
+    def _fresh_snapshot(self) -> Path | None:
+        """The snapshot, if it is at most :data:`SNAPSHOT_MAX_LAG_S` older than the store."""
+        try:
+            snap = self.snapshot_path.stat().st_mtime
+            main = self.path.stat().st_mtime
+        except OSError:
+            return None
+        return self.snapshot_path if snap >= main - SNAPSHOT_MAX_LAG_S else None
 
     def _df(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
-        with self.connect() as con:
+        with self.read() as con:
             return con.execute(sql, list(params)).df()
 
     # -- cohorts and subjects -------------------------------------------------------------
@@ -460,7 +574,7 @@ class Store:
         if not files:
             return {}
         df = pd.DataFrame(files, columns=["path", "size_bytes", "mtime_ns"])
-        with self.connect() as con:
+        with self.read() as con:
             con.register("_wanted", df)
             rows = con.execute("""SELECT i.path, i.sha256 FROM images i JOIN _wanted w
                                   ON i.path = w.path AND i.size_bytes = w.size_bytes
@@ -546,7 +660,7 @@ class Store:
         if not pairs:
             return set()
         df = pd.DataFrame(pairs, columns=["seg_key", "reference_sha256"])
-        with self.connect() as con:
+        with self.read() as con:
             con.register("_pairs", df)
             rows = con.execute("""SELECT DISTINCT q.seg_key, q.reference_sha256 FROM qc_metrics q
                                   JOIN _pairs p USING (seg_key, reference_sha256)
@@ -563,7 +677,7 @@ class Store:
         keys = sorted(set(k for k in feature_keys if k))
         if not keys:
             return set()
-        with self.connect() as con:
+        with self.read() as con:
             rows = con.execute("SELECT feature_key FROM feature_sets WHERE feature_key IN "
                                "(SELECT unnest(?::VARCHAR[]))", [keys]).fetchall()
         return {r[0] for r in rows}
@@ -801,7 +915,7 @@ class Store:
                          brain_dice, seconds, _now()])
 
     def has_location(self, location_key: str) -> bool:
-        with self.connect() as con:
+        with self.read() as con:
             return con.execute("SELECT 1 FROM location_sets WHERE location_key = ?",
                                [location_key]).fetchone() is not None
 
@@ -893,24 +1007,60 @@ class Store:
                         [cohort_id, config_key, code_version, code_version])
 
     # -- runs and errors ------------------------------------------------------------------
+    def acquire_run_lock(self, what: str) -> RunLock:
+        """Take the store's run lock (waiting up to ``run_wait`` seconds); pass it to
+        :meth:`start_run`. Take it before opening a connection (e.g. before :meth:`batch`):
+        a run waiting for the lock must not hold the file the running one writes.
+
+        Raises
+        ------
+        StoreBusyError
+            When another run holds the store for longer than ``run_wait`` seconds.
+        """
+        lock = RunLock(self.path)
+        lock.acquire(what, wait=self.run_wait)
+        return lock
+
     def start_run(self, cohort_id: str, config_key: str, backend: str, workers: int,
-                  n_subjects: int) -> str:
+                  n_subjects: int, lock: RunLock | None = None) -> str:
+        """Record a new run, holding the store's run lock until :meth:`finish_run`.
+
+        ``lock``: from :meth:`acquire_run_lock`; without it the lock is taken here.
+
+        Raises
+        ------
+        StoreBusyError
+            When another run holds the store for longer than ``run_wait`` seconds.
+        """
         run_id = uuid.uuid4().hex[:12]
-        with self.transaction() as con:
-            con.execute("INSERT INTO runs (run_id, cohort_id, config_key, backend, workers, "
-                        "started_at, finished_at, status, n_subjects, n_computed, n_cached, "
-                        "n_errors) VALUES (?, ?, ?, ?, ?, ?, NULL, 'running', ?, 0, 0, 0)",
-                        [run_id, cohort_id, config_key, backend, workers, _now(), n_subjects])
+        if lock is None:
+            lock = self.acquire_run_lock(f"processing cohort {cohort_id} with {backend}")
+        try:
+            with self.transaction() as con:
+                con.execute("INSERT INTO runs (run_id, cohort_id, config_key, backend, workers, "
+                            "started_at, finished_at, status, n_subjects, n_computed, n_cached, "
+                            "n_errors) VALUES (?, ?, ?, ?, ?, ?, NULL, 'running', ?, 0, 0, 0)",
+                            [run_id, cohort_id, config_key, backend, workers, _now(), n_subjects])
+        except BaseException:
+            lock.release()
+            raise
+        self._run_locks[run_id] = lock
         return run_id
 
     def finish_run(self, run_id: str, status: str, n_computed: int, n_cached: int,
                    n_errors: int, warnings: Sequence[str] | None = None) -> None:
-        """Close a run with its counts and cohort-level warnings (JSON list, or NULL)."""
-        with self.transaction() as con:
-            con.execute("UPDATE runs SET finished_at = ?, status = ?, n_computed = ?, "
-                        "n_cached = ?, n_errors = ?, warnings = ? WHERE run_id = ?",
-                        [_now(), status, n_computed, n_cached, n_errors,
-                         json.dumps(list(warnings)) if warnings else None, run_id])
+        """Close a run with its counts and cohort-level warnings (JSON list, or NULL), and
+        release the run lock."""
+        try:
+            with self.transaction() as con:
+                con.execute("UPDATE runs SET finished_at = ?, status = ?, n_computed = ?, "
+                            "n_cached = ?, n_errors = ?, warnings = ? WHERE run_id = ?",
+                            [_now(), status, n_computed, n_cached, n_errors,
+                             json.dumps(list(warnings)) if warnings else None, run_id])
+        finally:
+            lock = self._run_locks.pop(run_id, None)
+            if lock is not None:
+                lock.release()
 
     def add_error(self, run_id: str, cohort_id: str, subject_id: str, stage: str | None,
                   path: str | None, message: str, scan_id: str | None = None) -> None:
@@ -945,6 +1095,10 @@ class Store:
     def status(self, cohort_id: str, config_key: str | None = None) -> pd.DataFrame:
         """Per subject: has images, segmented, features, input warnings (JSON list) of the
         segmentation backend, and the latest run's error (stage and message)."""
+        with self.reading():  # one connection for the three queries
+            return self._status(cohort_id, config_key)
+
+    def _status(self, cohort_id: str, config_key: str | None) -> pd.DataFrame:
         config_key = config_key or self.latest_config(cohort_id) or ""
         runs = self.runs(cohort_id)
         run_id = "" if runs.empty else str(runs.iloc[0]["run_id"])
@@ -1068,6 +1222,12 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, columns: Sequence[str],
         con.execute(f"{verb} INTO {table} ({cols}) SELECT {cols} FROM {name}")
     finally:
         con.unregister(name)
+
+
+def _busy(exc: Exception) -> bool:
+    """Whether a DuckDB error means "someone else has the file open" (worth a retry)."""
+    text = str(exc).lower()
+    return "lock" in text or "different configuration" in text
 
 
 def _none(v: Any) -> Any:

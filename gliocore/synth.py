@@ -927,12 +927,17 @@ def scale_tumour(images: Mapping[str, np.ndarray], truth: np.ndarray, affine: np
     brain = np.zeros(truth.shape, dtype=bool)
     for img in images.values():
         brain |= np.asarray(img) > 0
+    # a voxel whose source straddles the brain's edge (partly background) keeps its own value,
+    # so no dark seam of half-background intensities appears along the outline
+    clean = ndi.map_coordinates(brain.astype(np.float32), coords, order=1,
+                                mode="nearest") >= 0.999
     out_images: dict[str, np.ndarray] = {}
     for seq, img in images.items():
         src = np.asarray(img, dtype=np.float32)
         full = np.array(src, copy=True)
         sub = full[box]
-        sub[moving] = ndi.map_coordinates(src, coords, order=1, mode="nearest")
+        sub[moving] = np.where(clean, ndi.map_coordinates(src, coords, order=1, mode="nearest"),
+                               sub[moving])
         hole = brain & (full <= 0)
         full[hole] = src[hole]
         full[~brain] = 0.0

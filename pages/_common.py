@@ -69,7 +69,7 @@ def get_store(db_path: str) -> Store:
 def db_stamp(db_path: str | Path) -> str:
     """Changes whenever the DuckDB file (or its WAL) is written: the key of every cached read."""
     parts = []
-    for p in (Path(db_path), Path(f"{db_path}.wal")):
+    for p in (Path(db_path), Path(f"{db_path}.wal"), Path(f"{db_path}.snapshot")):
         try:
             s = p.stat()
             parts.append(f"{s.st_mtime_ns}:{s.st_size}")

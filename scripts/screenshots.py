@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
     ap.add_argument("--subject", default=None, help="subject shown in the viewer")
     ap.add_argument("--only", nargs="*", default=None,
-                    help="only these pages (e.g. location viewer); default all")
+                    help="only these pages (e.g. location viewer progression); default all")
     args = ap.parse_args(argv)
     if not Path(CHROMIUM).exists():
         raise SystemExit(f"{CHROMIUM} not found; run scripts/install_browser.sh")
@@ -193,6 +193,23 @@ def main(argv: list[str] | None = None) -> int:
                 page.get_by_role("tab", name="Regions by group").click()
                 wait_idle(page)
                 shoot("location_groups")
+            if longitudinal and wanted("progression"):  # a cohort with follow-up scans
+                open_("progression", "Progression", 1250)
+                page.locator(".js-plotly-plot").first.wait_for()
+                shoot("progression")
+                for tab, name in (("Cohort trajectories", "progression_spaghetti"),
+                                  ("Swimmer plot", "progression_swimmer"),
+                                  ("Waterfall", "progression_waterfall")):
+                    page.get_by_role("tab", name=tab).click()
+                    shoot(name)
+                open_("viewer", "Viewer", 900)
+                page.get_by_role("tab", name="Timepoints").click()
+                wait_idle(page)
+                page.locator(".st-key-tp_subject").get_by_test_id("stSelectbox").click()
+                page.get_by_role("option", name=longitudinal, exact=True).first.click()
+                wait_idle(page)
+                shoot("viewer_timepoints")
+
             if args.only is not None:
                 browser.close()
                 return 0
@@ -213,23 +230,6 @@ def main(argv: list[str] | None = None) -> int:
             page.get_by_role("button", name="Run cross-validation").click()
             page.get_by_text("Held-out performance").first.wait_for(timeout=300_000)
             shoot("classifiers")
-
-            if longitudinal:  # a cohort with follow-up scans (the demo of `make run`)
-                open_("progression", "Progression", 1250)
-                page.locator(".js-plotly-plot").first.wait_for()
-                shoot("progression")
-                for tab, name in (("Cohort trajectories", "progression_spaghetti"),
-                                  ("Swimmer plot", "progression_swimmer"),
-                                  ("Waterfall", "progression_waterfall")):
-                    page.get_by_role("tab", name=tab).click()
-                    shoot(name)
-                open_("viewer", "Viewer", 900)
-                page.get_by_role("tab", name="Timepoints").click()
-                wait_idle(page)
-                page.locator(".st-key-tp_subject").get_by_test_id("stSelectbox").click()
-                page.get_by_role("option", name=longitudinal, exact=True).first.click()
-                wait_idle(page)
-                shoot("viewer_timepoints")
 
             open_("qc", "Segmentation QC", 1400)
             shoot("qc")

@@ -597,6 +597,27 @@ def test_upload_a_cohort_zip_then_a_hostile_one(tmp_path, monkeypatch):
     assert list((tmp_path / "uploads").iterdir()) == folders
 
 
+# -- two browser sessions ---------------------------------------------------------------------
+def test_two_sessions_keep_independent_filters(app_env):
+    """Two users of one server: each session's filters and cohort choice are its own."""
+    alice, bob = _open("cohort"), _open("cohort")
+    sidebar_widget(alice, "radio", "IDH status").set_value("mutant").run()
+    n_alice, total = n_of_n(alice)
+    assert 0 < n_alice < total
+    bob.run()  # bob's next rerun does not see alice's filter
+    assert n_of_n(bob) == (total, total)
+    assert sidebar_widget(bob, "radio", "IDH status").value == "all"
+    sidebar_widget(bob, "radio", "Event").set_value("died").run()
+    n_bob, _ = n_of_n(bob)
+    assert n_bob < total
+    alice.switch_page("pages/survival.py").run()
+    assert not alice.exception
+    assert n_of_n(alice) == (n_alice, total)  # alice keeps hers, unaffected by bob's
+    assert sidebar_widget(alice, "radio", "Event").value == "all"
+    bob.switch_page("pages/features.py").run()
+    assert n_of_n(bob) == (n_bob, total)
+    assert sidebar_widget(bob, "radio", "IDH status").value == "all"
+
 # -- several scans per subject -------------------------------------------------------------------
 def build_longitudinal_store(root: Path) -> Path:
     """The tiny demo with follow-up scans (``synth.generate_followups``), processed."""

@@ -1,7 +1,6 @@
 """gliocore.radiomics: feature keys, identity with plain PyRadiomics, failures, parameters."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import nibabel as nib
@@ -307,11 +306,9 @@ def test_real_case_identical(shared_dir, tmp_path):
     mpath = tmp_path / "canonical.nii.gz"
     nib.save(nib.Nifti1Image(mask, seg.affine), mpath)
     vols = {seq: load_volume(p) for seq, p in paths.items()}
-    t0 = time.perf_counter()
     rows = gr.extract_features(vols, mask, seg.affine)
-    elapsed = time.perf_counter() - t0
+    # Speed is measured by benchmarks/bench_radiomics.py, not asserted here.
     assert assert_identical(rows, reference(paths, mpath, gr.DEFAULT_PARAMS), rtol=0) == 28
-    assert elapsed < 5, f"extract_features took {elapsed:.1f} s on one subject"
 
 
 def test_extract_features_from_files_empty_label_raises(case):
