@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                 shoot("classifiers")
 
             if wanted("qc"):
-                open_("qc", "Segmentation QC", 1400)
+                open_("qc", "Segmentation QC", 1800)
                 shoot("qc")
             if wanted("about"):
                 open_("about", "About", 1100)
