@@ -153,9 +153,15 @@ def swimmer_figure(scans: pd.DataFrame, subjects: pd.DataFrame, survival: pd.Dat
             fig.add_trace(go.Scatter(x=cc["months"], y=cc.index, mode="markers",
                                      name="Alive at last contact",
                                      marker={"symbol": "arrow-right", "size": 11, "color": "#555555"}))
-    fig.update_layout(title=title, height=max(320, 22 * len(order) + 120), barmode="overlay",
-                      xaxis_title="Months from baseline scan", margin={"t": 50, "l": 10},
-                      legend={"orientation": "h", "y": -0.08 if len(order) > 20 else -0.2})
+    # the legend goes below the axis title, a fixed 60 px under the axis whatever the height
+    # (a fraction of the height put it on the axis title for long cohorts)
+    height = max(320, 22 * len(order) + 120)
+    top, bottom = 50, 130
+    fig.update_layout(title=title, height=height, barmode="overlay",
+                      xaxis_title="Months from baseline scan",
+                      margin={"t": top, "l": 10, "b": bottom},
+                      legend={"orientation": "h", "yanchor": "top",
+                              "y": -60 / (height - top - bottom)})
     fig.update_yaxes(categoryorder="array", categoryarray=order, title=None)
     return fig
 
@@ -174,7 +180,7 @@ def waterfall_figure(subjects: pd.DataFrame, criteria: ResponseCriteria = RANO2_
                                  hovertemplate="%{x}: %{y:.0f} %<extra></extra>"))
     fig.add_hline(y=-100 * criteria.pr_decrease, line_dash="dash", line_color="#1a9850",
                   annotation_text=f"PR threshold −{criteria.pr_decrease:.0%}",
-                  annotation_position="bottom right")
+                  annotation_position="bottom left")  # the right holds the deepest bars
     fig.add_hline(y=100 * criteria.pd_increase, line_dash="dash", line_color="#d73027",
                   annotation_text=f"+{criteria.pd_increase:.0%} (PD is measured from nadir)",
                   annotation_position="top right")

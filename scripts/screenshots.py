@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                         wait_idle(page)
                         shoot(name)
             if longitudinal and wanted("progression"):  # a cohort with follow-up scans
-                open_("progression", "Progression", 1250)
+                open_("progression", "Progression", 1400)
                 page.locator(".js-plotly-plot").first.wait_for()
                 shoot("progression")
                 for tab, name in (("Cohort trajectories", "progression_spaghetti"),
