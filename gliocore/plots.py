@@ -320,7 +320,9 @@ def slices_figure(panels: Sequence[tuple[str, np.ndarray]], *, height: int = 340
         fig.update_xaxes(visible=False, range=[-0.5, cols - 0.5], row=1, col=i)
         fig.update_yaxes(visible=False, range=[rows * pixel_aspect - 0.5, -0.5],
                          scaleanchor=f"x{'' if i == 1 else i}", row=1, col=i)
-    fig.update_layout(height=height, margin=dict(l=0, r=0, t=28, b=0), plot_bgcolor="black")
+    # pad=0: Streamlit's chart theme pads the plot area by 8 px, and the black background then
+    # covered the lower half of the panel titles
+    fig.update_layout(height=height, margin=dict(l=0, r=0, t=28, b=0, pad=0), plot_bgcolor="black")
     return fig
 
 

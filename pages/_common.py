@@ -296,9 +296,32 @@ def context() -> Context:
     # own (AppTest reruns a page file directly) renders it here instead.
     if st.session_state.pop(FRESH_KEY, False) and CONTEXT_KEY in st.session_state:
         return st.session_state[CONTEXT_KEY]
+    _leave_legacy_navigation()
     ctx = sidebar(get_settings())
     st.session_state.pop(FRESH_KEY, None)
     return ctx
+
+
+def _leave_legacy_navigation() -> None:
+    """Rerun through ``app.py`` when Streamlit ran this page in its legacy ``pages/`` mode.
+
+    Streamlit (1.67) decides per process, before any script runs, that an entry script with a
+    ``pages/`` folder beside it is a legacy multipage app; it drops that mode only once
+    ``st.navigation`` has been called. So the first browser to reach a freshly started server on
+    a deep link (``/qc``, a bookmark, a tab reconnecting after a restart) got the page file run
+    alone under a sidebar listing the raw files ("app", "about", "atlas", "common", ...), and so
+    did every deep link after it until someone opened the root URL. Here the page notices that
+    (the legacy flag is still set, ``app.py`` did not run), turns the legacy mode off and reruns:
+    the rerun goes through ``app.py``'s ``st.navigation`` and lands on the same page (both modes
+    key a page by its URL path), with the titled navigation groups.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # a Streamlit without the legacy mode
+        return
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
 
 
 def sidebar(settings: Settings) -> Context:

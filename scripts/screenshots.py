@@ -8,6 +8,11 @@ Starts ``streamlit run app.py`` on a free loopback port against the store, opens
 headless Chromium (``/usr/bin/chromium``; see scripts/install_browser.sh), makes the page show
 something representative (a subject with a large tumour, the Kaplan–Meier tab, a classifier
 run), and saves palette PNGs under 300 KB. The server is stopped at the end.
+
+The Segmentation QC page on the BraTS 2018 QC cohort (``scripts/brats_qc_cohort.py --process``)::
+
+    .venv/bin/python scripts/screenshots.py --db data/brats18-qc/gliocore.duckdb --only qc \
+        --suffix _brats18
 """
 from __future__ import annotations
 
@@ -127,7 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
     ap.add_argument("--subject", default=None, help="subject shown in the viewer")
     ap.add_argument("--only", nargs="*", default=None,
-                    help="only these pages (e.g. location viewer progression); default all")
+                    help="only these pages (cohort viewer location progression features "
+                    "survival classifiers qc about); default all")
+    ap.add_argument("--suffix", default="",
+                    help="appended to each file name: `--only qc --suffix _brats18 --db "
+                    "data/brats18-qc/gliocore.duckdb` makes qc_brats18.png")
     args = ap.parse_args(argv)
     if not Path(CHROMIUM).exists():
         raise SystemExit(f"{CHROMIUM} not found; run scripts/install_browser.sh")
@@ -159,12 +168,21 @@ def main(argv: list[str] | None = None) -> int:
                 wait_idle(page)
                 page.mouse.move(900, 8)  # no hover tooltips in the pictures
                 page.wait_for_timeout(800)  # plotly transitions
+                name += args.suffix
                 size = save(page.screenshot(), args.out / f"{name}.png")
                 print(f"{args.out / name}.png  {size / 1000:.0f} kB")
 
             open_("", "Cohort", 1500)   # the entry page first: it sets up the navigation
             if wanted("cohort"):
                 shoot("cohort")
+                # the zip upload panel opened (collapsed on the first shot)
+                upload = page.get_by_test_id("stExpander").filter(has_text="Upload a cohort (zip)")
+                if upload.count():
+                    upload.first.get_by_text("Upload a cohort (zip)").first.click()
+                    page.get_by_test_id("stFileUploader").first.wait_for()
+                    page.get_by_test_id("stFileUploader").first.scroll_into_view_if_needed()
+                    shoot("cohort_upload")
+                    page.mouse.wheel(0, -5000)
 
             if wanted("viewer"):
                 open_("viewer", "Viewer", 1100)
@@ -187,12 +205,12 @@ def main(argv: list[str] | None = None) -> int:
             if wanted("location"):
                 open_("location", "Location", 1300)
                 shoot("location")
-                page.get_by_role("tab", name="Lesion-frequency map").click()
-                wait_idle(page)
-                shoot("location_map")
-                page.get_by_role("tab", name="Regions by group").click()
-                wait_idle(page)
-                shoot("location_groups")
+                for tab, name in (("Lesion-frequency map", "location_map"),
+                                  ("Regions by group", "location_groups")):
+                    if page.get_by_role("tab", name=tab).count():  # a store with locations
+                        page.get_by_role("tab", name=tab).click()
+                        wait_idle(page)
+                        shoot(name)
             if longitudinal and wanted("progression"):  # a cohort with follow-up scans
                 open_("progression", "Progression", 1250)
                 page.locator(".js-plotly-plot").first.wait_for()
@@ -210,31 +228,32 @@ def main(argv: list[str] | None = None) -> int:
                 wait_idle(page)
                 shoot("viewer_timepoints")
 
-            if args.only is not None:
-                browser.close()
-                return 0
+            if wanted("features"):
+                open_("features", "Features", 1100)
+                shoot("features")
+                page.get_by_role("tab", name="Survival screen (FDR)").click()
+                shoot("features_screen")
 
-            open_("features", "Features", 1100)
-            shoot("features")
-            page.get_by_role("tab", name="Survival screen (FDR)").click()
-            shoot("features_screen")
+            if wanted("survival"):
+                open_("survival", "Survival", 1250)
+                shoot("survival")
+                page.get_by_role("tab", name="Kaplan–Meier").click()
+                shoot("survival_km")
+                page.get_by_role("tab", name="Cox model").click()
+                shoot("survival_cox")
 
-            open_("survival", "Survival", 1250)
-            shoot("survival")
-            page.get_by_role("tab", name="Kaplan–Meier").click()
-            shoot("survival_km")
-            page.get_by_role("tab", name="Cox model").click()
-            shoot("survival_cox")
+            if wanted("classifiers"):
+                open_("classifiers", "Classifiers", 1500)
+                page.get_by_role("button", name="Run cross-validation").click()
+                page.get_by_text("Held-out performance").first.wait_for(timeout=300_000)
+                shoot("classifiers")
 
-            open_("classifiers", "Classifiers", 1500)
-            page.get_by_role("button", name="Run cross-validation").click()
-            page.get_by_text("Held-out performance").first.wait_for(timeout=300_000)
-            shoot("classifiers")
-
-            open_("qc", "Segmentation QC", 1400)
-            shoot("qc")
-            open_("about", "About", 1100)
-            shoot("about")
+            if wanted("qc"):
+                open_("qc", "Segmentation QC", 1800)
+                shoot("qc")
+            if wanted("about"):
+                open_("about", "About", 1100)
+                shoot("about")
             browser.close()
     finally:
         proc.terminate()

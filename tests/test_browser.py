@@ -72,13 +72,17 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def demo_db(tmp_path_factory) -> Path:
     root = tmp_path_factory.getbasetemp() / "glioscope_demo_store"
     root.mkdir(exist_ok=True)
-    db = build_demo_store(root)
     ARTIFACTS.mkdir(exist_ok=True)
+    return build_demo_store(root)
+
+
+@pytest.fixture(scope="module")
+def server(demo_db):
     port = free_port()
-    proc = start_server(db, port, ARTIFACTS / "streamlit.log")
+    proc = start_server(demo_db, port, ARTIFACTS / "streamlit.log")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -86,15 +90,22 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser_page(server):
+def browser():
+    """One Chromium for the module (Playwright's sync API allows one instance per thread)."""
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1440, "height": 1000})
-            page.set_default_timeout(30_000)
-            yield page
+            yield chromium
         finally:
-            browser.close()
+            chromium.close()
+
+
+@pytest.fixture(scope="module")
+def browser_page(server, browser):
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    page.set_default_timeout(30_000)
+    yield page
+    page.close()
 
 
 def wait_idle(page, timeout: float = 30.0) -> None:
@@ -133,6 +144,29 @@ def pick(page, label: str, option: str) -> None:
     wait_idle(page)
 
 
+NAV_GROUPS = {"Data": ["Cohort", "Viewer", "Features"],
+              "Analysis": ["Survival", "Classifiers", "Progression", "Location"],
+              "Quality": ["Segmentation QC", "About / Validation"]}
+# what Streamlit's legacy pages/ mode lists instead: one entry per file, named after it
+FILE_NAMES = ["app", "about", "atlas", "common", "timepoints", "cohort", "qc", "viewer"]
+
+
+def assert_titled_navigation(page) -> None:
+    """The sidebar lists app.py's titled pages under their groups, never the raw page files."""
+    nav = page.get_by_test_id("stSidebarNav")
+    nav.wait_for()
+    links = [t.strip() for t in nav.get_by_role("link").all_inner_texts()]
+    # a link's text carries its material icon's name on the line before the title
+    titles = [t.splitlines()[-1].strip() for t in links]
+    expected = [title for group in NAV_GROUPS.values() for title in group]
+    assert titles == expected, f"sidebar navigation lists {titles}, expected {expected}"
+    text = nav.inner_text()
+    for group in NAV_GROUPS:
+        assert group in text.splitlines(), f"navigation group {group!r} missing: {text!r}"
+    leaked = [name for name in FILE_NAMES if name in titles]
+    assert not leaked, f"sidebar lists page files {leaked}"
+
+
 PAGES = [("", "Cohort"), ("viewer", "Viewer"), ("features", "Features"),
          ("survival", "Survival"), ("classifiers", "Classifiers"), ("qc", "Segmentation QC"),
          ("about", "About"), ("location", "Location")]
@@ -143,6 +177,7 @@ def test_every_page_renders(browser_page, server, path, title):
     page = browser_page
     open_page(page, server, path, title)
     assert page.get_by_text("Segmentation: baseline v").count() >= 1
+    assert_titled_navigation(page)
     if path in ("viewer", "features", "survival", "qc"):
         page.locator(".js-plotly-plot").first.wait_for(state="attached")
     shot(page, path or "cohort")
@@ -195,3 +230,24 @@ def test_filter_applies_across_pages(browser_page, server):
     wait_idle(page)
     page.get_by_text(f"{n} of {N_SUBJECTS} subjects").first.wait_for()
     shot(page, "survival_filtered")
+
+
+def test_deep_link_to_fresh_server_shows_titled_navigation(demo_db, browser):
+    """The first browser to reach a freshly started server opens a page's own URL (a bookmark, a
+    tab reconnecting after a restart): it gets that page under the titled navigation groups.
+    Streamlit used to run it in its legacy ``pages/`` mode, listing "app", "about", "atlas",
+    "common", ... in the sidebar (and kept doing so for deep links until someone opened /)."""
+    port = free_port()
+    proc = start_server(demo_db, port, ARTIFACTS / "streamlit_deep_link.log")
+    try:
+        for path, title in (("qc", "Segmentation QC"), ("survival", "Survival")):
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.set_default_timeout(30_000)
+            try:
+                open_page(page, f"http://127.0.0.1:{port}", path, title)
+                shot(page, f"deep_link_{path}")
+                assert_titled_navigation(page)
+            finally:
+                page.close()
+    finally:
+        stop_server(proc)

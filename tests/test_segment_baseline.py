@@ -232,3 +232,57 @@ def test_cache_token_includes_code_revisions(name, monkeypatch):
 def test_baseline_token_carries_its_method_version():
     token = json.loads(get_segmenter("baseline").cache_token())
     assert token["code"].endswith("/" + BaselineSegmenter.METHOD_VERSION)
+
+
+def _unilateral_phantom(bilateral_band: bool):
+    """A symmetric ellipsoidal brain (2 mm voxels) with a bright lesion core in the left
+    hemisphere, surrounded by a band of faint FLAIR hyperintensity (below the half-way margin
+    level); with ``bilateral_band`` the same band is also drawn at the mirrored place."""
+    shape = (80, 64, 40)
+    g = np.indices(shape).astype(float)
+    brain = ((g[0] - 39.5) / 36) ** 2 + ((g[1] - 31.5) / 29) ** 2 + ((g[2] - 19.5) / 18) ** 2 < 1
+    rng = np.random.default_rng(7)
+    base = np.where(brain, 500 + 30 * rng.standard_normal(shape), 0.0)
+    r = np.sqrt((g[0] - 22) ** 2 + (g[1] - 31.5) ** 2 + (g[2] - 19.5) ** 2)
+    r_mirror = np.sqrt((g[0] - 57) ** 2 + (g[1] - 31.5) ** 2 + (g[2] - 19.5) ** 2)
+    core = brain & (r < 5)
+    band = brain & (r >= 5) & (r < 10)
+    flair = base + np.where(core, 400.0, 0.0) + np.where(band, 70.0, 0.0)
+    t2 = base + np.where(core, 300.0, 0.0) + np.where(band, 40.0, 0.0)
+    if bilateral_band:
+        mirrored = brain & (r_mirror >= 5) & (r_mirror < 10)
+        flair += np.where(mirrored, 70.0, 0.0)
+        t2 += np.where(mirrored, 40.0, 0.0)
+    return base, t2, flair, core, band
+
+
+def test_hemispheric_asymmetry_marks_the_unilateral_side():
+    from gliocore.segment.baseline import hemispheric_asymmetry
+    base, _, flair, core, band = _unilateral_phantom(bilateral_band=False)
+    brain = base > 0
+    asym = hemispheric_asymmetry((flair - 500) / 30, brain, 0, (2.0, 2.0, 2.0))
+    assert np.median(asym[band]) > 1.5   # the faint band is brighter than its mirror
+    mirror_of_band = np.flip(band, axis=0)
+    assert np.median(asym[mirror_of_band]) < -1.0   # and its mirror darker
+    normal = brain & ~(band | core | mirror_of_band | np.flip(core, axis=0))
+    assert abs(float(np.median(asym[normal]))) < 0.3  # symmetric brain: no asymmetry
+
+
+def test_asymmetry_cue_adds_faint_unilateral_oedema_only():
+    # The phantom's band is at FLAIR z ~3.7 and its core at ~20 (noise is the only normal
+    # variation here, so z is large): thresholds are set so that the band lies below both
+    # the clear (flair_z) and the half-way (margin level 8) rules but above the cue's level.
+    sp = (2.0, 2.0, 2.0)
+    opts = {"flair_z": 6.0, "asym_level": 0.1}
+    base, t2, flair, core, band = _unilateral_phantom(bilateral_band=False)
+    without = segment_arrays(base, base, t2, flair, spacing=sp, **opts) > 0
+    with_cue = segment_arrays(base, base, t2, flair, spacing=sp, lr_axis=0, **opts) > 0
+    assert without[core].mean() > 0.9 and with_cue[core].mean() > 0.9
+    # The band is below the half-way level: missed without the cue, found with it.
+    assert without[band].mean() < 0.3, without[band].mean()
+    assert with_cue[band].mean() > 0.7, with_cue[band].mean()
+    assert with_cue[:40].sum() >= 0.99 * with_cue.sum()  # all on the lesion's side
+    # The same faint band present in both hemispheres is normal anatomy, not oedema.
+    base, t2, flair, core, band = _unilateral_phantom(bilateral_band=True)
+    symmetric = segment_arrays(base, base, t2, flair, spacing=sp, lr_axis=0, **opts) > 0
+    assert symmetric[band].mean() < 0.3, symmetric[band].mean()
