@@ -48,6 +48,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from gliocore import vasari
 from gliocore.localise import CODE_VERSION as LOCATION_VERSION
 from gliocore.response import (DAYS_PER_MONTH, PFS_EVENT_COLUMN, PFS_TIME_COLUMN,
                                RANO2_VOLUMETRIC, CohortResponse, ResponseCriteria,
@@ -234,7 +235,10 @@ def location_wide(long: pd.DataFrame) -> pd.DataFrame:
 
     Columns ``loc_{ce,ne,wt}_{feature}`` and ``vasari_F<n>`` (numeric; VASARI codes), plus
     ``loc_wt_side_name`` and ``loc_wt_epicentre_region_name`` (text labels). VASARI features that
-    are not computed (F6, F7, F14, ...) are left out rather than kept as all-missing columns.
+    are never computed (F6, F7, F14, ...; :data:`gliocore.vasari.FEATURES`) are left out rather
+    than kept as all-missing columns. Every other feature keeps its column even where no subject
+    has a value (F20 is missing wherever only the non-enhancing class touches the cortex): the
+    columns depend on the features, never on which subjects happen to have a value.
     """
     if long.empty:
         return pd.DataFrame(columns=["SUBJECT ID"])
@@ -243,7 +247,9 @@ def location_wide(long: pd.DataFrame) -> pd.DataFrame:
                        zip(frame["tumour_class"], frame["feature"])]
     wide = frame.pivot_table(index="subject_id", columns="column", values="value",
                              aggfunc="first", dropna=False)
-    wide = wide.dropna(axis=1, how="all")
+    never = [LOCATION_PREFIX["vasari"] + code for code, (status, _) in vasari.FEATURES.items()
+             if status == "not computed"]
+    wide = wide.drop(columns=[c for c in never if c in wide.columns])
     for cls, feat in sorted(LOCATION_NAMED):
         sel = frame[(frame["tumour_class"] == cls) & (frame["feature"] == feat)]
         if not sel.empty:

@@ -12,6 +12,7 @@ ANTs is imported lazily: everything else in GlioScope works without it.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from gliocore.io import text_sha256
 from gliocore.location import SubjectFrame
 
 #: Bump when registration settings change results (part of the registration cache key).
-REGISTRATION_CODE_VERSION = "1"
+REGISTRATION_CODE_VERSION = "2"   # 2: seeded and single-threaded, so repeatable
 #: ANTs transform types offered (``antspyx`` names).
 TRANSFORMS = ("Rigid", "Affine", "SyN")
 DEFAULT_TRANSFORM = "SyN"
@@ -71,7 +72,14 @@ def registration_key(moving_sha256: str, atlas_name: str, transform: str) -> str
     return text_sha256(f"{moving_sha256}|{atlas_name}|{transform}|{REGISTRATION_CODE_VERSION}")
 
 
+#: ITK threads ANTs uses. One: a multi-threaded metric sums in an order that changes from run to
+#: run, and with SyN that drift moves regions by voxels (two runs gave different VASARI codes).
+#: Read by ITK when it first starts threads, so it is set before ``ants`` is imported.
+ITK_THREADS = "1"
+
+
 def _ants() -> Any:
+    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = ITK_THREADS
     try:
         import ants
     except ImportError as exc:  # pragma: no cover - antspyx is in requirements-nodeps.txt
@@ -115,7 +123,10 @@ def register_to_atlas(moving: np.ndarray, moving_affine: np.ndarray, atlas: Atla
     key : str
         The registration's content key (recorded; see :func:`registration_key`).
     seed : int
-        ANTs random seed (deterministic sampling).
+        ANTs random seed of the metric sampling. ``ants.registration`` ignores its own
+        ``random_seed`` argument (it reads ``ants.config._random_seed``), so the seed is set
+        there for the call; with one ITK thread (:data:`ITK_THREADS`) the result is then the
+        same bit for bit on every run.
     resolution_mm : float
         Voxel size both images are resampled to for the registration itself.
     """
@@ -128,10 +139,15 @@ def register_to_atlas(moving: np.ndarray, moving_affine: np.ndarray, atlas: Atla
     fixed = to_ants(atlas.reference, atlas.affine)
     mov = to_ants(moving, moving_affine)
     res = (float(resolution_mm),) * 3
-    reg = ants.registration(ants.resample_image(fixed, res, use_voxels=False, interp_type=0),
-                            ants.resample_image(mov, res, use_voxels=False, interp_type=0),
-                            type_of_transform=transform, outprefix=str(out_dir / "xf_"),
-                            random_seed=seed)
+    import ants.config as ants_config
+
+    previous_seed, ants_config._random_seed = ants_config._random_seed, int(seed)
+    try:
+        reg = ants.registration(ants.resample_image(fixed, res, use_voxels=False, interp_type=0),
+                                ants.resample_image(mov, res, use_voxels=False, interp_type=0),
+                                type_of_transform=transform, outprefix=str(out_dir / "xf_"))
+    finally:
+        ants_config._random_seed = previous_seed
     fwd = tuple(str(p) for p in reg["fwdtransforms"])
     inv = tuple(str(p) for p in reg["invtransforms"])
     brain = ants.apply_transforms(fixed, to_ants((np.asarray(moving) != 0).astype(np.float32),

@@ -952,7 +952,7 @@ class Store:
                        g.brain_dice, g.transform, g.transforms_json, l.atlas_mask_path,
                        l.seconds, l.created_at,
                        row_number() OVER (PARTITION BY r.subject_id
-                                          ORDER BY l.created_at DESC) AS rn
+                                          ORDER BY l.created_at DESC, l.location_key) AS rn
                 FROM subject_results r JOIN location_sets l ON l.seg_key = r.seg_key
                 LEFT JOIN registrations g ON g.reg_key = l.reg_key
                 WHERE r.cohort_id = ? AND r.config_key = ?
@@ -975,7 +975,7 @@ class Store:
                 SELECT subject_id, location_key FROM (
                     SELECT r.subject_id, l.location_key,
                            row_number() OVER (PARTITION BY r.subject_id
-                                              ORDER BY l.created_at DESC) AS rn
+                                              ORDER BY l.created_at DESC, l.location_key) AS rn
                     FROM subject_results r JOIN location_sets l ON l.seg_key = r.seg_key
                     WHERE r.cohort_id = ? AND r.config_key = ?
                       AND (CAST(? AS VARCHAR) IS NULL OR l.code_version = ?))
@@ -995,7 +995,7 @@ class Store:
                 SELECT subject_id, scan_id, location_key FROM (
                     SELECT r.subject_id, r.scan_id, l.location_key,
                            row_number() OVER (PARTITION BY r.subject_id, r.scan_id
-                                              ORDER BY l.created_at DESC) AS rn
+                                              ORDER BY l.created_at DESC, l.location_key) AS rn
                     FROM scan_results r JOIN location_sets l ON l.seg_key = r.seg_key
                     WHERE r.cohort_id = ? AND r.config_key = ?
                       AND (CAST(? AS VARCHAR) IS NULL OR l.code_version = ?))

@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pytest
 
 from gliocore import localise, synth
@@ -124,3 +125,38 @@ def test_location_features_offered_to_the_pickers_are_a_curated_subset():
     assert not is_location_feature("loc_ce_frontal_mm3")
     assert not is_location_feature("loc_wt_side_name")
     assert not is_location_feature("Volume_label1")
+
+
+def test_export_columns_do_not_depend_on_which_subjects_have_a_value():
+    """F20 is missing wherever only the non-enhancing class reaches the cortex: a cohort where
+    that holds for every subject still has the column (all missing); never-computed codes do not."""
+    from gliocore.export import location_wide
+    from gliocore.vasari import FEATURES
+    rows = []
+    for sid, f20 in (("a", 2.0), ("b", None)):
+        rows += [(sid, "vasari", code, None if status == "not computed" else 1.0)
+                 for code, (status, _) in FEATURES.items() if code != "F20"]
+        rows += [(sid, "vasari", "F20", f20), (sid, "whole_tumour", "cortex_mm3", 0.0)]
+    long = pd.DataFrame(rows, columns=["subject_id", "tumour_class", "feature", "value"])
+    long["label"] = None
+    both = location_wide(long)
+    only_b = location_wide(long[long["subject_id"] == "b"])
+    assert list(both.columns) == list(only_b.columns)
+    assert "vasari_F20" in only_b.columns and only_b["vasari_F20"].isna().all()
+    assert "vasari_F6" not in both.columns
+
+
+@pytest.mark.slow
+def test_two_runs_export_the_same_bytes(cohort_csv, tmp_path):
+    """Registration is seeded and single-threaded: two uninterrupted runs of the same cohort
+    (separate stores, separate registrations) export the same table bit for bit."""
+    cfg = LocationConfig(space="native", transform="SyN", resolution_mm=6.0)
+    exports = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()   # own store, own registrations and masks
+        summary, store = run(cohort_csv, tmp_path / name / "s.duckdb", cfg)
+        assert not summary.errors, summary.describe()
+        path = tmp_path / f"{name}.csv"
+        seed_table(store, summary.cohort_id, summary.config_key).to_csv(path, index=False)
+        exports.append(path.read_bytes())
+    assert exports[0] == exports[1]
