@@ -62,7 +62,7 @@ with tab_subj:
     fig = px.bar(long, x=common.ID, y="%", color="region",
                  title=f"Share of each subject's {klass} in each atlas region",
                  labels={"%": "% of the class volume"})
-    fig.update_layout(height=380, legend_title_text="")
+    fig.update_layout(height=460, legend_title_text="")  # room for all ten regions in the legend
     fig.update_xaxes(showticklabels=len(data) <= 40)
     st.plotly_chart(fig, key="loc_subject_bars")
     st.caption("Regions overlap a little (the masks are not a partition), so bars may exceed "

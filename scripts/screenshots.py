@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                 shoot("viewer_data_check")
 
             if wanted("location"):
-                open_("location", "Location", 1300)
+                open_("location", "Location", 1350)
                 shoot("location")
                 for tab, name in (("Lesion-frequency map", "location_map"),
                                   ("Regions by group", "location_groups")):
