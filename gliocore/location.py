@@ -12,7 +12,8 @@ Classes: ``contrast_enhancing`` (label 1), ``non_enhancing`` (label 2) and ``who
 
 =========================  ====================================================================
 ``volume_mm3``             class volume in subject space
-``centroid_x/y/z_mm``      centroid in atlas world mm (RAS+: x to the right)
+``centroid_x/y/z_mm``      centroid in atlas world mm (RAS+: x to the right; the atlas grid's
+                           frame, for SRI24 on the BraTS grid a corner origin, not the AC)
 ``fraction_left/right``    share of the class volume in each hemisphere
 ``epicentre_lateral_mm``   signed distance of the epicentre from the midline (+ = right)
 ``side``                   hemisphere of the epicentre (label ``left``/``right``, value −1/+1)

@@ -90,7 +90,8 @@ with tab_subj:
                                 "registration Dice": st.column_config.NumberColumn(format="%.2f")})
     st.caption("Side and epicentre region refer to the whole tumour's epicentre (the tumour voxel "
                "nearest its centroid). Crossing the midline = reaching at least 5 mm into the "
-               "other hemisphere. Registration Dice: the subject's warped brain mask against the "
+               "other hemisphere. Centroids are in the atlas grid's world frame (for SRI24 on the "
+               "BraTS grid the origin is a grid corner, not the anterior commissure). Registration Dice: the subject's warped brain mask against the "
                "atlas brain (only for registered subjects; below ~0.8 check the registration).")
 
 # -- lesion-frequency map ------------------------------------------------------------------------
