@@ -50,6 +50,7 @@ OUTCOME_COLUMNS = (SURVIVAL, EVENT, PFS, PFS_EVENT)
 NON_DATA_COLUMNS = (ID, "img_dir", "has_images")
 CONTEXT_KEY = "_glioscope_context"
 FRESH_KEY = "_glioscope_context_fresh"
+LEFT_LEGACY_KEY = "_glioscope_left_legacy_navigation"
 PENDING_COHORT = "_glioscope_pending_cohort"
 FILTER_PREFIX = "flt_"
 
@@ -319,7 +320,10 @@ def _leave_legacy_navigation() -> None:
         from streamlit.runtime.pages_manager import PagesManager
     except ImportError:  # a Streamlit without the legacy mode
         return
-    if PagesManager.uses_pages_directory:
+    # Once per session: AppTest runs a page file directly on every rerun after ``switch_page`` (and
+    # sets the flag again), where a rerun would swallow a widget event such as a button click.
+    if PagesManager.uses_pages_directory and not st.session_state.get(LEFT_LEGACY_KEY):
+        st.session_state[LEFT_LEGACY_KEY] = True
         PagesManager.uses_pages_directory = False
         st.rerun()
 
