@@ -18,6 +18,10 @@ the same NIfTI files with the same parameters; only the work around the computat
   constructor (six times with all classes), taking the minimum and maximum with Python's
   element-wise ``min``/``max``; the extractor here uses the classes of
   :func:`gliocore.binning.feature_classes`, which bin once per image and ROI (same values).
+* **Run lengths from the ROI's geometry.** The grey-level run-length matrix is counted by
+  :mod:`gliocore.texture` from the ROI's voxels ordered along each direction, found once per ROI
+  and shared by all its images (the original, LoG, wavelet bands), instead of PyRadiomics' C walk
+  through the bounding box per image: the same counts, hence the same matrix.
 * **No provenance.** ``additionalInfo`` is forced off, which skips PyRadiomics' diagnostics,
   among them the ``sitk.Hash`` of every image and mask on every call.
 * **Crop before building SimpleITK images.** Each label is cropped to its bounding box plus
@@ -120,10 +124,10 @@ DEFAULT_PARAMS: dict = {
     "setting": {"binWidth": 25},
 }
 
-#: Version of GlioScope's own feature-extraction code (this module and its shape module). It is part
+#: Version of GlioScope's own feature-extraction code (this module, shape, binning, texture). It is part
 #: of :func:`params_fingerprint`, hence of every feature cache key: bump it whenever a change here
 #: can change a value, so that a fixed wrapper never keeps serving values cached by the old one.
-FEATURE_CODE_VERSION = "4"
+FEATURE_CODE_VERSION = "5"
 
 #: Top-level keys of a PyRadiomics parameter file.
 _PARAM_KEYS = ("imageType", "featureClass", "setting", "voxelSetting")

@@ -259,6 +259,49 @@ def test_features_page(app_env):
     assert (screen["q"].dropna() >= screen["p"].dropna().reindex(screen["q"].dropna().index)).all()
 
 
+def test_all_empty_feature_columns_are_not_offered(demo_store, tmp_path, monkeypatch):
+    """A feature column without a value in any subject (VASARI F19-F22 when no segmentation
+    decides them) is left out of every feature picker and of the sidebar's extra filters, and
+    the pages say so; a column with values in some subjects stays."""
+    import shutil
+
+    import numpy as np
+
+    import gliocore.export as export
+    db = tmp_path / "empty.duckdb"  # its own path: the cached table of the demo store stays apart
+    shutil.copy(demo_store, db)
+    monkeypatch.setenv("GLIOSCOPE_DATA", str(tmp_path))
+    monkeypatch.setenv("GLIOSCOPE_DB", str(db))
+    real = export.seed_table
+
+    def with_vasari(store, cohort_id, config_key=None):
+        table = real(store, cohort_id, config_key)
+        table["vasari_F19"] = np.nan                                   # empty in every subject
+        table["vasari_F1"] = [float(i % 3 + 1) if i % 4 else np.nan for i in range(len(table))]
+        return table
+    monkeypatch.setattr(export, "seed_table", with_vasari)
+
+    at = _open("features")
+    pickers = [at.selectbox(key="dist_feature"), at.multiselect(key="corr_features"),
+               at.multiselect(key="screen_features")]
+    for picker in pickers:
+        assert "vasari_F1" in picker.options and "vasari_F19" not in picker.options, picker.key
+    assert "Not offered: 1 feature column(s)" in texts(at) and "`vasari_F19`" in texts(at)
+    assert "vasari_F19" not in sidebar_widget(at, "multiselect", "More filters (any column)").options
+    assert "vasari_F19" in at.multiselect(key="feat_cols").options  # the table itself keeps it
+    at.switch_page("pages/survival.py").run()
+    assert not at.exception, at.exception
+    assert "vasari_F19" not in at.multiselect(key="cox_covariates").options
+    at.selectbox(key="km_grouping").set_value("Median split of a variable").run()
+    options = at.selectbox(key="km_variable").options
+    assert "vasari_F1" in options and "vasari_F19" not in options
+    assert "`vasari_F19`" in texts(at)
+    at.switch_page("pages/classifiers.py").run()
+    assert not at.exception, at.exception
+    assert "vasari_F19" not in at.multiselect(key="clf_features").options
+    assert "`vasari_F19`" in texts(at)
+
+
 def test_survival_page_km_and_cox(app_env):
     at = _open("survival")
     grouping = at.selectbox(key="km_grouping")
