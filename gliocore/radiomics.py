@@ -18,6 +18,10 @@ the same NIfTI files with the same parameters; only the work around the computat
   constructor (six times with all classes), taking the minimum and maximum with Python's
   element-wise ``min``/``max``; the extractor here uses the classes of
   :func:`gliocore.binning.feature_classes`, which bin once per image and ROI (same values).
+* **Run lengths from the ROI's geometry.** The grey-level run-length matrix is counted by
+  :mod:`gliocore.texture` from the ROI's voxels ordered along each direction, found once per ROI
+  and shared by all its images (the original, LoG, wavelet bands), instead of PyRadiomics' C walk
+  through the bounding box per image: the same counts, hence the same matrix.
 * **No provenance.** ``additionalInfo`` is forced off, which skips PyRadiomics' diagnostics,
   among them the ``sitk.Hash`` of every image and mask on every call.
 * **Crop before building SimpleITK images.** Each label is cropped to its bounding box plus
@@ -82,7 +86,7 @@ from radiomics import imageoperations
 from radiomics.featureextractor import RadiomicsFeatureExtractor
 
 from gliocore.errors import FeatureExtractionError, GeometryMismatchError
-from gliocore.io import AFFINE_ATOL, Volume, spacing_from_affine
+from gliocore.io import AFFINE_ATOL, Volume, spacing_from_affine, volume_from_sitk
 from gliocore.binning import binning_scope, feature_classes
 from gliocore.shape import HullShape
 from gliocore.types import TUMOUR_CLASSES, PathType, TumourClass
@@ -120,10 +124,10 @@ DEFAULT_PARAMS: dict = {
     "setting": {"binWidth": 25},
 }
 
-#: Version of GlioScope's own feature-extraction code (this module and its shape module). It is part
+#: Version of GlioScope's own feature-extraction code (this module, shape, binning, texture). It is part
 #: of :func:`params_fingerprint`, hence of every feature cache key: bump it whenever a change here
 #: can change a value, so that a fixed wrapper never keeps serving values cached by the old one.
-FEATURE_CODE_VERSION = "4"
+FEATURE_CODE_VERSION = "5"
 
 #: Top-level keys of a PyRadiomics parameter file.
 _PARAM_KEYS = ("imageType", "featureClass", "setting", "voxelSetting")
@@ -530,26 +534,6 @@ def _to_sitk(data: np.ndarray, affine: np.ndarray,
     img.SetDirection(tuple(float(v) for v in direction.ravel()))
     img.SetOrigin(tuple(float(v) for v in origin))
     return img
-
-
-def volume_from_sitk(image: sitk.Image, path: Path | None = None, dtype: Any = None) -> Volume:
-    """Convert a 3-D SimpleITK image (LPS, (k, j, i) array) to a :class:`Volume` (RAS, (i, j, k)).
-
-    The inverse of the conversion :func:`extract_features` applies, so NRRD or other
-    SimpleITK-readable files can go through the same code path as NIfTI volumes.
-    """
-    if image.GetDimension() != 3:
-        raise ValueError(f"expected a 3-D image, got {image.GetDimension()}-D"
-                         + (f" ({path})" if path else ""))
-    data = sitk.GetArrayFromImage(image).transpose(2, 1, 0)
-    if dtype is not None:
-        data = data.astype(dtype, copy=False)
-    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
-    spacing = np.asarray(image.GetSpacing(), dtype=float)
-    affine = np.eye(4)
-    affine[:3, :3] = _RAS_TO_LPS @ (direction * spacing[None, :])
-    affine[:3, 3] = _RAS_TO_LPS @ np.asarray(image.GetOrigin(), dtype=float)
-    return Volume(np.ascontiguousarray(data), affine, path)
 
 
 _SITK_TO_NUMPY = {
