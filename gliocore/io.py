@@ -138,6 +138,28 @@ def read_nifti_header(path: PathType) -> nib.Nifti1Header | nib.Nifti2Header:
         raise InvalidVolumeError(f"Cannot read {p} as NIfTI: bad header ({exc})") from exc
 
 
+def _announced_bytes(p: Path, shape: tuple[int, ...], dt: np.dtype, limits: InputLimits) -> int:
+    """Bytes of the voxel array a header announces; refused above ``limits.max_volume_bytes``."""
+    n_bytes = int(np.prod(np.array(shape, dtype=object))) * dt.itemsize
+    if n_bytes > limits.max_volume_bytes:
+        raise InvalidVolumeError(
+            f"The header of {p} announces a {'x'.join(map(str, shape))} {dt.name} volume "
+            f"({_human(n_bytes)}), more than the limit of {_human(limits.max_volume_bytes)} per "
+            "volume (Settings.input_limits.max_volume_bytes); the file is corrupt or not a "
+            "single MRI volume. Nothing was read")
+    return n_bytes
+
+
+def _check_gzip_can_hold(p: Path, n_bytes: int) -> None:
+    """Refuse a gzip stream announcing more than deflate can hold (:data:`GZIP_MAX_RATIO`)."""
+    size = p.stat().st_size
+    if n_bytes > GZIP_MAX_RATIO * size + 64 * 1024:
+        raise InvalidVolumeError(
+            f"The header of {p} announces {_human(n_bytes)} of voxel data, which a gzip file "
+            f"of {_human(size)} cannot hold (deflate compresses at most ~{GZIP_MAX_RATIO}:1); "
+            "the file is truncated or its header is wrong. Nothing was decompressed")
+
+
 def check_nifti_header(path: PathType, header: nib.Nifti1Header | nib.Nifti2Header,
                        limits: InputLimits | None = None) -> tuple[int, ...]:
     """Check what a header announces against the file and the limits, before any voxel is read.
@@ -177,13 +199,7 @@ def check_nifti_header(path: PathType, header: nib.Nifti1Header | nib.Nifti2Head
     shape = tuple(int(v) for v in header["dim"][1:ndim + 1])
     if any(v <= 0 for v in shape):
         raise InvalidVolumeError(f"Invalid NIfTI header in {p}: shape {shape} has an axis <= 0")
-    n_bytes = int(np.prod(np.array(shape, dtype=object))) * dt.itemsize
-    if n_bytes > limits.max_volume_bytes:
-        raise InvalidVolumeError(
-            f"The header of {p} announces a {'x'.join(map(str, shape))} {dt.name} volume "
-            f"({_human(n_bytes)}), more than the limit of {_human(limits.max_volume_bytes)} per "
-            "volume (Settings.input_limits.max_volume_bytes); the file is corrupt or not a "
-            "single MRI volume. Nothing was read")
+    n_bytes = _announced_bytes(p, shape, dt, limits)
     offset = max(int(header["vox_offset"]), int(header.sizeof_hdr) + 4)
     if offset > limits.max_header_bytes:
         raise InvalidVolumeError(
@@ -192,11 +208,7 @@ def check_nifti_header(path: PathType, header: nib.Nifti1Header | nib.Nifti2Head
             "file is corrupt")
     size = p.stat().st_size
     if p.name.lower().endswith(".gz"):
-        if offset + n_bytes > GZIP_MAX_RATIO * size + 64 * 1024:
-            raise InvalidVolumeError(
-                f"The header of {p} announces {_human(n_bytes)} of voxel data, which a gzip file "
-                f"of {_human(size)} cannot hold (deflate compresses at most ~{GZIP_MAX_RATIO}:1); "
-                "the file is truncated or its header is wrong. Nothing was decompressed")
+        _check_gzip_can_hold(p, offset + n_bytes)
     elif size < offset + n_bytes:
         raise InvalidVolumeError(
             f"{p} is truncated: its header announces {_human(n_bytes)} of voxel data from byte "
@@ -337,19 +349,10 @@ def check_nrrd_header(path: PathType, fields: dict[str, str], header_bytes: int,
                                  f"{fields.get('sizes')!r}") from exc
     if not shape or len(shape) != ndim or any(v <= 0 for v in shape):
         raise InvalidVolumeError(f"Invalid NRRD header in {p}: dimension {ndim}, sizes {shape}")
-    n_bytes = int(np.prod(np.array(shape, dtype=object))) * dt.itemsize
-    if n_bytes > limits.max_volume_bytes:
-        raise InvalidVolumeError(
-            f"The header of {p} announces a {'x'.join(map(str, shape))} {dt.name} volume "
-            f"({_human(n_bytes)}), more than the limit of {_human(limits.max_volume_bytes)} per "
-            "volume (Settings.input_limits.max_volume_bytes); nothing was read")
+    n_bytes = _announced_bytes(p, shape, dt, limits)
     size = p.stat().st_size
     if encoding in ("gzip", "gz"):
-        if n_bytes > GZIP_MAX_RATIO * size + 64 * 1024:
-            raise InvalidVolumeError(
-                f"The header of {p} announces {_human(n_bytes)} of voxel data, which a gzip "
-                f"stream of {_human(size)} cannot hold; the file is truncated or its header is "
-                "wrong. Nothing was decompressed")
+        _check_gzip_can_hold(p, n_bytes)
     elif encoding == "raw" and size < header_bytes + n_bytes:
         raise InvalidVolumeError(
             f"{p} is truncated: its header announces {_human(n_bytes)} of voxel data, but the "
