@@ -18,10 +18,10 @@ the same NIfTI files with the same parameters; only the work around the computat
   constructor (six times with all classes), taking the minimum and maximum with Python's
   element-wise ``min``/``max``; the extractor here uses the classes of
   :func:`gliocore.binning.feature_classes`, which bin once per image and ROI (same values).
-* **Run lengths from the ROI's geometry.** The grey-level run-length matrix is counted by
-  :mod:`gliocore.texture` from the ROI's voxels ordered along each direction, found once per ROI
-  and shared by all its images (the original, LoG, wavelet bands), instead of PyRadiomics' C walk
-  through the bounding box per image: the same counts, hence the same matrix.
+* **Texture matrices from the ROI's geometry.** The GLCM, GLRLM, GLDM and NGTDM are computed by
+  :mod:`gliocore.texture` from the ROI's neighbour pairs and lines, found once per ROI and shared
+  by all its images (the original, LoG, wavelet bands), instead of PyRadiomics' C walk through
+  the bounding box per image: the same arrays bit for bit, fed to PyRadiomics' own code.
 * **No provenance.** ``additionalInfo`` is forced off, which skips PyRadiomics' diagnostics,
   among them the ``sitk.Hash`` of every image and mask on every call.
 * **Crop before building SimpleITK images.** Each label is cropped to its bounding box plus
