@@ -90,7 +90,7 @@ from radiomics import imageoperations
 from radiomics.featureextractor import RadiomicsFeatureExtractor
 
 from gliocore.errors import FeatureExtractionError, GeometryMismatchError
-from gliocore.io import AFFINE_ATOL, Volume, spacing_from_affine
+from gliocore.io import AFFINE_ATOL, Volume, spacing_from_affine, volume_from_sitk
 from gliocore.binning import binning_scope, feature_classes
 from gliocore.laplacian import log_images
 from gliocore.shape import HullShape
@@ -539,26 +539,6 @@ def _to_sitk(data: np.ndarray, affine: np.ndarray,
     img.SetDirection(tuple(float(v) for v in direction.ravel()))
     img.SetOrigin(tuple(float(v) for v in origin))
     return img
-
-
-def volume_from_sitk(image: sitk.Image, path: Path | None = None, dtype: Any = None) -> Volume:
-    """Convert a 3-D SimpleITK image (LPS, (k, j, i) array) to a :class:`Volume` (RAS, (i, j, k)).
-
-    The inverse of the conversion :func:`extract_features` applies, so NRRD or other
-    SimpleITK-readable files can go through the same code path as NIfTI volumes.
-    """
-    if image.GetDimension() != 3:
-        raise ValueError(f"expected a 3-D image, got {image.GetDimension()}-D"
-                         + (f" ({path})" if path else ""))
-    data = sitk.GetArrayFromImage(image).transpose(2, 1, 0)
-    if dtype is not None:
-        data = data.astype(dtype, copy=False)
-    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
-    spacing = np.asarray(image.GetSpacing(), dtype=float)
-    affine = np.eye(4)
-    affine[:3, :3] = _RAS_TO_LPS @ (direction * spacing[None, :])
-    affine[:3, 3] = _RAS_TO_LPS @ np.asarray(image.GetOrigin(), dtype=float)
-    return Volume(np.ascontiguousarray(data), affine, path)
 
 
 _SITK_TO_NUMPY = {

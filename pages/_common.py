@@ -162,6 +162,20 @@ def load_qc(db: str, stamp: str, cohort_id: str, config_key: str | None = None) 
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
+def load_scan_qc(db: str, stamp: str, cohort_id: str, config_key: str | None = None
+                 ) -> pd.DataFrame:
+    """QC metrics of every scan (baseline and follow-ups), per scan and region."""
+    return get_store(db).scan_qc_metrics(cohort_id, config_key)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def load_scan_results(db: str, stamp: str, cohort_id: str, config_key: str | None
+                      ) -> pd.DataFrame:
+    """Per scan: keys, mask path and class volumes under a configuration."""
+    return get_store(db).scan_results(cohort_id, config_key)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
 def load_configs(db: str, stamp: str, cohort_id: str) -> pd.DataFrame:
     """Configurations (backend + radiomics params) with results in the cohort, newest first."""
     return get_store(db).configs(cohort_id)

@@ -748,6 +748,79 @@ def test_viewer_steps_through_timepoints(long_env):
         assert any("showing 2–" in c.value for c in at.caption)
 
 
+def chart_values(at: AppTest, key: str, axis: str = "y") -> int:
+    """How many values the plotly chart with widget ``key`` draws on ``axis`` (all traces)."""
+    import base64
+    import json
+
+    import numpy as np
+
+    def count(values) -> int:
+        if isinstance(values, dict) and "bdata" in values:  # plotly's typed-array encoding
+            return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]).size
+        return len(values or [])
+
+    for chart in at.get("plotly_chart"):
+        if chart.proto.id.endswith(f"-{key}"):
+            return sum(count(t.get(axis)) for t in json.loads(chart.proto.spec)["data"])
+    raise AssertionError(f"no plotly chart {key!r}")
+
+
+def test_qc_page_covers_every_scan(long_env, tmp_path, monkeypatch):
+    """Follow-up scans are scored and shown (not only baselines): a scans picker, a per-scan
+    table, a scan picker for the masks; the cached views follow a write to the store."""
+    import shutil
+
+    from gliocore.store import Store
+    store = Store(long_env)
+    cid = str(store.cohorts().iloc[0]["cohort_id"])
+    expected = store.scan_qc_metrics(cid)
+    n_scans = len(expected[["subject_id", "scan_id"]].drop_duplicates())
+    n_fu = len(expected.loc[expected["scan_order"] > 0, ["subject_id", "scan_id"]].drop_duplicates())
+    assert n_fu > 0
+    at = _open("qc")
+    assert not at.error, [e.value for e in at.error]
+    scans_radio = at.radio(key="qc_scans")
+    assert scans_radio.value == "All scans"
+    table = frame_with(at, "scan_id", not_column="dice_median")
+    assert len(table) == n_scans > N_SUBJECTS and "months" in table.columns
+    summary = frame_with(at, "dice_median")
+    assert (summary["scans"] == n_scans).all() and (summary["subjects"] == N_SUBJECTS).all()
+    assert chart_values(at, "qc_dice") == len(expected)  # every scan x region drawn
+    picks = at.selectbox(key="qc_subject").options
+    assert len(picks) == n_scans and any(" · fu" in p or " · " in p for p in picks)
+    follow_up = next(p for p in picks if not p.endswith(" · baseline")
+                     and (p.split(" · ")[0], p.split(" · ")[1]) in
+                     set(zip(expected.loc[expected["scan_order"] > 0, "subject_id"],
+                             expected.loc[expected["scan_order"] > 0, "scan_id"])))
+    at.selectbox(key="qc_subject").set_value(follow_up).run()
+    assert not at.exception, at.exception
+    sid, scan = follow_up.split(" · ")
+    assert f"{sid}, scan {scan}: FLAIR" in texts(at)
+    at.radio(key="qc_scans").set_value("Follow-up scans").run()
+    assert not at.exception, at.exception
+    assert len(frame_with(at, "scan_id", not_column="dice_median")) == n_fu
+    at.radio(key="qc_scans").set_value("Baseline scans").run()
+    assert len(frame_with(at, "scan_id", not_column="dice_median")) == N_SUBJECTS
+
+    # a write to the store (here: one follow-up's scores dropped) shows at the next run
+    db = tmp_path / "long.duckdb"
+    shutil.copy(long_env, db)
+    monkeypatch.setenv("GLIOSCOPE_DATA", str(tmp_path))
+    monkeypatch.setenv("GLIOSCOPE_DB", str(db))
+    at = _open("qc")
+    assert chart_values(at, "qc_dice") == len(expected)
+    copy = Store(db)
+    seg_key = copy.scan_results(cid).set_index(["subject_id", "scan_id"]).loc[(sid, scan), "seg_key"]
+    with copy.transaction() as con:
+        con.execute("DELETE FROM qc_metrics WHERE seg_key = ?", [seg_key])
+    at.run()
+    assert not at.exception, at.exception
+    table = frame_with(at, "scan_id", not_column="dice_median")
+    assert len(table) == n_scans - 1 and (sid, scan) not in set(zip(table["subject_id"], table["scan_id"]))
+    assert chart_values(at, "qc_dice") == len(expected) - 3
+
+
 # -- location (issue 9) ------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def location_store(demo_store, tmp_path_factory) -> Path:
