@@ -182,7 +182,7 @@ def calculate_glrlm(image: np.ndarray, mask: np.ndarray, Ng: int, Nr: int, force
     n = geometry.voxels.size
     P = np.zeros(Ng * Nr * Na, dtype=np.float64)
     if n and Na:
-        grey = image.ravel()[geometry.voxels][geometry.order]
+        grey = np.take(np.take(image.ravel(), geometry.voxels), geometry.order)
         ends = ~(geometry.linked & (grey[1:] == grey[:-1]))
         starts = np.concatenate(([0], np.flatnonzero(ends) + 1))
         lengths = np.diff(starts, append=grey.size)
@@ -296,7 +296,7 @@ def calculate_glcm(image: np.ndarray, mask: np.ndarray, distances, Ng: int, forc
     Na = len(angles)
     geometry = pair_geometry(mask, angles)
     grey = _grey_levels(image, geometry.voxels, None)
-    first, second = grey[geometry.first], grey[geometry.second]
+    first, second = np.take(grey, geometry.first), np.take(grey, geometry.second)
     size = Ng * Ng * Na
     index = ((first.astype(np.intp) - 1) * Ng + second - 1) * Na + geometry.angle
     if index.size and (index.max() >= size or first.min() < 1 or second.min() < 1):
@@ -327,9 +327,10 @@ def calculate_gldm(image: np.ndarray, mask: np.ndarray, distances, Ng: int, alph
     grey = _grey_levels(image, geometry.voxels, "GLDM")
     n = grey.size
     a, b = geometry.first, geometry.second
-    dependent = np.abs(grey[a] - grey[b]) <= alpha
-    count = np.bincount(a[dependent], minlength=n) + np.bincount(b[dependent], minlength=n)
-    index = (grey.astype(np.intp) - 1) * columns + count
+    dependent = (np.abs(np.take(grey, a) - np.take(grey, b)) <= alpha).astype(np.float64)
+    count = np.bincount(a, weights=dependent, minlength=n) + np.bincount(b, weights=dependent,
+                                                                          minlength=n)
+    index = (grey.astype(np.intp) - 1) * columns + count.astype(np.intp)
     size = Ng * columns
     if index.size and index.max() >= size:
         raise IndexError("Calculation of GLDM Failed.")
@@ -359,8 +360,8 @@ def calculate_ngtdm(image: np.ndarray, mask: np.ndarray, distances, Ng: int, for
     a, b = geometry.first, geometry.second
     level = grey.astype(np.float64)
     # Sums of integers: exact in float64 whatever the order.
-    total = np.bincount(a, weights=level[b], minlength=n) + np.bincount(b, weights=level[a],
-                                                                          minlength=n)
+    total = (np.bincount(a, weights=np.take(level, b), minlength=n)
+             + np.bincount(b, weights=np.take(level, a), minlength=n))
     count = geometry.neighbours
     with np.errstate(invalid="ignore", divide="ignore"):
         diff = np.where(count > 0, np.abs(level - total / count), 0.0)
