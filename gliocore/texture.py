@@ -40,7 +40,8 @@ import numpy as np
 from radiomics import cMatrices, getFeatureClasses
 
 __all__ = ["PairGeometry", "RunGeometry", "calculate_glcm", "calculate_gldm", "calculate_glrlm",
-           "calculate_ngtdm", "pair_geometry", "run_geometry", "texture_mixins"]
+           "calculate_ngtdm", "clear_geometry_cache", "pair_geometry", "run_geometry",
+           "texture_mixins"]
 
 _LOCAL = threading.local()
 #: Geometries kept per thread and kind: one per ROI and angle set, and an extraction alternates
@@ -65,6 +66,11 @@ def _cached(kind: str, mask: np.ndarray, angles: np.ndarray, build: Callable):
     cache.insert(0, (mask.copy(), angles.copy(), value))
     del cache[_GEOMETRY_CACHE_SIZE:]
     return value
+
+
+def clear_geometry_cache() -> None:
+    """Forget this thread's cached geometries (benchmarks: each repeat pays for its own)."""
+    _LOCAL.caches = {}
 
 
 def _angles(shape: tuple[int, ...], distances, bidirectional: bool, force2D: bool,
