@@ -16,6 +16,7 @@ six times, and ``getBinEdges`` takes the ROI's minimum and maximum with Python's
   image and one ROI), the discretised matrix is computed once and copied to the other classes;
   a cached result is used only if the class's input matrix and ROI are equal to the cached ones.
 
+The texture classes also get the matrix mixins of :mod:`gliocore.texture` (same matrices).
 Only GlioScope's extractor uses these classes; PyRadiomics itself is not modified.
 """
 from __future__ import annotations
@@ -93,12 +94,17 @@ _CLASSES: dict[str, type] = {}
 
 
 def feature_classes() -> dict[str, type]:
-    """PyRadiomics' feature classes by name, the binning ones with :class:`_CachedBinning`."""
+    """PyRadiomics' feature classes by name, the binning ones with :class:`_CachedBinning` and the
+    texture ones with the matrix mixins of :func:`gliocore.texture.texture_mixins`."""
     if not _CLASSES:
+        from gliocore.texture import texture_mixins
+
+        mixins = texture_mixins()
         for name, cls in getFeatureClasses().items():
             if name.startswith("shape"):
                 _CLASSES[name] = cls
             else:
-                _CLASSES[name] = type(cls.__name__, (_CachedBinning, cls),
-                                     {"__module__": cls.__module__})  # PyRadiomics logger
+                bases = (_CachedBinning, *mixins.get(name, ()), cls)
+                _CLASSES[name] = type(cls.__name__, bases,
+                                      {"__module__": cls.__module__})  # PyRadiomics logger
     return _CLASSES

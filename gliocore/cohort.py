@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from gliocore.errors import CohortError, GeometryMismatchError, InvalidVolumeError, SubjectError
-from gliocore.io import Volume, check_same_grid, load_volume
+from gliocore.io import IMAGE_EXTENSIONS, Volume, check_same_grid, image_suffix, load_volume
 from gliocore.tabular import is_missing_text, read_text_table, to_number
 from gliocore.types import BASELINE_SCAN, SEQUENCES, PathType
 
@@ -41,14 +41,14 @@ SCAN_DAYS_COLUMNS = ("days", "days_from_baseline", "day")
 SCAN_DATE_COLUMNS = ("date", "scan_date", "acquisition_date")
 REQUIRED_COLUMNS = (ID_COLUMN, SURVIVAL_COLUMN, IDH_COLUMN)
 IDH_VALUES = ("mutant", "wildtype")
-NIFTI_EXTENSIONS = (".nii.gz", ".nii")
 
 
 @dataclass(frozen=True)
 class NamingScheme:
     """How a subject's sequence files are named: one file-name suffix per sequence.
 
-    A file ``<anything><suffix>.nii[.gz]`` is that sequence. Matching is case-insensitive.
+    A file ``<anything><suffix>.nii[.gz]`` (or ``.nrrd``) is that sequence. Matching is
+    case-insensitive.
 
     Parameters
     ----------
@@ -67,7 +67,7 @@ class NamingScheme:
 
     def match(self, filename: str) -> str | None:
         """The canonical sequence a file name belongs to under this scheme, or None."""
-        stem = _strip_nifti(filename)
+        stem = _strip_image_suffix(filename)
         if stem is None:
             return None
         low = stem.lower()
@@ -119,12 +119,10 @@ def get_naming(spec: str | NamingScheme | None) -> list[NamingScheme]:
                      "or a spec such as 't1=_t1,t1c=_t1ce,t2=_t2,flair=_flair'")
 
 
-def _strip_nifti(filename: str) -> str | None:
-    low = filename.lower()
-    for ext in NIFTI_EXTENSIONS:
-        if low.endswith(ext):
-            return filename[: -len(ext)]
-    return None
+def _strip_image_suffix(filename: str) -> str | None:
+    """``filename`` without its image ending (NIfTI or NRRD), or None for other files."""
+    ext = image_suffix(filename)
+    return None if ext is None else filename[: -len(ext)]
 
 
 @dataclass(frozen=True)
@@ -272,7 +270,7 @@ def find_sequences(folder: Path, subject_id: str, schemes: Sequence[NamingScheme
                            scan_id=scan_id)
     own_folder = bool(own_folder) or folder.name == subject_id
     files = sorted(p for p in folder.iterdir()
-                   if p.is_file() and _strip_nifti(p.name) is not None
+                   if p.is_file() and _strip_image_suffix(p.name) is not None
                    and (own_folder or _named_for(p.name, subject_id, schemes)))
     best: tuple[dict[str, Path], str] = ({}, "")
     for scheme in schemes:
@@ -307,7 +305,7 @@ def _named_for(filename: str, subject_id: str, schemes: Sequence[NamingScheme]) 
     separator or directly by a sequence suffix (so ``P10_t1`` is not a file of ``P1``)."""
     if not filename.startswith(subject_id):
         return False
-    rest = (_strip_nifti(filename) or "")[len(subject_id):]
+    rest = (_strip_image_suffix(filename) or "")[len(subject_id):]
     if not rest or not rest[0].isalnum():
         return True
     return any(rest.lower() == suffix.lower() for s in schemes for suffix in s.suffixes.values())
@@ -518,7 +516,7 @@ def _subject_folder(sid: str, img_dir: object, root: Path, csv_dir: Path) -> Pat
 
 def _reference(folder: Path, sid: str, reference_suffix: str | None) -> Path | None:
     if reference_suffix:
-        for ext in NIFTI_EXTENSIONS:
+        for ext in IMAGE_EXTENSIONS:
             cand = folder / f"{sid}{reference_suffix}{ext}"
             if cand.exists():
                 return cand
@@ -545,9 +543,9 @@ def _scans_from_folders(folder: Path, sid: str, schemes: Sequence[NamingScheme]
                         ) -> list[tuple[str, float | None, Path]]:
     """The folder convention: timepoint sub-folders of a subject folder without own files."""
     if folder.is_dir() and folder.name == sid and not any(
-            p.is_file() and _strip_nifti(p.name) is not None for p in folder.iterdir()):
+            p.is_file() and _strip_image_suffix(p.name) is not None for p in folder.iterdir()):
         tps = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")
-                     and any(_strip_nifti(f.name) is not None for f in p.iterdir() if f.is_file()))
+                     and any(_strip_image_suffix(f.name) is not None for f in p.iterdir() if f.is_file()))
         if tps:
             days = timepoint_days([p.name for p in tps])
             order = sorted(range(len(tps)), key=lambda i: (days[i] is None, days[i] or 0.0,

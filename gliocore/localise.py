@@ -30,7 +30,7 @@ import numpy as np
 
 from gliocore import atlas as atlas_mod
 from gliocore.errors import SubjectError
-from gliocore.io import file_sha256, text_sha256
+from gliocore.io import file_sha256, load_volume, text_sha256
 from gliocore.location import LOCATION_CODE_VERSION, frame_in_atlas_space, locate
 from gliocore.types import BASELINE_SCAN
 from gliocore.registration import (REGISTRATION_CODE_VERSION, REGISTRATION_RESOLUTION_MM,
@@ -143,8 +143,8 @@ def _registration(task: dict[str, Any], atlas: atlas_mod.Atlas, reg_mod: Any) ->
             return reg_mod.Registration(task["reg_key"], atlas.name, cached["transform"],
                                         tuple(files["fwd"]), tuple(files["inv"]),
                                         float(cached["brain_dice"]), float(cached["seconds"] or 0))
-    moving = nib.load(task["moving_path"])
-    return reg_mod.register_to_atlas(np.asarray(moving.dataobj, dtype=np.float32), moving.affine,
+    moving = load_volume(task["moving_path"])
+    return reg_mod.register_to_atlas(moving.data, moving.affine,
                                      atlas, Path(task["out_dir"]) / "registrations"
                                      / task["reg_key"][:24], transform=task["transform"],
                                      key=task["reg_key"], resolution_mm=task["resolution_mm"])

@@ -127,9 +127,13 @@ def register_cohort(store: Store, cohort: Cohort, naming: str | None = None) -> 
     rows = []
     pending: list[tuple[str, int, int, str]] = []
     # the current references' content: QC scores are shown against it only (one lookup for all)
-    refs = [Path(s.reference_mask) for s in cohort.subjects
+    refs = [Path(s.reference_mask) for s in (*cohort.subjects, *cohort.scans)
             if s.reference_mask and Path(s.reference_mask).is_file()]
-    ref_shas = FileHasher(store).hash_many(refs, pending)
+    ref_shas = FileHasher(store).hash_many(list(dict.fromkeys(refs)), pending)
+
+    def sha_of(path: Path | None) -> str | None:
+        return ref_shas.get(str(Path(path).resolve())) if path else None
+
     for rec in cohort.clinical.to_dict(orient="records"):
         sid = str(rec["SUBJECT ID"])
         subj = by_id.get(sid)
@@ -145,6 +149,7 @@ def register_cohort(store: Store, cohort: Cohort, naming: str | None = None) -> 
                      "scans": [{"scan_id": sc.scan_id, "days": sc.days, "folder": str(sc.folder),
                                 "reference_mask": str(sc.reference_mask) if sc.reference_mask
                                 else None,
+                                "reference_sha256": sha_of(sc.reference_mask),
                                 "sequences": {k: str(v) for k, v in sc.sequences.items()}}
                                for sc in scans_by_id.get(sid, [])]})
     store.put_image_hashes(pending)

@@ -368,6 +368,17 @@ def intensity_check_table(table, image_stats, label: int = 2):
 
 #: Up to this many subjects the survival-by-subject chart draws one bar per subject; above it,
 #: bars are thinner than a pixel and their labels unreadable, so each subject becomes a dot.
+#: Box and violin plots draw every subject as a point up to this many points; beyond, the
+#: points would only blur into a band (and weigh on the browser), so only outliers are drawn
+#: and the box summarises everyone.
+BOX_POINTS_MAX = 300
+
+
+def box_points(n: int) -> str:
+    """Plotly's ``points`` for a box/violin plot of ``n`` values: ``"all"`` or ``"outliers"``."""
+    return "all" if n <= BOX_POINTS_MAX else "outliers"
+
+
 SURVIVAL_BARS_MAX = 60
 
 

@@ -295,7 +295,8 @@ def summarise(metrics: pd.DataFrame, group: str = "region") -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        Index ``region``; columns ``subjects``, ``n_scored``, ``n_missed``,
+        Index ``region``; columns ``subjects`` (``scans`` too when ``metrics`` has a
+        ``scan_id`` column: one row per scan and region), ``n_scored``, ``n_missed``,
         ``n_false_positive``, ``n_both_empty``, ``dice_median``, ``dice_mean``,
         ``hd95_median_mm`` (BraTS definition), ``hd95_pooled_median_mm`` and
         ``volume_diff_median_mm3`` (when the inputs have them).
@@ -304,6 +305,7 @@ def summarise(metrics: pd.DataFrame, group: str = "region") -> pd.DataFrame:
     df["outcome"] = [outcome(p, r) for p, r in zip(df["volume_pred_mm3"], df["volume_ref_mm3"])]
     scored = df["outcome"] == "scored"
     agg = {"subjects": ("subject_id", "nunique"),
+           **({"scans": ("scan_id", "size")} if "scan_id" in df else {}),
            "n_scored": ("outcome", lambda o: int((o == "scored").sum())),
            "n_missed": ("outcome", lambda o: int((o == "missed").sum())),
            "n_false_positive": ("outcome", lambda o: int((o == "false positive").sum())),

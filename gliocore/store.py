@@ -459,7 +459,8 @@ class Store:
 
         ``subjects`` items: subject_id, folder, has_images, reference_mask, clinical (dict),
         sequences (dict seq -> path, may be empty) of the baseline scan, and optionally
-        ``scans``: a list of {scan_id, days, folder, reference_mask, sequences} in time order
+        ``scans``: a list of {scan_id, days, folder, reference_mask, reference_sha256,
+        sequences} in time order
         (default: the one baseline scan above). ``event_assumed``: the clinical table had
         no event column, so every subject counts as a death.
         """
@@ -488,8 +489,12 @@ class Store:
                                "sequences": s.get("sequences") or {}}]
                              if s.get("has_images") else [])
                 for order, sc in enumerate(scans):
+                    ref_sha = sc.get("reference_sha256")
+                    if ref_sha is None and order == 0 and sc.get("reference_mask") and \
+                            sc.get("reference_mask") == s.get("reference_mask"):
+                        ref_sha = s.get("reference_sha256")  # the baseline's is the subject's
                     scan_rows.append((cohort_id, sid, sc["scan_id"], sc.get("days"), order,
-                                      sc.get("folder"), sc.get("reference_mask")))
+                                      sc.get("folder"), sc.get("reference_mask"), ref_sha))
                     scan_image_rows.extend((cohort_id, sid, sc["scan_id"], seq, str(p))
                                            for seq, p in (sc.get("sequences") or {}).items())
             # one statement per table, not one per row (1,000 subjects: milliseconds)
@@ -499,7 +504,7 @@ class Store:
             _insert(con, "subject_images", ["cohort_id", "subject_id", "sequence", "path"],
                     image_rows)
             _insert(con, "scans", ["cohort_id", "subject_id", "scan_id", "days", "scan_order",
-                                   "folder", "reference_mask"], scan_rows)
+                                   "folder", "reference_mask", "reference_sha256"], scan_rows)
             _insert(con, "scan_images", ["cohort_id", "subject_id", "scan_id", "sequence", "path"],
                     scan_image_rows)
 
@@ -900,6 +905,42 @@ class Store:
             ORDER BY r.subject_id, q.region""",
                         [cohort_id, config_key, qc_version])
 
+    def scan_qc_metrics(self, cohort_id: str, config_key: str | None = None,
+                        qc_version: int | None = None) -> pd.DataFrame:
+        """QC metrics of every scan (baseline and follow-ups) against each scan's *current*
+        reference mask, per scan and region.
+
+        As :meth:`qc_metrics`, with ``scan_id``, ``scan_order`` (0 = baseline) and ``days``.
+        A scan's current reference is the content hash recorded when the cohort was registered
+        (``scans.reference_sha256``). In a store made before that column existed it is, until
+        the cohort is registered again (every ``process`` run does), the subject's for the
+        baseline scan and the reference file's last recorded hash (``images``) for follow-ups.
+        """
+        if qc_version is None:
+            from gliocore.qc import QC_VERSION
+            qc_version = QC_VERSION
+        config_key = config_key or self.latest_config(cohort_id)
+        if config_key is None:
+            return pd.DataFrame(columns=["subject_id", "scan_id", "scan_order", "days", "region",
+                                         "dice", "hd95_mm"])
+        return self._df("""
+            SELECT r.subject_id, r.scan_id, sc.scan_order, sc.days, s.backend,
+                   s.backend_version, q.region, q.dice, q.hd95_mm, q.hd95_pooled_mm,
+                   q.volume_pred_mm3, q.volume_ref_mm3, q.volume_diff_mm3, q.reference_label_map
+            FROM scan_results r JOIN segmentations s USING (seg_key)
+            JOIN scans sc ON sc.cohort_id = r.cohort_id AND sc.subject_id = r.subject_id
+                 AND sc.scan_id = r.scan_id
+            JOIN subjects sub ON sub.cohort_id = r.cohort_id AND sub.subject_id = r.subject_id
+            LEFT JOIN images ref ON ref.path = sc.reference_mask
+            JOIN qc_metrics q ON q.seg_key = r.seg_key
+                 AND q.reference_sha256 = coalesce(
+                     sc.reference_sha256,
+                     CASE WHEN sc.scan_order = 0 THEN sub.reference_sha256 END,
+                     ref.sha256)
+            WHERE r.cohort_id = ? AND r.config_key = ? AND q.qc_version = ?
+            ORDER BY r.subject_id, sc.scan_order, q.region""",
+                        [cohort_id, config_key, qc_version])
+
     # -- registrations and locations -------------------------------------------------------
     def registration(self, reg_key: str) -> dict[str, Any] | None:
         """A cached registration (row of ``registrations``) or None."""
@@ -1142,6 +1183,10 @@ MIGRATIONS: tuple[str, ...] = (
     "ALTER TABLE qc_metrics ADD COLUMN IF NOT EXISTS qc_version INTEGER",
     # cohort-level warnings of a run (JSON list), e.g. no enhancing voxel in any subject
     "ALTER TABLE runs ADD COLUMN IF NOT EXISTS warnings VARCHAR",
+    # QC of every scan (issue 11): each scan's current reference mask's content hash, as
+    # subjects.reference_sha256 is for the baseline (NULL in older stores until the cohort is
+    # registered again, which every `process` run does)
+    "ALTER TABLE scans ADD COLUMN IF NOT EXISTS reference_sha256 VARCHAR",
 )
 
 #: Data migrations, each run once per store (recorded in ``meta``): (key, statements).

@@ -162,6 +162,20 @@ def load_qc(db: str, stamp: str, cohort_id: str, config_key: str | None = None) 
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
+def load_scan_qc(db: str, stamp: str, cohort_id: str, config_key: str | None = None
+                 ) -> pd.DataFrame:
+    """QC metrics of every scan (baseline and follow-ups), per scan and region."""
+    return get_store(db).scan_qc_metrics(cohort_id, config_key)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def load_scan_results(db: str, stamp: str, cohort_id: str, config_key: str | None
+                      ) -> pd.DataFrame:
+    """Per scan: keys, mask path and class volumes under a configuration."""
+    return get_store(db).scan_results(cohort_id, config_key)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
 def load_configs(db: str, stamp: str, cohort_id: str) -> pd.DataFrame:
     """Configurations (backend + radiomics params) with results in the cohort, newest first."""
     return get_store(db).configs(cohort_id)
@@ -219,6 +233,24 @@ def load_volume_array(path: str, mtime_ns: int, is_mask: bool = False
     return data, spacing
 
 
+def empty_columns(table: pd.DataFrame, columns: list[str] | None = None) -> list[str]:
+    """The columns of ``table`` (or of ``columns``) without a value in any row."""
+    cols = list(table.columns) if columns is None else [c for c in columns if c in table.columns]
+    if table.empty:
+        return cols
+    has = table[cols].notna().any(axis=0)
+    return [c for c in cols if not bool(has[c])]
+
+
+def empty_features_note(ctx: "Context", dg: Any = None) -> None:
+    """Say which feature columns the pickers leave out because no subject has a value."""
+    empty = ctx.empty_feature_columns()
+    if empty:
+        shown = ", ".join(f"`{c}`" for c in empty[:12]) + (" …" if len(empty) > 12 else "")
+        (dg or st).caption(f"Not offered: {len(empty)} feature column(s) without a value in any "
+                           f"of the cohort's {ctx.n_total} subjects ({shown}).")
+
+
 # -- the shared context ---------------------------------------------------------------------------
 @dataclass
 class Context:
@@ -266,14 +298,27 @@ class Context:
         return set(status.loc[status["features"].fillna(False).astype(bool), "subject_id"]
                    .astype(str))
 
-    def feature_columns(self) -> list[str]:
-        """Numeric radiomics columns of the wide table (``*_label1``, ``*_label2``, tumor_volume)
-        and the atlas-location features (:func:`gliocore.export.is_location_feature`)."""
+    def _feature_like_columns(self) -> list[str]:
+        """Every feature column of the wide table, the all-empty ones included."""
         from gliocore.export import is_location_feature
         return [c for c in self.table.columns
                 if (c.endswith("_label1") or c.endswith("_label2") or c == "tumor_volume"
                     or is_location_feature(c))  # atlas location (gliocore.export)
-                and pd.api.types.is_numeric_dtype(self.table[c])]
+                and (pd.api.types.is_numeric_dtype(self.table[c])
+                     or self.table[c].isna().all())]
+
+    def feature_columns(self) -> list[str]:
+        """Numeric radiomics columns of the wide table (``*_label1``, ``*_label2``, tumor_volume)
+        and the atlas-location features (:func:`gliocore.export.is_location_feature`) that
+        have a value in at least one subject of the cohort: a column empty in every subject
+        (e.g. VASARI F19–F22 when no subject's segmentation decides them) is no use to a picker
+        and is listed by :meth:`empty_feature_columns` instead."""
+        empty = set(self.empty_feature_columns())
+        return [c for c in self._feature_like_columns() if c not in empty]
+
+    def empty_feature_columns(self) -> list[str]:
+        """Feature columns without a value in any subject of the cohort (hidden from pickers)."""
+        return empty_columns(self.table, self._feature_like_columns())
 
     def outcome_filters(self) -> list[Filter]:
         """Active filters on the outcome (survival range, event)."""
@@ -284,7 +329,7 @@ class Context:
         return apply_filters(self.table, self.filters, skip_columns=OUTCOME_COLUMNS)
 
     def clinical_columns(self) -> list[str]:
-        feats = set(self.feature_columns())
+        feats = set(self._feature_like_columns())
         return [c for c in self.table.columns if c not in feats and c not in NON_DATA_COLUMNS]
 
     def store(self) -> Store:
@@ -513,7 +558,11 @@ def _filters(table: pd.DataFrame, cohort_id: str) -> tuple[pd.DataFrame, list[Fi
     numeric_range("tumor_volume", "Tumour volume (mm³)", "volume")
 
     used = {SURVIVAL, IDH, "age", "sex", EVENT, "tumor_volume", *NON_DATA_COLUMNS}
-    others = [c for c in table.columns if c not in used]
+    empty = set(empty_columns(table))  # nothing to filter on (e.g. VASARI F19-F22 unset)
+    others = [c for c in table.columns if c not in used and c not in empty]
+    remembered = st.session_state.get(f"{FILTER_PREFIX}more")
+    if isinstance(remembered, list) and not set(remembered) <= set(others):
+        st.session_state[f"{FILTER_PREFIX}more"] = [c for c in remembered if c in others]
     more = _kept(box, "multiselect", "More filters (any column)", f"{FILTER_PREFIX}more",
                  options=others, help="Add a filter on any clinical or feature column.")
     for col in more:

@@ -13,9 +13,7 @@ from pages import _common as common
 SHOWN = 4
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def load_scan_results(db: str, stamp: str, cohort_id: str, config_key: str | None) -> pd.DataFrame:
-    return common.get_store(db).scan_results(cohort_id, config_key)
+load_scan_results = common.load_scan_results  # shared with the QC page
 
 
 def render(ctx: common.Context, subject_id: str | None) -> None:

@@ -51,6 +51,7 @@ default = [c for c in ("Volume_label1", "Volume_label2", "tumor_volume",
                        "flair_MeanIntensity_label2", "t1c_MeanIntensity_label1") if c in features]
 f1, f2 = st.columns([3, 2])
 chosen = f1.multiselect("Features", features + extra, default=default, key="clf_features")
+common.empty_features_note(ctx, f1)
 models = f2.multiselect("Models", list(MODELS), default=["logreg", "svm"],
                         format_func=MODELS.get, key="clf_models")
 o1, o2, o3, o4 = st.columns(4)

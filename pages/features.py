@@ -23,6 +23,7 @@ if not common.require_features(ctx, "the feature table"):
     st.dataframe(table[[c for c in clinical if c in table.columns]], hide_index=True)
     st.stop()
 
+common.empty_features_note(ctx)
 tab_table, tab_dist, tab_corr, tab_screen = st.tabs(
     ["Table", "Distribution by group", "Correlation", "Survival screen (FDR)"])
 

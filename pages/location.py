@@ -195,8 +195,16 @@ with tab_vasari:
             (f"{int(v)}" if pd.notna(v) else "—") + (f" · {lab}" if isinstance(lab, str) else "")
             for v, lab in zip(vlong["value"], vlong["label"])])
         codes = [c for c in vasari.FEATURES if vasari.FEATURES[c][0] != "not computed"]
+        # codes no subject of the cohort has a value for (F19-F22 when the non-enhancing class
+        # alone would decide them) are left out of the grid, and said so
+        empty = [c for c in codes if f"vasari_{c}" in ctx.table.columns
+                 and ctx.table[f"vasari_{c}"].isna().all()]
         grid = shown.pivot(index="subject_id", columns="feature", values="text")
-        st.dataframe(grid.reindex(columns=codes), width="stretch")
+        st.dataframe(grid.reindex(columns=[c for c in codes if c not in empty]), width="stretch")
+        if empty:
+            st.caption(f"Not shown: {', '.join(empty)} — no value in any of the cohort's "
+                       f"{ctx.n_total} subjects (see the table below for why), so they are not "
+                       "offered to the feature pickers either.")
     status = pd.DataFrame([{"feature": k, "status": s, "how / why not": why}
                            for k, (s, why) in vasari.FEATURES.items()])
     st.dataframe(status, hide_index=True, width="stretch")

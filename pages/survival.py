@@ -161,6 +161,7 @@ with tab_km:
         variable = c2.selectbox("Variable", options,
                                 index=options.index("tumor_volume") if "tumor_volume" in options else 0,
                                 key="km_variable")
+        common.empty_features_note(ctx, c2)
     show_ci = c3.toggle("95% CI", value=True, key="km_ci")
     try:
         km, notes, rule, group_col, fig = _km(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key,
@@ -241,6 +242,7 @@ with tab_cox:
     default = [c for c in (common.IDH, "age", "tumor_volume") if c in candidates]
     c1, c2, c3, c4 = st.columns([5, 2, 2, 2])
     covariates = c1.multiselect("Covariates", candidates, default=default, key="cox_covariates")
+    common.empty_features_note(ctx, c1)
     ties = c2.selectbox("Ties", ["efron", "breslow"], key="cox_ties")
     standardize = c3.toggle("HR per SD", value=True, key="cox_std",
                             help="Rescale numeric covariates to unit SD, so HRs are comparable.")

@@ -259,6 +259,49 @@ def test_features_page(app_env):
     assert (screen["q"].dropna() >= screen["p"].dropna().reindex(screen["q"].dropna().index)).all()
 
 
+def test_all_empty_feature_columns_are_not_offered(demo_store, tmp_path, monkeypatch):
+    """A feature column without a value in any subject (VASARI F19-F22 when no segmentation
+    decides them) is left out of every feature picker and of the sidebar's extra filters, and
+    the pages say so; a column with values in some subjects stays."""
+    import shutil
+
+    import numpy as np
+
+    import gliocore.export as export
+    db = tmp_path / "empty.duckdb"  # its own path: the cached table of the demo store stays apart
+    shutil.copy(demo_store, db)
+    monkeypatch.setenv("GLIOSCOPE_DATA", str(tmp_path))
+    monkeypatch.setenv("GLIOSCOPE_DB", str(db))
+    real = export.seed_table
+
+    def with_vasari(store, cohort_id, config_key=None):
+        table = real(store, cohort_id, config_key)
+        table["vasari_F19"] = np.nan                                   # empty in every subject
+        table["vasari_F1"] = [float(i % 3 + 1) if i % 4 else np.nan for i in range(len(table))]
+        return table
+    monkeypatch.setattr(export, "seed_table", with_vasari)
+
+    at = _open("features")
+    pickers = [at.selectbox(key="dist_feature"), at.multiselect(key="corr_features"),
+               at.multiselect(key="screen_features")]
+    for picker in pickers:
+        assert "vasari_F1" in picker.options and "vasari_F19" not in picker.options, picker.key
+    assert "Not offered: 1 feature column(s)" in texts(at) and "`vasari_F19`" in texts(at)
+    assert "vasari_F19" not in sidebar_widget(at, "multiselect", "More filters (any column)").options
+    assert "vasari_F19" in at.multiselect(key="feat_cols").options  # the table itself keeps it
+    at.switch_page("pages/survival.py").run()
+    assert not at.exception, at.exception
+    assert "vasari_F19" not in at.multiselect(key="cox_covariates").options
+    at.selectbox(key="km_grouping").set_value("Median split of a variable").run()
+    options = at.selectbox(key="km_variable").options
+    assert "vasari_F1" in options and "vasari_F19" not in options
+    assert "`vasari_F19`" in texts(at)
+    at.switch_page("pages/classifiers.py").run()
+    assert not at.exception, at.exception
+    assert "vasari_F19" not in at.multiselect(key="clf_features").options
+    assert "`vasari_F19`" in texts(at)
+
+
 def test_survival_page_km_and_cox(app_env):
     at = _open("survival")
     grouping = at.selectbox(key="km_grouping")
@@ -703,6 +746,79 @@ def test_viewer_steps_through_timepoints(long_env):
         at.slider(key=f"tp_start_{sel.value}").set_value(1).run()
         assert not at.exception, at.exception
         assert any("showing 2–" in c.value for c in at.caption)
+
+
+def chart_values(at: AppTest, key: str, axis: str = "y") -> int:
+    """How many values the plotly chart with widget ``key`` draws on ``axis`` (all traces)."""
+    import base64
+    import json
+
+    import numpy as np
+
+    def count(values) -> int:
+        if isinstance(values, dict) and "bdata" in values:  # plotly's typed-array encoding
+            return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]).size
+        return len(values or [])
+
+    for chart in at.get("plotly_chart"):
+        if chart.proto.id.endswith(f"-{key}"):
+            return sum(count(t.get(axis)) for t in json.loads(chart.proto.spec)["data"])
+    raise AssertionError(f"no plotly chart {key!r}")
+
+
+def test_qc_page_covers_every_scan(long_env, tmp_path, monkeypatch):
+    """Follow-up scans are scored and shown (not only baselines): a scans picker, a per-scan
+    table, a scan picker for the masks; the cached views follow a write to the store."""
+    import shutil
+
+    from gliocore.store import Store
+    store = Store(long_env)
+    cid = str(store.cohorts().iloc[0]["cohort_id"])
+    expected = store.scan_qc_metrics(cid)
+    n_scans = len(expected[["subject_id", "scan_id"]].drop_duplicates())
+    n_fu = len(expected.loc[expected["scan_order"] > 0, ["subject_id", "scan_id"]].drop_duplicates())
+    assert n_fu > 0
+    at = _open("qc")
+    assert not at.error, [e.value for e in at.error]
+    scans_radio = at.radio(key="qc_scans")
+    assert scans_radio.value == "All scans"
+    table = frame_with(at, "scan_id", not_column="dice_median")
+    assert len(table) == n_scans > N_SUBJECTS and "months" in table.columns
+    summary = frame_with(at, "dice_median")
+    assert (summary["scans"] == n_scans).all() and (summary["subjects"] == N_SUBJECTS).all()
+    assert chart_values(at, "qc_dice") == len(expected)  # every scan x region drawn
+    picks = at.selectbox(key="qc_subject").options
+    assert len(picks) == n_scans and any(" · fu" in p or " · " in p for p in picks)
+    follow_up = next(p for p in picks if not p.endswith(" · baseline")
+                     and (p.split(" · ")[0], p.split(" · ")[1]) in
+                     set(zip(expected.loc[expected["scan_order"] > 0, "subject_id"],
+                             expected.loc[expected["scan_order"] > 0, "scan_id"])))
+    at.selectbox(key="qc_subject").set_value(follow_up).run()
+    assert not at.exception, at.exception
+    sid, scan = follow_up.split(" · ")
+    assert f"{sid}, scan {scan}: FLAIR" in texts(at)
+    at.radio(key="qc_scans").set_value("Follow-up scans").run()
+    assert not at.exception, at.exception
+    assert len(frame_with(at, "scan_id", not_column="dice_median")) == n_fu
+    at.radio(key="qc_scans").set_value("Baseline scans").run()
+    assert len(frame_with(at, "scan_id", not_column="dice_median")) == N_SUBJECTS
+
+    # a write to the store (here: one follow-up's scores dropped) shows at the next run
+    db = tmp_path / "long.duckdb"
+    shutil.copy(long_env, db)
+    monkeypatch.setenv("GLIOSCOPE_DATA", str(tmp_path))
+    monkeypatch.setenv("GLIOSCOPE_DB", str(db))
+    at = _open("qc")
+    assert chart_values(at, "qc_dice") == len(expected)
+    copy = Store(db)
+    seg_key = copy.scan_results(cid).set_index(["subject_id", "scan_id"]).loc[(sid, scan), "seg_key"]
+    with copy.transaction() as con:
+        con.execute("DELETE FROM qc_metrics WHERE seg_key = ?", [seg_key])
+    at.run()
+    assert not at.exception, at.exception
+    table = frame_with(at, "scan_id", not_column="dice_median")
+    assert len(table) == n_scans - 1 and (sid, scan) not in set(zip(table["subject_id"], table["scan_id"]))
+    assert chart_values(at, "qc_dice") == len(expected) - 3
 
 
 # -- location (issue 9) ------------------------------------------------------------------------

@@ -1,7 +1,6 @@
 """The seed-style wide table: what empty, degenerate and resegmented labels become (issue 8)."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -9,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gliocore import synth
 from gliocore.cohort import load_cohort
 from gliocore.export import features_wide, seed_table
 from gliocore.pipeline import ProcessingConfig, process_cohort
@@ -18,6 +16,8 @@ from gliocore.segment import register_segmenter
 from gliocore.segment.base import Segmenter
 from gliocore.store import Store
 from gliocore.survival import make_groups
+
+from cohorts import private_copy, tiny_cohort
 
 SHAPE = (48, 48, 32)
 
@@ -30,15 +30,12 @@ def long_rows(rows):
 
 @pytest.fixture(scope="module")
 def tiny_source(tmp_path_factory) -> Path:
-    out = Path(synth.make_tiny_cohort(tmp_path_factory.mktemp("tiny"), n=4, shape=SHAPE, seed=3))
-    return out if out.suffix == ".csv" else out / "clinical.csv"
+    return tiny_cohort(tmp_path_factory.mktemp("tiny"), n=4, shape=SHAPE, seed=3)
 
 
 @pytest.fixture
 def cohort_csv(tiny_source, tmp_path) -> Path:
-    dst = tmp_path / "cohort"
-    shutil.copytree(tiny_source.parent, dst)
-    return dst / tiny_source.name
+    return private_copy(tiny_source, tmp_path)
 
 
 @register_segmenter

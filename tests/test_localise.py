@@ -1,7 +1,6 @@
 """The location stage in the pipeline: registration of native subjects, cache, errors, store."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import duckdb
@@ -15,6 +14,8 @@ from gliocore.localise import LocationConfig
 from gliocore.pipeline import ProcessingConfig, process_cohort
 from gliocore.store import SCHEMA, Store
 
+from cohorts import clinical_csv, private_copy
+
 pytest.importorskip("ants")
 pytest.importorskip("vasari_auto")
 
@@ -27,16 +28,14 @@ FAST = dict(transform="Rigid", resolution_mm=6.0)
 
 @pytest.fixture(scope="module")
 def tiny_source(tmp_path_factory) -> Path:
-    out = Path(synth.generate_demo_cohort(tmp_path_factory.mktemp("tinyloc"), n_subjects=N,
-                                          seed=5, shape=SHAPE, spacing=SPACING))
-    return out if out.suffix == ".csv" else out / "clinical.csv"
+    return clinical_csv(synth.generate_demo_cohort(tmp_path_factory.mktemp("tinyloc"),
+                                                   n_subjects=N, seed=5, shape=SHAPE,
+                                                   spacing=SPACING))
 
 
 @pytest.fixture
 def cohort_csv(tiny_source, tmp_path) -> Path:
-    dst = tmp_path / "cohort"
-    shutil.copytree(tiny_source.parent, dst)
-    return dst / tiny_source.name
+    return private_copy(tiny_source, tmp_path)
 
 
 def run(csv: Path, db: Path, location: LocationConfig):

@@ -153,6 +153,54 @@ def test_pipeline_processes_every_scan_and_caches_by_content(cohort_dir, tmp_pat
     assert again.computed == [] and len(again.cached) == 6
 
 
+def test_qc_of_every_scan_follows_each_scans_reference(cohort_dir, tmp_path):
+    """Every scan with a reference mask is scored (follow-ups too, not only the baseline), each
+    against its own current reference; a store made before scans.reference_sha256 still shows
+    its baseline scores, and the follow-ups' once the cohort is registered again."""
+    import nibabel as nib
+
+    from gliocore.pipeline import register_cohort
+    _write_scans_table(cohort_dir)
+    cohort = load_cohort(cohort_dir / "clinical.csv")
+    assert all(s.reference_mask for s in cohort.scans)
+    db = tmp_path / "s.duckdb"
+    store = Store(db)
+    summary = process_cohort(cohort, store)
+    assert not summary.errors, summary.describe()
+    qc = store.scan_qc_metrics(summary.cohort_id)
+    pairs = set(zip(qc["subject_id"], qc["scan_id"]))
+    assert pairs == {(s.subject_id, s.scan_id) for s in cohort.scans}
+    assert len(qc) == 3 * len(pairs) and qc["dice"].between(0, 1).all()
+    # the baseline rows are the cross-sectional QC
+    base = qc[qc["scan_order"] == 0].set_index(["subject_id", "region"])["dice"].sort_index()
+    cross = store.qc_metrics(summary.cohort_id).set_index(["subject_id", "region"])["dice"]
+    assert base.equals(cross.sort_index())
+    assert qc.loc[qc["scan_id"] == "fu2", "days"].eq(180.0).all()
+    # an edited follow-up reference takes that scan's scores off until it is scored again
+    ref = next(s for s in cohort.scans_of("DEMO-001") if s.scan_id == "fu1").reference_mask
+    img = nib.load(str(ref))
+    data = np.asarray(img.dataobj).copy()
+    data[data == 1] = 2
+    nib.save(nib.Nifti1Image(data, img.affine), str(ref))
+    register_cohort(store, load_cohort(cohort_dir / "clinical.csv"))
+    pairs = set(zip(*(store.scan_qc_metrics(summary.cohort_id)[c] for c in ("subject_id", "scan_id"))))
+    assert ("DEMO-001", "fu1") not in pairs and ("DEMO-001", "fu2") in pairs
+    again = process_cohort(load_cohort(cohort_dir / "clinical.csv"), store)
+    assert not again.errors
+    qc = store.scan_qc_metrics(summary.cohort_id)
+    fu1 = qc[(qc["subject_id"] == "DEMO-001") & (qc["scan_id"] == "fu1")].set_index("region")
+    assert fu1.loc["contrast_enhancing", "volume_ref_mm3"] == 0.0  # the edited reference's
+    # a store made before the column: every scan's scores at once (the baseline's by the
+    # subject's reference hash, follow-ups' by their reference file's recorded hash)
+    with duckdb.connect(str(db)) as con:
+        con.execute("ALTER TABLE scans DROP COLUMN reference_sha256")
+    old = Store(db)
+    assert old.scan_qc_metrics(summary.cohort_id).equals(qc)
+    register_cohort(old, load_cohort(cohort_dir / "clinical.csv"))
+    assert old.scan_qc_metrics(summary.cohort_id).equals(qc)
+    assert old._df("SELECT count(*) AS n FROM scans WHERE reference_sha256 IS NULL")["n"][0] == 0
+
+
 def test_a_broken_scan_fails_alone_and_is_named(cohort_dir, tmp_path):
     _write_scans_table(cohort_dir)
     victim = cohort_dir / "TCGA" / "DEMO-001" / "fu" / "fu2" / "DEMO-001_t2.nii.gz"

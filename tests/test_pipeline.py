@@ -2,7 +2,6 @@
 mask import, export columns."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -10,13 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gliocore import radiomics, synth
+from gliocore import radiomics
 from gliocore.cli import main as cli_main
 from gliocore.cohort import load_cohort
 from gliocore.export import seed_table, wide_column
 from gliocore.pipeline import ProcessingConfig, process_cohort
 from gliocore.segment.base import Segmenter
 from gliocore.store import Store
+
+from cohorts import private_copy, tiny_cohort
 
 N = 4
 SHAPE = (48, 48, 32)
@@ -31,17 +32,12 @@ SEED_COLUMNS = (["Volume_label1", "Max3DDiameter_label1"]
 
 @pytest.fixture(scope="module")
 def tiny_source(tmp_path_factory) -> Path:
-    out = synth.make_tiny_cohort(tmp_path_factory.mktemp("tiny"), n=N, shape=SHAPE, seed=3)
-    out = Path(out)
-    return out if out.suffix == ".csv" else out / "clinical.csv"
+    return tiny_cohort(tmp_path_factory.mktemp("tiny"), n=N, shape=SHAPE, seed=3)
 
 
 @pytest.fixture
 def cohort_csv(tiny_source, tmp_path) -> Path:
-    """A private copy (tests modify files)."""
-    dst = tmp_path / "cohort"
-    shutil.copytree(tiny_source.parent, dst)
-    return dst / tiny_source.name
+    return private_copy(tiny_source, tmp_path)
 
 
 def run(csv: Path, db: Path, **kw):

@@ -2,7 +2,6 @@
 (issue 8 points 3, 5 and 15)."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import duckdb
@@ -10,27 +9,24 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from gliocore import synth
 from gliocore.cli import main as cli_main
 from gliocore.cohort import load_cohort
 from gliocore.pipeline import ProcessingConfig, process_cohort, register_cohort
 from gliocore.store import Store
+
+from cohorts import private_copy, tiny_cohort
 
 N = 3
 
 
 @pytest.fixture(scope="module")
 def tiny_source(tmp_path_factory) -> Path:
-    out = Path(synth.make_tiny_cohort(tmp_path_factory.mktemp("tiny"), n=N, shape=(48, 48, 32),
-                                      seed=5))
-    return out if out.suffix == ".csv" else out / "clinical.csv"
+    return tiny_cohort(tmp_path_factory.mktemp("tiny"), n=N, shape=(48, 48, 32), seed=5)
 
 
 @pytest.fixture
 def cohort_csv(tiny_source, tmp_path) -> Path:
-    dst = tmp_path / "cohort"
-    shutil.copytree(tiny_source.parent, dst)
-    return dst / tiny_source.name
+    return private_copy(tiny_source, tmp_path)
 
 
 def run(csv: Path, db: Path, **kw):
