@@ -1,4 +1,4 @@
-"""gliocore.texture: the texture matrices equal PyRadiomics' C matrices, element for element."""
+"""gliocore.texture: the texture matrices equal PyRadiomics' C matrices, element for element (bits)."""
 from __future__ import annotations
 
 import nibabel as nib
@@ -12,6 +12,39 @@ from gliocore.binning import bin_image
 
 def c_glrlm(image, mask, Ng, Nr, force2D=False, dim=0):
     return cMatrices.calculate_glrlm(image, mask, Ng, Nr, force2D, dim)
+
+
+def bits(a: np.ndarray) -> np.ndarray:
+    return a.view(np.uint64) if a.dtype == np.float64 else a
+
+
+def outcome(function, *args):
+    try:
+        return function(*args)
+    except Exception as exc:  # noqa: BLE001 -- compared with the other side's
+        return exc
+
+
+def assert_pair_matrices_same(image: np.ndarray, mask: np.ndarray, distances=(1,),
+                              force2D: bool = False, dim: int = 0, alpha: int = 0) -> None:
+    """GLCM, GLDM and NGTDM of gliocore.texture and of PyRadiomics' C: same arrays, same bits
+    (or the same exception type)."""
+    Ng = max(int(image[mask].max()) if mask.any() else 1, 1)
+    d = np.array(distances)
+    for name, args in (("calculate_glcm", (image, mask, d, Ng, force2D, dim)),
+                       ("calculate_gldm", (image, mask, d, Ng, alpha, force2D, dim)),
+                       ("calculate_ngtdm", (image, mask, d, Ng, force2D, dim))):
+        expected = outcome(getattr(cMatrices, name), *args)
+        got = outcome(getattr(tx, name), *args)
+        if isinstance(expected, Exception):
+            assert type(got) is type(expected), (name, got, expected)
+            continue
+        assert not isinstance(got, Exception), (name, got)
+        if isinstance(expected, tuple):
+            assert np.array_equal(got[1], expected[1]), name  # angles
+            got, expected = got[0], expected[0]
+        assert got.dtype == expected.dtype and got.shape == expected.shape, name
+        assert np.array_equal(bits(got), bits(expected)), name
 
 
 def assert_same(image: np.ndarray, mask: np.ndarray, force2D: bool = False, dim: int = 0) -> None:
@@ -58,6 +91,51 @@ def test_glrlm_matches_pyradiomics(rng, name, levels):
     assert_same(image, mask)
 
 
+@pytest.mark.parametrize("name", ["ball", "holes", "two components", "full box", "flat", "line",
+                                  "one voxel", "speckle"])
+@pytest.mark.parametrize("levels", [1, 3, 40])
+def test_pair_matrices_match_pyradiomics(rng, name, levels):
+    mask = synthetic_rois(rng)[name]
+    image = (rng.integers(1, levels + 1, mask.shape) if levels < 40
+             else 1 + (np.indices(mask.shape).sum(0) // 3) % levels)
+    assert_pair_matrices_same(image, mask)
+    assert_pair_matrices_same(image, mask, alpha=1)
+
+
+@pytest.mark.parametrize("distances", [(1, 2), (2,), (1, 3)])
+def test_pair_matrices_other_distances(rng, distances):
+    rois = synthetic_rois(rng)
+    for name in ("holes", "two components", "flat"):
+        assert_pair_matrices_same(rng.integers(1, 5, rois[name].shape), rois[name], distances)
+
+
+@pytest.mark.parametrize("dim", [0, 1, 2])
+def test_pair_matrices_force2d(rng, dim):
+    mask = synthetic_rois(rng)["holes"]
+    assert_pair_matrices_same(rng.integers(1, 4, mask.shape), mask, force2D=True, dim=dim)
+
+
+def test_pair_matrices_random_boxes_and_errors(rng):
+    for _ in range(60):
+        shape = tuple(int(s) for s in rng.integers(1, 8, size=3))
+        mask = rng.random(shape) < rng.random()
+        assert_pair_matrices_same(rng.integers(1, int(rng.integers(2, 6)), shape), mask,
+                                  alpha=int(rng.integers(0, 3)))
+    mask = synthetic_rois(rng)["ball"]
+    image = rng.integers(1, 4, mask.shape)
+    image[4, 5, 3] = 0  # a grey level PyRadiomics' C rejects
+    assert_pair_matrices_same(image, mask)
+    with pytest.raises(TypeError):  # the C code takes an int alpha only
+        tx.calculate_gldm(image, mask, np.array([1]), 3, 0.5)
+
+
+def test_ngtdm_sums_in_c_order(rng):
+    """Many voxels per grey level with non-integer differences: float sums in PyRadiomics' order."""
+    mask = rng.random((30, 31, 29)) > 0.2
+    image = rng.integers(1, 4, mask.shape)
+    assert_pair_matrices_same(image, mask)
+
+
 @pytest.mark.parametrize("dim", [0, 1, 2])
 def test_glrlm_force2d(rng, dim):
     mask = synthetic_rois(rng)["holes"]
@@ -91,6 +169,9 @@ def test_geometry_cache_tells_masks_apart(rng):
     first = tx.run_geometry(rois["ball"], np.array([[0, 0, 1]]))
     assert tx.run_geometry(rois["ball"].copy(), np.array([[0, 0, 1]])) is first
     assert tx.run_geometry(rois["holes"], np.array([[0, 0, 1]])) is not first
+    tx.clear_geometry_cache()
+    again = tx.run_geometry(rois["ball"], np.array([[0, 0, 1]]))
+    assert again is not first and np.array_equal(again.order, first.order)
 
 
 def test_bad_grey_level_raises_like_pyradiomics(rng):
@@ -117,4 +198,20 @@ def test_real_roi_matrices(shared_dir):
         idx = np.argwhere(roi)
         box = tuple(slice(a, b + 1) for a, b in zip(idx.min(0), idx.max(0)))
         for width in (25, 5):
-            assert_same(bin_image(flair[box], roi[box], binWidth=width), roi[box])
+            image = bin_image(flair[box], roi[box], binWidth=width)
+            assert_same(image, roi[box])
+            assert_pair_matrices_same(image, roi[box])
+
+
+def test_feature_classes_use_these_matrices():
+    """GlioScope's feature classes run PyRadiomics' own _calculateMatrix code with these matrices."""
+    from radiomics import getFeatureClasses
+
+    from gliocore.binning import feature_classes
+
+    ours = feature_classes()
+    for name in ("glcm", "glrlm", "gldm", "ngtdm"):
+        method = ours[name]._calculateMatrix
+        assert method.__code__ is getFeatureClasses()[name]._calculateMatrix.__code__
+        assert method.__globals__["cMatrices"] is tx._MATRICES
+    assert ours["glszm"]._calculateMatrix is getFeatureClasses()["glszm"]._calculateMatrix

@@ -30,8 +30,11 @@ Method
    mostly unilateral, normal anatomy is roughly symmetric); only bulky bands (opened by
    ``asym_open_mm``: not the partial-volume ring of a sharp edge nor a displaced cortex).
 6. **Enhancement**: T1c markedly brighter than T1 after each is normalised
-   (``z_t1c - z_t1 > enhance_z``) and T1c bright in itself (``z_t1c > t1c_z``); whole
-   enhancing structures are kept when they touch the zone within ``adjacent_mm`` of the
+   (``z_t1c - z_t1 > enhance_z``) and T1c bright in itself (``z_t1c > t1c_z``). Bulky
+   enhancement (what survives a 1-voxel opening) counts anywhere; thin enhancement (a rim
+   one or two voxels thick around necrosis, which the opening removes) only inside the lesion
+   and within ``adjacent_mm`` of it (farther out, thin enhancing lines are vessels or dura).
+   Whole enhancing structures are kept when they touch the zone within ``adjacent_mm`` of the
    lesion, up to ``enhance_reach_mm`` from it (vessels, choroid plexus and dura far from it
    enhance too).
 7. **Clean-up**: closing (``close_mm``), holes filled in 3-D and in each slice across the
@@ -353,9 +356,11 @@ def segment_arrays(t1: np.ndarray, t1c: np.ndarray, t2: np.ndarray, flair: np.nd
         margin |= brighter
     if opt["margin_open_mm"] > 0:
         margin = ndi.binary_opening(margin, _ball(opt["margin_open_mm"] / sp))
-    # Enhancing candidates: T1c markedly brighter than T1, and bright in itself.
-    enh = brain & ((z_t1c - z_t1) > opt["enhance_z"]) & (z_t1c > opt["t1c_z"])
-    enh = ndi.binary_opening(enh, ball1)
+    # Enhancing candidates: T1c markedly brighter than T1, and bright in itself. The opening
+    # keeps bulky enhancement only; thin enhancement (a rim one or two voxels thick, which
+    # the opening removes) is taken back below where it lies next to the lesion.
+    enh_any = brain & ((z_t1c - z_t1) > opt["enhance_z"]) & (z_t1c > opt["t1c_z"])
+    enh = ndi.binary_opening(enh_any, ball1)
     # Two tiers: the lesion first extends far (``reach_mm``) through tissue that is clearly
     # abnormal (core-bright FLAIR, necrosis/cyst, its enhancing rim: a necrotic core lies
     # behind it), then by at most ``grow_mm`` into the fainter margin.
@@ -373,6 +378,9 @@ def segment_arrays(t1: np.ndarray, t1c: np.ndarray, t2: np.ndarray, flair: np.nd
     # ``enhance_reach_mm`` from it (vessels, choroid plexus and dura far from it enhance too).
     filled = ndi.binary_fill_holes(abnormal & ~enh)
     dist = ndi.distance_transform_edt(~filled, sampling=sp)
+    # Thin enhancement counts inside the lesion and within ``adjacent_mm`` of it (the thin
+    # enhancing rim around necrosis); farther out thin enhancing lines are vessels or dura.
+    enh |= enh_any & (dist <= opt["adjacent_mm"])
     enh &= dist <= opt["enhance_reach_mm"]
     if enh.any():
         lab, n = ndi.label(enh)
@@ -415,7 +423,7 @@ class BaselineSegmenter(Segmenter):
     name: ClassVar[str] = "baseline"
     title: ClassVar[str] = "Baseline (intensity rules, no weights)"
     #: Method revision; bump when the output changes (it enters cache keys).
-    METHOD_VERSION: ClassVar[str] = "2.2"
+    METHOD_VERSION: ClassVar[str] = "2.3"
     code_version: ClassVar[str] = METHOD_VERSION
 
     def __init__(self, **options: Any) -> None:
