@@ -95,11 +95,12 @@ DEFAULTS: dict[str, float] = {
     "smooth_mm": 1.0,         # Gaussian sigma before thresholding
     "min_component_mm3": 500.0,   # drop lesion components smaller than this
     "min_enhancing_mm3": 50.0,    # drop enhancing specks smaller than this
-    "asym_z": 1.0,            # FLAIR this much brighter than the mirrored hemisphere ...
+    "asym_z": 0.5,            # FLAIR this much brighter than the mirrored hemisphere ...
     "asym_flair_z": 1.0,      # ... and above this itself joins the margin (0 = cue off) ...
-    "asym_level": 0.25,       # ... or above this fraction of the core's median z, if higher
+    "asym_level": 0.25,       # ... or above this fraction of the core's median z, if higher,
+    "asym_max_slope": 0.4,    # ... where FLAIR is flat (slope below this, z per mm; 0 = any)
     "asym_smooth_mm": 3.0,    # Gaussian sigma of the mirrored side (a local mean)
-    "asym_open_mm": 3.0,      # asymmetric bands thinner than about 2x this are not taken
+    "asym_open_mm": 2.0,      # asymmetric bands thinner than about 2x this are not taken
 }
 
 
@@ -228,6 +229,28 @@ def hemispheric_asymmetry(z: np.ndarray, brain: np.ndarray, lr_axis: int,
     return np.where(both, z - zm, 0.0).astype(np.float32)
 
 
+def flair_slope(z: np.ndarray, spacing: Sequence[float], smooth_mm: float = 1.0) -> np.ndarray:
+    """The gradient magnitude of ``z`` in units per mm, after Gaussian smoothing (``smooth_mm``).
+
+    Parameters
+    ----------
+    z : (I, J, K) float ndarray
+        A normalised image (e.g. FLAIR robust z).
+    spacing : 3 floats
+        Voxel size in mm.
+    smooth_mm : float
+        Gaussian sigma in mm (0: none).
+
+    Returns
+    -------
+    (I, J, K) float32 ndarray
+        ``|grad z|`` in z units per mm.
+    """
+    sp = np.asarray(spacing, dtype=float)
+    zs = ndi.gaussian_filter(z, smooth_mm / sp) if smooth_mm > 0 else z
+    return np.sqrt(sum((np.gradient(zs, axis=k) / sp[k]) ** 2 for k in range(3))).astype(np.float32)
+
+
 def _fill_holes_2d(mask: np.ndarray, axis: int) -> np.ndarray:
     """Fill the holes of every slice of ``mask`` across ``axis`` (a rim open in 3-D but closed
     in-plane, e.g. a necrotic core whose enhancing rim is cut by the slab's edge)."""
@@ -351,6 +374,11 @@ def segment_arrays(t1: np.ndarray, t1c: np.ndarray, t2: np.ndarray, flair: np.nd
         # edge, a cortex ribbon displaced by mass effect and noise go; bulky faint oedema stays.
         faint = max(opt["asym_flair_z"], opt["asym_level"] * core_median)
         brighter = brain & (asym > opt["asym_z"]) & (z_flair > faint) & ~margin
+        if opt["asym_max_slope"] > 0:
+            # A plateau, not a shoulder: faint oedema infiltrating white matter is flat on
+            # FLAIR, while the blurred edge of a bright lesion (which the half-way rule has
+            # already placed) falls off steeply; so is cortex pushed against the lesion.
+            brighter &= flair_slope(z_flair, sp) < opt["asym_max_slope"]
         if opt["asym_open_mm"] > 0:
             brighter = ndi.binary_opening(brighter, _ball(opt["asym_open_mm"] / sp))
         margin |= brighter
@@ -423,7 +451,7 @@ class BaselineSegmenter(Segmenter):
     name: ClassVar[str] = "baseline"
     title: ClassVar[str] = "Baseline (intensity rules, no weights)"
     #: Method revision; bump when the output changes (it enters cache keys).
-    METHOD_VERSION: ClassVar[str] = "2.3"
+    METHOD_VERSION: ClassVar[str] = "2.4"
     code_version: ClassVar[str] = METHOD_VERSION
 
     def __init__(self, **options: Any) -> None:
