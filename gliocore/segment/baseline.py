@@ -27,8 +27,11 @@ Method
    hyperintensity too faint for the half-way rule (above ``asym_level`` x the core's median z
    and ``asym_flair_z``) joins the margin where the voxel is ``asym_z`` brighter than the
    smoothed mirror-image place across the midline (:func:`hemispheric_asymmetry`; gliomas are
-   mostly unilateral, normal anatomy is roughly symmetric); only bulky bands (opened by
-   ``asym_open_mm``: not the partial-volume ring of a sharp edge nor a displaced cortex).
+   mostly unilateral, normal anatomy is roughly symmetric) and FLAIR is a *plateau*, not a
+   *shoulder*: its slope (:func:`flair_slope`) below ``asym_max_slope`` z per mm (oedema
+   infiltrating white matter is flat on FLAIR; the blurred edge of a bright lesion, already
+   placed by the half-way rule, and cortex pushed against the lesion fall off steeply);
+   only bands opened by ``asym_open_mm`` (not noise nor a thin ribbon).
 6. **Enhancement**: T1c markedly brighter than T1 after each is normalised
    (``z_t1c - z_t1 > enhance_z``) and T1c bright in itself (``z_t1c > t1c_z``). Bulky
    enhancement (what survives a 1-voxel opening) counts anywhere; thin enhancement (a rim
@@ -47,19 +50,20 @@ and distances are in mm. The morphology runs on a crop around the lesion (a few 
 240 x 240 x 155 subject).
 
 How good is it? Five real BraTS 2018 gliomas (expert labels; ``../shared/cases/brats18-dev``),
-whole-tumour / contrast-enhancing Dice (version 2.2): TCIA01_201 0.96 / 0.80, TCIA01_378
-0.72 / 0.89, TCIA02_606 0.87 / 0.72, TCIA10_628 0.85 / 0.37 (2 cm³ of enhancement), TCIA13_623
-0.90 / 0.00 (4.7 cm³ of faint enhancement). TCGA-DU-7294 (majority vote of five BraTS
-algorithms): 0.92, no enhancement, as in the reference. Synthetic demo: unchanged by the
-asymmetry cue (seeds 1000-1003 at 2 mm: mean whole-tumour Dice 0.93; 1000-1004 at 1 mm in
-atlas anatomy: identical). The asymmetry cue is deliberately conservative: with thinner bands
-allowed (``asym_open_mm`` 2) TCIA01_378 reaches 0.78 and TCIA13_623 0.92, but displaced
-cortex next to a demo lesion is taken too (one demo subject 0.94 -> 0.90). It fails where
-oedema is only faintly FLAIR-hyperintense (TCIA01_378: about half the oedema is at FLAIR z
-1.0-2.1, the level of normal grey matter, and is mostly missed), where a lesion crosses the
-midline or is bilateral (no asymmetry cue), on faint or patchy enhancement, on multifocal
-disease, on images that are not skull-stripped, and where strong bias fields or artefacts
-outshine the lesion. The defaults were chosen once for all these cases together, not per case.
+whole-tumour / contrast-enhancing Dice (version 2.4; 2.2 in brackets): TCIA01_201 0.95 / 0.80
+(0.96 / 0.80), TCIA01_378 0.83 / 0.88 (0.72 / 0.89), TCIA02_606 0.88 / 0.76 (0.87 / 0.72),
+TCIA10_628 0.850 / 0.41 (0.850 / 0.37; 2 cm³ of enhancement), TCIA13_623 0.91 / 0.00
+(0.90 / 0.00; 4.7 cm³ of faint enhancement). TCGA-DU-7294 (majority vote of five BraTS
+algorithms): 0.92, no enhancement, as in the reference. Synthetic demo: unchanged (seeds
+1000-1004 with enhancement and the IDH-mutant 2000-2012 at 2 mm). Version 2.3 keeps thin
+enhancing rims next to the lesion (606's CE 0.72 -> 0.76); 2.4 lets the asymmetry cue take
+faint FLAIR plateaus (378's WT 0.72 -> 0.83). It fails where oedema is only faintly
+FLAIR-hyperintense and patchy (TCIA01_378: about half the oedema is at FLAIR z 1.0-2.1, the
+level of normal grey matter, and the faint tissue the expert left out around TCIA01_201's
+lesion looks the same voxel by voxel), where a lesion crosses the midline or is bilateral (no
+asymmetry cue), on faint or patchy enhancement, on multifocal disease, on images that are not
+skull-stripped, and where strong bias fields or artefacts outshine the lesion. The defaults
+were chosen once for all these cases together, not per case.
 """
 from __future__ import annotations
 
