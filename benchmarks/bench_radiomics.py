@@ -9,8 +9,11 @@ the ratios printed side by side mean something):
 
 Plain = one ``RadiomicsFeatureExtractor.execute(image_file, mask_file, label)`` per sequence and
 class, as the seed notebook did. GlioScope = volumes loaded once (float32, as the pipeline does;
-the loading time is printed apart), then ``extract_features``. For each set the largest relative
-difference between the two sides over all features is printed.
+the loading time is printed apart), then ``extract_features``, each repeat with an empty cache of
+ROI geometries (:mod:`gliocore.texture`): only what depends on the parameters alone (parsed
+extractors, feature names) is carried from one repeat to the next, as from one subject to the
+next. For each set the largest relative difference between the two sides over all features is
+printed.
 
 The case is ``../shared/cases/brats18-dev/Brats18_TCIA01_378_1`` (a large tumour; BraTS labels
 mapped to GlioScope's) when present, else a generated 240x240x155 volume.
@@ -37,6 +40,7 @@ from radiomics.featureextractor import RadiomicsFeatureExtractor  # noqa: E402
 from gliocore import radiomics as gr  # noqa: E402
 from gliocore.io import load_volume  # noqa: E402
 from gliocore.labels import BRATS  # noqa: E402
+from gliocore.texture import clear_geometry_cache  # noqa: E402
 from gliocore.types import SEQUENCES  # noqa: E402
 
 ALL_CLASSES = ["firstorder", "glcm", "gldm", "glrlm", "glszm", "ngtdm", "shape"]
@@ -113,6 +117,7 @@ def run_set(key: str, paths: dict[str, Path], mpath: Path, repeats: int) -> dict
         t0 = time.perf_counter()
         vols = {seq: load_volume(p) for seq, p in paths.items()}
         mvol = load_volume(mpath, dtype=None)
+        clear_geometry_cache()  # a repeat on the same masks would reuse the ROIs' geometry
         t1, c1 = time.perf_counter(), time.process_time()
         rows = gr.extract_features(vols, mvol.data, mvol.affine, params)
         t2 = time.perf_counter()

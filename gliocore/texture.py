@@ -40,12 +40,13 @@ import numpy as np
 from radiomics import cMatrices, getFeatureClasses
 
 __all__ = ["PairGeometry", "RunGeometry", "calculate_glcm", "calculate_gldm", "calculate_glrlm",
-           "calculate_ngtdm", "pair_geometry", "run_geometry", "texture_mixins"]
+           "calculate_ngtdm", "clear_geometry_cache", "pair_geometry", "run_geometry",
+           "texture_mixins"]
 
 _LOCAL = threading.local()
-#: Geometries kept per thread and kind (one per ROI and angle set; an extraction alternates
-#: between at most two ROIs).
-_GEOMETRY_CACHE_SIZE = 4
+#: Geometries kept per thread and kind: one per ROI and angle set, and an extraction alternates
+#: between two ROIs (the tumour classes). A geometry takes about 13 x 9 bytes per ROI voxel.
+_GEOMETRY_CACHE_SIZE = 2
 
 
 def _cached(kind: str, mask: np.ndarray, angles: np.ndarray, build: Callable):
@@ -67,6 +68,11 @@ def _cached(kind: str, mask: np.ndarray, angles: np.ndarray, build: Callable):
     return value
 
 
+def clear_geometry_cache() -> None:
+    """Forget this thread's cached geometries (benchmarks: each repeat pays for its own)."""
+    _LOCAL.caches = {}
+
+
 def _angles(shape: tuple[int, ...], distances, bidirectional: bool, force2D: bool,
             force2Ddimension: int) -> np.ndarray:
     """PyRadiomics' own angles (``cMatrices.generate_angles``), as its C matrix functions use."""
@@ -83,7 +89,7 @@ class RunGeometry:
     ----------
     voxels : (n,) intp ndarray
         Flat (C-order) indices of the ROI's voxels in the ROI's array, ascending.
-    order : (Na * n,) intp ndarray
+    order : (Na * n,) int32 or intp ndarray
         For each direction in turn, positions in ``voxels`` sorted line by line and along each
         line in the direction of the angle.
     linked : (Na * n - 1,) bool ndarray
@@ -98,6 +104,11 @@ class RunGeometry:
     order: np.ndarray
     linked: np.ndarray
     multi: np.ndarray
+
+
+def _index_type(n: int) -> type:
+    """int32 for positions among ``n`` voxels when it holds them (half of intp's memory)."""
+    return np.int32 if n < 2**31 else np.intp
 
 
 def _strides(shape: tuple[int, ...]) -> np.ndarray:
@@ -144,6 +155,7 @@ def _build_runs(mask: np.ndarray, angles: np.ndarray) -> RunGeometry:
         links.append(np.zeros(1, bool))  # no run goes on into the next direction
         multi.append(several)
     order = np.concatenate(orders) if orders else np.zeros(0, np.intp)
+    order = order.astype(_index_type(voxels.size))  # half the memory; positions < n
     linked = np.concatenate(links)[:-1] if links else np.zeros(0, bool)
     return RunGeometry(voxels, order, linked, np.array(multi, dtype=bool))
 
@@ -209,9 +221,9 @@ class PairGeometry:
     voxels : (n,) intp ndarray
         Flat (C-order) indices of the ROI's voxels in the ROI's array, ascending (PyRadiomics'
         loop order).
-    first, second : (m,) intp ndarray
+    first, second : (m,) int32 (or intp) ndarray
         Positions in ``voxels`` of each pair: ``second`` is ``first`` moved by the pair's angle.
-    angle : (m,) intp ndarray
+    angle : (m,) unsigned int ndarray
         Index of each pair's angle.
     neighbours : (n,) float64 ndarray
         Number of ROI voxels among each voxel's neighbours along the angles and their opposites.
@@ -247,13 +259,14 @@ def _build_pairs(mask: np.ndarray, angles: np.ndarray) -> PairGeometry:
         keep = other >= 0
         firsts.append(first[keep])
         seconds.append(other[keep])
-        which.append(np.full(int(keep.sum()), a, dtype=np.intp))
-    empty = np.zeros(0, np.intp)
-    first = np.concatenate(firsts) if firsts else empty
-    second = np.concatenate(seconds) if seconds else empty
+        which.append(np.full(int(keep.sum()), a, dtype=np.min_scalar_type(len(angles))))
+    kind = _index_type(n)
+    empty = np.zeros(0, kind)
+    first = np.concatenate(firsts).astype(kind) if firsts else empty
+    second = np.concatenate(seconds).astype(kind) if seconds else empty
     neighbours = (np.bincount(first, minlength=n) + np.bincount(second, minlength=n)).astype(float)
-    return PairGeometry(voxels, first, second, np.concatenate(which) if which else empty,
-                        neighbours)
+    return PairGeometry(voxels, first, second,
+                        np.concatenate(which) if which else np.zeros(0, np.uint8), neighbours)
 
 
 def _pairs_both_ways(shape: tuple[int, ...], distances, force2D: bool, force2Ddimension: int

@@ -169,6 +169,9 @@ def test_geometry_cache_tells_masks_apart(rng):
     first = tx.run_geometry(rois["ball"], np.array([[0, 0, 1]]))
     assert tx.run_geometry(rois["ball"].copy(), np.array([[0, 0, 1]])) is first
     assert tx.run_geometry(rois["holes"], np.array([[0, 0, 1]])) is not first
+    tx.clear_geometry_cache()
+    again = tx.run_geometry(rois["ball"], np.array([[0, 0, 1]]))
+    assert again is not first and np.array_equal(again.order, first.order)
 
 
 def test_bad_grey_level_raises_like_pyradiomics(rng):
