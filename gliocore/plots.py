@@ -366,6 +366,52 @@ def intensity_check_table(table, image_stats, label: int = 2):
     return out.drop(columns=["brain_std"])
 
 
+def region_share_figure(share, *, title: str, bars_max: int = 60) -> go.Figure:
+    """Each subject's share of a tumour class in each atlas region, readable at any cohort size.
+
+    Parameters
+    ----------
+    share : DataFrame
+        Index: subject IDs; columns: region titles; values: % of the class in the region.
+    title : str
+        The figure's title.
+    bars_max : int
+        Up to this many subjects, one stacked bar per subject; above it a heat map (a row per
+        subject, sorted by its main region and share; no tick labels, hover names the subject),
+        where 1,000 bars would be slivers.
+
+    Returns
+    -------
+    plotly Figure
+    """
+    import pandas as pd
+    share = share.astype(float)
+    if len(share) <= bars_max:
+        import plotly.express as px
+        long = share.rename_axis("subject").reset_index().melt(
+            id_vars="subject", var_name="region", value_name="%")
+        fig = px.bar(long, x="subject", y="%", color="region", title=title,
+                     labels={"%": "% of the class volume", "subject": "SUBJECT ID"})
+        fig.update_layout(height=460, legend_title_text="")  # room for ten regions' legend
+        fig.update_xaxes(showticklabels=len(share) <= 40)
+        return fig
+    filled = share.fillna(0.0)
+    main = filled.idxmax(axis=1).where(filled.max(axis=1) > 0, "")
+    order = pd.DataFrame({"main": [list(share.columns).index(m) if m else len(share.columns)
+                                   for m in main],
+                          "top": -filled.max(axis=1).to_numpy()}, index=share.index)
+    sorted_ids = order.sort_values(["main", "top"], kind="stable").index
+    z = share.loc[sorted_ids].to_numpy()
+    fig = go.Figure(go.Heatmap(
+        z=z, x=[str(c) for c in share.columns], y=[str(s) for s in sorted_ids],
+        colorscale="Reds", zmin=0, zmax=100, colorbar=dict(title="%"),
+        hovertemplate="%{y}<br>%{x}: %{z:.0f} %<extra></extra>"))
+    fig.update_layout(title=title, height=520)
+    fig.update_yaxes(showticklabels=False, autorange="reversed",
+                     title=f"{len(share)} subjects, grouped by their main region")
+    return fig
+
+
 #: Up to this many subjects the survival-by-subject chart draws one bar per subject; above it,
 #: bars are thinner than a pixel and their labels unreadable, so each subject becomes a dot.
 #: Box and violin plots draw every subject as a point up to this many points; beyond, the

@@ -48,6 +48,8 @@ LONGITUDINAL_COLUMNS = ("n_scans", "followup_months", "response_target", "best_r
 OUTCOME_COLUMNS = (SURVIVAL, EVENT, PFS, PFS_EVENT)
 #: Clinical columns that are identifiers or paths, never filters or features.
 NON_DATA_COLUMNS = (ID, "img_dir", "has_images")
+#: Wide-table columns written by the location stage (gliocore.export.location_wide).
+LOCATION_PREFIXES = ("loc_", "vasari_")
 CONTEXT_KEY = "_glioscope_context"
 FRESH_KEY = "_glioscope_context_fresh"
 LEFT_LEGACY_KEY = "_glioscope_left_legacy_navigation"
@@ -329,8 +331,12 @@ class Context:
         return apply_filters(self.table, self.filters, skip_columns=OUTCOME_COLUMNS)
 
     def clinical_columns(self) -> list[str]:
+        """The clinical table's columns (and per-subject follow-up summaries): not features,
+        not identifiers, and not the atlas-location results (``loc_*``, ``vasari_*``: about a
+        hundred per subject, of which the pickers offer :meth:`feature_columns`' selection)."""
         feats = set(self._feature_like_columns())
-        return [c for c in self.table.columns if c not in feats and c not in NON_DATA_COLUMNS]
+        return [c for c in self.table.columns if c not in feats and c not in NON_DATA_COLUMNS
+                and not c.startswith(LOCATION_PREFIXES)]
 
     def store(self) -> Store:
         return get_store(self.db)

@@ -8,6 +8,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from gliocore import plots
 from pages import _common as common
 
 ctx = common.context()
@@ -56,15 +57,67 @@ with tab_table:
     st.dataframe(view, hide_index=True, height=min(38 + 35 * len(view), 460), column_config=fmt)
     st.caption(f"{len(view)} rows × {view.shape[1]} columns shown.")
     d1, d2, _ = st.columns([1, 1, 4])
-    d1.download_button("Download CSV", view.to_csv(index=False).encode(), "glioscope_features.csv",
-                       "text/csv", key="dl_csv")
-    buf = io.BytesIO()
-    view.to_parquet(buf, index=False)
-    d2.download_button("Download Parquet", buf.getvalue(), "glioscope_features.parquet",
+    # the files are written when a button is pressed, not on every run (a wide table of 1,000+
+    # subjects takes a noticeable part of a second to serialise twice)
+    def as_parquet(frame: pd.DataFrame = view) -> bytes:
+        buf = io.BytesIO()
+        frame.to_parquet(buf, index=False)
+        return buf.getvalue()
+
+    d1.download_button("Download CSV", lambda frame=view: frame.to_csv(index=False).encode(),
+                       "glioscope_features.csv", "text/csv", key="dl_csv")
+    d2.download_button("Download Parquet", as_parquet, "glioscope_features.parquet",
                        "application/vnd.apache.parquet", key="dl_parquet")
 
 # -- distribution by group ------------------------------------------------------------------------
+@st.cache_data(show_spinner=False, max_entries=32)
+def _distribution(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: str,
+                  feature: str, group: str, kind: str, threshold: float, _data: pd.DataFrame):
+    """The distribution figure, its per-group counts and the grouping rule; cached by store
+    stamp, results configuration, subject set and the choices (``_data`` follows the key), so a
+    page change or another tab's widget never rebuilds it."""
+    data = _data.copy()
+    rule = None
+    if group.startswith("Short"):
+        from gliocore.survival import make_groups
+        g = make_groups(data, common.SURVIVAL, "short_long", threshold=threshold,
+                        event_col=common.EVENT)
+        data["group"] = g.labels.astype(object)
+        rule = g.rule
+    else:
+        data["group"] = data[group].astype(object).where(data[group].notna(), "unknown").astype(str)
+    data = data.dropna(subset=["group", feature])
+    if data.empty:
+        return None, None, rule
+    hover = [common.ID, common.SURVIVAL]
+    points = plots.box_points(int(data["group"].value_counts().max()))
+    if kind == "Histogram":
+        fig = px.histogram(data, x=feature, color="group", barmode="overlay", opacity=0.65,
+                           hover_data=hover)
+    elif kind == "Violin":
+        fig = px.violin(data, x="group", y=feature, color="group", box=True, points=points,
+                        hover_data=hover)
+    else:
+        fig = px.box(data, x="group", y=feature, color="group", points=points, hover_data=hover)
+    fig.update_layout(showlegend=kind == "Histogram", height=420,
+                      title=f"{feature} by {group} (n = {len(data)})")
+    counts = data.groupby("group", observed=True)[feature].describe()[["count", "mean", "50%", "std"]]
+    return fig, counts.rename(columns={"50%": "median"}), rule
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _correlation(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: str,
+                 features: tuple[str, ...], method: str, _data: pd.DataFrame):
+    """The correlation heat map (cached as :func:`_distribution`)."""
+    corr = _data[list(features)].corr(method=method, min_periods=3)
+    fig = px.imshow(corr, zmin=-1, zmax=1, color_continuous_scale="RdBu_r", text_auto=".2f",
+                    aspect="auto", title=f"{method.capitalize()} correlation (n = {len(_data)})")
+    fig.update_layout(height=max(380, 60 * len(features)))
+    return fig
+
+
 processed = common.processed(ctx)
+processed_key = common.ids_key(processed[common.ID].astype(str).tolist())
 with tab_dist:
     c1, c2, c3 = st.columns([3, 2, 2])
     feature = c1.selectbox("Feature", features,
@@ -76,33 +129,19 @@ with tab_dist:
                      if g.startswith("Short") or g in processed.columns]
     group = c2.selectbox("Group by", group_options, key="dist_group")
     kind = c3.radio("Plot", ["Box", "Violin", "Histogram"], horizontal=True, key="dist_kind")
-    data = processed.copy()
-    if group.startswith("Short"):
-        from gliocore.survival import make_groups
-        g = make_groups(data, common.SURVIVAL, "short_long", threshold=threshold,
-                        event_col=common.EVENT)
-        data["group"] = g.labels.astype(object)
-        st.caption(g.rule)
-    else:
-        data["group"] = data[group].astype(object).where(data[group].notna(), "unknown").astype(str)
-    data = data.dropna(subset=["group", feature])
-    if data.empty:
+    fig, counts, rule = _distribution(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key,
+                                      processed_key, feature, group, kind, float(threshold),
+                                      processed)
+    if rule:
+        st.caption(rule)
+    if fig is None:
         st.warning(f"No processed subject has a value for {feature}; pick another feature.")
     else:
-        hover = [common.ID, common.SURVIVAL]
-        if kind == "Histogram":
-            fig = px.histogram(data, x=feature, color="group", barmode="overlay", opacity=0.65,
-                               hover_data=hover)
-        elif kind == "Violin":
-            fig = px.violin(data, x="group", y=feature, color="group", box=True, points="all",
-                            hover_data=hover)
-        else:
-            fig = px.box(data, x="group", y=feature, color="group", points="all", hover_data=hover)
-        fig.update_layout(showlegend=kind == "Histogram", height=420,
-                          title=f"{feature} by {group} (n = {len(data)})")
         st.plotly_chart(fig, key="dist_fig")
-        counts = data.groupby("group", observed=True)[feature].describe()[["count", "mean", "50%", "std"]]
-        st.dataframe(counts.rename(columns={"50%": "median"}), key="dist_counts")
+        if kind != "Histogram" and int(counts["count"].max()) > plots.BOX_POINTS_MAX:
+            st.caption("Many subjects per group: outliers are drawn as points, the boxes "
+                       "summarise everyone (the Table tab lists every value).")
+        st.dataframe(counts, key="dist_counts")
 
 # -- correlation ------------------------------------------------------------------------------------
 with tab_corr:
@@ -117,11 +156,9 @@ with tab_corr:
     if len(usable) < 2:
         st.info("Pick at least two features with values in three or more subjects.")
     else:
-        corr = processed[usable].corr(method=method, min_periods=3)
-        fig = px.imshow(corr, zmin=-1, zmax=1, color_continuous_scale="RdBu_r", text_auto=".2f",
-                        aspect="auto", title=f"{method.capitalize()} correlation (n = {len(processed)})")
-        fig.update_layout(height=max(380, 60 * len(usable)))
-        st.plotly_chart(fig, key="corr_fig")
+        st.plotly_chart(_correlation(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key,
+                                     processed_key, tuple(usable), method, processed),
+                        key="corr_fig")
         if len(usable) < len(chosen):
             st.caption("Left out (fewer than 3 values): "
                        + ", ".join(c for c in chosen if c not in usable))

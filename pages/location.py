@@ -56,18 +56,21 @@ with tab_subj:
                      horizontal=True, key="loc_class")
     short = {"whole tumour": "wt", "contrast-enhancing": "ce", "non-enhancing": "ne"}[klass]
     cols = [f"loc_{short}_{r}_pct" for r in LOBES + DEEP if f"loc_{short}_{r}_pct" in data]
-    long = data[[common.ID, *cols]].melt(id_vars=common.ID, var_name="region", value_name="%")
-    long["region"] = long["region"].str.replace(f"loc_{short}_", "").str.replace("_pct", "")
-    long["region"] = long["region"].map(lambda r: REGION_TITLES.get(r, r))
-    fig = px.bar(long, x=common.ID, y="%", color="region",
-                 title=f"Share of each subject's {klass} in each atlas region",
-                 labels={"%": "% of the class volume"})
-    fig.update_layout(height=460, legend_title_text="")  # room for all ten regions in the legend
-    fig.update_xaxes(showticklabels=len(data) <= 40)
+    share = data.set_index(data[common.ID].astype(str))[cols]
+    share.columns = [REGION_TITLES.get(c[len(f"loc_{short}_"):-len("_pct")],
+                                       c[len(f"loc_{short}_"):-len("_pct")]) for c in cols]
+    fig = plots.region_share_figure(share, bars_max=plots.SURVIVAL_BARS_MAX,
+                                    title=f"Share of each subject's {klass} in each atlas region")
     st.plotly_chart(fig, key="loc_subject_bars")
-    st.caption("Regions overlap a little (the masks are not a partition), so bars may exceed "
-               "100 %; tumour outside every region (white matter not in a lobe mask) makes them "
-               "fall short.")
+    if len(share) > plots.SURVIVAL_BARS_MAX:
+        st.caption(f"{len(share)} subjects: one row each (hover for the subject), grouped by the "
+                   "region holding most of the class; darker = larger share. Regions overlap a "
+                   "little (the masks are not a partition); tumour outside every region (white "
+                   "matter not in a lobe mask) is not shown.")
+    else:
+        st.caption("Regions overlap a little (the masks are not a partition), so bars may exceed "
+                   "100 %; tumour outside every region (white matter not in a lobe mask) makes "
+                   "them fall short.")
     table = pd.DataFrame({
         "subject": data[common.ID].astype(str),
         "IDH": data.get(common.IDH, pd.Series(index=data.index, dtype=object)),

@@ -62,6 +62,30 @@ def _atlas_overlay(sid: str, shape: tuple[int, ...]):
     return regions
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def _data_check(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: str,
+                _table: pd.DataFrame, _stats: pd.DataFrame):
+    """The data check's two figures, cached by store stamp, results configuration and subject
+    set (``_table``/``_stats`` follow the key): moving a slice never rebuilds them."""
+    sub_stats = _stats[_stats["subject_id"].isin(set(_table[common.ID].astype(str)))]
+    check = plots.intensity_check_table(_table, sub_stats)
+    check["sequence"] = check["sequence"].map(lambda s: SEQUENCE_TITLES.get(s, s))
+    order = {"sequence": [SEQUENCE_TITLES[s] for s in SEQUENCES]}
+    points = plots.box_points(int(check["sequence"].value_counts().max()) if len(check) else 0)
+    fig_raw = px.box(check, x="sequence", y="raw", points=points, hover_data=["subject_id"],
+                     category_orders=order, title="Raw: mean brain intensity per image",
+                     labels={"raw": "mean intensity (scanner units)"})
+    norm = check.dropna(subset=["normalised"])
+    if norm.empty:
+        return fig_raw, None
+    fig_norm = px.box(norm, x="sequence", y="normalised", points=points,
+                      hover_data=["subject_id"], category_orders=order,
+                      title="Normalised: tumour mean, z-scored per image",
+                      labels={"normalised": "(tumour mean − brain mean) / brain SD"})
+    fig_norm.add_hline(y=0, line_dash="dot", line_color="grey")
+    return fig_raw, fig_norm
+
+
 tab_view, tab_time, tab_check = st.tabs(["Slices", "Timepoints",
                                          "Data check: intensities across the cohort"])
 
@@ -169,24 +193,13 @@ with tab_check:
         st.info("No intensity statistics yet: they are computed when the cohort is processed "
                 "(Cohort page → **Process cohort**).")
     else:
-        sub_stats = stats[stats["subject_id"].isin(ctx.subject_ids)]
-        check = plots.intensity_check_table(ctx.filtered, sub_stats)
-        check["sequence"] = check["sequence"].map(lambda s: SEQUENCE_TITLES.get(s, s))
-        order = {"sequence": [SEQUENCE_TITLES[s] for s in SEQUENCES]}
+        fig_raw, fig_norm = _data_check(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key,
+                                        common.ids_key(ctx.subject_ids), ctx.filtered, stats)
         a, b = st.columns(2)
-        fig_raw = px.box(check, x="sequence", y="raw", points="all", hover_data=["subject_id"],
-                         category_orders=order, title="Raw: mean brain intensity per image",
-                         labels={"raw": "mean intensity (scanner units)"})
         a.plotly_chart(fig_raw, key="check_raw")
-        norm = check.dropna(subset=["normalised"])
-        if norm.empty:
+        if fig_norm is None:
             b.info("No tumour intensities yet (features missing); process the cohort first.")
         else:
-            fig_norm = px.box(norm, x="sequence", y="normalised", points="all",
-                              hover_data=["subject_id"], category_orders=order,
-                              title="Normalised: tumour mean, z-scored per image",
-                              labels={"normalised": "(tumour mean − brain mean) / brain SD"})
-            fig_norm.add_hline(y=0, line_dash="dot", line_color="grey")
             b.plotly_chart(fig_norm, key="check_norm")
         st.caption("Left: each image's mean intensity inside the brain (non-zero voxels) as stored — "
                    "spread here is scanner/intensity-scale variation, not biology. Right: the mean "

@@ -302,6 +302,43 @@ def test_all_empty_feature_columns_are_not_offered(demo_store, tmp_path, monkeyp
     assert "`vasari_F19`" in texts(at)
 
 
+def test_cached_figures_follow_filters_and_store_writes(demo_store, tmp_path, monkeypatch):
+    """The Features and Viewer figures are cached at the page edge; a filter change and a write
+    to the store (here a subject's result dropped, as a re-run does for a failed scan) must show
+    new figures, never the cached ones of the old state."""
+    import shutil
+
+    from gliocore.store import Store
+    db = tmp_path / "writes.duckdb"
+    shutil.copy(demo_store, db)
+    monkeypatch.setenv("GLIOSCOPE_DATA", str(tmp_path))
+    monkeypatch.setenv("GLIOSCOPE_DB", str(db))
+
+    def drawn(at) -> tuple[int, int, int]:
+        at.switch_page("pages/features.py").run()
+        assert not at.exception, at.exception
+        n_dist, n_corr_title = chart_values(at, "dist_fig"), chart_title(at, "corr_fig")
+        at.switch_page("pages/viewer.py").run()
+        assert not at.exception, at.exception
+        return n_dist, int(re.search(r"n = (\d+)", n_corr_title).group(1)), \
+            chart_values(at, "check_raw")
+
+    at = _open()
+    assert drawn(at) == (N_SUBJECTS, N_SUBJECTS, 4 * N_SUBJECTS)
+    sidebar_widget(at, "radio", "IDH status").set_value("mutant").run()
+    n = n_of_n(at)[0]
+    assert 0 < n < N_SUBJECTS and drawn(at) == (n, n, 4 * n)
+    sidebar_widget(at, "radio", "IDH status").set_value("all").run()
+    assert drawn(at) == (N_SUBJECTS, N_SUBJECTS, 4 * N_SUBJECTS)  # served from the cache again
+    store = Store(db)
+    cid = str(store.cohorts().iloc[0]["cohort_id"])
+    store.drop_stale_result(cid, "DEMO-001", store.latest_config(cid))
+    at.run()
+    n_dist, n_corr, n_check = drawn(at)
+    assert (n_dist, n_corr) == (N_SUBJECTS - 1, N_SUBJECTS - 1)
+    assert n_check == 4 * N_SUBJECTS  # raw brain intensities need no segmentation
+
+
 def test_survival_page_km_and_cox(app_env):
     at = _open("survival")
     grouping = at.selectbox(key="km_grouping")
@@ -763,6 +800,16 @@ def chart_values(at: AppTest, key: str, axis: str = "y") -> int:
     for chart in at.get("plotly_chart"):
         if chart.proto.id.endswith(f"-{key}"):
             return sum(count(t.get(axis)) for t in json.loads(chart.proto.spec)["data"])
+    raise AssertionError(f"no plotly chart {key!r}")
+
+
+def chart_title(at: AppTest, key: str) -> str:
+    """The title of the plotly chart with widget ``key``."""
+    import json
+    for chart in at.get("plotly_chart"):
+        if chart.proto.id.endswith(f"-{key}"):
+            title = json.loads(chart.proto.spec)["layout"].get("title") or {}
+            return title.get("text", "") if isinstance(title, dict) else str(title)
     raise AssertionError(f"no plotly chart {key!r}")
 
 
