@@ -273,7 +273,10 @@ def test_asymmetry_cue_adds_faint_unilateral_oedema_only():
     # variation here, so z is large): thresholds are set so that the band lies below both
     # the clear (flair_z) and the half-way (margin level 8) rules but above the cue's level.
     sp = (2.0, 2.0, 2.0)
-    opts = {"flair_z": 6.0, "asym_level": 0.1}
+    # The phantom's brain is flat but for noise, so its z unit is the noise alone and noise
+    # slopes exceed the plateau test's limit (in real brains tissue contrast sets the z unit):
+    # the plateau test is off here and tested on its own below.
+    opts = {"flair_z": 6.0, "asym_level": 0.1, "asym_max_slope": 0.0}
     base, t2, flair, core, band = _unilateral_phantom(bilateral_band=False)
     without = segment_arrays(base, base, t2, flair, spacing=sp, **opts) > 0
     with_cue = segment_arrays(base, base, t2, flair, spacing=sp, lr_axis=0, **opts) > 0
@@ -329,3 +332,17 @@ def test_thin_enhancing_rim_is_enhancing_but_thin_vessels_away_from_it_are_not()
     assert (mask[rim] == 1).mean() > 0.2, (mask[rim] == 1).mean()
     far = vessel & (np.indices(vessel.shape)[0] > 46 + DEFAULTS["adjacent_mm"] + 1)
     assert far.sum() >= 15 and not (mask[far] == 1).any()
+
+
+def test_flair_slope_is_per_mm_on_anisotropic_voxels():
+    # The plateau test of the asymmetry cue (version 2.4) compares FLAIR's slope in z units
+    # per mm with ``asym_max_slope``: a ramp rising 0.5 z per mm reads 0.5 whichever axis it
+    # runs along and whatever the voxel size, and a flat image reads 0.
+    from gliocore.segment.baseline import flair_slope
+    for axis, spacing in [(0, (2.0, 1.0, 1.0)), (2, (1.0, 1.0, 5.0)), (1, (1.0, 1.0, 1.0))]:
+        shape = (30, 30, 30)
+        mm = np.indices(shape)[axis] * spacing[axis]
+        slope = flair_slope(0.5 * mm.astype(np.float32), spacing)
+        inner = slope[8:-8, 8:-8, 8:-8]
+        assert np.allclose(inner, 0.5, atol=1e-3), (axis, float(inner.min()), float(inner.max()))
+    assert not flair_slope(np.ones((10, 10, 10), np.float32), (1.0, 1.0, 1.0)).any()
