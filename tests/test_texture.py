@@ -52,7 +52,7 @@ def assert_same(image: np.ndarray, mask: np.ndarray, force2D: bool = False, dim:
     Nr = int(max(image.shape))
     try:
         expected, expected_angles = c_glrlm(image, mask, Ng, Nr, force2D, dim)
-    except Exception as exc:  # e.g. no angle at all in a 1x1x1 array: the same error
+    except Exception as exc:  # noqa: BLE001 -- e.g. no angle in a 1x1x1 array: the same error
         with pytest.raises(type(exc)):
             tx.calculate_glrlm(image, mask, Ng, Nr, force2D, dim)
         return
