@@ -50,14 +50,14 @@ and distances are in mm. The morphology runs on a crop around the lesion (a few 
 240 x 240 x 155 subject).
 
 How good is it? Five real BraTS 2018 gliomas (expert labels; ``../shared/cases/brats18-dev``),
-whole-tumour / contrast-enhancing Dice (version 2.4; 2.2 in brackets): TCIA01_201 0.95 / 0.80
-(0.96 / 0.80), TCIA01_378 0.83 / 0.88 (0.72 / 0.89), TCIA02_606 0.88 / 0.76 (0.87 / 0.72),
+whole-tumour / contrast-enhancing Dice (version 2.5; 2.2 in brackets): TCIA01_201 0.95 / 0.80
+(0.96 / 0.80), TCIA01_378 0.84 / 0.88 (0.72 / 0.89), TCIA02_606 0.89 / 0.76 (0.87 / 0.72),
 TCIA10_628 0.850 / 0.41 (0.850 / 0.37; 2 cm³ of enhancement), TCIA13_623 0.91 / 0.00
 (0.90 / 0.00; 4.7 cm³ of faint enhancement). TCGA-DU-7294 (majority vote of five BraTS
 algorithms): 0.92, no enhancement, as in the reference. Synthetic demo: unchanged (seeds
 1000-1004 with enhancement and the IDH-mutant 2000-2012 at 2 mm). Version 2.3 keeps thin
 enhancing rims next to the lesion (606's CE 0.72 -> 0.76); 2.4 lets the asymmetry cue take
-faint FLAIR plateaus (378's WT 0.72 -> 0.83). It fails where oedema is only faintly
+faint FLAIR plateaus and 2.5 judges them by their local mean (378's WT 0.72 -> 0.84). It fails where oedema is only faintly
 FLAIR-hyperintense and patchy (TCIA01_378: about half the oedema is at FLAIR z 1.0-2.1, the
 level of normal grey matter, and the faint tissue the expert left out around TCIA01_201's
 lesion looks the same voxel by voxel), where a lesion crosses the midline or is bilateral (no
