@@ -110,7 +110,7 @@ def log_images(image: sitk.Image, lower: Sequence[int], upper: Sequence[int], **
     for sigma in kwargs.get("sigma", []):
         if sigma > 0.0:
             if np.all(size >= np.ceil(sigma / spacing) + 1):
-                name = "log-sigma-%s-mm-3D" % (str(sigma).replace(".", "-"))
+                name = f"log-sigma-{str(sigma).replace('.', '-')}-mm-3D"
                 yield log_on_box(image, sigma, lower, upper), name, kwargs
             else:
                 _LOG.warning("applyLoG: sigma(%g)/spacing(%s) + 1 must be greater than the "

@@ -107,6 +107,20 @@ def spaghetti_figure(scans: pd.DataFrame, groups: pd.Series | None, series: str,
     return fig
 
 
+#: Subjects per swimmer plot: one bar row each (22 px), so a cohort of hundreds is shown a page
+#: at a time rather than as one plot thousands of pixels tall.
+SWIMMER_PER_PAGE = 50
+
+
+def follow_up_end(subjects: pd.DataFrame, survival: pd.DataFrame | None) -> pd.Series:
+    """Per subject (index), months from the baseline scan to the last scan or, when later, death
+    or last contact (the overall-survival time): the length of its swimmer bar."""
+    subj = subjects.set_index("subject_id")
+    last = subj["last_scan_days"] / DAYS_PER_MONTH
+    os_m = survival["months"].reindex(subj.index) if survival is not None else last * np.nan
+    return pd.concat([last, os_m], axis=1).max(axis=1)
+
+
 def swimmer_figure(scans: pd.DataFrame, subjects: pd.DataFrame, survival: pd.DataFrame | None,
                    title: str | None = None) -> go.Figure:
     """One bar per subject from baseline to death or last contact, with the scans' response
@@ -120,9 +134,7 @@ def swimmer_figure(scans: pd.DataFrame, subjects: pd.DataFrame, survival: pd.Dat
         (0/1), optional.
     """
     subj = subjects.set_index("subject_id")
-    last = subj["last_scan_days"] / DAYS_PER_MONTH
-    os_m = survival["months"].reindex(subj.index) if survival is not None else last * np.nan
-    end = pd.concat([last, os_m], axis=1).max(axis=1)
+    end = follow_up_end(subjects, survival)
     order = end.sort_values().index.tolist()
     fig = go.Figure()
     fig.add_trace(go.Bar(x=end.loc[order], y=order, orientation="h", name="follow-up",

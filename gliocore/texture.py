@@ -33,8 +33,8 @@ from __future__ import annotations
 import operator
 import threading
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from radiomics import cMatrices, getFeatureClasses

@@ -104,8 +104,21 @@ with tab_swim:
     survival = None
     if {common.SURVIVAL, common.EVENT} <= set(clin.columns):
         survival = pd.DataFrame({"months": clin[common.SURVIVAL], "died": clin[common.EVENT]})
-    st.plotly_chart(rp.swimmer_figure(assessment, subjects, survival,
-                                      title="Swimmer plot: follow-up, responses, progression, death"),
+    shown = subjects
+    per_page = rp.SWIMMER_PER_PAGE
+    if len(subjects) > per_page:  # a page at a time, longest follow-up first
+        ranked = rp.follow_up_end(subjects, survival).sort_values(ascending=False).index.tolist()
+        lo = st.select_slider(
+            f"Subjects (by follow-up, longest first; {per_page} at a time)",
+            list(range(0, len(ranked), per_page)),
+            format_func=lambda i: f"{i + 1}–{min(i + per_page, len(ranked))}",
+            key=f"prog_swim_page_{len(ranked)}")
+        hi = min(lo + per_page, len(ranked))
+        shown = subjects[subjects["subject_id"].isin(ranked[lo:hi])]
+    st.plotly_chart(rp.swimmer_figure(assessment, shown, survival,
+                                      title="Swimmer plot: follow-up, responses, progression, death"
+                                      + (f" (subjects {lo + 1}–{hi} of {len(subjects)})"
+                                         if len(shown) < len(subjects) else "")),
                     key="prog_swimmer")
     st.caption("Bar: baseline scan to death or last contact (overall survival from the clinical "
                "table, taken as measured from the baseline scan). Markers: each scan's category; "

@@ -758,6 +758,31 @@ def test_progression_page_longitudinal(long_env):
     assert not at.exception, at.exception
 
 
+def test_swimmer_plot_pages_through_large_cohorts(long_env, monkeypatch):
+    """Above rp.SWIMMER_PER_PAGE subjects the swimmer plot shows one page of subjects at a time
+    (longest follow-up first) instead of one bar row per subject in a plot thousands of px tall."""
+    import json
+
+    from gliocore import response_plots as rp
+    monkeypatch.setattr(rp, "SWIMMER_PER_PAGE", 5)
+
+    def swimmer_subjects(at) -> set[str]:
+        chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith("-prog_swimmer"))
+        bars = json.loads(chart.proto.spec)["data"][0]
+        return set(bars["y"])
+
+    at = _open("progression")
+    slider = at.select_slider(key=f"prog_swim_page_{N_SUBJECTS}")
+    assert slider.options == ["1–5", "6–10", "11–14"]  # 14 subjects
+    first = swimmer_subjects(at)
+    assert len(first) == 5
+    slider.set_value(10).run()  # the page starting at the 11th subject
+    assert not at.exception, at.exception
+    last = swimmer_subjects(at)
+    assert len(last) == 4 and not first & last
+    assert chart_title(at, "prog_swimmer").endswith("(subjects 11–14 of 14)")
+
+
 def test_survival_and_classifiers_offer_pfs(long_env):
     at = _open("survival")
     radio = at.radio(key="survival_endpoint")
