@@ -127,8 +127,9 @@ def validate_real_gliomas(shared_root: Path, backend: str = "baseline") -> RealG
     ce = table[(table["region"] == "contrast_enhancing")
                & (table["volume_ref_cm3"] * 1000 >= CE_MIN_MM3)]
     wt_ok, ce_ok = bool((wt["dice"] >= WT_TARGET).all()), bool((ce["dice"] >= CE_TARGET).all())
-    missed = [f"{c} (WT {d:.3f})" for c, d in zip(wt["case"], wt["dice"]) if d < WT_TARGET]
-    missed += [f"{c} (CE {d:.3f})" for c, d in zip(ce["case"], ce["dice"]) if d < CE_TARGET]
+    # Four decimals: a miss by less than 0.0005 (e.g. 0.8496) would read as the target.
+    missed = [f"{c} (WT {d:.4f})" for c, d in zip(wt["case"], wt["dice"]) if d < WT_TARGET]
+    missed += [f"{c} (CE {d:.4f})" for c, d in zip(ce["case"], ce["dice"]) if d < CE_TARGET]
     note = (f"Targets: whole-tumour Dice ≥ {WT_TARGET} on every case; CE Dice ≥ {CE_TARGET} where "
             f"the reference enhancement is ≥ {CE_MIN_MM3 / 1000:g} cm³ — "
             + ("met." if wt_ok and ce_ok else f"NOT met: {', '.join(missed)}.")

@@ -273,10 +273,11 @@ def test_asymmetry_cue_adds_faint_unilateral_oedema_only():
     # variation here, so z is large): thresholds are set so that the band lies below both
     # the clear (flair_z) and the half-way (margin level 8) rules but above the cue's level.
     sp = (2.0, 2.0, 2.0)
-    # The phantom's brain is flat but for noise, so its z unit is the noise alone and noise
-    # slopes exceed the plateau test's limit (in real brains tissue contrast sets the z unit):
-    # the plateau test is off here and tested on its own below.
-    opts = {"flair_z": 6.0, "asym_level": 0.1, "asym_max_slope": 0.0}
+    # The phantom's brain is flat but for noise, so its z unit is the noise alone: noise slopes
+    # exceed the plateau test's limit and the core's blurred edge (z ~10) outweighs the band in
+    # a local mean (in real brains tissue contrast sets the z unit). The plateau test and the
+    # local mean (versions 2.4, 2.5) are off here and tested on their own below.
+    opts = {"flair_z": 6.0, "asym_level": 0.1, "asym_max_slope": 0.0, "asym_local_mm": 0.0}
     base, t2, flair, core, band = _unilateral_phantom(bilateral_band=False)
     without = segment_arrays(base, base, t2, flair, spacing=sp, **opts) > 0
     with_cue = segment_arrays(base, base, t2, flair, spacing=sp, lr_axis=0, **opts) > 0
@@ -346,3 +347,19 @@ def test_flair_slope_is_per_mm_on_anisotropic_voxels():
         inner = slope[8:-8, 8:-8, 8:-8]
         assert np.allclose(inner, 0.5, atol=1e-3), (axis, float(inner.min()), float(inner.max()))
     assert not flair_slope(np.ones((10, 10, 10), np.float32), (1.0, 1.0, 1.0)).any()
+
+
+def test_local_mean_leaves_clearly_bright_tissue_out():
+    # Version 2.5 judges faint FLAIR by its local mean over the tissue that is not clearly
+    # hyperintense: a bright lesion next to faint tissue does not raise the faint tissue's mean.
+    from gliocore.segment.baseline import _local_mean
+    z = np.zeros((40, 40, 40), np.float32)
+    z[:, :, 20:] = 1.0          # faint half
+    z[:, :, 20:23] = 8.0        # a bright slab inside it, next to faint tissue
+    where = z <= 2.5
+    m = _local_mean(z, where, np.array([2.0, 2.0, 2.0]))
+    assert np.allclose(m[:, :, 24:36], 1.0, atol=0.02)   # faint beside bright: still ~1
+    assert np.allclose(m[:, :, 4:16], 0.0, atol=1e-4)     # normal: 0
+    assert (m[:, :, 20:23] == 8.0).all()                   # bright voxels keep their value
+    plain = _local_mean(z, np.ones_like(where), np.array([2.0, 2.0, 2.0]))
+    assert plain[:, :, 24].mean() > 1.5                    # an ordinary blur would spill
