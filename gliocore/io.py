@@ -11,6 +11,7 @@ import hashlib
 import io
 import os
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,8 @@ NRRD_TYPES = {
 }
 #: NRRD encodings read (others, e.g. bzip2 or hex, are refused with a message).
 NRRD_ENCODINGS = ("raw", "gzip", "gz", "ascii", "text", "txt")
-_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
+#: ITK/DICOM (LPS) world axes from NIfTI/GlioScope (RAS) ones, and back (its own inverse).
+RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 
 
 def image_suffix(path: PathType) -> str | None:
@@ -258,12 +260,23 @@ def volume_from_sitk(image: sitk.Image, path: Path | None = None, dtype: Any = N
     data = sitk.GetArrayFromImage(image).transpose(2, 1, 0)
     if dtype is not None:
         data = data.astype(dtype, copy=False)
-    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
-    spacing = np.asarray(image.GetSpacing(), dtype=float)
-    affine = np.eye(4)
-    affine[:3, :3] = _RAS_TO_LPS @ (direction * spacing[None, :])
-    affine[:3, 3] = _RAS_TO_LPS @ np.asarray(image.GetOrigin(), dtype=float)
+    affine = _ras_affine(image.GetDirection(), image.GetSpacing(), image.GetOrigin())
     return Volume(np.ascontiguousarray(data), affine, path)
+
+
+def _ras_affine(direction: Sequence[float], spacing: Sequence[float], origin: Sequence[float]
+                ) -> np.ndarray:
+    """Voxel-to-world RAS affine of ITK's (LPS) geometry; the first three axes only.
+
+    ``direction`` is ITK's flat, row-major ``ndim x ndim`` matrix, ``spacing`` and ``origin``
+    have ``ndim`` values (3 or 4: a 4-D image's extra axis is left out).
+    """
+    ndim = len(spacing)
+    direction = np.asarray(direction, dtype=float).reshape(ndim, ndim)[:3, :3]
+    affine = np.eye(4)
+    affine[:3, :3] = RAS_TO_LPS @ (direction * np.asarray(spacing[:3], dtype=float)[None, :])
+    affine[:3, 3] = RAS_TO_LPS @ np.asarray(origin[:3], dtype=float)
+    return affine
 
 
 def read_nrrd_header(path: PathType, limits: InputLimits | None = None) -> tuple[dict[str, str], int]:
@@ -406,13 +419,8 @@ def read_geometry(path: PathType) -> tuple[tuple[int, int, int], np.ndarray]:
             reader.ReadImageInformation()
         except Exception as exc:
             raise InvalidVolumeError(f"Cannot read the header of {p} as NRRD: {exc}") from exc
-        size = reader.GetSize()[:3]
-        direction = np.asarray(reader.GetDirection(), dtype=float).reshape(
-            reader.GetDimension(), reader.GetDimension())[:3, :3]
-        affine = np.eye(4)
-        affine[:3, :3] = _RAS_TO_LPS @ (direction * np.asarray(reader.GetSpacing()[:3])[None, :])
-        affine[:3, 3] = _RAS_TO_LPS @ np.asarray(reader.GetOrigin()[:3], dtype=float)
-        return tuple(int(v) for v in size), affine  # type: ignore[return-value]
+        affine = _ras_affine(reader.GetDirection(), reader.GetSpacing(), reader.GetOrigin())
+        return tuple(int(v) for v in reader.GetSize()[:3]), affine  # type: ignore[return-value]
     img = nib.load(str(p))
     return tuple(int(v) for v in img.shape[:3]), np.asarray(img.affine, dtype=float)  # type: ignore[return-value]
 
