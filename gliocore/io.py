@@ -464,9 +464,10 @@ def load_volume(path: PathType, dtype: np.dtype | type | None = np.float32,
         with open(p, "rb") as fh:
             if fh.read(2) != b"\x1f\x8b":
                 raise InvalidVolumeError(f"File {p} is not a gzip file (it ends in .gz)")
-    if image_suffix(p) in NRRD_EXTENSIONS:
+    suffix = image_suffix(p)
+    if suffix in NRRD_EXTENSIONS:
         return _load_nrrd(p, dtype, limits)
-    if not p.name.lower().endswith((".nii", ".nii.gz")):
+    if suffix not in NIFTI_EXTENSIONS:
         raise InvalidVolumeError(f"Expected a NIfTI (.nii, .nii.gz) or NRRD (.nrrd) file, got {p}")
     header = read_nifti_header(p)
     announced = check_nifti_header(p, header, limits)
