@@ -159,11 +159,6 @@ def load_image_stats(db: str, stamp: str, cohort_id: str) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def load_qc(db: str, stamp: str, cohort_id: str, config_key: str | None = None) -> pd.DataFrame:
-    return get_store(db).qc_metrics(cohort_id, config_key)
-
-
-@st.cache_data(show_spinner=False, max_entries=8)
 def load_scan_qc(db: str, stamp: str, cohort_id: str, config_key: str | None = None
                  ) -> pd.DataFrame:
     """QC metrics of every scan (baseline and follow-ups), per scan and region."""
