@@ -130,8 +130,7 @@ def _line_order(voxels: np.ndarray, coords: np.ndarray, shape: tuple[int, ...], 
         step, flat_step = -step, -flat_step
     moving = np.flatnonzero(step)
     t = np.min([coords[d] if step[d] > 0 else shape[d] - 1 - coords[d] for d in moving], axis=0)
-    line = (voxels - t * flat_step).astype(np.int32 if voxels.size and voxels[-1] < 2**31
-                                        else np.int64)
+    line = (voxels - t * flat_step).astype(_index_type(int(np.prod(shape))))  # ids < array size
     order = np.argsort(line, kind="stable")
     line, ordered = line[order], voxels[order]
     same_line = line[1:] == line[:-1]
@@ -208,8 +207,6 @@ def calculate_glrlm(image: np.ndarray, mask: np.ndarray, Ng: int, Nr: int, force
     P = P.reshape(1, Ng, Nr, Na)
     P[0, :, 0, ~geometry.multi] = 0  # as PyRadiomics: a direction along which the ROI is flat
     return P, angles
-
-
 
 
 @dataclass(frozen=True)
