@@ -282,6 +282,13 @@ def _ras_affine(direction: Sequence[float], spacing: Sequence[float], origin: Se
 def read_nrrd_header(path: PathType, limits: InputLimits | None = None) -> tuple[dict[str, str], int]:
     """The fields of an NRRD header and its length in bytes, reading at most the header.
 
+    Parameters
+    ----------
+    path : str or path-like
+        ``.nrrd`` file.
+    limits : InputLimits, optional
+        ``max_header_bytes`` bounds what is read (default :class:`InputLimits`).
+
     Returns
     -------
     fields : dict
@@ -334,6 +341,15 @@ def check_nrrd_header(path: PathType, fields: dict[str, str], header_bytes: int,
     not point the reader at another file), encodings other than raw/gzip/ascii, non-scalar or
     unknown types, more than :attr:`InputLimits.max_volume_bytes`, and files too short (raw) or
     too small (gzip, see :data:`GZIP_MAX_RATIO`) for the announced voxels.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file (named in errors; its size is compared with the announced voxels).
+    fields, header_bytes
+        What :func:`read_nrrd_header` returned for it.
+    limits : InputLimits, optional
+        Default :class:`InputLimits`.
 
     Returns
     -------
@@ -410,7 +426,19 @@ def _checked(data: np.ndarray, affine: np.ndarray | None, p: Path) -> Volume:
 
 
 def read_geometry(path: PathType) -> tuple[tuple[int, int, int], np.ndarray]:
-    """Shape (3-D) and voxel-to-world RAS affine of an image file, from its header only."""
+    """Shape (3-D) and voxel-to-world RAS affine of an image file, from its header only.
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``.nii``, ``.nii.gz`` or ``.nrrd`` file.
+
+    Returns
+    -------
+    shape : tuple of 3 int
+    affine : (4, 4) ndarray
+        RAS+ world, as :attr:`Volume.affine` of :func:`load_volume`.
+    """
     p = Path(path)
     if image_suffix(p) in NRRD_EXTENSIONS:
         reader = sitk.ImageFileReader()
