@@ -14,15 +14,17 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nibabel as nib
 import numpy as np
-import SimpleITK as sitk
 
 from gliocore.errors import GeometryMismatchError, InvalidVolumeError
 from gliocore.settings import InputLimits
 from gliocore.types import PathType
+
+if TYPE_CHECKING:
+    import SimpleITK as sitk
 
 #: Affines of one subject's volumes may differ by this much (mm / direction cosines).
 AFFINE_ATOL = 1e-3
@@ -257,6 +259,8 @@ def volume_from_sitk(image: sitk.Image, path: Path | None = None, dtype: Any = N
     if image.GetDimension() != 3:
         raise InvalidVolumeError(f"Expected a 3D volume, got {image.GetDimension()}D"
                                  + (f": {path}" if path else ""))
+    import SimpleITK as sitk  # only NRRD needs it: not on every import of gliocore.io (~50 ms)
+
     data = sitk.GetArrayFromImage(image).transpose(2, 1, 0)
     if dtype is not None:
         data = data.astype(dtype, copy=False)
@@ -400,6 +404,8 @@ def _load_nrrd(p: Path, dtype: np.dtype | type | None, limits: InputLimits | Non
         raise InvalidVolumeError(f"Expected a 3D volume, got {len(shape)}D with sizes {shape} "
                                  f"(a multi-component or 4-D NRRD, e.g. a Slicer .seg.nrrd with "
                                  f"several layers?): {p}")
+    import SimpleITK as sitk
+
     try:
         image = sitk.ReadImage(str(p))
     except Exception as exc:  # SimpleITK raises RuntimeError with ITK's message
@@ -441,6 +447,8 @@ def read_geometry(path: PathType) -> tuple[tuple[int, int, int], np.ndarray]:
     """
     p = Path(path)
     if image_suffix(p) in NRRD_EXTENSIONS:
+        import SimpleITK as sitk
+
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(p))
         try:
