@@ -316,16 +316,12 @@ def calculate_glcm(image: np.ndarray, mask: np.ndarray, distances, Ng: int, forc
 
     Parameters
     ----------
-    image : ndarray of int
-        Discretised grey levels (1..Ng inside the ROI).
-    mask : ndarray of bool
-        The ROI, same shape as ``image``.
+    image, mask, force2D, force2Ddimension
+        As :func:`calculate_glrlm`.
     distances : sequence of int
         Neighbour distances, as PyRadiomics.
     Ng : int
         Number of grey levels.
-    force2D, force2Ddimension : bool, int
-        As PyRadiomics: with ``force2D`` no direction moves along ``force2Ddimension``.
 
     Returns
     -------
