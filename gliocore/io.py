@@ -11,17 +11,20 @@ import hashlib
 import io
 import os
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nibabel as nib
 import numpy as np
-import SimpleITK as sitk
 
 from gliocore.errors import GeometryMismatchError, InvalidVolumeError
 from gliocore.settings import InputLimits
 from gliocore.types import PathType
+
+if TYPE_CHECKING:
+    import SimpleITK as sitk
 
 #: Affines of one subject's volumes may differ by this much (mm / direction cosines).
 AFFINE_ATOL = 1e-3
@@ -54,7 +57,8 @@ NRRD_TYPES = {
 }
 #: NRRD encodings read (others, e.g. bzip2 or hex, are refused with a message).
 NRRD_ENCODINGS = ("raw", "gzip", "gz", "ascii", "text", "txt")
-_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
+#: ITK/DICOM (LPS) world axes from NIfTI/GlioScope (RAS) ones, and back (its own inverse).
+RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 
 
 def image_suffix(path: PathType) -> str | None:
@@ -255,19 +259,39 @@ def volume_from_sitk(image: sitk.Image, path: Path | None = None, dtype: Any = N
     if image.GetDimension() != 3:
         raise InvalidVolumeError(f"Expected a 3D volume, got {image.GetDimension()}D"
                                  + (f": {path}" if path else ""))
+    import SimpleITK as sitk  # only NRRD needs it: not on every import of gliocore.io (~50 ms)
+
     data = sitk.GetArrayFromImage(image).transpose(2, 1, 0)
     if dtype is not None:
         data = data.astype(dtype, copy=False)
-    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
-    spacing = np.asarray(image.GetSpacing(), dtype=float)
-    affine = np.eye(4)
-    affine[:3, :3] = _RAS_TO_LPS @ (direction * spacing[None, :])
-    affine[:3, 3] = _RAS_TO_LPS @ np.asarray(image.GetOrigin(), dtype=float)
+    affine = _ras_affine(image.GetDirection(), image.GetSpacing(), image.GetOrigin())
     return Volume(np.ascontiguousarray(data), affine, path)
+
+
+def _ras_affine(direction: Sequence[float], spacing: Sequence[float], origin: Sequence[float]
+                ) -> np.ndarray:
+    """Voxel-to-world RAS affine of ITK's (LPS) geometry; the first three axes only.
+
+    ``direction`` is ITK's flat, row-major ``ndim x ndim`` matrix, ``spacing`` and ``origin``
+    have ``ndim`` values (3 or 4: a 4-D image's extra axis is left out).
+    """
+    ndim = len(spacing)
+    direction = np.asarray(direction, dtype=float).reshape(ndim, ndim)[:3, :3]
+    affine = np.eye(4)
+    affine[:3, :3] = RAS_TO_LPS @ (direction * np.asarray(spacing[:3], dtype=float)[None, :])
+    affine[:3, 3] = RAS_TO_LPS @ np.asarray(origin[:3], dtype=float)
+    return affine
 
 
 def read_nrrd_header(path: PathType, limits: InputLimits | None = None) -> tuple[dict[str, str], int]:
     """The fields of an NRRD header and its length in bytes, reading at most the header.
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``.nrrd`` file.
+    limits : InputLimits, optional
+        ``max_header_bytes`` bounds what is read (default :class:`InputLimits`).
 
     Returns
     -------
@@ -322,6 +346,15 @@ def check_nrrd_header(path: PathType, fields: dict[str, str], header_bytes: int,
     unknown types, more than :attr:`InputLimits.max_volume_bytes`, and files too short (raw) or
     too small (gzip, see :data:`GZIP_MAX_RATIO`) for the announced voxels.
 
+    Parameters
+    ----------
+    path : str or path-like
+        The file (named in errors; its size is compared with the announced voxels).
+    fields, header_bytes
+        What :func:`read_nrrd_header` returned for it.
+    limits : InputLimits, optional
+        Default :class:`InputLimits`.
+
     Returns
     -------
     shape : tuple of int
@@ -371,6 +404,8 @@ def _load_nrrd(p: Path, dtype: np.dtype | type | None, limits: InputLimits | Non
         raise InvalidVolumeError(f"Expected a 3D volume, got {len(shape)}D with sizes {shape} "
                                  f"(a multi-component or 4-D NRRD, e.g. a Slicer .seg.nrrd with "
                                  f"several layers?): {p}")
+    import SimpleITK as sitk
+
     try:
         image = sitk.ReadImage(str(p))
     except Exception as exc:  # SimpleITK raises RuntimeError with ITK's message
@@ -397,22 +432,31 @@ def _checked(data: np.ndarray, affine: np.ndarray | None, p: Path) -> Volume:
 
 
 def read_geometry(path: PathType) -> tuple[tuple[int, int, int], np.ndarray]:
-    """Shape (3-D) and voxel-to-world RAS affine of an image file, from its header only."""
+    """Shape (3-D) and voxel-to-world RAS affine of an image file, from its header only.
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``.nii``, ``.nii.gz`` or ``.nrrd`` file.
+
+    Returns
+    -------
+    shape : tuple of 3 int
+    affine : (4, 4) ndarray
+        RAS+ world, as :attr:`Volume.affine` of :func:`load_volume`.
+    """
     p = Path(path)
     if image_suffix(p) in NRRD_EXTENSIONS:
+        import SimpleITK as sitk
+
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(p))
         try:
             reader.ReadImageInformation()
         except Exception as exc:
             raise InvalidVolumeError(f"Cannot read the header of {p} as NRRD: {exc}") from exc
-        size = reader.GetSize()[:3]
-        direction = np.asarray(reader.GetDirection(), dtype=float).reshape(
-            reader.GetDimension(), reader.GetDimension())[:3, :3]
-        affine = np.eye(4)
-        affine[:3, :3] = _RAS_TO_LPS @ (direction * np.asarray(reader.GetSpacing()[:3])[None, :])
-        affine[:3, 3] = _RAS_TO_LPS @ np.asarray(reader.GetOrigin()[:3], dtype=float)
-        return tuple(int(v) for v in size), affine  # type: ignore[return-value]
+        affine = _ras_affine(reader.GetDirection(), reader.GetSpacing(), reader.GetOrigin())
+        return tuple(int(v) for v in reader.GetSize()[:3]), affine  # type: ignore[return-value]
     img = nib.load(str(p))
     return tuple(int(v) for v in img.shape[:3]), np.asarray(img.affine, dtype=float)  # type: ignore[return-value]
 
@@ -456,9 +500,10 @@ def load_volume(path: PathType, dtype: np.dtype | type | None = np.float32,
         with open(p, "rb") as fh:
             if fh.read(2) != b"\x1f\x8b":
                 raise InvalidVolumeError(f"File {p} is not a gzip file (it ends in .gz)")
-    if image_suffix(p) in NRRD_EXTENSIONS:
+    suffix = image_suffix(p)
+    if suffix in NRRD_EXTENSIONS:
         return _load_nrrd(p, dtype, limits)
-    if not p.name.lower().endswith((".nii", ".nii.gz")):
+    if suffix not in NIFTI_EXTENSIONS:
         raise InvalidVolumeError(f"Expected a NIfTI (.nii, .nii.gz) or NRRD (.nrrd) file, got {p}")
     header = read_nifti_header(p)
     announced = check_nifti_header(p, header, limits)

@@ -101,6 +101,20 @@ def log_images(image: sitk.Image, lower: Sequence[int], upper: Sequence[int], **
     ``ceil(sigma / spacing) + 1`` voxels along each axis, else a warning and no image), same
     names (``log-sigma-<sigma>-mm-3D``) and ``kwargs``; the images cover the box
     ``lower..upper`` (see :func:`log_on_box`).
+
+    Parameters
+    ----------
+    image : sitk.Image
+        3-D image the LoG is taken of (the whole image: the filter looks beyond the box).
+    lower, upper : sequence of 3 int
+        Inclusive index bounds of the box, in SimpleITK's (x, y, z) index order.
+    **kwargs
+        PyRadiomics' settings; ``sigma`` (list of float, mm) is read.
+
+    Yields
+    ------
+    (image, name, kwargs)
+        The LoG image on the box, its PyRadiomics name and ``kwargs``, per valid sigma.
     """
     size = np.array(image.GetSize())
     spacing = np.array(image.GetSpacing())

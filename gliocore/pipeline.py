@@ -137,13 +137,10 @@ def register_cohort(store: Store, cohort: Cohort, naming: str | None = None) -> 
     for rec in cohort.clinical.to_dict(orient="records"):
         sid = str(rec["SUBJECT ID"])
         subj = by_id.get(sid)
-        ref_sha = None
-        if subj is not None and subj.reference_mask:
-            ref_sha = ref_shas.get(str(Path(subj.reference_mask).resolve()))
         rows.append({"subject_id": sid, "folder": str(subj.folder) if subj else None,
                      "has_images": subj is not None,
                      "reference_mask": str(subj.reference_mask) if subj and subj.reference_mask else None,
-                     "reference_sha256": ref_sha,
+                     "reference_sha256": sha_of(subj.reference_mask) if subj else None,
                      "clinical": {k: _plain(v) for k, v in rec.items()},
                      "sequences": {k: str(v) for k, v in subj.sequences.items()} if subj else {},
                      "scans": [{"scan_id": sc.scan_id, "days": sc.days, "folder": str(sc.folder),

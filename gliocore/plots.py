@@ -366,7 +366,13 @@ def intensity_check_table(table, image_stats, label: int = 2):
     return out.drop(columns=["brain_std"])
 
 
-def region_share_figure(share, *, title: str, bars_max: int = 60) -> go.Figure:
+#: Up to this many subjects a per-subject chart (survival by subject, location shares) draws one
+#: bar per subject; above it, bars are thinner than a pixel and their labels unreadable, so each
+#: subject becomes a dot (survival) or a heat-map row (location).
+SURVIVAL_BARS_MAX = 60
+
+
+def region_share_figure(share, *, title: str, bars_max: int = SURVIVAL_BARS_MAX) -> go.Figure:
     """Each subject's share of a tumour class in each atlas region, readable at any cohort size.
 
     Parameters
@@ -412,8 +418,6 @@ def region_share_figure(share, *, title: str, bars_max: int = 60) -> go.Figure:
     return fig
 
 
-#: Up to this many subjects the survival-by-subject chart draws one bar per subject; above it,
-#: bars are thinner than a pixel and their labels unreadable, so each subject becomes a dot.
 #: Box and violin plots draw every subject as a point up to this many points; beyond, the
 #: points would only blur into a band (and weigh on the browser), so only outliers are drawn
 #: and the box summarises everyone.
@@ -423,9 +427,6 @@ BOX_POINTS_MAX = 300
 def box_points(n: int) -> str:
     """Plotly's ``points`` for a box/violin plot of ``n`` values: ``"all"`` or ``"outliers"``."""
     return "all" if n <= BOX_POINTS_MAX else "outliers"
-
-
-SURVIVAL_BARS_MAX = 60
 
 
 def survival_rank_figure(times: Sequence[float], groups: Sequence[str], died: Sequence[bool],

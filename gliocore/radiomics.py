@@ -90,7 +90,8 @@ from radiomics import imageoperations
 from radiomics.featureextractor import RadiomicsFeatureExtractor
 
 from gliocore.errors import FeatureExtractionError, GeometryMismatchError
-from gliocore.io import AFFINE_ATOL, Volume, spacing_from_affine, volume_from_sitk
+from gliocore.io import (AFFINE_ATOL, RAS_TO_LPS, Volume, spacing_from_affine,
+                         volume_from_sitk)
 from gliocore.binning import binning_scope, feature_classes
 from gliocore.laplacian import log_images
 from gliocore.shape import HullShape
@@ -136,9 +137,6 @@ FEATURE_CODE_VERSION = "5"
 
 #: Top-level keys of a PyRadiomics parameter file.
 _PARAM_KEYS = ("imageType", "featureClass", "setting", "voxelSetting")
-
-# ITK's physical space is LPS+, nibabel's RAS+.
-_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 
 
 @dataclass(frozen=True)
@@ -532,9 +530,9 @@ def _to_sitk(data: np.ndarray, affine: np.ndarray,
     img = sitk.GetImageFromArray(np.ascontiguousarray(arr.transpose(2, 1, 0)))
     a = np.asarray(affine, dtype=float)
     spacing = np.asarray(spacing_from_affine(a))
-    lps = _RAS_TO_LPS @ a[:3, :3]
+    lps = RAS_TO_LPS @ a[:3, :3]
     direction = lps / spacing[None, :]
-    origin = lps @ np.asarray(start, dtype=float) + _RAS_TO_LPS @ a[:3, 3]
+    origin = lps @ np.asarray(start, dtype=float) + RAS_TO_LPS @ a[:3, 3]
     img.SetSpacing(tuple(float(s) for s in spacing))
     img.SetDirection(tuple(float(v) for v in direction.ravel()))
     img.SetOrigin(tuple(float(v) for v in origin))

@@ -114,7 +114,20 @@ SWIMMER_PER_PAGE = 50
 
 def follow_up_end(subjects: pd.DataFrame, survival: pd.DataFrame | None) -> pd.Series:
     """Per subject (index), months from the baseline scan to the last scan or, when later, death
-    or last contact (the overall-survival time): the length of its swimmer bar."""
+    or last contact (the overall-survival time): the length of its swimmer bar.
+
+    Parameters
+    ----------
+    subjects : DataFrame
+        One row per subject: ``subject_id``, ``last_scan_days``.
+    survival : DataFrame or None
+        Indexed by subject ID, ``months`` (overall survival); None: scans only.
+
+    Returns
+    -------
+    Series
+        Months, indexed by subject ID.
+    """
     subj = subjects.set_index("subject_id")
     last = subj["last_scan_days"] / DAYS_PER_MONTH
     os_m = survival["months"].reindex(subj.index) if survival is not None else last * np.nan

@@ -130,8 +130,7 @@ def _line_order(voxels: np.ndarray, coords: np.ndarray, shape: tuple[int, ...], 
         step, flat_step = -step, -flat_step
     moving = np.flatnonzero(step)
     t = np.min([coords[d] if step[d] > 0 else shape[d] - 1 - coords[d] for d in moving], axis=0)
-    line = (voxels - t * flat_step).astype(np.int32 if voxels.size and voxels[-1] < 2**31
-                                        else np.int64)
+    line = (voxels - t * flat_step).astype(_index_type(int(np.prod(shape))))  # ids < array size
     order = np.argsort(line, kind="stable")
     line, ordered = line[order], voxels[order]
     same_line = line[1:] == line[:-1]
@@ -140,7 +139,19 @@ def _line_order(voxels: np.ndarray, coords: np.ndarray, shape: tuple[int, ...], 
 
 
 def run_geometry(mask: np.ndarray, angles: np.ndarray) -> RunGeometry:
-    """:class:`RunGeometry` of ``mask`` (True = ROI) along ``angles``, cached (see :func:`_cached`)."""
+    """:class:`RunGeometry` of ``mask`` (True = ROI) along ``angles``, cached (see :func:`_cached`).
+
+    Parameters
+    ----------
+    mask : ndarray of bool
+        The ROI.
+    angles : (Na, ndim) ndarray of int
+        Directions, as PyRadiomics' ``generate_angles`` gives them.
+
+    Returns
+    -------
+    RunGeometry
+    """
     return _cached("runs", np.asarray(mask, dtype=bool), np.asarray(angles), _build_runs)
 
 
@@ -210,8 +221,6 @@ def calculate_glrlm(image: np.ndarray, mask: np.ndarray, Ng: int, Nr: int, force
     return P, angles
 
 
-
-
 @dataclass(frozen=True)
 class PairGeometry:
     """The pairs of neighbouring voxels of one ROI along a set of directions.
@@ -237,7 +246,19 @@ class PairGeometry:
 
 
 def pair_geometry(mask: np.ndarray, angles: np.ndarray) -> PairGeometry:
-    """:class:`PairGeometry` of ``mask`` (True = ROI) along ``angles``, cached (see :func:`_cached`)."""
+    """:class:`PairGeometry` of ``mask`` (True = ROI) along ``angles``, cached (see :func:`_cached`).
+
+    Parameters
+    ----------
+    mask : ndarray of bool
+        The ROI.
+    angles : (Na, ndim) ndarray of int
+        One-way directions, as PyRadiomics' ``generate_angles`` gives them.
+
+    Returns
+    -------
+    PairGeometry
+    """
     return _cached("pairs", np.asarray(mask, dtype=bool), np.asarray(angles), _build_pairs)
 
 
@@ -293,6 +314,19 @@ def calculate_glcm(image: np.ndarray, mask: np.ndarray, distances, Ng: int, forc
                    force2Ddimension: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``radiomics._cmatrices.calculate_glcm`` (segment-based): the same matrix and angles.
 
+    Parameters
+    ----------
+    image : ndarray of int
+        Discretised grey levels (1..Ng inside the ROI).
+    mask : ndarray of bool
+        The ROI, same shape as ``image``.
+    distances : sequence of int
+        Neighbour distances, as PyRadiomics.
+    Ng : int
+        Number of grey levels.
+    force2D, force2Ddimension : bool, int
+        As PyRadiomics: with ``force2D`` no direction moves along ``force2Ddimension``.
+
     Returns
     -------
     (P, angles)
@@ -321,6 +355,13 @@ def calculate_glcm(image: np.ndarray, mask: np.ndarray, distances, Ng: int, forc
 def calculate_gldm(image: np.ndarray, mask: np.ndarray, distances, Ng: int, alpha: int,
                    force2D: bool = False, force2Ddimension: int = 0) -> np.ndarray:
     """``radiomics._cmatrices.calculate_gldm`` (segment-based): the same matrix.
+
+    Parameters
+    ----------
+    image, mask, distances, Ng, force2D, force2Ddimension
+        As :func:`calculate_glcm`.
+    alpha : int
+        Largest grey-level difference for which a neighbour counts as dependent.
 
     Returns
     -------
@@ -353,6 +394,11 @@ def calculate_gldm(image: np.ndarray, mask: np.ndarray, distances, Ng: int, alph
 def calculate_ngtdm(image: np.ndarray, mask: np.ndarray, distances, Ng: int, force2D: bool = False,
                     force2Ddimension: int = 0) -> np.ndarray:
     """``radiomics._cmatrices.calculate_ngtdm`` (segment-based): the same matrix, bit for bit.
+
+    Parameters
+    ----------
+    image, mask, distances, Ng, force2D, force2Ddimension
+        As :func:`calculate_glcm`.
 
     Returns
     -------
@@ -421,7 +467,14 @@ def _rebind(function: Callable, **names) -> Callable:
 
 def texture_mixins() -> dict[str, tuple[type, ...]]:
     """Mixins by PyRadiomics feature-class name: the class's own ``_calculateMatrix`` with the
-    matrices of this module (see the module docstring)."""
+    matrices of this module (see the module docstring).
+
+    Returns
+    -------
+    dict
+        ``"glcm"``, ``"glrlm"``, ``"gldm"``, ``"ngtdm"`` -> a one-class tuple, to be put before
+        PyRadiomics' class among the bases (see :func:`gliocore.binning.feature_classes`).
+    """
     out: dict[str, tuple[type, ...]] = {}
     for name, cls in getFeatureClasses().items():
         if name in _CLASSES:

@@ -310,8 +310,9 @@ class Context:
         have a value in at least one subject of the cohort: a column empty in every subject
         (e.g. VASARI F19–F22 when no subject's segmentation decides them) is no use to a picker
         and is listed by :meth:`empty_feature_columns` instead."""
-        empty = set(self.empty_feature_columns())
-        return [c for c in self._feature_like_columns() if c not in empty]
+        columns = self._feature_like_columns()
+        empty = set(empty_columns(self.table, columns))
+        return [c for c in columns if c not in empty]
 
     def empty_feature_columns(self) -> list[str]:
         """Feature columns without a value in any subject of the cohort (hidden from pickers)."""

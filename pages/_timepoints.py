@@ -13,13 +13,10 @@ from pages import _common as common
 SHOWN = 4
 
 
-load_scan_results = common.load_scan_results  # shared with the QC page
-
-
 def render(ctx: common.Context, subject_id: str | None) -> None:
     """Step through ``subject_id``'s timepoints at one slice, side by side, with each scan's
     segmentation overlay and volumes."""
-    scans = load_scan_results(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key)
+    scans = common.load_scan_results(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key)
     multi = scans.groupby("subject_id")["scan_id"].count()
     multi = [s for s in ctx.subject_ids if multi.get(s, 0) > 1]
     if not multi:

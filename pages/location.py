@@ -55,10 +55,9 @@ with tab_subj:
     klass = st.radio("Tumour class", ["whole tumour", "contrast-enhancing", "non-enhancing"],
                      horizontal=True, key="loc_class")
     short = {"whole tumour": "wt", "contrast-enhancing": "ce", "non-enhancing": "ne"}[klass]
-    cols = [f"loc_{short}_{r}_pct" for r in LOBES + DEEP if f"loc_{short}_{r}_pct" in data]
-    share = data.set_index(data[common.ID].astype(str))[cols]
-    share.columns = [REGION_TITLES.get(c[len(f"loc_{short}_"):-len("_pct")],
-                                       c[len(f"loc_{short}_"):-len("_pct")]) for c in cols]
+    regions = [r for r in LOBES + DEEP if f"loc_{short}_{r}_pct" in data]
+    share = data.set_index(data[common.ID].astype(str))[[f"loc_{short}_{r}_pct" for r in regions]]
+    share.columns = [REGION_TITLES.get(r, r) for r in regions]
     fig = plots.region_share_figure(share, bars_max=plots.SURVIVAL_BARS_MAX,
                                     title=f"Share of each subject's {klass} in each atlas region")
     st.plotly_chart(fig, key="loc_subject_bars")
@@ -200,8 +199,8 @@ with tab_vasari:
         codes = [c for c in vasari.FEATURES if vasari.FEATURES[c][0] != "not computed"]
         # codes no subject of the cohort has a value for (F19-F22 when the non-enhancing class
         # alone would decide them) are left out of the grid, and said so
-        empty = [c for c in codes if f"vasari_{c}" in ctx.table.columns
-                 and ctx.table[f"vasari_{c}"].isna().all()]
+        unset = set(common.empty_columns(ctx.table, [f"vasari_{c}" for c in codes]))
+        empty = [c for c in codes if f"vasari_{c}" in unset]
         grid = shown.pivot(index="subject_id", columns="feature", values="text")
         st.dataframe(grid.reindex(columns=[c for c in codes if c not in empty]), width="stretch")
         if empty:

@@ -98,8 +98,7 @@ def _qc_views(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: 
         wide.insert(2, "months", wide.pop("days") / DAYS_PER_MONTH)
         wide = wide.drop(columns=["scan_order"])
     first = qc[qc["region"] == region_order[0]].sort_values("dice", kind="stable")
-    ranked = list(zip(first["subject_id"], first["scan_id"])) if "scan_id" in first else \
-        [(s, None) for s in first["subject_id"]]
+    ranked = list(zip(first["subject_id"], first["scan_id"]))
     return summary, dice, volumes, wide, ranked, region_order
 
 
@@ -194,7 +193,7 @@ st.dataframe(wide, hide_index=True, key="qc_table",
 st.subheader("Compare masks")
 
 
-def _label(item: tuple[str, str | None]) -> str:
+def _label(item: tuple[str, str]) -> str:
     return item[0] if not per_scan else f"{item[0]} · {item[1]}"
 
 
@@ -206,12 +205,9 @@ sid, scan_id = choices[pick]
 plane = c2.radio("Plane", plots.PLANES, horizontal=True, key="qc_plane")
 scans = common.load_scans(ctx.db, ctx.stamp, ctx.cohort_id)
 results = common.load_scan_results(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key)
-if scan_id is None:  # one scan per subject: its baseline
-    scan_id = str(scans.loc[scans["subject_id"] == sid, "scan_id"].iloc[0]) \
-        if (scans["subject_id"] == sid).any() else None
 scan_row = scans[(scans["subject_id"] == sid) & (scans["scan_id"] == scan_id)]
 result_row = results[(results["subject_id"] == sid) & (results["scan_id"] == scan_id)]
-files = common.load_scan_files(ctx.db, ctx.stamp, ctx.cohort_id, sid, scan_id) if scan_id else {}
+files = common.load_scan_files(ctx.db, ctx.stamp, ctx.cohort_id, sid, scan_id)
 ref_path = None if scan_row.empty else scan_row["reference_mask"].iloc[0]
 mpath = None if result_row.empty else result_row["path"].iloc[0]
 what = sid if not per_scan else f"{sid}, scan {scan_id}"

@@ -3,6 +3,9 @@ processed to the same numbers; hostile NRRD headers refused before any voxel is 
 from __future__ import annotations
 
 import gzip
+import os
+import subprocess
+import sys
 import tracemalloc
 from pathlib import Path
 
@@ -141,3 +144,14 @@ def test_not_an_nrrd_and_no_end_of_header(tmp_path):
     endless.write_bytes(b"NRRD0004\n" + b"x: y\n" * 10)
     with pytest.raises(InvalidVolumeError, match="no end of header"):
         load_volume(endless)
+
+
+def test_importing_io_leaves_simpleitk_unloaded():
+    """SimpleITK (~50 ms to import) is loaded when an NRRD is read, not with every import of
+    gliocore.io (the dashboard, the CLI and each worker process import it)."""
+    repo = Path(__file__).resolve().parents[1]
+    code = "import sys, gliocore.io; print('SimpleITK' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=repo, timeout=120, check=True)
+    assert out.stdout.strip() == "False"

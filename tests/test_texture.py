@@ -80,24 +80,27 @@ def synthetic_rois(rng: np.random.Generator) -> dict[str, np.ndarray]:
             "flat": flat, "line": line, "one voxel": r == 0, "speckle": rng.random(shape) > 0.5}
 
 
-@pytest.mark.parametrize("name", ["ball", "holes", "two components", "full box", "flat", "line",
-                                  "one voxel", "speckle"])
+ROI_NAMES = ["ball", "holes", "two components", "full box", "flat", "line", "one voxel", "speckle"]
+
+
+def grey_levels(rng, shape, levels: int) -> np.ndarray:
+    """Grey levels 1..levels: noise (short runs) below 40 levels, smooth bands (long runs) at 40."""
+    return (rng.integers(1, levels + 1, shape) if levels < 40
+            else 1 + (np.indices(shape).sum(0) // 3) % levels)
+
+
+@pytest.mark.parametrize("name", ROI_NAMES)
 @pytest.mark.parametrize("levels", [1, 3, 40])
 def test_glrlm_matches_pyradiomics(rng, name, levels):
     mask = synthetic_rois(rng)[name]
-    # smooth-ish grey levels give long runs, noise gives short ones
-    image = (rng.integers(1, levels + 1, mask.shape) if levels < 40
-             else 1 + (np.indices(mask.shape).sum(0) // 3) % levels)
-    assert_same(image, mask)
+    assert_same(grey_levels(rng, mask.shape, levels), mask)
 
 
-@pytest.mark.parametrize("name", ["ball", "holes", "two components", "full box", "flat", "line",
-                                  "one voxel", "speckle"])
+@pytest.mark.parametrize("name", ROI_NAMES)
 @pytest.mark.parametrize("levels", [1, 3, 40])
 def test_pair_matrices_match_pyradiomics(rng, name, levels):
     mask = synthetic_rois(rng)[name]
-    image = (rng.integers(1, levels + 1, mask.shape) if levels < 40
-             else 1 + (np.indices(mask.shape).sum(0) // 3) % levels)
+    image = grey_levels(rng, mask.shape, levels)
     assert_pair_matrices_same(image, mask)
     assert_pair_matrices_same(image, mask, alpha=1)
 
