@@ -52,12 +52,25 @@ def demo_store(tmp_path_factory) -> Path:
     return build_demo_store(root)
 
 
+def point_app_at(db: Path, monkeypatch) -> Path:
+    """Point the app at the store ``db`` (its folder as the data folder)."""
+    monkeypatch.setenv("GLIOSCOPE_DATA", str(db.parent))
+    monkeypatch.setenv("GLIOSCOPE_DB", str(db))
+    return db
+
+
+def point_app_at_copy(source: Path, db: Path, monkeypatch) -> Path:
+    """Point the app at ``db``, a private copy of the store ``source`` (the test writes to it,
+    or its own path keeps the loaders' cache entries apart from the source's)."""
+    import shutil
+    shutil.copy(source, db)
+    return point_app_at(db, monkeypatch)
+
+
 @pytest.fixture
 def app_env(demo_store, monkeypatch):
     """Point the app at the demo store."""
-    monkeypatch.setenv("GLIOSCOPE_DATA", str(demo_store.parent))
-    monkeypatch.setenv("GLIOSCOPE_DB", str(demo_store))
-    return demo_store
+    return point_app_at(demo_store, monkeypatch)
 
 
 def _new_app() -> AppTest:
@@ -263,15 +276,11 @@ def test_all_empty_feature_columns_are_not_offered(demo_store, tmp_path, monkeyp
     """A feature column without a value in any subject (VASARI F19-F22 when no segmentation
     decides them) is left out of every feature picker and of the sidebar's extra filters, and
     the pages say so; a column with values in some subjects stays."""
-    import shutil
-
     import numpy as np
 
     import gliocore.export as export
-    db = tmp_path / "empty.duckdb"  # its own path: the cached table of the demo store stays apart
-    shutil.copy(demo_store, db)
-    monkeypatch.setenv("GLIOSCOPE_DATA", str(tmp_path))
-    monkeypatch.setenv("GLIOSCOPE_DB", str(db))
+    # its own path: the cached table of the demo store stays apart
+    point_app_at_copy(demo_store, tmp_path / "empty.duckdb", monkeypatch)
     real = export.seed_table
 
     def with_vasari(store, cohort_id, config_key=None):
@@ -306,13 +315,8 @@ def test_cached_figures_follow_filters_and_store_writes(demo_store, tmp_path, mo
     """The Features and Viewer figures are cached at the page edge; a filter change and a write
     to the store (here a subject's result dropped, as a re-run does for a failed scan) must show
     new figures, never the cached ones of the old state."""
-    import shutil
-
     from gliocore.store import Store
-    db = tmp_path / "writes.duckdb"
-    shutil.copy(demo_store, db)
-    monkeypatch.setenv("GLIOSCOPE_DATA", str(tmp_path))
-    monkeypatch.setenv("GLIOSCOPE_DB", str(db))
+    db = point_app_at_copy(demo_store, tmp_path / "writes.duckdb", monkeypatch)
 
     def drawn(at) -> tuple[int, int, int]:
         at.switch_page("pages/features.py").run()
@@ -728,9 +732,7 @@ def long_store(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def long_env(long_store, monkeypatch):
-    monkeypatch.setenv("GLIOSCOPE_DATA", str(long_store.parent))
-    monkeypatch.setenv("GLIOSCOPE_DB", str(long_store))
-    return long_store
+    return point_app_at(long_store, monkeypatch)
 
 
 def test_progression_page_on_a_one_scan_cohort_explains_the_layout(app_env):
@@ -841,8 +843,6 @@ def chart_title(at: AppTest, key: str) -> str:
 def test_qc_page_covers_every_scan(long_env, tmp_path, monkeypatch):
     """Follow-up scans are scored and shown (not only baselines): a scans picker, a per-scan
     table, a scan picker for the masks; the cached views follow a write to the store."""
-    import shutil
-
     from gliocore.store import Store
     store = Store(long_env)
     cid = str(store.cohorts().iloc[0]["cohort_id"])
@@ -876,10 +876,7 @@ def test_qc_page_covers_every_scan(long_env, tmp_path, monkeypatch):
     assert len(frame_with(at, "scan_id", not_column="dice_median")) == N_SUBJECTS
 
     # a write to the store (here: one follow-up's scores dropped) shows at the next run
-    db = tmp_path / "long.duckdb"
-    shutil.copy(long_env, db)
-    monkeypatch.setenv("GLIOSCOPE_DATA", str(tmp_path))
-    monkeypatch.setenv("GLIOSCOPE_DB", str(db))
+    db = point_app_at_copy(long_env, tmp_path / "long.duckdb", monkeypatch)
     at = _open("qc")
     assert chart_values(at, "qc_dice") == len(expected)
     copy = Store(db)
