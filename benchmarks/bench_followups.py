@@ -20,10 +20,10 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=3)
     ap.add_argument("--shape", type=int, nargs=3, default=(240, 240, 155))
     args = ap.parse_args()
-    from gliocore import synth
-    from gliocore.cohort import load_cohort
-    from gliocore.pipeline import process_cohort
-    from gliocore.store import Store
+    from gliocore.cohort import synth
+    from gliocore.cohort.loading import load_cohort
+    from gliocore.pipeline.runner import process_cohort
+    from gliocore.store.database import Store
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -16,9 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from gliocore import synth  # noqa: E402
-from gliocore.cohort import load_cohort, load_subject_images  # noqa: E402
-from gliocore.io import load_volume  # noqa: E402
+from gliocore.cohort import synth  # noqa: E402
+from gliocore.cohort.loading import load_cohort, load_subject_images  # noqa: E402
+from gliocore.imaging.io import load_volume  # noqa: E402
 from gliocore.segment import get_segmenter  # noqa: E402
 
 

@@ -18,13 +18,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gliocore import radiomics  # noqa: E402
+from gliocore.features import radiomics  # noqa: E402
 from gliocore.cli import ensure_demo  # noqa: E402
-from gliocore.cohort import load_cohort, load_subject_images  # noqa: E402
-from gliocore.pipeline import ProcessingConfig, process_cohort  # noqa: E402
+from gliocore.cohort.loading import load_cohort, load_subject_images  # noqa: E402
+from gliocore.pipeline.runner import ProcessingConfig, process_cohort  # noqa: E402
 from gliocore.segment import get_segmenter  # noqa: E402
 from gliocore.settings import Settings  # noqa: E402
-from gliocore.store import Store  # noqa: E402
+from gliocore.store.database import Store  # noqa: E402
 
 
 def main() -> None:

@@ -1,16 +1,16 @@
-"""Seconds per subject: the seed's plain PyRadiomics loop vs gliocore.radiomics.extract_features.
+"""Seconds per subject: the seed's plain PyRadiomics loop vs gliocore.features.radiomics.extract_features.
 
 Three feature sets, each measured on both sides in the same run (the machine is shared, so only
 the ratios printed side by side mean something):
 
-1. **seed set** (:data:`gliocore.radiomics.DEFAULT_PARAMS`), 4 sequences x 2 classes;
+1. **seed set** (:data:`gliocore.features.radiomics.DEFAULT_PARAMS`), 4 sequences x 2 classes;
 2. **PyRadiomics' full default set** (all feature classes, Original image), 4 sequences x 2 classes;
 3. **LoG (sigma 1, 3 mm) + Wavelet + Original**, all feature classes, FLAIR, 2 classes.
 
 Plain = one ``RadiomicsFeatureExtractor.execute(image_file, mask_file, label)`` per sequence and
 class, as the seed notebook did. GlioScope = volumes loaded once (float32, as the pipeline does;
 the loading time is printed apart), then ``extract_features``, each repeat with an empty cache of
-ROI geometries (:mod:`gliocore.texture`): only what depends on the parameters alone (parsed
+ROI geometries (:mod:`gliocore.features.texture`): only what depends on the parameters alone (parsed
 extractors, feature names) is carried from one repeat to the next, as from one subject to the
 next. For each set the largest relative difference between the two sides over all features is
 printed.
@@ -37,10 +37,10 @@ sys.path.insert(0, str(REPO))
 
 from radiomics.featureextractor import RadiomicsFeatureExtractor  # noqa: E402
 
-from gliocore import radiomics as gr  # noqa: E402
-from gliocore.io import load_volume  # noqa: E402
-from gliocore.labels import BRATS  # noqa: E402
-from gliocore.texture import clear_geometry_cache  # noqa: E402
+from gliocore.features import radiomics as gr  # noqa: E402
+from gliocore.imaging.io import load_volume  # noqa: E402
+from gliocore.imaging.labels import BRATS  # noqa: E402
+from gliocore.features.texture import clear_geometry_cache  # noqa: E402
 from gliocore.types import SEQUENCES  # noqa: E402
 
 ALL_CLASSES = ["firstorder", "glcm", "gldm", "glrlm", "glszm", "ngtdm", "shape"]

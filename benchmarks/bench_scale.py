@@ -45,8 +45,8 @@ def _instrument_bookkeeping() -> dict[str, float]:
     pipeline's own hashing (``pipeline.file_sha256``)."""
     import functools
 
-    import gliocore.pipeline as pipeline
-    from gliocore.store import Store
+    import gliocore.pipeline.runner as pipeline
+    from gliocore.store.database import Store
 
     acc = {"seconds": 0.0, "calls": 0}
     depth = [0]
@@ -98,9 +98,9 @@ def _instrument_bookkeeping() -> dict[str, float]:
 
 def child_bookkeeping(csv: str, subset_csv: str, workers: int, tmp: str) -> dict:
     acc = _instrument_bookkeeping()
-    from gliocore.cohort import load_cohort
-    from gliocore.pipeline import ProcessingConfig, process_cohort
-    from gliocore.store import Store
+    from gliocore.cohort.loading import load_cohort
+    from gliocore.pipeline.runner import ProcessingConfig, process_cohort
+    from gliocore.store.database import Store
 
     store = Store(Path(tmp) / "bench.duckdb")
     cfg = ProcessingConfig(workers=workers, output_dir=Path(tmp) / "seg")
@@ -142,9 +142,9 @@ def child_memory(csv: str, tmp: str) -> dict:
     peak resident memory."""
     import resource
 
-    from gliocore.cohort import load_cohort
-    from gliocore.pipeline import ProcessingConfig, process_cohort
-    from gliocore.store import Store
+    from gliocore.cohort.loading import load_cohort
+    from gliocore.pipeline.runner import ProcessingConfig, process_cohort
+    from gliocore.store.database import Store
 
     rss_imports = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     store = Store(Path(tmp) / "mem.duckdb")
@@ -171,7 +171,7 @@ def _run_child(code_root: Path, mode: str, *args: str, keep_store: str | None = 
 
 
 def _cohort(root: Path, n: int, subset: int) -> tuple[Path, Path]:
-    from gliocore import synth
+    from gliocore.cohort import synth
     import pandas as pd
     folder = root / f"cohort-{n}"
     t = time.perf_counter()
@@ -185,7 +185,7 @@ def _cohort(root: Path, n: int, subset: int) -> tuple[Path, Path]:
 
 
 def _memory_cohort(root: Path) -> Path:
-    from gliocore import synth
+    from gliocore.cohort import synth
     return Path(synth.generate_demo_cohort(root / "cohort-memory", n_subjects=1, seed=2))
 
 

@@ -3,7 +3,7 @@
 The network is the full-size nnU-Net v1 3d_fullres architecture nnU-Net plans for 1 mm brain
 MRI with four channels (Generic_UNet, 128^3 patch, 5 poolings, 30 base features; HD-GLIO's
 own plans could not be read here because its weights cannot be downloaded), with random
-weights, in HD-GLIO's on-disk format (see tests/test_segment_hdglio.py). Speed does not depend
+weights, in HD-GLIO's on-disk format (see tests/segment/test_segment_hdglio.py). Speed does not depend
 on the weights' values, so this measures what the real model would cost. One synthetic
 240 x 240 x 155 case (BraTS/SRI-24 grid, skull-stripped ellipsoidal "brain") is segmented
 through :class:`gliocore.segment.hdglio.HDGlioSegmenter`, exactly as the pipeline calls it.
@@ -52,8 +52,8 @@ QUICK_SHAPE = (128, 128, 96)
 
 def synthetic_case(shape: tuple[int, int, int], seed: int = 0):
     """A skull-stripped four-sequence case on a 1 mm grid (Subject, images)."""
-    from gliocore.cohort import Subject
-    from gliocore.io import Volume
+    from gliocore.cohort.loading import Subject
+    from gliocore.imaging.io import Volume
     from gliocore.types import SEQUENCES
 
     rng = np.random.default_rng(seed)

@@ -59,7 +59,7 @@ class _Bars:
 def ensure_demo(settings: Settings, n_subjects: int | None = None, workers: int = 1,
                 quiet: bool = False) -> Path:
     """Generate the demo cohort if absent (resumes a partial one); return its CSV."""
-    from gliocore import synth
+    from gliocore.cohort import synth
     n = n_subjects or settings.demo_n_subjects
     bars = _Bars(disable=quiet)
     try:
@@ -81,7 +81,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _load_cohort_from_args(args: argparse.Namespace, settings: Settings):
-    from gliocore.cohort import load_cohort
+    from gliocore.cohort.loading import load_cohort
     if args.demo or not args.csv:
         csv = ensure_demo(settings, getattr(args, "n_subjects", None), args.workers, args.quiet)
         return load_cohort(csv, csv.parent, name="demo"), "tcga"
@@ -107,9 +107,9 @@ def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
-    from gliocore.pipeline import ProcessingConfig, process_cohort
-    from gliocore.store import Store
-    from gliocore.labels import get_label_map
+    from gliocore.pipeline.runner import ProcessingConfig, process_cohort
+    from gliocore.store.database import Store
+    from gliocore.imaging.labels import get_label_map
     if args.backend == "import" and not args.label_map:
         raise SystemExit("--backend import needs --label-map: which integers of the mask files "
                          "are contrast-enhancing and non-enhancing (brats, brats2023, hdglio-v2, "
@@ -121,7 +121,7 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
         raise SystemExit(f"--reference-label-map: {exc}") from None
     cohort, _naming = _load_cohort_from_args(args, settings)
     store = Store(args.db or settings.db, run_wait=args.wait)
-    from gliocore.localise import LocationConfig
+    from gliocore.location.localise import LocationConfig
     location = None if args.no_location else LocationConfig(
         space=args.space, atlas=args.atlas, transform=args.registration)
     config = ProcessingConfig(backend=args.backend, backend_options=_backend_options(args),
@@ -146,15 +146,15 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
-    from gliocore.export import seed_table, write_table
-    from gliocore.store import Store
+    from gliocore.analysis.export import seed_table, write_table
+    from gliocore.store.database import Store
     store = Store(args.db or settings.db)
     cohort_id = _pick_cohort(store, args.cohort)
     df = seed_table(store, cohort_id, args.config, only_processed=args.only_processed)
     path = write_table(df, Path(args.output))
     print(f"wrote {len(df)} rows x {df.shape[1]} columns to {path}")
     if args.scans_output or store.has_followups(cohort_id):
-        from gliocore.export import scan_table
+        from gliocore.analysis.export import scan_table
         out = Path(args.scans_output) if args.scans_output else \
             path.with_name(f"{path.stem}_scans{path.suffix}")
         scans = scan_table(store, cohort_id, args.config)
@@ -179,7 +179,7 @@ def _pick_cohort(store: Any, name_or_id: str | None) -> str:
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     import pandas as pd
-    from gliocore.store import Store
+    from gliocore.store.database import Store
     store = Store(args.db or settings.db)
     cohort_id = _pick_cohort(store, args.cohort)
     info = store.cohort(cohort_id)
@@ -200,7 +200,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
-    from gliocore.validation import find_shared, run_validation
+    from gliocore.validation.report import find_shared, run_validation
     shared = Path(args.shared) if args.shared else find_shared()
     if shared is None:
         print("no reference data found: pass --shared PATH (the folder with reference/ and cases/)")

@@ -65,4 +65,4 @@ class UploadError(GlioError, ValueError):
 
 
 class StoreBusyError(GlioError, RuntimeError):
-    """Another processing run holds the store (see :meth:`gliocore.store.Store.run_lock`)."""
+    """Another processing run holds the store (see :meth:`gliocore.store.database.Store.run_lock`)."""

@@ -32,7 +32,7 @@ class InputLimits:
 
 @dataclass(frozen=True)
 class UploadLimits:
-    """Limits of a cohort uploaded as a zip in the browser (:mod:`gliocore.uploads`).
+    """Limits of a cohort uploaded as a zip in the browser (:mod:`gliocore.cohort.uploads`).
 
     Attributes
     ----------

@@ -26,7 +26,7 @@ class TumourClass(str, enum.Enum):
 
     Numeric labels differ between sources (HD-GLIO v2 integrations: 1 = non-enhancing,
     2 = contrast-enhancing; the seed notebook: 1 = contrast-enhancing; BraTS: 4 = enhancing),
-    so every mask source declares a :class:`gliocore.labels.LabelMap` and everything
+    so every mask source declares a :class:`gliocore.imaging.labels.LabelMap` and everything
     downstream is keyed by these names.
     """
 

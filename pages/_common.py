@@ -2,7 +2,7 @@
 
 Every page imports this module; ``gliocore`` never imports Streamlit. What lives here:
 
-* :func:`get_store` — the :class:`~gliocore.store.Store`, one per DuckDB file
+* :func:`get_store` — the :class:`~gliocore.store.database.Store`, one per DuckDB file
   (``st.cache_resource``);
 * ``load_*`` — cached reads from the store (``st.cache_data``), keyed by the DuckDB path, a
   *stamp* of the file (mtime and size of the file and its WAL, so a write by the CLI or by the
@@ -25,15 +25,15 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from gliocore.filters import Filter, apply_filters, outcome_filters
+from gliocore.analysis.filters import Filter, apply_filters, outcome_filters
 from gliocore.settings import Settings
-from gliocore.store import Store
+from gliocore.store.database import Store
 
 ID = "SUBJECT ID"
 SURVIVAL = "Survival(months)"
 IDH = "IDH-status"
 EVENT = "event"
-#: Progression-free survival (cohorts with follow-up scans; see gliocore.response).
+#: Progression-free survival (cohorts with follow-up scans; see gliocore.longitudinal.response).
 PFS = "PFS(months)"
 PFS_EVENT = "PFS_event"
 #: Survival endpoints a page can analyse: label -> (time column, event column, event word).
@@ -48,7 +48,7 @@ LONGITUDINAL_COLUMNS = ("n_scans", "followup_months", "response_target", "best_r
 OUTCOME_COLUMNS = (SURVIVAL, EVENT, PFS, PFS_EVENT)
 #: Clinical columns that are identifiers or paths, never filters or features.
 NON_DATA_COLUMNS = (ID, "img_dir", "has_images")
-#: Wide-table columns written by the location stage (gliocore.export.location_wide).
+#: Wide-table columns written by the location stage (gliocore.analysis.export.location_wide).
 LOCATION_PREFIXES = ("loc_", "vasari_")
 CONTEXT_KEY = "_glioscope_context"
 FRESH_KEY = "_glioscope_context_fresh"
@@ -90,7 +90,7 @@ def load_cohorts(db: str, stamp: str) -> pd.DataFrame:
 @st.cache_data(show_spinner=False, max_entries=8)
 def load_table(db: str, stamp: str, cohort_id: str, config_key: str | None = None) -> pd.DataFrame:
     """The seed's wide table (clinical + features + tumor_volume), every clinical subject."""
-    from gliocore.export import seed_table
+    from gliocore.analysis.export import seed_table
     return seed_table(get_store(db), cohort_id, config_key)
 
 
@@ -98,8 +98,8 @@ def load_table(db: str, stamp: str, cohort_id: str, config_key: str | None = Non
 def load_response(db: str, stamp: str, cohort_id: str, config_key: str | None = None,
                   confirm: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Per-scan assessment, per-subject summary and PFS (volumetric RANO 2.0)."""
-    from gliocore.export import cohort_response_of
-    from gliocore.response import ResponseCriteria
+    from gliocore.analysis.export import cohort_response_of
+    from gliocore.longitudinal.response import ResponseCriteria
     r = cohort_response_of(get_store(db), cohort_id, config_key, ResponseCriteria(confirm=confirm))
     return r.scans, r.subjects, r.pfs
 
@@ -182,7 +182,7 @@ def load_configs(db: str, stamp: str, cohort_id: str) -> pd.DataFrame:
 def compare_configs(db: str, stamp: str, cohort_id: str, config_a: str, config_b: str
                     ) -> pd.DataFrame:
     """Per subject and region: configuration A's masks scored against configuration B's."""
-    from gliocore.qc import compare_mask_files
+    from gliocore.segment.qc import compare_mask_files
     a = load_segmentations(db, stamp, cohort_id, config_a)
     b = load_segmentations(db, stamp, cohort_id, config_b)
     pairs = dict(zip(a["subject_id"], a["path"]))
@@ -221,8 +221,8 @@ def load_volume_array(path: str, mtime_ns: int, is_mask: bool = False
     of float32) unless their values exceed float16's range. Keyed by path and mtime: a slice
     slider re-reads the cache, never the file.
     """
-    from gliocore.io import load_volume
-    from gliocore.plots import to_ras
+    from gliocore.imaging.io import load_volume
+    from gliocore.analysis.plots import to_ras
     vol = load_volume(path, dtype=np.uint8 if is_mask else np.float32)
     data, spacing = to_ras(vol.data, vol.affine)
     if not is_mask and data.size and float(np.abs(data).max()) < 6e4:
@@ -297,16 +297,16 @@ class Context:
 
     def _feature_like_columns(self) -> list[str]:
         """Every feature column of the wide table, the all-empty ones included."""
-        from gliocore.export import is_location_feature
+        from gliocore.analysis.export import is_location_feature
         return [c for c in self.table.columns
                 if (c.endswith("_label1") or c.endswith("_label2") or c == "tumor_volume"
-                    or is_location_feature(c))  # atlas location (gliocore.export)
+                    or is_location_feature(c))  # atlas location (gliocore.analysis.export)
                 and (pd.api.types.is_numeric_dtype(self.table[c])
                      or self.table[c].isna().all())]
 
     def feature_columns(self) -> list[str]:
         """Numeric radiomics columns of the wide table (``*_label1``, ``*_label2``, tumor_volume)
-        and the atlas-location features (:func:`gliocore.export.is_location_feature`) that
+        and the atlas-location features (:func:`gliocore.analysis.export.is_location_feature`) that
         have a value in at least one subject of the cohort: a column empty in every subject
         (e.g. VASARI F19–F22 when no subject's segmentation decides them) is no use to a picker
         and is listed by :meth:`empty_feature_columns` instead."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from gliocore import plots
-from gliocore.response import DAYS_PER_MONTH
+from gliocore.analysis import plots
+from gliocore.longitudinal.response import DAYS_PER_MONTH
 from gliocore.types import SEQUENCE_TITLES, SEQUENCES
 from pages import _common as common
 

@@ -48,7 +48,7 @@ if line:
     st.caption("Results on display — " + line)
 
 st.subheader("Atlases")
-from gliocore.atlas import ATLAS_PACKAGE, ATLAS_PACKAGE_VERSION, SPACES  # noqa: E402
+from gliocore.imaging.atlas import ATLAS_PACKAGE, ATLAS_PACKAGE_VERSION, SPACES  # noqa: E402
 
 st.markdown(
     f"Tumour location uses region masks read from the installed PyPI package "
@@ -68,13 +68,13 @@ st.markdown("The validation report checks GlioScope against external references:
             "values (Kaplan–Meier, log-rank, Cox), and the baseline segmenter on a real case against "
             "a consensus of published BraTS algorithms.")
 report_path = settings.data_dir / "validation" / "report.md"
-from gliocore.validation import find_shared  # noqa: E402
+from gliocore.validation.report import find_shared  # noqa: E402
 
 shared = find_shared()
 if shared is not None:
     if st.button("Run validation", key="run_validation",
                  help=f"Uses the reference data in {shared}; takes a minute or two."):
-        from gliocore.validation import run_validation
+        from gliocore.validation.report import run_validation
         with st.spinner("Running the validation…"):
             t0 = time.perf_counter()
             try:

@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from gliocore import plots
+from gliocore.analysis import plots
 from gliocore.errors import CohortError
 from pages import _common as common
 
@@ -19,7 +19,7 @@ if not common.require_cohort(ctx) or not common.require_features(ctx, "a classif
     st.stop()
 common.event_notice(ctx)
 
-from gliocore.classify import (  # noqa: E402
+from gliocore.analysis.classify import (  # noqa: E402
     IMPUTATION_METHOD, SMALL_MINORITY, SMALL_N, evaluate_classifier, make_short_long_labels,
     missing_values,
 )

@@ -32,8 +32,8 @@ class _Progress:
 
 def _process(cohort, backend: str, workers: int, options: dict | None = None,
              reference_label_map: str = "glioscope") -> None:
-    from gliocore.localise import LocationConfig
-    from gliocore.pipeline import ProcessingConfig, process_cohort
+    from gliocore.location.localise import LocationConfig
+    from gliocore.pipeline.runner import ProcessingConfig, process_cohort
     progress = _Progress(("hash", "segment", "features", "location"))
     summary = process_cohort(cohort, ctx.store(), ProcessingConfig(
         backend=backend, backend_options=options or {}, workers=workers,
@@ -47,8 +47,8 @@ def _process(cohort, backend: str, workers: int, options: dict | None = None,
 
 
 def _generate_demo(n: int, workers: int) -> None:
-    from gliocore import synth
-    from gliocore.cohort import load_cohort
+    from gliocore.cohort import synth
+    from gliocore.cohort.loading import load_cohort
     gen = _Progress(("generate", "follow-up scans") if settings.demo_followups else ("generate",))
     csv = synth.generate_demo_cohort(settings.demo_dir, n_subjects=n, seed=settings.demo_seed,
                                      workers=workers,
@@ -61,7 +61,7 @@ def _generate_demo(n: int, workers: int) -> None:
 
 
 def _load_current_cohort(reference_suffix: str | None = "_truth"):
-    from gliocore.cohort import load_cohort
+    from gliocore.cohort.loading import load_cohort
     info = ctx.cohort or {}
     naming = info.get("naming")
     return load_cohort(info["clinical_csv"], info["image_root"],
@@ -120,15 +120,15 @@ with st.expander("Load or switch a cohort", expanded=False):
                             help="Columns SUBJECT ID, Survival(months), IDH-status; optional event, "
                                  "age, sex, img_dir and any other.")
         root = st.text_input("Image root (optional)", placeholder="defaults to the CSV's folder")
-        from gliocore.cohort import NAMING_SCHEMES
+        from gliocore.cohort.loading import NAMING_SCHEMES
         naming = st.selectbox("File naming", ["auto", *NAMING_SCHEMES],
                               help="How the four sequence files are named (auto tries all presets).")
         name = st.text_input("Name (optional)")
         submitted = st.form_submit_button("Load cohort")
     if submitted:
         def _load() -> None:
-            from gliocore.cohort import load_cohort
-            from gliocore.pipeline import register_cohort
+            from gliocore.cohort.loading import load_cohort
+            from gliocore.pipeline.runner import register_cohort
             if not csv.strip():
                 raise ValueError("enter the path of the clinical CSV")
             cohort = load_cohort(csv.strip(), root.strip() or None,
@@ -148,15 +148,15 @@ with st.expander("Upload a cohort (zip)", expanded=False):
                "links or paths leaving the zip's folder.")
     with st.form("upload_cohort"):
         upload = st.file_uploader("Cohort zip", type=["zip"], key="cohort_zip")
-        from gliocore.cohort import NAMING_SCHEMES
+        from gliocore.cohort.loading import NAMING_SCHEMES
         u_naming = st.selectbox("File naming", ["auto", *NAMING_SCHEMES], key="upload_naming")
         u_name = st.text_input("Name (optional)", key="upload_name",
                                help="Defaults to the zip's file name.")
         u_submitted = st.form_submit_button("Upload and load cohort")
     if u_submitted:
         def _upload() -> None:
-            from gliocore.pipeline import register_cohort
-            from gliocore.uploads import load_uploaded_cohort
+            from gliocore.pipeline.runner import register_cohort
+            from gliocore.cohort.uploads import load_uploaded_cohort
             if upload is None:
                 raise ValueError("choose a zip file first")
             up = load_uploaded_cohort(upload, settings.uploads_dir, limits=limits,
@@ -200,7 +200,7 @@ if backend == "import":
     options["pattern"] = o1.text_input("Mask file pattern", "{subject}_seg.nii.gz",
                                        help="Relative to each subject's folder, or absolute; "
                                             "{subject} is replaced by the subject ID.")
-    from gliocore.labels import PRESETS
+    from gliocore.imaging.labels import PRESETS
     chosen_map = o2.selectbox(
         "Label map of the masks (required)", list(PRESETS), index=None, key="import_label_map",
         placeholder="choose how the masks number the classes",
@@ -213,7 +213,7 @@ if backend == "import":
     else:
         options["label_map"] = chosen_map
 with st.expander("Reference masks for QC", expanded=False):
-    from gliocore.labels import PRESETS as _REF_PRESETS
+    from gliocore.imaging.labels import PRESETS as _REF_PRESETS
     r1, r2 = st.columns(2)
     ref_suffix = r1.text_input("Reference file suffix", "_truth", key="reference_suffix",
                                help="<SUBJECT ID><suffix>.nii.gz beside the images (the demo: "

@@ -7,8 +7,12 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from gliocore import lesion_map, plots, vasari
-from gliocore.atlas import REGION_TITLES, SPACES
+from gliocore.analysis import lesion_map
+
+from gliocore.analysis import plots
+
+from gliocore.location import vasari
+from gliocore.imaging.atlas import REGION_TITLES, SPACES
 from pages import _atlas
 from pages import _common as common
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from gliocore import response_plots as rp
-from gliocore.response import DAYS_PER_MONTH, RANO2_SOURCE, ResponseCriteria
+from gliocore.longitudinal import response_plots as rp
+from gliocore.longitudinal.response import DAYS_PER_MONTH, RANO2_SOURCE, ResponseCriteria
 from pages import _common as common
 
 ctx = common.context()

@@ -8,9 +8,9 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from gliocore import plots
-from gliocore.qc import summarise
-from gliocore.response import DAYS_PER_MONTH
+from gliocore.analysis import plots
+from gliocore.segment.qc import summarise
+from gliocore.longitudinal.response import DAYS_PER_MONTH
 from pages import _common as common
 
 #: Which scans the page scores (offered when the cohort has follow-up scans).

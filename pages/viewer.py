@@ -5,7 +5,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from gliocore import plots
+from gliocore.analysis import plots
 from gliocore.types import SEQUENCE_TITLES, SEQUENCES
 from pages import _common as common
 from pages import _timepoints as timepoints
@@ -30,8 +30,8 @@ stats = common.load_image_stats(ctx.db, ctx.stamp, ctx.cohort_id)
 
 def _atlas_overlay(sid: str, shape: tuple[int, ...]):
     """The atlas-region outline toggle and legend; the regions on this subject's grid or None."""
-    from gliocore.atlas import REGION_TITLES
-    from gliocore.localise import DISPLAY_REGIONS
+    from gliocore.imaging.atlas import REGION_TITLES
+    from gliocore.location.localise import DISPLAY_REGIONS
     from pages import _atlas
 
     sets = _atlas.load_location_sets(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key)

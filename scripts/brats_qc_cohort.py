@@ -27,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from gliocore.validation_real import brats_cases  # noqa: E402
+from gliocore.validation.real_cases import brats_cases  # noqa: E402
 
 
 def write_cohort(shared: Path, out: Path) -> tuple[Path, Path]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from gliocore import synth
+from gliocore.cohort import synth
 
 
 def clinical_csv(generated: str | Path) -> Path:
@@ -18,7 +18,7 @@ def clinical_csv(generated: str | Path) -> Path:
 
 
 def tiny_cohort(folder: Path, *, n: int, shape: tuple[int, int, int], seed: int) -> Path:
-    """A phantom cohort of ``n`` subjects at ``shape`` (:func:`gliocore.synth.make_tiny_cohort`)."""
+    """A phantom cohort of ``n`` subjects at ``shape`` (:func:`gliocore.cohort.synth.make_tiny_cohort`)."""
     return clinical_csv(synth.make_tiny_cohort(folder, n=n, shape=shape, seed=seed))
 
 

@@ -5,7 +5,10 @@ its raw output, an optional weights checksum, ``load()`` once per batch and ``se
 subject returning GlioScope's canonical mask (1 = contrast-enhancing, 2 = non-enhancing).
 Backends register themselves by name; :func:`get_segmenter` builds one.
 
-Torch is imported only inside the deep-learning backends, lazily.
+Torch is imported only inside the deep-learning backends, lazily. Mask QC (Dice, HD95 against a
+reference) is :mod:`.qc`; input and output checks of the backends are :mod:`.checks`.
+
+May import: ``cohort``, ``imaging`` and the vocabulary; never the store or the pipeline.
 """
 from __future__ import annotations
 

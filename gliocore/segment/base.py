@@ -7,10 +7,10 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from gliocore.cohort import Subject
+from gliocore.cohort.loading import Subject
 from gliocore.errors import SegmenterUnavailableError
-from gliocore.io import Volume
-from gliocore.labels import LabelMap
+from gliocore.imaging.io import Volume
+from gliocore.imaging.labels import LabelMap
 
 SEGMENTERS: dict[str, type["Segmenter"]] = {}
 

@@ -73,9 +73,9 @@ from typing import Any, ClassVar, Mapping, Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
-from gliocore.cohort import Subject
-from gliocore.io import Volume
-from gliocore.labels import CANONICAL, LabelMap
+from gliocore.cohort.loading import Subject
+from gliocore.imaging.io import Volume
+from gliocore.imaging.labels import CANONICAL, LabelMap
 from gliocore.segment.base import Segmenter, register_segmenter
 
 #: Default options; every one changes the output, so all enter the cache key.

@@ -26,10 +26,10 @@ from typing import Mapping, MutableMapping
 import nibabel as nib
 import numpy as np
 
-from gliocore.cohort import Subject
+from gliocore.cohort.loading import Subject
 from gliocore.errors import GlioWarning
-from gliocore.io import AFFINE_ATOL, Volume
-from gliocore.qc import dice
+from gliocore.imaging.io import AFFINE_ATOL, Volume
+from gliocore.segment.qc import dice
 from gliocore.types import SEQUENCES
 
 #: Fraction of the volume's outer shell that may be non-zero in a skull-stripped image.

@@ -39,10 +39,10 @@ from typing import Any, ClassVar, Iterator, Mapping
 
 import numpy as np
 
-from gliocore.cohort import Subject
+from gliocore.cohort.loading import Subject
 from gliocore.errors import SegmenterUnavailableError, SubjectError
-from gliocore.io import Volume
-from gliocore.labels import LabelMap, get_label_map
+from gliocore.imaging.io import Volume
+from gliocore.imaging.labels import LabelMap, get_label_map
 from gliocore.segment.base import Segmenter, register_segmenter
 from gliocore.segment.checks import record_input_warnings
 from gliocore.types import SEQUENCES, PathType

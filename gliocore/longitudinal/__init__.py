@@ -1,0 +1,5 @@
+"""Tumours over time: volumetric response assessment (RANO 2.0), best response and
+progression-free survival (:mod:`.response`), and their figures (:mod:`.response_plots`).
+
+May import: ``cohort``, ``imaging`` and the vocabulary.
+"""
