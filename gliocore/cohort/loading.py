@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from gliocore.errors import CohortError, GeometryMismatchError, InvalidVolumeError, SubjectError
-from gliocore.imaging.io import IMAGE_EXTENSIONS, Volume, check_same_grid, image_suffix, load_volume
+from gliocore.imaging.io import load_volume
+from gliocore.imaging.volume import IMAGE_EXTENSIONS, Volume, check_same_grid, image_suffix
 from gliocore.cohort.tabular import is_missing_text, read_text_table, to_number
 from gliocore.types import BASELINE_SCAN, SEQUENCES, PathType
 
@@ -687,7 +688,7 @@ def load_subject_images(subject: Subject, dtype: np.dtype | type | None = np.flo
     """Load and check a subject's four sequences.
 
     Checks: each file exists and loads as a 3-D NIfTI with finite values; the four share shape
-    and affine (within :data:`gliocore.imaging.io.AFFINE_ATOL`).
+    and affine (within :data:`gliocore.imaging.volume.AFFINE_ATOL`).
 
     Raises
     ------

@@ -26,7 +26,8 @@ from gliocore.features import radiomics
 from gliocore.cohort.loading import Cohort, Scan, load_subject_images, safe_name, scan_label
 from gliocore.errors import GlioError, SubjectError
 from gliocore.pipeline.executor import Executor, make_executor
-from gliocore.imaging.io import Volume, file_sha256, load_volume, save_mask, text_sha256
+from gliocore.imaging.io import file_sha256, load_volume, save_mask, text_sha256
+from gliocore.imaging.volume import Volume
 from gliocore.location.localise import LocationConfig, locate_cohort
 from gliocore.segment import Segmenter, get_segmenter
 from gliocore.imaging.labels import LabelMap, get_label_map

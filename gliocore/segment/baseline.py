@@ -74,7 +74,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from gliocore.cohort.loading import Subject
-from gliocore.imaging.io import Volume
+from gliocore.imaging.volume import Volume
 from gliocore.imaging.labels import CANONICAL, LabelMap
 from gliocore.segment.base import Segmenter, register_segmenter
 

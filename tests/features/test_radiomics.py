@@ -10,7 +10,8 @@ from radiomics.featureextractor import RadiomicsFeatureExtractor
 
 from gliocore.features import radiomics as gr
 from gliocore.errors import GeometryMismatchError
-from gliocore.imaging.io import Volume, load_volume
+from gliocore.imaging.io import load_volume
+from gliocore.imaging.volume import Volume
 from gliocore.types import SEQUENCES, TumourClass
 
 SHAPE = {"original_shape_MeshVolume", "original_shape_Maximum3DDiameter"}
