@@ -42,9 +42,10 @@ SMALL_SHAPE = (32, 32, 24)
 # -- child: runs with PYTHONPATH pointing at one code version ----------------------------------
 def _instrument_bookkeeping() -> dict[str, float]:
     """Accumulate the driver's time inside Store methods (outermost call only) and in the
-    pipeline's own hashing (``pipeline.file_sha256``)."""
+    pipeline's own hashing (``gliocore.pipeline.plan.file_sha256``)."""
     import functools
 
+    import gliocore.pipeline.plan as plan
     import gliocore.pipeline.runner as pipeline
     from gliocore.store.database import Store
 
@@ -90,16 +91,16 @@ def _instrument_bookkeeping() -> dict[str, float]:
         elif callable(attr) and not name.startswith("__") and name not in ("connect",
                                                                              "transaction"):
             setattr(Store, name, timed(attr))
-    pipeline.file_sha256 = timed(pipeline.file_sha256)
-    if hasattr(pipeline, "register_cohort"):
-        pipeline.register_cohort = timed(pipeline.register_cohort)
+    plan.file_sha256 = timed(plan.file_sha256)  # the planner's hashing (FileHasher, keys)
+    pipeline.register_cohort = timed(pipeline.register_cohort)  # the name start_run calls
     return acc
 
 
 def child_bookkeeping(csv: str, subset_csv: str, workers: int, tmp: str) -> dict:
     acc = _instrument_bookkeeping()
     from gliocore.cohort.loading import load_cohort
-    from gliocore.pipeline.runner import ProcessingConfig, process_cohort
+    from gliocore.pipeline.context import ProcessingConfig
+    from gliocore.pipeline.runner import process_cohort
     from gliocore.store.database import Store
 
     store = Store(Path(tmp) / "bench.duckdb")
@@ -143,7 +144,8 @@ def child_memory(csv: str, tmp: str) -> dict:
     import resource
 
     from gliocore.cohort.loading import load_cohort
-    from gliocore.pipeline.runner import ProcessingConfig, process_cohort
+    from gliocore.pipeline.context import ProcessingConfig
+    from gliocore.pipeline.runner import process_cohort
     from gliocore.store.database import Store
 
     rss_imports = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -33,7 +33,8 @@ class _Progress:
 def _process(cohort, backend: str, workers: int, options: dict | None = None,
              reference_label_map: str = "glioscope") -> None:
     from gliocore.location.localise import LocationConfig
-    from gliocore.pipeline.runner import ProcessingConfig, process_cohort
+    from gliocore.pipeline.context import ProcessingConfig
+    from gliocore.pipeline.runner import process_cohort
     progress = _Progress(("hash", "segment", "features", "location"))
     summary = process_cohort(cohort, ctx.store(), ProcessingConfig(
         backend=backend, backend_options=options or {}, workers=workers,
@@ -128,7 +129,7 @@ with st.expander("Load or switch a cohort", expanded=False):
     if submitted:
         def _load() -> None:
             from gliocore.cohort.loading import load_cohort
-            from gliocore.pipeline.runner import register_cohort
+            from gliocore.pipeline.plan import register_cohort
             if not csv.strip():
                 raise ValueError("enter the path of the clinical CSV")
             cohort = load_cohort(csv.strip(), root.strip() or None,
@@ -155,7 +156,7 @@ with st.expander("Upload a cohort (zip)", expanded=False):
         u_submitted = st.form_submit_button("Upload and load cohort")
     if u_submitted:
         def _upload() -> None:
-            from gliocore.pipeline.runner import register_cohort
+            from gliocore.pipeline.plan import register_cohort
             from gliocore.cohort.uploads import load_uploaded_cohort
             if upload is None:
                 raise ValueError("choose a zip file first")

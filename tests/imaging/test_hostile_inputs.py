@@ -16,7 +16,8 @@ from gliocore.cohort import synth
 from gliocore.cohort.loading import load_cohort, read_clinical
 from gliocore.errors import CohortError, InvalidVolumeError
 from gliocore.imaging.io import load_volume
-from gliocore.pipeline.runner import ProcessingConfig, process_cohort
+from gliocore.pipeline.context import ProcessingConfig
+from gliocore.pipeline.runner import process_cohort
 from gliocore.settings import InputLimits, MiB
 from gliocore.store.database import Store
 
