@@ -121,7 +121,7 @@ with st.expander("Load or switch a cohort", expanded=False):
                             help="Columns SUBJECT ID, Survival(months), IDH-status; optional event, "
                                  "age, sex, img_dir and any other.")
         root = st.text_input("Image root (optional)", placeholder="defaults to the CSV's folder")
-        from gliocore.cohort.loading import NAMING_SCHEMES
+        from gliocore.cohort.naming import NAMING_SCHEMES
         naming = st.selectbox("File naming", ["auto", *NAMING_SCHEMES],
                               help="How the four sequence files are named (auto tries all presets).")
         name = st.text_input("Name (optional)")
@@ -149,7 +149,7 @@ with st.expander("Upload a cohort (zip)", expanded=False):
                "links or paths leaving the zip's folder.")
     with st.form("upload_cohort"):
         upload = st.file_uploader("Cohort zip", type=["zip"], key="cohort_zip")
-        from gliocore.cohort.loading import NAMING_SCHEMES
+        from gliocore.cohort.naming import NAMING_SCHEMES
         u_naming = st.selectbox("File naming", ["auto", *NAMING_SCHEMES], key="upload_naming")
         u_name = st.text_input("Name (optional)", key="upload_name",
                                help="Defaults to the zip's file name.")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from gliocore.cohort.loading import Scan, safe_name
+from gliocore.cohort.subjects import Scan, safe_name
 from gliocore.errors import SubjectError
 from gliocore.location.localise import LocationConfig
 from gliocore.segment import Segmenter

@@ -8,7 +8,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from gliocore.cohort.loading import Cohort, Scan
+from gliocore.cohort.subjects import Cohort, Scan
 from gliocore.errors import SubjectError
 from gliocore.imaging.io import file_sha256, text_sha256
 from gliocore.imaging.labels import get_label_map

@@ -14,7 +14,7 @@ import json
 import time
 from typing import Any, Callable
 
-from gliocore.cohort.loading import Cohort, Scan, safe_name
+from gliocore.cohort.subjects import Cohort, Scan, safe_name
 from gliocore.errors import GlioError, SubjectError
 from gliocore.features import radiomics
 from gliocore.imaging.io import text_sha256

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from gliocore.cohort.loading import Scan, load_subject_images
+from gliocore.cohort.subjects import Scan, load_subject_images
 from gliocore.errors import GlioError, SubjectError
 from gliocore.features import radiomics
 from gliocore.imaging.io import file_sha256, load_volume, save_mask, text_sha256

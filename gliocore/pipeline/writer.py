@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gliocore.cohort.loading import Scan, scan_label
+from gliocore.cohort.subjects import Scan, scan_label
 from gliocore.errors import SubjectError
 from gliocore.pipeline.context import RunContext
 

@@ -26,7 +26,7 @@ from typing import Mapping, MutableMapping
 import nibabel as nib
 import numpy as np
 
-from gliocore.cohort.loading import Subject
+from gliocore.cohort.subjects import Subject
 from gliocore.errors import GlioWarning
 from gliocore.imaging.volume import AFFINE_ATOL, Volume
 from gliocore.segment.qc import dice

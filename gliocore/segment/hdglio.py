@@ -39,7 +39,7 @@ from typing import Any, ClassVar, Iterator, Mapping
 
 import numpy as np
 
-from gliocore.cohort.loading import Subject
+from gliocore.cohort.subjects import Subject
 from gliocore.errors import SegmenterUnavailableError, SubjectError
 from gliocore.imaging.volume import Volume
 from gliocore.imaging.labels import LabelMap, get_label_map

@@ -6,7 +6,7 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from gliocore.cohort.loading import Subject
+from gliocore.cohort.subjects import Subject
 from gliocore.errors import InvalidVolumeError, SubjectError
 from gliocore.imaging.io import file_sha256, load_volume
 from gliocore.imaging.volume import AFFINE_ATOL, Volume

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from gliocore.cohort import synth
-from gliocore.cohort.loading import load_cohort, read_clinical
+from gliocore.cohort.clinical import read_clinical
+from gliocore.cohort.loading import load_cohort
 from gliocore.errors import CohortError, InvalidVolumeError
 from gliocore.imaging.io import load_volume
 from gliocore.pipeline.context import ProcessingConfig

@@ -12,7 +12,9 @@ import pandas as pd
 import pytest
 
 from gliocore.cohort import synth
-from gliocore.cohort.loading import BASELINE_SCAN, load_cohort, read_scans, timepoint_days
+from gliocore.types import BASELINE_SCAN
+from gliocore.cohort.loading import load_cohort
+from gliocore.cohort.scans import read_scans, timepoint_days
 from gliocore.pipeline.runner import process_cohort
 from gliocore.store.database import Store
 
