@@ -79,7 +79,7 @@ def _distribution(db: str, stamp: str, cohort_id: str, config_key: str | None, i
     data = _data.copy()
     rule = None
     if group.startswith("Short"):
-        from gliocore.analysis.survival import make_groups
+        from gliocore.analysis.groups import make_groups
         g = make_groups(data, common.SURVIVAL, "short_long", threshold=threshold,
                         event_col=common.EVENT)
         data["group"] = g.labels.astype(object)
@@ -170,7 +170,7 @@ def _screen(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: st
             feats: tuple[str, ...], _table: pd.DataFrame) -> pd.DataFrame:
     """Cached by cohort, store stamp, results configuration, subject set and features (the
     table follows from those)."""
-    from gliocore.analysis.survival import screen_features
+    from gliocore.analysis.screens import screen_features
     return screen_features(_table, common.SURVIVAL, common.EVENT, list(feats))
 
 

@@ -640,7 +640,7 @@ def test_cached_analyses_follow_the_results_picker(demo_store, tmp_path, monkeyp
     # fresh computations on the baseline configuration give the same numbers as the page shows
     store = Store(db)
     from gliocore.analysis.export import seed_table
-    from gliocore.analysis.survival import screen_features
+    from gliocore.analysis.screens import screen_features
     base_key = str(store.configs(cohort_id).iloc[1]["config_key"])
     table = seed_table(store, cohort_id, base_key)
     table = table[table["tumor_volume"].notna()]
