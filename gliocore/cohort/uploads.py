@@ -333,7 +333,9 @@ def _entry_blocks(fh: BinaryIO, info: zipfile.ZipInfo) -> Iterator[bytes]:
         while True:
             if out:
                 yield out
-            if not inflater.unconsumed_tail:
+            # At the end of the stream the bytes after it (the next entry's header) stay in
+            # unconsumed_tail on Python 3.11: waiting for it to empty never ends.
+            if inflater.eof or not inflater.unconsumed_tail:
                 break
             out = inflater.decompress(inflater.unconsumed_tail, CHUNK)
 

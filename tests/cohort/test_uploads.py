@@ -259,3 +259,36 @@ def test_unpack_is_atomic_when_interrupted(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         unpack_cohort_zip(io.BytesIO(make_zip(cohort_entries())), tmp_path / "uploads")
     assert_nothing_left(tmp_path / "uploads")
+
+
+# -- issue 19 point 1: an entry over 1 MiB that compresses well used to hang the server ------
+def test_large_well_compressing_entry_unpacks_and_returns(tmp_path):
+    """An uncompressed ``.nii`` of 2.4 MB (ratio ~9:1) followed by other entries: the inflater
+    reaches the end of its stream with the next entry's bytes still in ``unconsumed_tail``; the
+    unpacking used to wait forever for that tail to empty."""
+    import threading
+
+    data = np.random.default_rng(0).integers(0, 4, (96, 96, 64)).astype(np.float32)
+    raw = nib.Nifti1Image(data, np.eye(4)).to_bytes()
+    entries = {"cohort/clinical.csv": CSV.encode()}
+    for sid in ("S1", "S2"):
+        for suffix in SUFFIXES:
+            entries[f"cohort/images/{sid}/{sid}{suffix}.nii"] = raw
+    blob = make_zip(entries)
+    result: dict[str, object] = {}
+
+    def unpack() -> None:
+        try:
+            result["cohort"] = load_uploaded_cohort(io.BytesIO(blob), tmp_path / "uploads")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            result["error"] = exc
+
+    worker = threading.Thread(target=unpack, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "unpacking a 2.4 MB well-compressing entry did not return"
+    assert "error" not in result, result.get("error")
+    cohort = result["cohort"].cohort
+    assert cohort.subject_ids == ["S1", "S2"] and not cohort.problems
+    img = nib.load(cohort.subjects[0].sequences["t1"])
+    assert np.array_equal(np.asarray(img.dataobj), data)
