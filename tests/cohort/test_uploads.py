@@ -292,3 +292,13 @@ def test_large_well_compressing_entry_unpacks_and_returns(tmp_path):
     assert cohort.subject_ids == ["S1", "S2"] and not cohort.problems
     img = nib.load(cohort.subjects[0].sequences["t1"])
     assert np.array_equal(np.asarray(img.dataobj), data)
+
+
+def test_a_file_that_is_also_a_folder_of_another_entry(tmp_path):
+    """Issue 19 point 12: ``x.csv`` and ``x.csv/y.csv`` gave a bare FileExistsError naming the
+    server's path; now a clear refusal from the zip's directory, before anything is unpacked."""
+    entries = cohort_entries()
+    entries["cohort/x.csv"] = b"a\n"
+    entries["cohort/x.csv/y.csv"] = b"b\n"
+    msg = refused(tmp_path, make_zip(entries), match="also a folder")
+    assert str(tmp_path) not in msg
