@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from gliocore.errors import StoreBusyError
+from gliocore.errors import GlioError, StoreBusyError
 from gliocore.settings import Settings
 
 
@@ -317,6 +317,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StoreBusyError as exc:  # another run holds the store: say who, change nothing
         print(f"error: {exc}", file=sys.stderr)
         return 75
+    except GlioError as exc:  # a cohort, file or setting GlioScope cannot use: say why, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from gliocore.analysis import plots
+from gliocore.analysis import export, plots
 from pages import _common as common
 
 ctx = common.context()
@@ -64,7 +64,7 @@ with tab_table:
         frame.to_parquet(buf, index=False)
         return buf.getvalue()
 
-    d1.download_button("Download CSV", lambda frame=view: frame.to_csv(index=False).encode(),
+    d1.download_button("Download CSV", lambda frame=view: export.csv_text(frame).encode(),
                        "glioscope_features.csv", "text/csv", key="dl_csv")
     d2.download_button("Download Parquet", as_parquet, "glioscope_features.parquet",
                        "application/vnd.apache.parquet", key="dl_parquet")

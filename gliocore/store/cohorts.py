@@ -108,7 +108,7 @@ class CohortsMixin:
 
     def has_followups(self, cohort_id: str) -> bool:
         """Whether any subject of the cohort has more than one scan."""
-        with self.connect() as con:
+        with self.read() as con:
             return con.execute("SELECT 1 FROM scans WHERE cohort_id = ? AND scan_order > 0 LIMIT 1",
                                [cohort_id]).fetchone() is not None
 

@@ -16,6 +16,7 @@ that the CLI and the dashboard can take turns on one file: reads are read-only a
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
 import time
@@ -34,7 +35,8 @@ from gliocore.store.qc import QCMixin
 from gliocore.store.results import ResultsMixin, SegmentationRecord
 from gliocore.store.runs import RunsMixin
 from gliocore.store.schema import (DATA_MIGRATIONS, MIGRATIONS, SCHEMA, SCHEMA_VERSION,
-                                   ensure_schema)
+                                   ensure_schema, schema_problems)
+from gliocore.errors import StoreError, StoreReadOnlyError
 from gliocore.types import PathType
 
 __all__ = ["DATA_MIGRATIONS", "ImageRecord", "MIGRATIONS", "SCHEMA", "SCHEMA_VERSION",
@@ -68,8 +70,35 @@ class Store(CohortsMixin, ImagesMixin, ResultsMixin, QCMixin, LocationMixin, Run
         self._run_locks: dict[str, RunLock] = {}
         self._local = threading.local()
         self.last_read_wait = 0.0
-        with self.connect() as con:
-            ensure_schema(con)
+        self.read_only = self.path.exists() and not _writable(self.path)
+        if self.read_only:
+            self._check_read_only_schema()
+            return
+        try:
+            with self.connect() as con:
+                ensure_schema(con)
+        except duckdb.Error as exc:
+            if is_busy_error(exc):
+                raise
+            raise StoreError(f"the store {self.path} cannot be opened ({exc}); it is not a "
+                             "GlioScope store or it is corrupt: restore it from a backup, or move "
+                             "it away to start a new one (results are then recomputed)") from exc
+
+    def _refuse_if_read_only(self) -> None:
+        if self.read_only:
+            raise StoreReadOnlyError(f"the store {self.path} is read-only (its file or folder "
+                                     "cannot be written): it can be viewed and exported, not "
+                                     "processed into")
+
+    def _check_read_only_schema(self) -> None:
+        """A store whose file or folder cannot be written (a read-only mount, an archive copy)
+        is served for reading; it must not need a schema change."""
+        with self.read() as con:
+            problems = schema_problems(con)
+        if problems:
+            raise StoreReadOnlyError(
+                f"the store {self.path} is read-only and was made by an older GlioScope "
+                f"({'; '.join(problems[:3])}); open it once from a writable folder to update it")
 
     # -- connection -----------------------------------------------------------------------
     # Reads open the file read-only (many readers share it) and poll the lock every few ms;
@@ -102,6 +131,7 @@ class Store(CohortsMixin, ImagesMixin, ResultsMixin, QCMixin, LocationMixin, Run
         if shared is not None:  # inside batch(): its connection
             yield shared
             return
+        self._refuse_if_read_only()
         deadline = time.monotonic() + self.lock_timeout
         while True:
             self._readers.let_readers_in()
@@ -235,7 +265,22 @@ class Store(CohortsMixin, ImagesMixin, ResultsMixin, QCMixin, LocationMixin, Run
             return con.execute(sql, list(params)).df()
 
 
-def _busy(exc: Exception) -> bool:
-    """Whether a DuckDB error means "someone else has the file open" (worth a retry)."""
+def _writable(path: Path) -> bool:
+    """Whether DuckDB can write ``path`` (the file and, for its WAL, the folder)."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+
+
+_LOCK_WORD = re.compile(r"\block\b")
+
+
+def is_busy_error(exc: Exception) -> bool:
+    """Whether a DuckDB error means "someone else has the file open" (worth a retry).
+
+    DuckDB says "Could not set lock on file"; a corrupt file's "... in block at location 0"
+    is not a lock (the word, not the letters, decides).
+    """
     text = str(exc).lower()
-    return "lock" in text or "different configuration" in text
+    return bool(_LOCK_WORD.search(text)) or "different configuration" in text
+
+
+_busy = is_busy_error

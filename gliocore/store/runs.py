@@ -26,7 +26,10 @@ class RunsMixin:
         ------
         StoreBusyError
             When another run holds the store for longer than ``run_wait`` seconds.
+        StoreReadOnlyError
+            When the store was opened read-only (its folder or file cannot be written).
         """
+        self._refuse_if_read_only()
         lock = RunLock(self.path)
         lock.acquire(what, wait=self.run_wait)
         return lock

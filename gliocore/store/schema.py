@@ -271,3 +271,26 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     elif int(row[0]) != SCHEMA_VERSION:
         raise RuntimeError(f"store schema version {row[0]} != {SCHEMA_VERSION}; "
                            "delete the .duckdb file to rebuild it (results are recomputed)")
+
+
+def schema_problems(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """What a store opened read-only lacks for this version of GlioScope (empty when usable).
+
+    A writable open repairs all of it (:func:`ensure_schema`); a read-only one can only report it.
+    """
+    tables = {r[0] for r in con.execute(
+        "SELECT table_name FROM information_schema.tables").fetchall()}
+    problems = [f"table {name} is missing" for name in _schema_tables() if name not in tables]
+    if "meta" not in tables:
+        return problems
+    done = {r[0] for r in con.execute("SELECT key FROM meta").fetchall()}
+    problems += [f"data migration {key!r} has not run" for key, _ in DATA_MIGRATIONS
+                 if key not in done]
+    row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if row is not None and int(row[0]) != SCHEMA_VERSION:
+        problems.append(f"schema version {row[0]} != {SCHEMA_VERSION}")
+    return problems
+
+
+def _schema_tables() -> list[str]:
+    return [ddl.split("EXISTS", 1)[1].split("(", 1)[0].strip() for ddl in SCHEMA]

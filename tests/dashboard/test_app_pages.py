@@ -950,3 +950,20 @@ def test_viewer_atlas_overlay(location_env):
 def test_location_page_without_locations_says_how(app_env):
     at = _open("location")
     assert "No atlas locations yet" in texts(at)
+
+
+def test_a_failing_page_shows_type_and_message_but_no_traceback(app_env, monkeypatch):
+    """Issue 19 point 6: ``st.exception`` sent the traceback (code, server paths) to the browser
+    whatever ``showErrorDetails`` said. The page now shows the error's type and message only."""
+    import gliocore.validation.report as report
+
+    def broken():
+        raise RuntimeError("the reference folder is unreadable")
+
+    monkeypatch.setattr(report, "find_shared", broken)
+    at = _new_app().run()
+    at.switch_page("pages/about.py").run()
+    assert not at.exception, "a traceback element reached the page"
+    shown = [e.value for e in at.error]
+    assert any("RuntimeError: the reference folder is unreadable" in v for v in shown), shown
+    assert not any("Traceback" in v or ".py" in v for v in shown), shown
