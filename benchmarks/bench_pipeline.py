@@ -26,7 +26,7 @@ from gliocore.pipeline.context import ProcessingConfig  # noqa: E402
 from gliocore.pipeline.runner import process_cohort  # noqa: E402
 from gliocore.segment import get_segmenter  # noqa: E402
 from gliocore.settings import Settings  # noqa: E402
-from gliocore.store.database import Store  # noqa: E402
+from gliocore.store import Store  # noqa: E402
 
 
 def main() -> None:

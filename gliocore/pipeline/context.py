@@ -11,7 +11,7 @@ from gliocore.cohort.subjects import Scan, safe_name
 from gliocore.errors import SubjectError
 from gliocore.location.localise import LocationConfig
 from gliocore.segment import Segmenter
-from gliocore.store.database import Store
+from gliocore.store import Store
 from gliocore.types import BASELINE_SCAN
 
 #: Progress callback: (stage, done, total, scan label or None); the label is the subject ID

@@ -15,7 +15,7 @@ from gliocore.imaging.labels import get_label_map
 from gliocore.pipeline.context import ProgressCallback, RunContext
 from gliocore.pipeline.writer import ResultWriter, stat_key
 from gliocore.segment import qc
-from gliocore.store.database import Store
+from gliocore.store import Store
 
 
 def cohort_key(cohort: Cohort) -> str:

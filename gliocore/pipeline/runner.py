@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from gliocore.cohort.subjects import Cohort, Scan, safe_name
 from gliocore.errors import GlioError, SubjectError
-from gliocore.features import radiomics
+from gliocore.features.params import load_params, params_fingerprint
 from gliocore.imaging.io import text_sha256
 from gliocore.imaging.labels import get_label_map
 from gliocore.location.localise import locate_cohort
@@ -27,15 +27,15 @@ from gliocore.pipeline.plan import plan_subjects, register_cohort
 from gliocore.pipeline.task import process_subject
 from gliocore.pipeline.writer import ResultWriter, collect_result
 from gliocore.segment import get_segmenter
-from gliocore.store.database import Store
+from gliocore.store import Store
 from gliocore.types import BASELINE_SCAN
 
 
 def start_run(cohort: Cohort, store: Store, config: ProcessingConfig,
               subject_ids: list[str] | None) -> tuple[RunContext, list[Scan]]:
     """Register the cohort and the configuration, open a run; return it and its scans."""
-    params = radiomics.load_params(config.params)
-    params_fp = radiomics.params_fingerprint(params)
+    params = load_params(config.params)
+    params_fp = params_fingerprint(params)
     segmenter = get_segmenter(config.backend, **dict(config.backend_options))
     get_label_map(config.reference_label_map)  # a bad reference label map fails before the run
     token = segmenter.cache_token()

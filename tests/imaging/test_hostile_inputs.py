@@ -20,7 +20,7 @@ from gliocore.imaging.io import load_volume
 from gliocore.pipeline.context import ProcessingConfig
 from gliocore.pipeline.runner import process_cohort
 from gliocore.settings import InputLimits, MiB
-from gliocore.store.database import Store
+from gliocore.store import Store
 
 
 # -- crafted NIfTI files ------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from gliocore.analysis.export import seed_table
 from gliocore.imaging.io import load_volume, read_geometry
 from gliocore.pipeline.context import ProcessingConfig
 from gliocore.pipeline.runner import process_cohort
-from gliocore.store.database import Store
+from gliocore.store import Store
 
 from cohorts import private_copy, tiny_cohort
 

@@ -15,7 +15,7 @@ from gliocore.analysis.export import scan_table, seed_table
 from gliocore.location.localise import LocationConfig
 from gliocore.pipeline.context import ProcessingConfig
 from gliocore.pipeline.runner import process_cohort
-from gliocore.store.database import SCHEMA, Store
+from gliocore.store import SCHEMA, Store
 
 from cohorts import clinical_csv, private_copy
 

@@ -16,7 +16,7 @@ from gliocore.types import BASELINE_SCAN
 from gliocore.cohort.loading import load_cohort
 from gliocore.cohort.scans import read_scans, timepoint_days
 from gliocore.pipeline.runner import process_cohort
-from gliocore.store.database import Store
+from gliocore.store import Store
 
 SHAPE = (40, 40, 28)
 

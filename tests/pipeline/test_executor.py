@@ -16,7 +16,7 @@ from gliocore.pipeline.executor import DaskExecutor, LocalExecutor, make_executo
 from gliocore.analysis.export import seed_table
 from gliocore.pipeline.context import ProcessingConfig
 from gliocore.pipeline.runner import process_cohort
-from gliocore.store.database import Store
+from gliocore.store import Store
 
 N = 3
 SHAPE = (40, 40, 28)

@@ -16,7 +16,7 @@ from gliocore.analysis.export import seed_table, wide_column
 from gliocore.pipeline.context import ProcessingConfig
 from gliocore.pipeline.runner import process_cohort
 from gliocore.segment.base import Segmenter
-from gliocore.store.database import Store
+from gliocore.store import Store
 
 from cohorts import private_copy, tiny_cohort
 

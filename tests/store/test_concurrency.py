@@ -22,7 +22,7 @@ from gliocore.store.locking import RunLock
 from gliocore.pipeline.context import ProcessingConfig
 from gliocore.pipeline.plan import register_cohort
 from gliocore.pipeline.runner import process_cohort
-from gliocore.store.database import Store
+from gliocore.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
 #: While a 2-worker CLI run writes the same store, a dashboard read (cohorts, status, the seed

@@ -14,7 +14,7 @@ from gliocore.cohort.loading import load_cohort
 from gliocore.pipeline.context import ProcessingConfig
 from gliocore.pipeline.plan import register_cohort
 from gliocore.pipeline.runner import process_cohort
-from gliocore.store.database import Store
+from gliocore.store import Store
 
 from cohorts import private_copy, tiny_cohort
 
