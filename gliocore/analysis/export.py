@@ -53,7 +53,7 @@ from gliocore.location.localise import CODE_VERSION as LOCATION_VERSION
 from gliocore.longitudinal.response import (DAYS_PER_MONTH, PFS_EVENT_COLUMN, PFS_TIME_COLUMN,
                                RANO2_VOLUMETRIC, CohortResponse, ResponseCriteria,
                                cohort_response)
-from gliocore.store.database import Store
+from gliocore.store import Store
 from gliocore.types import SEQUENCES, TumourClass
 
 SEED_NAMES: dict[str, str] = {

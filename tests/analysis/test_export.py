@@ -14,7 +14,7 @@ from gliocore.pipeline.runner import ProcessingConfig, process_cohort
 from gliocore.imaging.labels import CANONICAL
 from gliocore.segment import register_segmenter
 from gliocore.segment.base import Segmenter
-from gliocore.store.database import Store
+from gliocore.store import Store
 from gliocore.analysis.survival import make_groups
 
 from cohorts import private_copy, tiny_cohort
