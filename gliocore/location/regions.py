@@ -39,7 +39,7 @@ from scipy import ndimage as ndi
 from gliocore.imaging.atlas import Atlas
 
 #: Bump when a location feature's definition changes (part of the location cache key).
-LOCATION_CODE_VERSION = "1"
+LOCATION_CODE_VERSION = "2"  # 2: F11/F24 rules (issue 18), F1 name
 
 #: A class crosses the midline when it reaches at least this far (mm) into the other hemisphere
 #: (a margin so that voxel discretisation and a tumour abutting the falx do not count).
