@@ -170,10 +170,13 @@ with tab_groups:
                                   max_selections=2, key="loc_grp_pick")
         else:
             pick = levels
-        if len(pick) == 2:
+        circular = lesion_map.circular_grouping(gcol)
+        if circular:
+            st.info(f"No test: {circular}. The bars above describe the groups.")
+        elif len(pick) == 2:
             keep = grp.isin(pick)
             try:
-                res = lesion_map.region_association(inv[keep], grp[keep])
+                res = lesion_map.region_association(inv[keep], grp[keep], grouping=gcol)
             except ValueError as exc:
                 st.warning(str(exc))
             else:
@@ -183,10 +186,15 @@ with tab_groups:
                              | {"p": st.column_config.NumberColumn(format="%.3g"),
                                 "q (BH)": st.column_config.NumberColumn(format="%.3g"),
                                 "odds ratio": st.column_config.NumberColumn(format="%.2f")})
+                untested = res.loc[~res["tested"], "title"].tolist()
                 st.caption(f"Fisher's exact test (two-sided) per region of involvement in "
                            f"{pick[0]} vs {pick[1]}; q = Benjamini–Hochberg false-discovery-rate "
-                           f"adjusted over the {len(res)} regions. Exploratory: regions are "
-                           "correlated and the threshold is a choice.")
+                           f"adjusted over the {res.attrs['m']} regions involved in at least one "
+                           "subject"
+                           + (f" ({', '.join(untested)}: involved in neither group, not tested)"
+                              if untested else "")
+                           + ". Exploratory: regions are correlated and the threshold is a "
+                             "choice.")
         else:
             st.info("Pick two groups to test.")
 
