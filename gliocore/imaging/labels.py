@@ -253,8 +253,62 @@ def infer_reference_map(values: set[int] | list[int], file_name: str) -> LabelMa
 
 
 def reference_values(data: np.ndarray) -> set[int]:
-    """The non-zero whole-number values of a reference mask (float storage rounded)."""
+    """The non-zero whole-number values of a reference mask (float storage rounded; a value
+    further than :data:`LABEL_TOLERANCE` from a whole number is refused as
+    :meth:`LabelMap.checked_to_canonical` refuses it)."""
     arr = np.asarray(data)
     if not np.issubdtype(arr.dtype, np.integer) and arr.dtype != bool:
-        arr = np.rint(arr[np.isfinite(arr)])
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("reference mask has non-finite values (NaN or infinity)")
+        rounded = np.rint(arr)
+        off = float(np.max(np.abs(arr - rounded))) if arr.size else 0.0
+        if off > LABEL_TOLERANCE:
+            raise ValueError(f"reference mask has non-integer values (up to {off:.3g} from a "
+                             "whole number); is it a probability map or an interpolated mask? "
+                             "Export integer labels (nearest-neighbour resampling)")
+        arr = rounded
     return {int(v) for v in np.unique(arr)} - {0}
+
+
+def inferable_map_names(file_name: str) -> tuple[str, ...]:
+    """The label maps :func:`infer_reference_map` can give a reference of this name (a stored
+    score read with another map, e.g. a BraTS ``_seg`` file read with GlioScope's map by an
+    older default, is not reused)."""
+    stem = _stem(file_name)
+    if stem.endswith(GLIOSCOPE_REFERENCE_SUFFIX):
+        return (CANONICAL.name,)
+    if stem.endswith(BRATS_REFERENCE_SUFFIX):
+        return (BRATS.name, BRATS2023.name)
+    return (BRATS.name, BRATS2023.name, CANONICAL.name)
+
+
+def declared_reference_map(spec: "str | LabelMap | None") -> "LabelMap | None":
+    """The declared label map of the reference masks, or None for ``auto`` (per file, by
+    :func:`infer_reference_map`)."""
+    if spec is None or spec == AUTO:
+        return None
+    return get_label_map(spec)
+
+
+def read_reference(data: np.ndarray, declared_json: str | None, file_name: str
+                   ) -> tuple[np.ndarray, LabelMap]:
+    """A reference mask in GlioScope's canonical labels, and the label map it was read with.
+
+    Parameters
+    ----------
+    data : (I, J, K) ndarray
+        The reference as stored.
+    declared_json : str or None
+        The declared map (:meth:`LabelMap.to_json`); None: inferred from the values and
+        ``file_name`` (:func:`infer_reference_map`).
+    file_name : str
+
+    Raises
+    ------
+    ValueError
+        Non-integer values, values the map does not know, or an undeclared map the values and
+        naming do not decide (the message names ``--reference-label-map``).
+    """
+    ref_map = (LabelMap.from_json(declared_json) if declared_json
+               else infer_reference_map(reference_values(data), file_name))
+    return ref_map.checked_to_canonical(data, what="reference mask"), ref_map

@@ -30,7 +30,8 @@ from gliocore.pipeline.executor import Executor, make_executor
 from gliocore.imaging.io import Volume, file_sha256, load_volume, save_mask, text_sha256
 from gliocore.location.localise import LocationConfig, locate_cohort
 from gliocore.segment import Segmenter, get_segmenter
-from gliocore.imaging.labels import LabelMap, get_label_map
+from gliocore.imaging.labels import (declared_reference_map, inferable_map_names,
+                                     read_reference)
 from gliocore.store.database import Store
 from gliocore.types import BASELINE_SCAN, TumourClass
 
@@ -59,9 +60,12 @@ class ProcessingConfig:
     compute_qc : bool
         Score segmentations against subjects' reference masks when present.
     reference_label_map : str or LabelMap
-        Label map of the reference masks (default ``glioscope``: 1 = contrast-enhancing,
-        2 = non-enhancing; ``brats`` for BraTS ``_seg`` files). A reference holding a value the
-        map does not know, or non-integer values, is a per-subject QC error.
+        Label map of the reference masks: ``auto`` (default: per file from its values and
+        naming where they agree, :func:`gliocore.imaging.labels.infer_reference_map`; otherwise
+        a per-subject QC error naming ``--reference-label-map``) or declared (``glioscope``:
+        1 = contrast-enhancing, 2 = non-enhancing; ``brats`` for BraTS ``_seg`` files). A
+        reference holding a value the map does not know, or non-integer values, is a
+        per-subject QC error.
     executor : {"local", "dask"}
         Where the work runs (:mod:`gliocore.pipeline.executor`): processes on this machine, or a Dask
         cluster whose workers share the images' and masks' storage with this machine.
@@ -77,7 +81,7 @@ class ProcessingConfig:
     workers: int = 1
     output_dir: Path | None = None
     compute_qc: bool = True
-    reference_label_map: Any = "glioscope"
+    reference_label_map: Any = "auto"
     executor: str = "local"
     scheduler: str | None = None
     location: LocationConfig | None = None
@@ -295,9 +299,10 @@ def process_subject(task: dict[str, Any], segmenter: Segmenter | None = None) ->
             try:
                 rvol = load_volume(task["reference_mask"], dtype=None)
                 ref_sha = file_sha256(task["reference_mask"])
-                ref_map = LabelMap.from_json(task["reference_label_map"])
-                # the reference in its declared labels: unknown values and non-integers refused
-                reference = ref_map.checked_to_canonical(rvol.data, what="reference mask")
+                # the reference in its declared (or unambiguous) labels: unknown values,
+                # non-integers and an undecidable map refused
+                reference, ref_map = read_reference(rvol.data, task["reference_label_map"],
+                                                    Path(task["reference_mask"]).name)
                 rows = qc.compare_masks(mask, reference, affine)
                 out["qc_rows"] = [{"reference_sha256": ref_sha, "reference_label_map": ref_map.name,
                                    "qc_version": qc.QC_VERSION, **_qc_row_dict(r)} for r in rows]
@@ -366,7 +371,7 @@ def start_run(cohort: Cohort, store: Store, config: ProcessingConfig,
     params = load_params(config.params)
     params_fp = params_fingerprint(params)
     segmenter = get_segmenter(config.backend, **dict(config.backend_options))
-    get_label_map(config.reference_label_map)  # a bad reference label map fails before the run
+    declared_reference_map(config.reference_label_map)  # a bad label map fails before the run
     token = segmenter.cache_token()
     config_key = text_sha256(f"{token}|{params_fp}")[:16]
     wanted = None if subject_ids is None else set(subject_ids)
@@ -552,10 +557,9 @@ def plan_subjects(ctx: RunContext, subjects: list[Scan], writer: ResultWriter,
         plans.append((i, subj, input_key, seg_key, need_seg, mask_path, mask_sha, feature_key,
                       ref_mask))
     have_features = store.existing_feature_sets([p[7] for p in plans if p[7]])
-    reference_map = get_label_map(config.reference_label_map)
-    have_qc = store.existing_qc([(p[3], file_sha.get(p[8])) for p in plans
-                                 if p[8] and not p[4] and file_sha.get(p[8])],
-                                reference_map.name, qc.QC_VERSION)
+    reference_map = declared_reference_map(config.reference_label_map)  # None: auto
+    have_qc = _existing_qc(store, [(p[3], p[8], file_sha.get(p[8])) for p in plans
+                                   if p[8] and not p[4] and file_sha.get(p[8])], reference_map)
 
     tasks: list[dict[str, Any]] = []
     for i, subj, input_key, seg_key, need_seg, mask_path, mask_sha, feature_key, ref_mask in plans:
@@ -575,10 +579,23 @@ def plan_subjects(ctx: RunContext, subjects: list[Scan], writer: ResultWriter,
                           "params_fingerprint": ctx.params_fp, "backend": config.backend,
                           "backend_options": dict(config.backend_options),
                           "reference_mask": ref_mask if need_qc else None,
-                          "reference_label_map": reference_map.to_json(),
+                          "reference_label_map": reference_map.to_json() if reference_map else None,
                           "baseline": (subj.subject_id, subj.scan_id) in ctx.baselines})
         progress("hash", i + 1, n, subj.label)
     return tasks
+
+
+def _existing_qc(store: Store, refs: list[tuple[str, str, str]], declared: Any
+                 ) -> set[tuple[str, str]]:
+    """Which (seg_key, reference sha) pairs have scores read with the declared label map, or
+    (``auto``) with a map the reference's naming allows (one query per map)."""
+    if declared is not None:
+        return store.existing_qc([(k, sha) for k, _, sha in refs], declared.name, qc.QC_VERSION)
+    have: set[tuple[str, str]] = set()
+    for name in ("glioscope", "brats", "brats2023"):
+        pairs = [(k, sha) for k, path, sha in refs if name in inferable_map_names(Path(path).name)]
+        have |= store.existing_qc(pairs, name, qc.QC_VERSION) if pairs else set()
+    return have
 
 
 def _hash_files(store: Store, files: Mapping[str, Path], writer: ResultWriter) -> dict[str, str]:
