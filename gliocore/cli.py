@@ -117,7 +117,8 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
                          "seed, glioscope, or a mapping such as '4:ce,1:ne,2:ne'); GlioScope does "
                          "not guess it")
     try:
-        get_label_map(args.reference_label_map)
+        if args.reference_label_map != "auto":
+            get_label_map(args.reference_label_map)
     except ValueError as exc:
         raise SystemExit(f"--reference-label-map: {exc}") from None
     cohort, _naming = _load_cohort_from_args(args, settings)
@@ -249,9 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--reference-suffix", default="_truth",
                     help="reference (ground-truth) masks for QC: <subject><SUFFIX>.nii.gz beside "
                          "the images (default _truth; _seg for BraTS cases; 'none' for no QC)")
-    pr.add_argument("--reference-label-map", default="glioscope",
-                    help="label map of the reference masks: glioscope (1 = CE, 2 = NE; default), "
-                         "brats, brats2023, hdglio-v2, seed, or '4:ce,1:ne,2:ne'")
+    pr.add_argument("--reference-label-map", default="auto",
+                    help="label map of the reference masks: auto (default: from the values and "
+                         "the file naming where unambiguous — _truth = GlioScope's 1 = CE, "
+                         "2 = NE; _seg or label 4 = BraTS; else a per-subject error asking for "
+                         "this flag), glioscope, brats, brats2023, hdglio-v2, seed, or "
+                         "'4:ce,1:ne,2:ne'")
     pr.add_argument("--mask-pattern", help="import backend: mask path per subject, e.g. "
                     "'{subject}_seg.nii.gz'")
     pr.add_argument("--weights-dir", help="hdglio: folder with HD-GLIO's parameter files")

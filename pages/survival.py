@@ -38,11 +38,11 @@ st.caption(f"{endpoint}: {len(data)} subjects with a time, {n_events} {event_wor
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _seed_figures(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: str,
-                  time_col: str, event_col: str, threshold: float, _data: pd.DataFrame):
+                  time_col: str, event_col: str, threshold: float, table: pd.DataFrame):
     """The seed tab's figures, cached by store stamp, results, subject set and endpoint (a page
-    change or a rerun never rebuilds them; ``_data`` follows the key)."""
+    change or a rerun never rebuilds them; the table is hashed by content too)."""
     from gliocore.analysis.groups import make_groups
-    data = _data
+    data = table
     ordered = data.sort_values(time_col).reset_index(drop=True)
     if len(ordered) > plots.SURVIVAL_BARS_MAX:  # bars and labels unreadable: a dot per subject
         bars = plots.survival_rank_figure(ordered[time_col], ordered["IDH"],
@@ -114,22 +114,22 @@ def _run_quiet(fn, *args, **kwargs):
 @st.cache_data(show_spinner="Testing every split of the family…", max_entries=16)
 def _split_family(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: str,
                   time_col: str, event_col: str, kind: str, variables: tuple[str, ...],
-                  _frame: pd.DataFrame) -> pd.DataFrame:
+                  frame: pd.DataFrame) -> pd.DataFrame:
     """Log-rank p and BH q of every split offered; cached by cohort, store stamp, results
     configuration, subject set, endpoint, split kind and the variables (the frame follows)."""
     from gliocore.analysis.screens import screen_splits
-    return screen_splits(_frame, time_col, event_col, list(variables), kind=kind)
+    return screen_splits(frame, time_col, event_col, list(variables), kind=kind)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _km(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: str, grouping: str,
         variable: str | None, time_col: str, event_col: str, threshold: float, show_ci: bool,
-        _frame: pd.DataFrame):
+        table: pd.DataFrame):
     """Kaplan–Meier and its figure, cached by store stamp, results, subject set, endpoint and
-    grouping (``_frame`` follows the key)."""
+    grouping, and the table itself (hashed by content)."""
     from gliocore.analysis.groups import make_groups
     from gliocore.analysis.kaplan_meier import kaplan_meier
-    frame = _frame.copy()
+    frame = table.copy()
     if grouping == "IDH status":
         grp = make_groups(frame, IDH, "categorical")
     elif grouping == "Sex":
@@ -231,11 +231,11 @@ with tab_km:
 @st.cache_data(show_spinner="Fitting the Cox model…", max_entries=16)
 def _cox(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: str,
          covariates: tuple[str, ...], ties: str, standardize: bool, penalizer: float,
-         _frame: pd.DataFrame, time_col: str = SURVIVAL, event_col: str = EVENT):
+         frame: pd.DataFrame, time_col: str = SURVIVAL, event_col: str = EVENT):
     """Cached by cohort, store stamp, results configuration, subject set, endpoint and model
     options (the frame follows)."""
     from gliocore.analysis.cox import cox_ph
-    return _run_quiet(cox_ph, _frame, time_col, event_col, list(covariates), ties=ties,
+    return _run_quiet(cox_ph, frame, time_col, event_col, list(covariates), ties=ties,
                       standardize=standardize, penalizer=penalizer)
 
 

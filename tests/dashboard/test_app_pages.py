@@ -942,6 +942,23 @@ def test_location_page(location_env):
 
 
 @pytest.mark.slow
+def test_location_page_never_tests_a_grouping_made_from_the_location(location_env):
+    """Issue 18 point 10: grouping by the epicentre region or side and testing region involvement
+    is circular; the page describes those groups and says why it does not test."""
+    at = _open("location")
+    assert "Fisher's exact test" in texts(at)          # IDH: tested
+    options = at.selectbox(key="loc_grp_col").options
+    derived = [c for c in ("loc_wt_epicentre_region_name", "loc_wt_side_name") if c in options]
+    assert derived, options
+    for column in derived:
+        at.selectbox(key="loc_grp_col").set_value(column).run()
+        assert not at.exception, at.exception
+        text = texts(at)
+        assert "No test:" in text and "by construction" in text
+        assert "Fisher's exact test" not in text
+
+
+@pytest.mark.slow
 def test_viewer_atlas_overlay(location_env):
     at = _open("viewer")
     box = at.checkbox(key="viewer_atlas")
