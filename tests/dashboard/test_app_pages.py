@@ -950,3 +950,37 @@ def test_viewer_atlas_overlay(location_env):
 def test_location_page_without_locations_says_how(app_env):
     at = _open("location")
     assert "No atlas locations yet" in texts(at)
+
+
+def _trace_names(at: AppTest) -> list[str]:
+    import json
+    return [t.get("name") or "" for c in at.get("plotly_chart")
+            for t in json.loads(c.proto.spec)["data"]]
+
+
+def test_survival_page_labels_pfs_events_progressed_or_died(long_env):
+    """Issue 18 point 12: a PFS event is a progression or a death, not "died"."""
+    at = _open("survival")
+    assert any(n.endswith("died") and "progressed" not in n for n in _trace_names(at))
+    at.radio(key="survival_endpoint").set_value("Progression-free survival").run()
+    assert not at.exception, at.exception
+    names = _trace_names(at)
+    assert any("progressed or died" in n for n in names), names
+    assert not any(n.endswith(", died") for n in names), names
+
+
+def test_post_baseline_filter_is_an_outcome_filter_with_guarantee_time_warning(long_env):
+    """Issue 18 point 9: filtering on n_scans >= 2 selects subjects who lived long enough to be
+    scanned twice; the survival analyses leave it out by default and name guarantee-time bias."""
+    at = _open("cohort")
+    sidebar_widget(at, "multiselect", "More filters (any column)").set_value(["n_scans"]).run()
+    slider = sidebar_widget(at, "slider", "n_scans")
+    slider.set_value((2.0, slider.max)).run()
+    assert n_of_n(at)[0] < N_SUBJECTS
+    at.switch_page("pages/survival.py").run()
+    assert not at.exception, at.exception
+    text = texts(at)
+    assert "not applied** on the Survival page" in text
+    assert "guarantee-time bias" in text and "Anderson" in text
+    at.switch_page("pages/classifiers.py").run()
+    assert "not applied** on the Classifiers page" in texts(at)
