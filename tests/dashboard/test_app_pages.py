@@ -984,3 +984,20 @@ def test_post_baseline_filter_is_an_outcome_filter_with_guarantee_time_warning(l
     assert "guarantee-time bias" in text and "Anderson" in text
     at.switch_page("pages/classifiers.py").run()
     assert "not applied** on the Classifiers page" in texts(at)
+
+
+def test_progression_page_states_the_rule_per_tumour_type_and_why_pfs(long_env):
+    """Issue 18 points 2 and 8: the rule per tumour type, the minor response, the PFS censoring
+    rule and the survival origin are on the Progression page; each subject's PFS reason too."""
+    at = _open("progression")
+    assert not at.exception, at.exception
+    rules = next(d.value for d in at.dataframe if "tumour type" in d.value.columns)
+    assert set(rules["tumour type"]) == {"IDH-mutant", "IDH-wildtype", "IDH unknown"}
+    assert rules["subjects"].sum() == N_SUBJECTS
+    text = texts(at)
+    assert "minor response" in text.lower() and "35%" in text
+    assert "FDA" in text and "missed assessments" in text
+    assert "assumed to be measured from the baseline scan" in text  # the demo has no offset
+    per_subject = next(d.value for d in at.dataframe if "n_scans" in d.value.columns)
+    assert {"pfs_reason", "pfs_detail", "response_rule"} <= set(per_subject.columns)
+    assert per_subject["pfs_reason"].notna().all()
