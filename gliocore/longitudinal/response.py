@@ -162,6 +162,7 @@ class AssessmentRules:
         return dataclasses.replace(self, **changes)
 
     def describe(self) -> str:
+        """The three rules, ``;``-separated."""
         return "; ".join(r.describe() for r in (self.idh_mutant, self.idh_wildtype, self.unknown))
 
 
@@ -300,11 +301,9 @@ def assess_subject(scans: pd.DataFrame, criteria: ResponseCriteria = RANO2_VOLUM
     ok = df[list(VOLUME_COLUMNS.values())].notna().all(axis=1).to_numpy()
     _changes(df, ok)
     rule = criteria.rules.for_idh(idh)
-    for col, value in (("category_ce", None), ("category_ne", None), ("new_enhancement", False),
-                       ("pct_from_baseline_target", np.nan), ("target", None),
-                       ("response_rule", rule.tumour_type), ("measurable", False),
-                       ("raw_category", None), ("category", None), ("confirmed", None)):
-        df[col] = value
+    df = df.assign(category_ce=None, category_ne=None, new_enhancement=False,
+                   pct_from_baseline_target=np.nan, target=None, response_rule=rule.tumour_type,
+                   measurable=False, raw_category=None, category=None, confirmed=None)
     if not ok.any():
         return df
     first = int(np.argmax(ok))
