@@ -108,9 +108,9 @@ def _deaths(clinical: pd.DataFrame | None, os_column: str, event_column: str, id
 def _interval(r, rules: PfsRules) -> tuple[float, str]:
     iv = getattr(r, "median_interval_days", np.nan)
     if iv is not None and np.isfinite(iv) and iv > 0:
-        return float(iv), f"{iv / DAYS_PER_MONTH:.1f}-month interval from the subject's scan schedule"
+        return float(iv), f"a {iv / DAYS_PER_MONTH:.1f}-month interval, the subject's scan schedule"
     return (rules.default_interval_days,
-            f"{rules.default_interval_days:g}-day default interval (no follow-up scan)")
+            f"the {rules.default_interval_days:g}-day default interval, no follow-up scan")
 
 
 def _one(r, death: tuple[float, float, float, bool] | None, rules: PfsRules
