@@ -46,7 +46,7 @@ def _seed_figures(db: str, stamp: str, cohort_id: str, config_key: str | None, i
                   time_col: str, event_col: str, threshold: float, _data: pd.DataFrame):
     """The seed tab's figures, cached by store stamp, results, subject set and endpoint (a page
     change or a rerun never rebuilds them; ``_data`` follows the key)."""
-    from gliocore.analysis.survival import make_groups
+    from gliocore.analysis.groups import make_groups
     data = _data
     event = event_label(time_col)
     ordered = data.sort_values(time_col).reset_index(drop=True)
@@ -123,7 +123,7 @@ def _split_family(db: str, stamp: str, cohort_id: str, config_key: str | None, i
                   _frame: pd.DataFrame) -> pd.DataFrame:
     """Log-rank p and BH q of every split offered; cached by cohort, store stamp, results
     configuration, subject set, endpoint, split kind and the variables (the frame follows)."""
-    from gliocore.analysis.survival import screen_splits
+    from gliocore.analysis.screens import screen_splits
     return screen_splits(_frame, time_col, event_col, list(variables), kind=kind)
 
 
@@ -133,7 +133,8 @@ def _km(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: str, g
         _frame: pd.DataFrame):
     """Kaplan–Meier and its figure, cached by store stamp, results, subject set, endpoint and
     grouping (``_frame`` follows the key)."""
-    from gliocore.analysis.survival import kaplan_meier, make_groups
+    from gliocore.analysis.groups import make_groups
+    from gliocore.analysis.kaplan_meier import kaplan_meier
     frame = _frame.copy()
     if grouping == "IDH status":
         grp = make_groups(frame, common.IDH, "categorical")
@@ -239,7 +240,7 @@ def _cox(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: str,
          _frame: pd.DataFrame, time_col: str = common.SURVIVAL, event_col: str = common.EVENT):
     """Cached by cohort, store stamp, results configuration, subject set, endpoint and model
     options (the frame follows)."""
-    from gliocore.analysis.survival import cox_ph
+    from gliocore.analysis.cox import cox_ph
     return _run_quiet(cox_ph, _frame, time_col, event_col, list(covariates), ties=ties,
                       standardize=standardize, penalizer=penalizer)
 
