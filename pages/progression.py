@@ -34,7 +34,7 @@ confirm = c1.checkbox("Confirm by the next scan", value=False, key="prog_confirm
                            "last scan stands.")
 criteria = ResponseCriteria(confirm=confirm)
 pfs_rules = PfsRules()
-c2.caption(criteria.describe() + f" Sources: {RANO2_SOURCE}; best response up to progression: "
+c2.caption(criteria.describe(rules=False) + f" Sources: {RANO2_SOURCE}; best response up to progression: "
            f"{RECIST11_SOURCE}.")
 
 assessment, subjects, pfs = common.load_response(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key,
@@ -157,7 +157,7 @@ with tab_swim:
 
 with tab_fall:
     st.plotly_chart(rp.waterfall_figure(subjects, criteria,
-                                        title="Best change of the target volume from baseline"),
+                                        title="Best change from baseline, up to the first progression"),
                     key="prog_waterfall")
     st.dataframe(rp.category_counts(assessment), hide_index=True, key="prog_counts")
 

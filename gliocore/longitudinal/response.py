@@ -204,8 +204,9 @@ class ResponseCriteria:
     name: str = "Volumetric RANO 2.0"
     source: str = RANO2_SOURCE
 
-    def describe(self) -> str:
-        """The thresholds and rules in a few sentences (shown in the dashboard)."""
+    def describe(self, rules: bool = True) -> str:
+        """The thresholds (and, with ``rules``, what is measured per tumour type) in a few
+        sentences (shown in the dashboard)."""
         conf = ("; responses and progressions confirmed by the next scan" if self.confirm
                 else "; no confirmation scan required")
         return (f"{self.name}: CR = assessed volume ≤ {self.cr_max_mm3:g} mm³; "
@@ -215,7 +216,9 @@ class ResponseCriteria:
                 f"PD = ≥ {self.pd_increase:.0%} increase from nadir (and ≥ "
                 f"{self.min_measurable_mm3 / 1000:g} cm³), or new measurable enhancement; SD "
                 f"otherwise. Minimum measurable volume {self.min_measurable_mm3 / 1000:g} cm³"
-                f"{conf}. Measured per tumour type: {self.rules.describe()}. With two "
+                f"{conf}. "
+                + (f"Measured per tumour type: {self.rules.describe()}. " if rules else "")
+                + "With two "
                 "compartments the worse category counts. Best response counts the scans up to "
                 "the first progression.")
 
