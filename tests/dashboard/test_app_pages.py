@@ -977,6 +977,7 @@ def test_post_baseline_filter_is_an_outcome_filter_with_guarantee_time_warning(l
     slider = sidebar_widget(at, "slider", "n_scans")
     slider.set_value((2.0, slider.max)).run()
     assert n_of_n(at)[0] < N_SUBJECTS
+    assert any("known only after baseline" in c.value for c in at.sidebar.caption)
     at.switch_page("pages/survival.py").run()
     assert not at.exception, at.exception
     text = texts(at)
