@@ -973,6 +973,58 @@ def test_location_page_without_locations_says_how(app_env):
     assert "No atlas locations yet" in texts(at)
 
 
+def _trace_names(at: AppTest) -> list[str]:
+    import json
+    return [t.get("name") or "" for c in at.get("plotly_chart")
+            for t in json.loads(c.proto.spec)["data"]]
+
+
+def test_survival_page_labels_pfs_events_progressed_or_died(long_env):
+    """Issue 18 point 12: a PFS event is a progression or a death, not "died"."""
+    at = _open("survival")
+    assert any(n.endswith("died") and "progressed" not in n for n in _trace_names(at))
+    at.radio(key="survival_endpoint").set_value("Progression-free survival").run()
+    assert not at.exception, at.exception
+    names = _trace_names(at)
+    assert any("progressed or died" in n for n in names), names
+    assert not any(n.endswith(", died") for n in names), names
+
+
+def test_post_baseline_filter_is_an_outcome_filter_with_guarantee_time_warning(long_env):
+    """Issue 18 point 9: filtering on n_scans >= 2 selects subjects who lived long enough to be
+    scanned twice; the survival analyses leave it out by default and name guarantee-time bias."""
+    at = _open("cohort")
+    sidebar_widget(at, "multiselect", "More filters (any column)").set_value(["n_scans"]).run()
+    slider = sidebar_widget(at, "slider", "n_scans")
+    slider.set_value((2.0, slider.max)).run()
+    assert n_of_n(at)[0] < N_SUBJECTS
+    assert any("known only after baseline" in c.value for c in at.sidebar.caption)
+    at.switch_page("pages/survival.py").run()
+    assert not at.exception, at.exception
+    text = texts(at)
+    assert "not applied** on the Survival page" in text
+    assert "guarantee-time bias" in text and "Anderson" in text
+    at.switch_page("pages/classifiers.py").run()
+    assert "not applied** on the Classifiers page" in texts(at)
+
+
+def test_progression_page_states_the_rule_per_tumour_type_and_why_pfs(long_env):
+    """Issue 18 points 2 and 8: the rule per tumour type, the minor response, the PFS censoring
+    rule and the survival origin are on the Progression page; each subject's PFS reason too."""
+    at = _open("progression")
+    assert not at.exception, at.exception
+    rules = next(d.value for d in at.dataframe if "tumour type" in d.value.columns)
+    assert set(rules["tumour type"]) == {"IDH-mutant", "IDH-wildtype", "IDH unknown"}
+    assert rules["subjects"].sum() == N_SUBJECTS
+    text = texts(at)
+    assert "minor response" in text.lower() and "35%" in text
+    assert "FDA" in text and "missed assessments" in text
+    assert "assumed to be measured from the baseline scan" in text  # the demo has no offset
+    per_subject = next(d.value for d in at.dataframe if "n_scans" in d.value.columns)
+    assert {"pfs_reason", "pfs_detail", "response_rule"} <= set(per_subject.columns)
+    assert per_subject["pfs_reason"].notna().all()
+
+
 def test_a_failing_page_shows_type_and_message_but_no_traceback(app_env, monkeypatch):
     """Issue 19 point 6: ``st.exception`` sent the traceback (code, server paths) to the browser
     whatever ``showErrorDetails`` said. The page now shows the error's type and message only."""

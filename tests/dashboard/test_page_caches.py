@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from test_app_pages import (N_SUBJECTS, _open, long_env, long_store, n_of_n,  # noqa: F401
-                            sidebar_widget, texts)
+from test_app_pages import N_SUBJECTS, _open, n_of_n, sidebar_widget, texts  # noqa: F401
 
 PAGES = Path(__file__).resolve().parents[2] / "pages"
 
