@@ -106,10 +106,13 @@ class ComBat:
     def fit(self, X: np.ndarray, site: Sequence, covars: pd.DataFrame | None = None) -> "ComBat":
         """Estimate site and covariate effects on ``X`` (subjects × features, no missing value).
 
+        With a single site, that site is the reference (its parameters are the identity) and
+        :meth:`transform` maps unseen sites onto it.
+
         Raises
         ------
         ValueError
-            Fewer than two sites, a site with one subject, or missing values.
+            A site with one subject, or missing values.
         """
         X = np.asarray(X, dtype=float)
         site = np.asarray(site).astype(str)
@@ -118,8 +121,8 @@ class ComBat:
         self.sites_, idx = np.unique(site, return_inverse=True)
         self.sites_ = list(self.sites_)
         counts = np.bincount(idx)
-        if len(self.sites_) < 2 or counts.min() < 2:
-            raise ValueError(f"ComBat needs at least two sites with two subjects each; got "
+        if counts.min() < 2:
+            raise ValueError(f"ComBat needs two subjects or more per site; got "
                              f"{dict(zip(self.sites_, counts.tolist()))}")
         n = len(site)
         batch = np.eye(len(self.sites_))[idx]
@@ -132,6 +135,9 @@ class ComBat:
         self.var_pooled_ = ((X - design @ B) ** 2).mean(axis=0)
         if (self.var_pooled_ == 0).any():
             raise ValueError("ComBat: a feature is constant within every site; drop it first")
+        if k == 1:  # one training site is the reference: unseen sites are mapped onto it
+            self.gamma_star_, self.delta_star_ = np.zeros((1, X.shape[1])), np.ones((1, X.shape[1]))
+            return self
         s = self._standardise(X, cov)
         stars = [_eb_solve(s[idx == j].T) for j in range(k)]
         self.gamma_star_ = np.array([g for g, _ in stars])

@@ -77,7 +77,7 @@ class Preprocessor:
         self.columns_ = [c for c, k in zip(d.X.columns, keep) if k]
         self.medians_ = med[keep]
         Z = filled[:, keep]
-        if self.harmonise and d.site is not None and len(np.unique(d.site)) >= 2:
+        if self.harmonise and d.site is not None:
             cat = [c for c in d.covars.columns if not pd.api.types.is_numeric_dtype(d.covars[c])]
             num = [c for c in d.covars.columns if c not in cat]
             cat = [c for c in cat if d.covars[c].nunique() > 1]

@@ -104,19 +104,21 @@ def uno_c(train_time, train_event, time, event, risk, tau: float | None = None) 
 def time_auc(train_time, train_event, time, event, risk, times) -> np.ndarray:
     """Cumulative/dynamic AUC at each of ``times``: cases died by t (weighted 1/G(T_i)),
     controls still event-free after t; the chance that a case has the higher risk (Uno et al.,
-    JASA 2007; Hung & Chiang 2010). ``risk`` is (n,) or (n, len(times))."""
+    JASA 2007; Hung & Chiang 2010). ``risk`` is (n,) or (n, len(times)). NaN at a time without
+    cases or controls, or with a case after the training follow-up (where G is 0)."""
     time = np.asarray(time, dtype=float)
     event = np.asarray(event, dtype=bool)
     times = np.atleast_1d(np.asarray(times, dtype=float))
     risk = np.asarray(risk, dtype=float)
     risk = np.broadcast_to(risk[:, None], (len(time), len(times))) if risk.ndim == 1 else risk
-    w = _weights_event(train_time, train_event, time, event)
+    G = KaplanMeier.fit(train_time, train_event, reverse=True)(time)
+    w = np.divide(1.0, G, out=np.zeros(len(time)), where=G > 0)
     out = np.full(len(times), np.nan)
     for k, t in enumerate(times):
         case = (time <= t) & event
         control = time > t
-        if not case.any() or not control.any():
-            continue
+        if not case.any() or not control.any() or (G[case] == 0).any():
+            continue  # no case or control, or a case beyond the training follow-up: undefined
         d = risk[case, k][:, None] - risk[control, k][None, :]
         ties = np.abs(d) <= TIED_TOL
         score = ((d > 0) & ~ties) + 0.5 * ties
