@@ -203,7 +203,9 @@ def _fit_coxnet(X, time, event, spec: ModelSpec, penalty, seed: int):
         c = [harrell_c(time[va], event[va], lp[:, j]) if j < lp.shape[1] else np.nan
              for j in range(len(alphas))]
         scores = np.vstack([scores, c])
-    mean = np.nanmean(scores, axis=0) if len(scores) else np.zeros(len(alphas))
+    with warnings.catch_warnings():  # an alpha no inner fold could score stays NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(scores, axis=0) if len(scores) else np.zeros(len(alphas))
     best = int(np.nanargmax(np.where(np.isnan(mean), -np.inf, mean)))
     return path.coef_[:, best], float(alphas[best]), mean
 

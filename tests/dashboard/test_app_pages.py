@@ -110,7 +110,8 @@ def sidebar_widget(at: AppTest, kind: str, label: str):
 
 
 # -- every page --------------------------------------------------------------------------------
-PAGES = ["cohort", "viewer", "features", "survival", "classifiers", "progression", "qc", "about"]
+PAGES = ["cohort", "viewer", "features", "survival", "classifiers", "models", "progression", "qc",
+         "about"]
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -950,3 +951,21 @@ def test_viewer_atlas_overlay(location_env):
 def test_location_page_without_locations_says_how(app_env):
     at = _open("location")
     assert "No atlas locations yet" in texts(at)
+
+
+def test_models_page_runs_nested_cv_and_exports_a_card(app_env):
+    """Issue 22: the Models page cross-validates the three arms and prepares a model card."""
+    at = _open("models")
+    assert "Press **Run nested CV**" in texts(at)
+    at.selectbox(key="mod_family").set_value("seed")
+    at.number_input(key="mod_outer").set_value(2)
+    at.number_input(key="mod_inner").set_value(2)
+    at.run()
+    at.button(key="mod_run").click().run()
+    assert not at.exception, at.exception
+    table = next(df.value for df in at.dataframe if "Clinical + signature" in df.value.columns)
+    assert "Harrell's C" in table.index and "AUC at 12 months" in table.index
+    assert "Gain of clinical + signature over clinical" in texts(at)
+    assert "log-rank p" in texts(at)
+    at.button(key="mod_card").click().run()
+    assert not at.exception, at.exception
