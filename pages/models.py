@@ -3,7 +3,6 @@ nested cross-validation, beside a clinical model; external validation and model 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from gliocore.errors import CohortError
