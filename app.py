@@ -6,6 +6,7 @@ which therefore keep their values on every page) and runs the selected page from
 """
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -17,6 +18,8 @@ if str(ROOT) not in sys.path:  # `gliocore` and `pages._common` importable from 
 
 from gliocore.settings import Settings  # noqa: E402
 from pages import _common as common  # noqa: E402
+
+LOG = logging.getLogger("glioscope")
 
 PAGES = {
     "Data": [
@@ -43,8 +46,7 @@ settings = Settings.from_env()
 common.sidebar(settings)
 try:
     page.run()
-except Exception as exc:  # shown in the page, never as a bare traceback
+except Exception as exc:  # shown in the page as type and message; the traceback stays in the log
+    LOG.exception("page %s failed", getattr(page, "url_path", page))
     st.error(f"This page hit an unexpected error: {type(exc).__name__}: {exc}. "
-             "The other pages still work; please report this with the details below.")
-    with st.expander("Details"):
-        st.exception(exc)
+             "The other pages still work; the details (traceback) are in the server's log.")

@@ -51,7 +51,7 @@ def build_store(root: Path, n: int, workers: int) -> Path:
     from gliocore.cohort import synth
     from gliocore.cohort.loading import load_cohort
     from gliocore.pipeline.runner import ProcessingConfig, process_cohort
-    from gliocore.store.database import Store
+    from gliocore.store import Store
 
     folder = root / f"dashboard-{n}"
     db = folder / "gliocore.duckdb"
@@ -74,7 +74,7 @@ def build_store(root: Path, n: int, workers: int) -> Path:
 def child(code_root: str, db: str) -> dict:
     from streamlit.testing.v1 import AppTest
 
-    from gliocore.store.database import Store
+    from gliocore.store import Store
 
     queries = {"n": 0}
     for name in ("_df", "connect"):

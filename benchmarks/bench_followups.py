@@ -23,7 +23,7 @@ def main() -> None:
     from gliocore.cohort import synth
     from gliocore.cohort.loading import load_cohort
     from gliocore.pipeline.runner import process_cohort
-    from gliocore.store.database import Store
+    from gliocore.store import Store
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

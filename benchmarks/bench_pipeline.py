@@ -24,7 +24,7 @@ from gliocore.cohort.loading import load_cohort, load_subject_images  # noqa: E4
 from gliocore.pipeline.runner import ProcessingConfig, process_cohort  # noqa: E402
 from gliocore.segment import get_segmenter  # noqa: E402
 from gliocore.settings import Settings  # noqa: E402
-from gliocore.store.database import Store  # noqa: E402
+from gliocore.store import Store  # noqa: E402
 
 
 def main() -> None:

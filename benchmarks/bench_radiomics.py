@@ -3,7 +3,7 @@
 Three feature sets, each measured on both sides in the same run (the machine is shared, so only
 the ratios printed side by side mean something):
 
-1. **seed set** (:data:`gliocore.features.radiomics.DEFAULT_PARAMS`), 4 sequences x 2 classes;
+1. **seed set** (:data:`gliocore.features.params.DEFAULT_PARAMS`), 4 sequences x 2 classes;
 2. **PyRadiomics' full default set** (all feature classes, Original image), 4 sequences x 2 classes;
 3. **LoG (sigma 1, 3 mm) + Wavelet + Original**, all feature classes, FLAIR, 2 classes.
 
@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO))
 from radiomics.featureextractor import RadiomicsFeatureExtractor  # noqa: E402
 
 from gliocore.features import radiomics as gr  # noqa: E402
+from gliocore.features.params import DEFAULT_PARAMS  # noqa: E402
 from gliocore.imaging.io import load_volume  # noqa: E402
 from gliocore.imaging.labels import BRATS  # noqa: E402
 from gliocore.features.texture import clear_geometry_cache  # noqa: E402
@@ -45,7 +46,7 @@ from gliocore.types import SEQUENCES  # noqa: E402
 
 ALL_CLASSES = ["firstorder", "glcm", "gldm", "glrlm", "glszm", "ngtdm", "shape"]
 SETS = {
-    "seed": ("seed set (DEFAULT_PARAMS)", gr.DEFAULT_PARAMS, None),
+    "seed": ("seed set (DEFAULT_PARAMS)", DEFAULT_PARAMS, None),
     "full": ("full default set (all classes, Original)", {}, None),
     "filters": ("LoG (sigma 1, 3) + Wavelet + Original, all classes", {
         "imageType": {"Original": {}, "LoG": {"sigma": [1.0, 3.0]}, "Wavelet": {}}}, ["flair"]),

@@ -46,7 +46,7 @@ def _instrument_bookkeeping() -> dict[str, float]:
     import functools
 
     import gliocore.pipeline.runner as pipeline
-    from gliocore.store.database import Store
+    from gliocore.store import Store
 
     acc = {"seconds": 0.0, "calls": 0}
     depth = [0]
@@ -100,7 +100,7 @@ def child_bookkeeping(csv: str, subset_csv: str, workers: int, tmp: str) -> dict
     acc = _instrument_bookkeeping()
     from gliocore.cohort.loading import load_cohort
     from gliocore.pipeline.runner import ProcessingConfig, process_cohort
-    from gliocore.store.database import Store
+    from gliocore.store import Store
 
     store = Store(Path(tmp) / "bench.duckdb")
     cfg = ProcessingConfig(workers=workers, output_dir=Path(tmp) / "seg")
@@ -144,7 +144,7 @@ def child_memory(csv: str, tmp: str) -> dict:
 
     from gliocore.cohort.loading import load_cohort
     from gliocore.pipeline.runner import ProcessingConfig, process_cohort
-    from gliocore.store.database import Store
+    from gliocore.store import Store
 
     rss_imports = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     store = Store(Path(tmp) / "mem.duckdb")

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from gliocore.errors import StoreBusyError
+from gliocore.errors import GlioError, StoreBusyError
 from gliocore.settings import Settings
 
 
@@ -108,7 +108,7 @@ def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
     from gliocore.pipeline.runner import ProcessingConfig, process_cohort
-    from gliocore.store.database import Store
+    from gliocore.store import Store
     from gliocore.imaging.labels import get_label_map
     if args.backend == "import" and not args.label_map:
         raise SystemExit("--backend import needs --label-map: which integers of the mask files "
@@ -147,7 +147,7 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     from gliocore.analysis.export import seed_table, write_table
-    from gliocore.store.database import Store
+    from gliocore.store import Store
     store = Store(args.db or settings.db)
     cohort_id = _pick_cohort(store, args.cohort)
     df = seed_table(store, cohort_id, args.config, only_processed=args.only_processed)
@@ -179,7 +179,7 @@ def _pick_cohort(store: Any, name_or_id: str | None) -> str:
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     import pandas as pd
-    from gliocore.store.database import Store
+    from gliocore.store import Store
     store = Store(args.db or settings.db)
     cohort_id = _pick_cohort(store, args.cohort)
     info = store.cohort(cohort_id)
@@ -443,6 +443,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StoreBusyError as exc:  # another run holds the store: say who, change nothing
         print(f"error: {exc}", file=sys.stderr)
         return 75
+    except GlioError as exc:  # a cohort, file or setting GlioScope cannot use: say why, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

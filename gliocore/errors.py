@@ -66,3 +66,12 @@ class UploadError(GlioError, ValueError):
 
 class StoreBusyError(GlioError, RuntimeError):
     """Another processing run holds the store (see :meth:`gliocore.store.database.Store.run_lock`)."""
+
+
+class StoreError(GlioError, RuntimeError):
+    """The store file cannot be used: not a DuckDB database, or corrupt."""
+
+
+class StoreReadOnlyError(StoreError):
+    """A write was asked of a store opened read-only (its folder or file cannot be written), or a
+    read-only store needs a schema change that only a writable open can make."""

@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from gliocore.analysis import plots
+from gliocore.analysis import export, plots
 from pages import _common as common
 
 ctx = common.context()
@@ -64,7 +64,7 @@ with tab_table:
         frame.to_parquet(buf, index=False)
         return buf.getvalue()
 
-    d1.download_button("Download CSV", lambda frame=view: frame.to_csv(index=False).encode(),
+    d1.download_button("Download CSV", lambda frame=view: export.csv_text(frame).encode(),
                        "glioscope_features.csv", "text/csv", key="dl_csv")
     d2.download_button("Download Parquet", as_parquet, "glioscope_features.parquet",
                        "application/vnd.apache.parquet", key="dl_parquet")
@@ -79,7 +79,7 @@ def _distribution(db: str, stamp: str, cohort_id: str, config_key: str | None, i
     data = _data.copy()
     rule = None
     if group.startswith("Short"):
-        from gliocore.analysis.survival import make_groups
+        from gliocore.analysis.groups import make_groups
         g = make_groups(data, common.SURVIVAL, "short_long", threshold=threshold,
                         event_col=common.EVENT)
         data["group"] = g.labels.astype(object)
@@ -170,7 +170,7 @@ def _screen(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: st
             feats: tuple[str, ...], _table: pd.DataFrame) -> pd.DataFrame:
     """Cached by cohort, store stamp, results configuration, subject set and features (the
     table follows from those)."""
-    from gliocore.analysis.survival import screen_features
+    from gliocore.analysis.screens import screen_features
     return screen_features(_table, common.SURVIVAL, common.EVENT, list(feats))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from gliocore.analysis import export
 from gliocore.longitudinal import response_plots as rp
 from gliocore.longitudinal.response import DAYS_PER_MONTH, RANO2_SOURCE, ResponseCriteria
 from pages import _common as common
@@ -137,5 +138,5 @@ with tab_table:
     st.dataframe(per_subject.round(2), hide_index=True, key="prog_subjects_table")
     st.markdown("**Per scan**")
     st.dataframe(assessment.round(1), hide_index=True, key="prog_scans_table")
-    st.download_button("Download the per-scan table (CSV)", assessment.to_csv(index=False),
+    st.download_button("Download the per-scan table (CSV)", export.csv_text(assessment),
                        file_name="scans.csv", mime="text/csv", key="prog_download")

@@ -39,7 +39,7 @@ def _seed_figures(db: str, stamp: str, cohort_id: str, config_key: str | None, i
                   time_col: str, event_col: str, threshold: float, _data: pd.DataFrame):
     """The seed tab's figures, cached by store stamp, results, subject set and endpoint (a page
     change or a rerun never rebuilds them; ``_data`` follows the key)."""
-    from gliocore.analysis.survival import make_groups
+    from gliocore.analysis.groups import make_groups
     data = _data
     ordered = data.sort_values(time_col).reset_index(drop=True)
     if len(ordered) > plots.SURVIVAL_BARS_MAX:  # bars and labels unreadable: a dot per subject
@@ -115,7 +115,7 @@ def _split_family(db: str, stamp: str, cohort_id: str, config_key: str | None, i
                   _frame: pd.DataFrame) -> pd.DataFrame:
     """Log-rank p and BH q of every split offered; cached by cohort, store stamp, results
     configuration, subject set, endpoint, split kind and the variables (the frame follows)."""
-    from gliocore.analysis.survival import screen_splits
+    from gliocore.analysis.screens import screen_splits
     return screen_splits(_frame, time_col, event_col, list(variables), kind=kind)
 
 
@@ -125,7 +125,8 @@ def _km(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: str, g
         _frame: pd.DataFrame):
     """Kaplan–Meier and its figure, cached by store stamp, results, subject set, endpoint and
     grouping (``_frame`` follows the key)."""
-    from gliocore.analysis.survival import kaplan_meier, make_groups
+    from gliocore.analysis.groups import make_groups
+    from gliocore.analysis.kaplan_meier import kaplan_meier
     frame = _frame.copy()
     if grouping == "IDH status":
         grp = make_groups(frame, common.IDH, "categorical")
@@ -231,7 +232,7 @@ def _cox(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: str,
          _frame: pd.DataFrame, time_col: str = common.SURVIVAL, event_col: str = common.EVENT):
     """Cached by cohort, store stamp, results configuration, subject set, endpoint and model
     options (the frame follows)."""
-    from gliocore.analysis.survival import cox_ph
+    from gliocore.analysis.cox import cox_ph
     return _run_quiet(cox_ph, _frame, time_col, event_col, list(covariates), ties=ties,
                       standardize=standardize, penalizer=penalizer)
 

@@ -146,3 +146,19 @@ def test_compose_serves_locally_and_shares_one_data_volume():
     assert driver[driver.index("--scheduler") + 1] == "tcp://dask-scheduler:8786"
     worker = services["dask-worker"]["command"]
     assert worker[:3] == ["dask", "worker", "tcp://dask-scheduler:8786"]
+
+
+def test_compose_keeps_the_dask_scheduler_on_an_internal_network():
+    """Issue 19 point 13: on a plain bridge network the unauthenticated scheduler is reachable
+    from the host by its bridge address; an internal network has no gateway to the host."""
+    import yaml
+    compose = yaml.safe_load((REPO / "compose.yaml").read_text())
+    services, networks = compose["services"], compose["networks"]
+    for name in ("dask-scheduler", "dask-worker", "process"):
+        nets = services[name].get("networks", compose["x-glioscope"]["networks"])
+        assert nets, name
+        for net in nets:
+            assert (networks[net] or {}).get("internal") is True, f"{name} on non-internal {net}"
+    dashboard_nets = services["dashboard"]["networks"]
+    assert not set(dashboard_nets) & set(services["dask-scheduler"].get(
+        "networks", compose["x-glioscope"]["networks"])), "the dashboard must not reach the scheduler"

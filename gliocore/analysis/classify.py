@@ -26,7 +26,8 @@ from sklearn.svm import SVC
 from threadpoolctl import threadpool_limits
 
 from gliocore.errors import CohortError
-from gliocore.analysis.survival import _clean_survival, short_long_mask
+from gliocore.analysis.groups import short_long_mask
+from gliocore.analysis.survival import _clean_survival
 
 __all__ = ["ShortLongLabels", "ClassifierResult", "make_short_long_labels", "build_pipeline",
            "missing_values", "IMPUTATION_METHOD",

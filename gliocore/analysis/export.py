@@ -53,7 +53,7 @@ from gliocore.location.localise import CODE_VERSION as LOCATION_VERSION
 from gliocore.longitudinal.response import (DAYS_PER_MONTH, PFS_EVENT_COLUMN, PFS_TIME_COLUMN,
                                RANO2_VOLUMETRIC, CohortResponse, ResponseCriteria,
                                cohort_response)
-from gliocore.store.database import Store
+from gliocore.store import Store
 from gliocore.types import SEQUENCES, TumourClass
 
 SEED_NAMES: dict[str, str] = {
@@ -378,14 +378,55 @@ def scan_table(store: Store, cohort_id: str, config_key: str | None = None,
     return out.reset_index(drop=True)
 
 
+#: First characters that make a spreadsheet read a cell as a formula (OWASP, "CSV Injection").
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _neutralised(value: object) -> object:
+    if isinstance(value, str) and value.startswith(FORMULA_TRIGGERS):
+        return "'" + value
+    return value
+
+
+def csv_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with text cells (and column names) that a spreadsheet would run as a formula defused.
+
+    OWASP's rule for CSV injection: a text cell starting with ``=``, ``+``, ``-``, ``@``, a tab or a
+    carriage return gets a leading single quote, so Excel, LibreOffice and Google Sheets show it
+    as text (``'=HYPERLINK(...)``) instead of evaluating it. Numbers are never touched (``-1.5``
+    stays a number). Parquet keeps values as they are; only CSV output goes through this.
+
+    Parameters
+    ----------
+    df : DataFrame
+
+    Returns
+    -------
+    DataFrame
+        A copy; ``df`` is unchanged.
+    """
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
+            out[col] = out[col].map(_neutralised)
+    out.columns = [_neutralised(c) for c in out.columns]
+    return out
+
+
+def csv_text(df: pd.DataFrame) -> str:
+    """``df`` as CSV text for a download, formula-like cells defused (:func:`csv_safe`)."""
+    return csv_safe(df).to_csv(index=False)
+
+
 def write_table(df: pd.DataFrame, path: Path) -> Path:
-    """Write CSV or Parquet by the file's extension."""
+    """Write CSV (formula-like text defused, :func:`csv_safe`) or Parquet (values as they are)
+    by the file's extension."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".parquet":
         df.to_parquet(path, index=False)
     elif path.suffix.lower() == ".csv":
-        df.to_csv(path, index=False)
+        csv_safe(df).to_csv(path, index=False)
     else:
         raise ValueError(f"unknown export format {path.suffix!r}; use .csv or .parquet")
     return path

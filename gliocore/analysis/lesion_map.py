@@ -17,7 +17,7 @@ import pandas as pd
 from scipy import stats
 
 from gliocore.imaging.atlas import REGION_TITLES
-from gliocore.analysis.survival import benjamini_hochberg
+from gliocore.analysis.screens import benjamini_hochberg
 
 #: Default involvement threshold: % of the tumour class lying in a region.
 INVOLVED_MIN_PCT = 10.0

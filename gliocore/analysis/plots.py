@@ -1,6 +1,6 @@
 """Plotly figure builders for survival and classification results (no Streamlit here).
 
-Each builder takes a result object from :mod:`gliocore.analysis.survival` or :mod:`gliocore.analysis.classify` and
+Each builder takes a result object from :mod:`gliocore.analysis.kaplan_meier`, :mod:`gliocore.analysis.cox` or :mod:`gliocore.analysis.classify` and
 returns a :class:`plotly.graph_objects.Figure`; the dashboard composes and shows them.
 """
 from __future__ import annotations
@@ -12,7 +12,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from gliocore.analysis.classify import ClassifierResult
-from gliocore.analysis.survival import CoxResult, KMResult
+from gliocore.analysis.cox import CoxResult
+from gliocore.analysis.kaplan_meier import KMResult
 
 __all__ = ["km_figure", "forest_figure", "roc_figure", "confusion_figure", "survival_rank_figure"]
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import stat
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +90,47 @@ def detect_separator(header_line: str, id_column: str | None = None) -> str:
     return best
 
 
+def _read_regular_file(p: Path) -> bytes:
+    """The bytes of the table at ``p``, refused unless it is a regular file of a sane size.
+
+    ``/dev/zero`` (reads until memory runs out) and a FIFO (blocks forever) are not tables; the
+    size is checked on the open file, so a file swapped after the check cannot slip through.
+    """
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise CohortError(f"cannot read clinical table {p}: {exc.strerror or exc}") from exc
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise CohortError(f"clinical table {p} is not a regular file (a device, FIFO or "
+                          "folder); give the path of a CSV file")
+    with os.fdopen(fd, "rb") as fh:
+        if st.st_size > MAX_TABLE_BYTES:
+            raise CohortError(f"{p} is {st.st_size / (1 << 20):.0f} MiB, too large for a "
+                              "clinical table")
+        raw = fh.read(MAX_TABLE_BYTES + 1)
+    if len(raw) > MAX_TABLE_BYTES:
+        raise CohortError(f"{p} grew past {MAX_TABLE_BYTES >> 20} MiB while being read")
+    return raw
+
+
+def _csv_rows(text: str, sep: str, p: Path) -> list[list[str]]:
+    """The table's rows, blank ones (and rows of empty cells) left out; a malformed CSV (e.g. a
+    cell over the csv module's 131,072-character field limit) is a :class:`CohortError`."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+    rows: list[list[str]] = []
+    try:
+        for r in reader:
+            if any(c.strip() for c in r):
+                rows.append(r)
+    except csv.Error as exc:
+        raise CohortError(f"clinical table {p}, line {reader.line_num}: cannot be read as CSV "
+                          f"({exc}; a cell may hold at most {csv.field_size_limit():,} "
+                          "characters). Is it the right file?") from exc
+    return rows
+
+
 def read_text_table(path: PathType, id_column: str) -> TextTable:
     """Read a CSV as strings, robust to how spreadsheets save it (see the module docstring).
 
@@ -104,13 +147,7 @@ def read_text_table(path: PathType, id_column: str) -> TextTable:
         When the file cannot be read as a text table at all.
     """
     p = Path(path)
-    try:
-        size = p.stat().st_size
-        if size > MAX_TABLE_BYTES:
-            raise CohortError(f"{p} is {size / (1 << 20):.0f} MiB, too large for a clinical table")
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise CohortError(f"cannot read clinical table {p}: {exc}") from exc
+    raw = _read_regular_file(p)
     text, encoding = decode_text(raw, p)
     text = text.lstrip("\ufeff")
     lines = text.splitlines()
@@ -118,8 +155,7 @@ def read_text_table(path: PathType, id_column: str) -> TextTable:
     if header_line is None:
         raise CohortError(f"clinical table {p} is empty")
     sep = detect_separator(header_line, id_column)
-    rows = [r for r in csv.reader(io.StringIO(text, newline=""), delimiter=sep)
-            if any(c.strip() for c in r)]  # blank lines and rows of empty cells
+    rows = _csv_rows(text, sep, p)
     header = [h.strip().lstrip("\ufeff") for h in rows[0]]
     body = rows[1:]
     # trailing empty header cells with empty columns beneath (Excel's trailing separators)

@@ -173,8 +173,21 @@ def check_zip(zf: zipfile.ZipFile, zip_size: int, limits: UploadLimits) -> list[
         raise UploadError(f"the zip expands {total / max(zip_size, 1):.0f}:1 "
                           f"({_human(zip_size)} -> {_human(total)}), beyond the "
                           f"{limits.max_ratio:.0f}:1 that marks a zip bomb (UploadLimits.max_ratio)")
+    _check_no_file_as_folder(entries, seen)
     _check_no_overlap(infos, zip_size)
     return entries
+
+
+def _check_no_file_as_folder(entries: list[_Entry], seen: dict[str, str]) -> None:
+    """Refuse a file whose path is also a folder of another entry (``x.csv`` and ``x.csv/y.csv``):
+    unpacking would fail half-way with a bare FileExistsError."""
+    for e in entries:
+        for depth in range(1, len(e.parts)):
+            folder = "/".join(e.parts[:depth]).lower()
+            if folder in seen:
+                raise UploadError(f"zip entries {seen[folder]!r} and "
+                                  f"{seen['/'.join(e.parts).lower()]!r}: the first is a file and "
+                                  "also a folder of the second; refused")
 
 
 def _check_no_overlap(infos: list[zipfile.ZipInfo], zip_size: int) -> None:
@@ -333,7 +346,9 @@ def _entry_blocks(fh: BinaryIO, info: zipfile.ZipInfo) -> Iterator[bytes]:
         while True:
             if out:
                 yield out
-            if not inflater.unconsumed_tail:
+            # At the end of the stream the bytes after it (the next entry's header) stay in
+            # unconsumed_tail on Python 3.11: waiting for it to empty never ends.
+            if inflater.eof or not inflater.unconsumed_tail:
                 break
             out = inflater.decompress(inflater.unconsumed_tail, CHUNK)
 

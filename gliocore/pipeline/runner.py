@@ -23,6 +23,7 @@ import numpy as np
 from gliocore.segment import qc
 
 from gliocore.features import radiomics
+from gliocore.features.params import load_params, params_fingerprint
 from gliocore.cohort.loading import Cohort, Scan, load_subject_images, safe_name, scan_label
 from gliocore.errors import GlioError, SubjectError
 from gliocore.pipeline.executor import Executor, make_executor
@@ -362,8 +363,8 @@ class RunContext:
 def start_run(cohort: Cohort, store: Store, config: ProcessingConfig,
               subject_ids: list[str] | None) -> tuple[RunContext, list[Scan]]:
     """Register the cohort and the configuration, open a run; return it and its scans."""
-    params = radiomics.load_params(config.params)
-    params_fp = radiomics.params_fingerprint(params)
+    params = load_params(config.params)
+    params_fp = params_fingerprint(params)
     segmenter = get_segmenter(config.backend, **dict(config.backend_options))
     get_label_map(config.reference_label_map)  # a bad reference label map fails before the run
     token = segmenter.cache_token()

@@ -1,7 +1,7 @@
-"""Validate :mod:`gliocore.analysis.survival` against published reference values.
+"""Validate the survival analysis (:mod:`gliocore.analysis.kaplan_meier`, :mod:`gliocore.analysis.cox`) against published reference values.
 
 Reads ``reference/survival/`` of the shared reference folder (``REFERENCE_VALUES.json``,
-``rossi.csv``, ``g3.csv``) and recomputes every quantity it can through gliocore.analysis.survival's public
+``rossi.csv``, ``g3.csv``) and recomputes every quantity it can through gliocore.analysis's public
 functions. Tolerances follow ``pytest.approx`` semantics (``|ours - ref| <= max(rel * |ref|,
 1e-12)``): rel 1e-4 for coefficients, standard errors, statistics and survival probabilities,
 rel 1e-3 for p-values. Reference entries whose data are not in the folder (``waltons``,
@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from gliocore.analysis.survival import cox_ph, kaplan_meier
+from gliocore.analysis.cox import cox_ph
+from gliocore.analysis.kaplan_meier import kaplan_meier
 
 __all__ = ["SurvivalCheck", "SurvivalReport", "validate_survival", "REL_STAT", "REL_P"]
 
@@ -131,7 +132,7 @@ def _key(d: dict, prefix: str) -> str | None:
 
 
 def validate_survival(shared_root: Path) -> SurvivalReport:
-    """Compare gliocore.analysis.survival with ``<shared_root>/reference/survival/REFERENCE_VALUES.json``.
+    """Compare gliocore.analysis's survival functions with ``<shared_root>/reference/survival/REFERENCE_VALUES.json``.
 
     Parameters
     ----------

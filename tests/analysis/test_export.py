@@ -14,8 +14,8 @@ from gliocore.pipeline.runner import ProcessingConfig, process_cohort
 from gliocore.imaging.labels import CANONICAL
 from gliocore.segment import register_segmenter
 from gliocore.segment.base import Segmenter
-from gliocore.store.database import Store
-from gliocore.analysis.survival import make_groups
+from gliocore.store import Store
+from gliocore.analysis.groups import make_groups
 
 from cohorts import private_copy, tiny_cohort
 
@@ -190,3 +190,44 @@ def test_resegment_shape_keeps_seed_volumes_from_the_mask(cohort_csv, tmp_path):
         assert f"{seq}_Volume_label2" in df and f"{seq}_Max3DDiameter_label2" in df
     assert (df.loc[ids, "flair_Volume_label2"] < df.loc[ids, "Volume_label2"]).all()
     assert "Max3DDiameter_label2" not in df
+
+
+# -- issue 19 point 8: formula injection ---------------------------------------------------------
+FORMULAS = ["=HYPERLINK(\"http://x\",\"click\")", "+cmd|' /C calc'!A0", "@SUM(1+1)", "-2+3",
+            "\tx", "=1+2"]
+
+
+def test_csv_output_defuses_formula_cells_and_parquet_keeps_them(tmp_path):
+    from gliocore.analysis.export import csv_text, write_table
+
+    df = pd.DataFrame({"SUBJECT ID": ["=1+2", "P2", "P3", "P4", "P5", "P6"], "note": FORMULAS,
+                       "value": [-1.5, 2.0, -3.0, 0.0, 1.0, 2.0]})
+    df["=cmd"] = "ok"
+    back = pd.read_csv(write_table(df, tmp_path / "t.csv"), keep_default_na=False)
+    assert back["note"].tolist() == ["'" + f for f in FORMULAS]
+    assert back["SUBJECT ID"].tolist()[0] == "'=1+2"
+    assert back["value"].tolist() == [-1.5, 2.0, -3.0, 0.0, 1.0, 2.0]  # numbers untouched
+    assert "'=cmd" in back.columns
+    assert csv_text(df) == (tmp_path / "t.csv").read_text()
+    pq = pd.read_parquet(write_table(df, tmp_path / "t.parquet"))
+    assert pq["note"].tolist() == FORMULAS and pq["SUBJECT ID"][0] == "=1+2"
+
+
+def test_cli_export_of_a_cohort_with_formula_cells(tiny_source, tmp_path):
+    """The path a user takes: a clinical table with formula-like cells, processed and exported."""
+    import subprocess
+    import sys
+
+    csv = private_copy(tiny_source, tmp_path)
+    clinical = pd.read_csv(csv)
+    clinical["note"] = (FORMULAS * len(clinical))[: len(clinical)]
+    clinical.to_csv(csv, index=False)
+    db = tmp_path / "store.duckdb"
+    repo = Path(__file__).resolve().parents[2]
+    run = [sys.executable, "-m", "gliocore", "-q", "--db", str(db)]
+    for args in (["process", "--csv", str(csv), "--workers", "1", "--no-location"],
+                 ["export", str(tmp_path / "out.csv")]):
+        proc = subprocess.run(run + args, cwd=repo, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
+    assert out["note"].tolist() == ["'" + f for f in clinical["note"]]

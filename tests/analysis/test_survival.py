@@ -1,4 +1,4 @@
-"""Tests for gliocore.analysis.survival (and the survival figures of gliocore.analysis.plots) on tiny generated cohorts."""
+"""Tests for the survival analysis (gliocore.analysis.kaplan_meier, cox, groups, screens, survival; and the survival figures of gliocore.analysis.plots) on tiny generated cohorts."""
 from __future__ import annotations
 
 import warnings
@@ -11,10 +11,11 @@ from lifelines.statistics import logrank_test, multivariate_logrank_test
 from scipy import stats
 
 from gliocore.errors import CohortError
-from gliocore.analysis.survival import (
-    SurvivalWarning, benjamini_hochberg, cox_ph, format_number, kaplan_meier, make_groups,
-    screen_features, screen_splits,
-)
+from gliocore.analysis.cox import cox_ph
+from gliocore.analysis.groups import make_groups
+from gliocore.analysis.kaplan_meier import kaplan_meier
+from gliocore.analysis.screens import benjamini_hochberg, screen_features, screen_splits
+from gliocore.analysis.survival import SurvivalWarning, format_number
 
 DUR, EV = "Survival(months)", "event"
 

@@ -237,3 +237,50 @@ def test_flat_layout_subject_id_that_prefixes_another_id(tmp_path):
     # Q1 has no files of its own; Q10's must not be taken for them
     (err,) = cohort.problems
     assert err.subject_id == "Q1"
+
+
+# -- issue 19 points 5 and 9: typed paths that are not tables, and oversized cells ------------
+def test_device_and_fifo_as_the_clinical_table_are_refused_at_once(tmp_path):
+    import os
+    import threading
+
+    from gliocore.cohort.loading import load_cohort
+    from gliocore.errors import CohortError
+
+    fifo = tmp_path / "clinical.csv"
+    os.mkfifo(fifo)
+    for path in ("/dev/zero", fifo, tmp_path):
+        outcome: dict[str, object] = {}
+
+        def load(path=path, outcome=outcome):
+            try:
+                load_cohort(path, tmp_path)
+            except Exception as exc:  # noqa: BLE001 - checked below
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=load, daemon=True)
+        worker.start()
+        worker.join(timeout=20)
+        assert not worker.is_alive(), f"reading {path} as the clinical table did not return"
+        assert isinstance(outcome.get("error"), CohortError), outcome
+        assert "regular file" in str(outcome["error"]) and str(path) in str(outcome["error"])
+
+
+def test_a_cell_over_the_csv_field_limit_is_a_cohort_error_naming_the_line(tmp_path):
+    import subprocess
+    import sys
+
+    from gliocore.cohort.loading import load_cohort
+    from gliocore.errors import CohortError
+
+    csv = tmp_path / "clinical.csv"
+    csv.write_text("SUBJECT ID,Survival(months),IDH-status\nP1,12,mutant\nP2,7,\"" + "x" * 200_000
+                   + "\"\n")
+    with pytest.raises(CohortError, match=r"line \d+.*131,072 characters"):
+        load_cohort(csv, tmp_path)
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-m", "gliocore", "-q", "--db", str(tmp_path / "s.duckdb"),
+                           "process", "--csv", str(csv)], cwd=repo, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "131,072 characters" in proc.stdout + proc.stderr

@@ -259,3 +259,46 @@ def test_unpack_is_atomic_when_interrupted(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         unpack_cohort_zip(io.BytesIO(make_zip(cohort_entries())), tmp_path / "uploads")
     assert_nothing_left(tmp_path / "uploads")
+
+
+# -- issue 19 point 1: an entry over 1 MiB that compresses well used to hang the server ------
+def test_large_well_compressing_entry_unpacks_and_returns(tmp_path):
+    """An uncompressed ``.nii`` of 2.4 MB (ratio ~9:1) followed by other entries: the inflater
+    reaches the end of its stream with the next entry's bytes still in ``unconsumed_tail``; the
+    unpacking used to wait forever for that tail to empty."""
+    import threading
+
+    data = np.random.default_rng(0).integers(0, 4, (96, 96, 64)).astype(np.float32)
+    raw = nib.Nifti1Image(data, np.eye(4)).to_bytes()
+    entries = {"cohort/clinical.csv": CSV.encode()}
+    for sid in ("S1", "S2"):
+        for suffix in SUFFIXES:
+            entries[f"cohort/images/{sid}/{sid}{suffix}.nii"] = raw
+    blob = make_zip(entries)
+    result: dict[str, object] = {}
+
+    def unpack() -> None:
+        try:
+            result["cohort"] = load_uploaded_cohort(io.BytesIO(blob), tmp_path / "uploads")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            result["error"] = exc
+
+    worker = threading.Thread(target=unpack, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "unpacking a 2.4 MB well-compressing entry did not return"
+    assert "error" not in result, result.get("error")
+    cohort = result["cohort"].cohort
+    assert cohort.subject_ids == ["S1", "S2"] and not cohort.problems
+    img = nib.load(cohort.subjects[0].sequences["t1"])
+    assert np.array_equal(np.asarray(img.dataobj), data)
+
+
+def test_a_file_that_is_also_a_folder_of_another_entry(tmp_path):
+    """Issue 19 point 12: ``x.csv`` and ``x.csv/y.csv`` gave a bare FileExistsError naming the
+    server's path; now a clear refusal from the zip's directory, before anything is unpacked."""
+    entries = cohort_entries()
+    entries["cohort/x.csv"] = b"a\n"
+    entries["cohort/x.csv/y.csv"] = b"b\n"
+    msg = refused(tmp_path, make_zip(entries), match="also a folder")
+    assert str(tmp_path) not in msg

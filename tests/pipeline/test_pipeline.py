@@ -15,7 +15,7 @@ from gliocore.cohort.loading import load_cohort
 from gliocore.analysis.export import seed_table, wide_column
 from gliocore.pipeline.runner import ProcessingConfig, process_cohort
 from gliocore.segment.base import Segmenter
-from gliocore.store.database import Store
+from gliocore.store import Store
 
 from cohorts import private_copy, tiny_cohort
 

@@ -20,7 +20,7 @@ from gliocore.errors import StoreBusyError
 from gliocore.analysis.export import seed_table
 from gliocore.store.locking import RunLock
 from gliocore.pipeline.runner import ProcessingConfig, process_cohort, register_cohort
-from gliocore.store.database import Store
+from gliocore.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
 #: While a 2-worker CLI run writes the same store, a dashboard read (cohorts, status, the seed

@@ -12,7 +12,7 @@ import pytest
 from gliocore.cli import main as cli_main
 from gliocore.cohort.loading import load_cohort
 from gliocore.pipeline.runner import ProcessingConfig, process_cohort, register_cohort
-from gliocore.store.database import Store
+from gliocore.store import Store
 
 from cohorts import private_copy, tiny_cohort
 

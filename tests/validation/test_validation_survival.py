@@ -1,4 +1,4 @@
-"""Validation of gliocore.analysis.survival against ../shared/reference/survival (skips without it)."""
+"""Validation of gliocore.analysis's survival functions (kaplan_meier, cox) against ../shared/reference/survival (skips without it)."""
 from __future__ import annotations
 
 import math
