@@ -151,6 +151,8 @@ bar.empty()
 summ = summarise(res.folds)
 summ["shown"] = summ.apply(lambda r: f"{r['mean']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]", axis=1)
 table = summ.pivot(index="metric", columns="arm", values="shown")
+order = ["harrell", "uno", *[m for m in table.index if m.startswith("auc_")], "ibs", "ibs_km"]
+table = table.reindex([m for m in order if m in table.index])
 table = table[[x for x in ARMS if x in table.columns]].rename(columns=ARMS)
 table.index = [METRICS.get(m, m.replace("auc_", "AUC at ") + (" months" if "auc" in m else ""))
                for m in table.index]
@@ -168,16 +170,20 @@ st.markdown(gain_text)
 
 arm = st.radio("Arm for the plots and the model card", list(ARMS), index=2, horizontal=True,
                format_func=ARMS.get, key="mod_arm")
-k1, k2, k3 = st.columns(3)
+k1, k2 = st.columns(2)
 groups = res.risk_groups(arm)
 k1.plotly_chart(plots.risk_group_km(groups, f"Risk groups ({ARMS[arm]}), out of fold"),
                 key="mod_km")
 k1.caption(f"Cut at each training part's median risk; log-rank p = "
            f"{plots.logrank_p(groups['time'], groups['event'], groups['group']):.3g}.")
-hz = k2.selectbox("Calibration horizon", horizons, key="mod_hz")
+hz = k2.selectbox("Calibration horizon", horizons, key="mod_hz", format_func=lambda h: f"{h:g} months")
 k2.plotly_chart(plots.calibration_figure(res.calibration(arm, hz), hz), key="mod_cal")
+k2.caption("Out-of-fold predicted survival in five groups against each group's Kaplan–Meier "
+           "estimate; on the dashed line the model is calibrated.")
 if kind == "coxnet" or arm == "clinical":
-    k3.plotly_chart(plots.coefficient_bars(res.coefficients, arm), key="mod_coef")
+    st.plotly_chart(plots.coefficient_bars(res.coefficients, arm), key="mod_coef")
+    st.caption("Standardised coefficients, mean over the outer folds' models, with the share of "
+               "folds whose model kept the predictor (clinical columns are never penalised).")
 
 st.subheader("External validation")
 if d.site is None:

@@ -85,7 +85,9 @@ def coefficient_bars(coefs: pd.DataFrame, arm: str, top: int = 15) -> go.Figure:
     agg = c.groupby("feature")["coef"].agg(mean="mean", selected=lambda v: (v != 0).sum() / n)
     agg = agg[agg["selected"] > 0].reindex(agg["mean"].abs().sort_values().index).tail(top)
     fig = go.Figure(go.Bar(x=agg["mean"], y=agg.index, orientation="h",
-                           text=[f"{s:.0%} of folds" for s in agg["selected"]]))
+                           text=[f"{s:.0%} of folds" for s in agg["selected"]],
+                           textposition="outside", cliponaxis=False))
     fig.update_layout(title=f"Coefficients ({arm}; mean over outer folds)",
-                      height=max(300, 28 * len(agg) + 100), margin=dict(t=40, b=10))
+                      height=max(300, 28 * len(agg) + 100), margin=dict(t=40, b=10, r=120),
+                      xaxis_title="coefficient per SD")
     return fig
