@@ -129,15 +129,26 @@ spec = ModelSpec(kind=kind, l1_ratio=float(l1), inner_splits=int(inner))
 cfg = CVConfig(int(outer), int(repeats), horizons, 0)
 key = (ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key, common.ids_key(list(d.ids)), time_col,
        family, tuple(clinical), site_col, d.data_hash())
-r1, r2 = st.columns([1, 5])
+
+
+def _stop() -> None:
+    st.session_state.pop("mod_ran", None)
+    st.session_state["mod_stopped"] = True
+
+
+r1, r2, r3 = st.columns([1, 1, 5])
 run = r1.button("Run nested CV", type="primary", key="mod_run")
-r2.caption(f"{cfg.describe(spec)}; everything that learns (imputation, ComBat, scaling, the "
-           "penalty) is fitted inside each training part. Stop: the ■ in the top right corner"
-           + (" (a forest takes minutes)." if kind == "rsf" else "."))
+r2.button("Stop", key="mod_stop", on_click=_stop, help="Interrupts a running cross-validation "
+          "(nothing partial is kept).")
+r3.caption(f"{cfg.describe(spec)}; everything that learns (imputation, ComBat, scaling, the "
+           "penalty) is fitted inside each training part"
+           + (". A forest takes minutes: Stop interrupts it." if kind == "rsf" else "."))
 inputs = (key, spec, cfg, int(n_perm))
 if run:
     st.session_state["mod_ran"] = inputs
 if st.session_state.get("mod_ran") != inputs:
+    if st.session_state.pop("mod_stopped", False):
+        st.warning("Stopped. Press **Run nested CV** to start again.")
     st.info("Press **Run nested CV** (results are cached per set of inputs).")
     st.stop()
 bar = st.progress(0.0, text="Nested CV…")

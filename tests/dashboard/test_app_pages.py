@@ -986,3 +986,12 @@ def test_models_page_runs_nested_cv_and_exports_a_card(app_env):
     assert "log-rank p" in texts(at)
     at.button(key="mod_card").click().run()
     assert not at.exception, at.exception
+
+
+def test_models_page_stop_button_forgets_the_run(app_env):
+    at = _open("models")
+    at.number_input(key="mod_outer").set_value(2)
+    at.number_input(key="mod_inner").set_value(2)
+    at.run()
+    at.button(key="mod_stop").click().run()
+    assert "Stopped" in texts(at) and "Press **Run nested CV**" in texts(at)
