@@ -6,17 +6,18 @@ import numpy as np
 import streamlit as st
 
 from gliocore.errors import CohortError
-from pages import _common as common
+from pages import _context as page_context
+from pages import _display as ui
 
 ARMS = {"clinical": "Clinical", "signature": "Signature", "combined": "Clinical + signature"}
 METRICS = {"harrell": "Harrell's C", "uno": "Uno's C", "ibs": "Integrated Brier",
            "ibs_km": "Integrated Brier, Kaplan–Meier"}
 
-ctx = common.context()
-common.page_header("Models", ctx)
-if not common.require_cohort(ctx) or not common.require_features(ctx, "a survival model"):
+ctx = page_context.context()
+ui.page_header("Models", ctx)
+if not ui.require_cohort(ctx) or not ui.require_features(ctx, "a survival model"):
     st.stop()
-common.event_notice(ctx)
+ui.event_notice(ctx)
 
 from gliocore.models import plots  # noqa: E402
 from gliocore.models.card import card_markdown, make_card  # noqa: E402
@@ -27,9 +28,9 @@ from gliocore.models.estimators import ModelSpec, Preprocessor, fit_arm  # noqa:
 from gliocore.models.validate import (CVConfig, StopRequested, cross_validate,  # noqa: E402
                                       external_validation, permutation_gain, summarise)
 
-data = common.processed(ctx, common.outcome_analysis_rows(ctx, "mod_outcome_filters",
+data = ui.processed(ctx, ui.outcome_analysis_rows(ctx, "mod_outcome_filters",
                                                          "the Models page"))
-endpoint, time_col, event_col, _word = common.endpoint_picker(ctx, "mod_endpoint")
+endpoint, time_col, event_col, _word = ui.endpoint_picker(ctx, "mod_endpoint")
 a, b, c = st.columns(3)
 family = a.selectbox("Feature family", list(FAMILIES), index=1, format_func=FAMILIES.get,
                      key="mod_family")
@@ -127,7 +128,7 @@ def _run(key: tuple, d, spec: ModelSpec, cfg: CVConfig, n_perm: int, bar):
 
 spec = ModelSpec(kind=kind, l1_ratio=float(l1), inner_splits=int(inner))
 cfg = CVConfig(int(outer), int(repeats), horizons, 0)
-key = (ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key, common.ids_key(list(d.ids)), time_col,
+key = (ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key, ui.ids_key(list(d.ids)), time_col,
        family, tuple(clinical), site_col, d.data_hash())
 
 

@@ -653,7 +653,7 @@ def test_cached_analyses_follow_the_results_picker(demo_store, tmp_path, monkeyp
 
 # -- uploading a cohort as a zip --------------------------------------------------------------
 def test_upload_a_cohort_zip_then_a_hostile_one(tmp_path, monkeypatch):
-    from test_uploads import cohort_entries, make_zip
+    from cohorts import cohort_entries, make_zip
 
     monkeypatch.setenv("GLIOSCOPE_DATA", str(tmp_path))
     monkeypatch.delenv("GLIOSCOPE_DB", raising=False)
@@ -968,6 +968,17 @@ def test_a_failing_page_shows_type_and_message_but_no_traceback(app_env, monkeyp
     shown = [e.value for e in at.error]
     assert any("RuntimeError: the reference folder is unreadable" in v for v in shown), shown
     assert not any("Traceback" in v or ".py" in v for v in shown), shown
+
+
+def test_a_corrupt_store_is_not_called_in_use(tmp_path, monkeypatch):
+    """Issue 19 point 12: a corrupt store ("... in block at location 0") was shown as "in use by
+    another process" because "block" contains "lock"."""
+    db = tmp_path / "gliocore.duckdb"
+    db.write_bytes(b"DUCK" * 3000)
+    point_app_at(db, monkeypatch)
+    at = _new_app().run()
+    shown = " ".join(e.value for e in at.sidebar.error)
+    assert "corrupt" in shown and "in use by another process" not in shown, shown
 
 
 def test_models_page_runs_nested_cv_and_exports_a_card(app_env):
