@@ -218,7 +218,7 @@ def test_demo_sites_come_from_the_scanner_gain_and_survive_a_resume(tmp_path):
     again = pd.read_csv(synth.make_tiny_cohort(tmp_path, n=6))
     assert list(again["site"]) == list(df["site"]) and _hashes(tmp_path) == before
     assert synth.site_of(-1.0) == "A" and synth.site_of(0.0) == "C"
-    brighter = {k: v * 1.5 for k, v in {"t1": np.full(8, 600.0), "t2": np.full(8, 700.0)}.items()}
+    brighter = {"t1": np.full((4, 4, 4), 900.0), "t2": np.full((4, 4, 4), 1050.0)}  # 1.5x base
     assert synth.scanner_score(brighter) == pytest.approx(np.log(1.5))
 
 

@@ -28,10 +28,16 @@ SITE_THRESHOLDS = (-0.35, -0.24)
 
 
 def scanner_score(images: Mapping[str, np.ndarray]) -> float:
-    """Mean over sequences of log(median brain intensity / the sequence's base scale)."""
+    """Mean over sequences of log(median brain intensity / the sequence's base scale).
+
+    The median is taken over every third voxel along each axis (27× fewer; ~10 ms per
+    full-size subject): the arrays written to disk are the ones generated, in the same order,
+    so a fresh and a resumed demo sample the same voxels.
+    """
     logs = []
     for seq, img in images.items():
-        brain = np.asarray(img)[np.asarray(img) > 0].astype(np.float64)
+        sub = np.asarray(img)[::3, ::3, ::3]
+        brain = sub[sub > 0].astype(np.float64)
         if brain.size:
             logs.append(np.log(np.median(brain) / BASE_SCALE[seq]))
     return float(np.mean(logs)) if logs else 0.0
