@@ -16,9 +16,11 @@ def site_boxes(before: np.ndarray, after: np.ndarray, site: np.ndarray, feature:
     """One feature's distribution per site, before and after harmonisation."""
     fig = go.Figure()
     for label, v in (("before", before), ("after ComBat", after)):
-        fig.add_trace(go.Box(x=[f"{s} · {label}" for s in site], y=v, name=label, boxmean=True))
+        fig.add_trace(go.Box(x=site, y=v, name=label, boxmean=True))
     fig.update_layout(title=f"{feature} by site", height=340, margin=dict(t=40, b=10),
-                      showlegend=True, xaxis={"categoryorder": "category ascending"})
+                      boxmode="group", xaxis={"categoryorder": "category ascending",
+                                              "title": "site"},
+                      yaxis_title="standardised value")
     return fig
 
 
@@ -84,10 +86,9 @@ def coefficient_bars(coefs: pd.DataFrame, arm: str, top: int = 15) -> go.Figure:
     n = c["split"].nunique() or 1
     agg = c.groupby("feature")["coef"].agg(mean="mean", selected=lambda v: (v != 0).sum() / n)
     agg = agg[agg["selected"] > 0].reindex(agg["mean"].abs().sort_values().index).tail(top)
-    fig = go.Figure(go.Bar(x=agg["mean"], y=agg.index, orientation="h",
-                           text=[f"{s:.0%} of folds" for s in agg["selected"]],
-                           textposition="outside", cliponaxis=False))
+    labels = [f"{f} ({s:.0%} of folds)" for f, s in zip(agg.index, agg["selected"])]
+    fig = go.Figure(go.Bar(x=agg["mean"], y=labels, orientation="h"))
     fig.update_layout(title=f"Coefficients ({arm}; mean over outer folds)",
-                      height=max(300, 28 * len(agg) + 100), margin=dict(t=40, b=10, r=120),
+                      height=max(300, 28 * len(agg) + 100), margin=dict(t=40, b=10),
                       xaxis_title="coefficient per SD")
     return fig
