@@ -283,13 +283,17 @@ def cmd_model_fit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_model_apply(args: argparse.Namespace, settings: Settings) -> int:
-    from gliocore.models.card import apply_card, load_card
+    from gliocore.models.card import apply_card, load_card, score_applied
     card = load_card(Path(args.card))
     table, _ = _model_table(args, settings)
     try:
         out = apply_card(card, table, args.id_column)
     except ValueError as exc:
         raise SystemExit(f"model apply: {exc}") from None
+    scores = score_applied(card, table, out, args.id_column)
+    if scores:  # the new cohort has the outcome: external validation
+        print("external validation on this table: " + ", ".join(
+            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items()))
     if args.out:
         out.to_csv(args.out, index=False)
         print(f"wrote {len(out)} predictions to {args.out}")

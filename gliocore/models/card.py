@@ -21,7 +21,8 @@ from gliocore.models.combat import ComBat
 from gliocore.models.data import ClinicalEncoder, SurvivalData
 from gliocore.models.estimators import FittedArm, LinearSurvival, ModelSpec, Preprocessor
 
-__all__ = ["FORMAT", "make_card", "save_card", "load_card", "apply_card", "card_markdown"]
+__all__ = ["FORMAT", "make_card", "save_card", "load_card", "apply_card", "score_applied",
+           "card_markdown"]
 
 FORMAT = "glioscope-survival-model/1"
 _PACKAGES = ("numpy", "scipy", "scikit-learn", "scikit-survival", "pandas")
@@ -136,6 +137,36 @@ def apply_card(card: dict, table: pd.DataFrame, id_col: str = "SUBJECT ID",
     S = fitted.survival(d, hs)
     for k, h in enumerate(hs):
         out[f"S_{h:g}"] = S[:, k]
+    return out
+
+
+def score_applied(card: dict, table: pd.DataFrame, predictions: pd.DataFrame,
+                  id_col: str = "SUBJECT ID") -> dict | None:
+    """External validation of an applied card: Harrell's C, Uno's C and AUC at the horizons on
+    the new cohort, when ``table`` has the card's outcome columns (else None).
+
+    The training subjects are not in the card, so the IPC weights of Uno's C and the AUC use the
+    new cohort's own censoring distribution (said in the result's ``weights``).
+    """
+    from gliocore.models.metrics import harrell_c, time_auc, uno_c
+    tcol, ecol = card["outcome"]["time"], card["outcome"]["event"]
+    if tcol not in table or ecol not in table or id_col not in table:
+        return None
+    outcome = table[[id_col, tcol, ecol]].astype({id_col: str}).rename(
+        columns={id_col: "id", tcol: "time", ecol: "event"})
+    m = predictions.merge(outcome, on="id")
+    m["time"], m["event"] = pd.to_numeric(m["time"], errors="coerce"), pd.to_numeric(
+        m["event"], errors="coerce")
+    m = m.dropna(subset=["time", "event"])
+    m = m[m["time"] > 0]
+    if len(m) < 5 or m["event"].sum() < 2:
+        return None
+    t, e, r = m["time"].to_numpy(float), m["event"].to_numpy(float) > 0, m["risk"].to_numpy(float)
+    hs = np.asarray(card["horizons"], dtype=float)
+    out = {"n": len(m), "events": int(e.sum()), "harrell": harrell_c(t, e, r),
+           "uno": uno_c(t, e, t, e, r, float(min(hs.max(), t.max()))),
+           "weights": "censoring distribution of the new cohort"}
+    out.update({f"auc_{h:g}": a for h, a in zip(hs, time_auc(t, e, t, e, r, hs))})
     return out
 
 

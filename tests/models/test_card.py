@@ -64,3 +64,13 @@ def test_cli_fit_then_apply(tmp_path, capsys):
     assert main(["model", "apply", str(card), "--synthetic", "0.8", "--seed", "5",
                  "--out", str(pred)]) == 0
     assert pred.read_text().startswith("id,risk,group,S_12,S_24")
+    assert "external validation on this table: n 262" in capsys.readouterr().out
+
+
+def test_score_applied_on_a_new_cohort_with_outcome():
+    from gliocore.models.card import score_applied
+    _, _, _, card = _fit()
+    new = feature_table(n=120, p=20, signal=1.0, seed=21)
+    scores = score_applied(card, new, apply_card(card, new))
+    assert scores["n"] == 120 and 0.6 < scores["harrell"] < 0.95 and "auc_12" in scores
+    assert score_applied(card, new.drop(columns=["event"]), apply_card(card, new)) is None
