@@ -5,5 +5,6 @@ Modules: :mod:`combat` (site harmonisation), :mod:`metrics` (C-indices, time-dep
 Brier score, calibration, Kaplan–Meier), :mod:`data` (feature families, clinical design),
 :mod:`estimators` (the fold pipeline and the models), :mod:`validate` (nested CV, external
 validation, permutation test), :mod:`card` (model card export and apply), :mod:`synthetic`
-(feature tables with site effects and a known signal, for tests and benchmarks).
+(feature tables with site effects and a known signal, for tests and benchmarks), :mod:`plots`
+(the Models page's figures).
 """

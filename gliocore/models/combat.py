@@ -123,7 +123,8 @@ class ComBat:
         counts = np.bincount(idx)
         if counts.min() < 2:
             raise ValueError(f"ComBat needs two subjects or more per site; got "
-                             f"{dict(zip(self.sites_, counts.tolist()))}")
+                             f"{dict(zip(self.sites_, counts.tolist()))} in the subjects it is "
+                             "fitted on: use fewer folds, merge small sites, or no site column")
         n = len(site)
         batch = np.eye(len(self.sites_))[idx]
         cov = self._covariates(covars if covars is not None else pd.DataFrame(index=range(n)), True)

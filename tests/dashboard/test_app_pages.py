@@ -985,6 +985,9 @@ def test_models_page_runs_nested_cv_and_exports_a_card(app_env):
     """Issue 22: the Models page cross-validates the three arms and prepares a model card."""
     at = _open("models")
     assert "Press **Run nested CV**" in texts(at)
+    assert at.selectbox(key="mod_site").value == "site"  # the demo's scanners, found by name
+    assert any("Features with a site effect" in m.value for m in at.markdown)
+    at.selectbox(key="mod_site").set_value("none")  # 14 subjects: too few per site and fold
     at.selectbox(key="mod_family").set_value("seed")
     at.number_input(key="mod_outer").set_value(2)
     at.number_input(key="mod_inner").set_value(2)
