@@ -190,17 +190,35 @@ def _coxnet(X, time, event, spec: ModelSpec, penalty, alphas=None):
                                       max_iter=20000, tol=1e-5).fit(X, _y(time, event))
 
 
-def _fit_coxnet(X, time, event, spec: ModelSpec, penalty, seed: int):
-    path = _coxnet(X, time, event, spec, penalty)
+def _penalty(design: "_Design") -> np.ndarray:
+    """Clinical columns unpenalised, features penalised."""
+    return np.r_[np.zeros(design.n_clin), np.ones(design.X.shape[1] - design.n_clin)]
+
+
+def _inner_designs(d: SurvivalData, arm: str, spec: ModelSpec, seed: int):
+    """(training design, validation matrix, validation subjects) per inner fold, everything
+    that learns refitted on the inner training part; a fold that cannot be fitted (e.g. a site
+    with one subject) is skipped."""
+    for tr, va in _inner_folds(d.time, d.event, spec.inner_splits, seed):
+        try:
+            inner = _design(d.subset(tr), arm, spec)
+        except ValueError:
+            continue
+        val = d.subset(va)
+        yield inner, inner.transform(val), val
+
+
+def _fit_coxnet(d: SurvivalData, full: "_Design", arm: str, spec: ModelSpec, seed: int):
+    path = _coxnet(full.X, d.time, d.event, spec, _penalty(full))
     alphas = path.alphas_
     scores = np.zeros((0, len(alphas)))
-    for tr, va in _inner_folds(time, event, spec.inner_splits, seed):
+    for inner, Xva, val in _inner_designs(d, arm, spec, seed):
         try:
-            inner = _coxnet(X[tr], time[tr], event[tr], spec, penalty, alphas)
+            fit = _coxnet(inner.X, inner.time, inner.event, spec, _penalty(inner), alphas)
         except (ArithmeticError, ValueError):
             continue
-        lp = X[va] @ inner.coef_
-        c = [harrell_c(time[va], event[va], lp[:, j]) if j < lp.shape[1] else np.nan
+        lp = Xva @ fit.coef_
+        c = [harrell_c(val.time, val.event, lp[:, j]) if j < lp.shape[1] else np.nan
              for j in range(len(alphas))]
         scores = np.vstack([scores, c])
     with warnings.catch_warnings():  # an alpha no inner fold could score stays NaN
@@ -210,7 +228,7 @@ def _fit_coxnet(X, time, event, spec: ModelSpec, penalty, seed: int):
     return path.coef_[:, best], float(alphas[best]), mean
 
 
-def _fit_forest(X, time, event, spec: ModelSpec, seed: int):
+def _fit_forest(d: SurvivalData, full: "_Design", arm: str, spec: ModelSpec, seed: int):
     from sksurv.ensemble import RandomSurvivalForest
 
     def forest(leaf):
@@ -219,13 +237,50 @@ def _fit_forest(X, time, event, spec: ModelSpec, seed: int):
                                     low_memory=False)
     best_leaf, best = spec.leaf_grid[0], -np.inf
     if len(spec.leaf_grid) > 1:
+        folds = list(_inner_designs(d, arm, spec, seed))
         for leaf in spec.leaf_grid:
-            cs = [harrell_c(time[va], event[va], forest(leaf).fit(X[tr], _y(time[tr], event[tr]))
-                            .predict(X[va]))
-                  for tr, va in _inner_folds(time, event, spec.inner_splits, seed)]
-            if np.nanmean(cs) > best:
+            cs = [harrell_c(val.time, val.event,
+                            forest(leaf).fit(inner.X, _y(inner.time, inner.event)).predict(Xva))
+                  for inner, Xva, val in folds]
+            if cs and np.nanmean(cs) > best:
                 best_leaf, best = leaf, float(np.nanmean(cs))
-    return forest(best_leaf).fit(X, _y(time, event)), best_leaf
+    return forest(best_leaf).fit(full.X, _y(d.time, d.event)), best_leaf
+
+
+@dataclass
+class _Design:
+    """The design matrix of one arm on the subjects it was fitted on, and how to make it."""
+
+    enc: ClinicalEncoder | None
+    pre: Preprocessor | None
+    names: list[str]
+    X: np.ndarray
+    time: np.ndarray
+    event: np.ndarray
+
+    @property
+    def n_clin(self) -> int:
+        return len(self.enc.names_) if self.enc is not None else 0
+
+    def transform(self, d: SurvivalData) -> np.ndarray:
+        parts = [] if self.enc is None else [self.enc.transform(d.clinical)]
+        return np.hstack(parts + ([] if self.pre is None else [self.pre.transform(d)]))
+
+
+def _design(d: SurvivalData, arm: str, spec: ModelSpec) -> _Design:
+    """Fit the clinical encoding and the feature preprocessing of ``arm`` on ``d``."""
+    enc = ClinicalEncoder().fit(d.clinical) if arm != "signature" and d.clinical.shape[1] else None
+    pre = Preprocessor(spec.harmonise, spec.k_best) if arm != "clinical" else None
+    parts, names = [], []
+    if enc is not None:
+        parts.append(enc.transform(d.clinical))
+        names += enc.names_
+    if pre is not None:
+        parts.append(pre.fit_transform(d))
+        names += pre.feature_names_
+    if not parts:
+        raise ValueError("the clinical model needs at least one clinical column")
+    return _Design(enc, pre, names, np.hstack(parts), d.time, d.event)
 
 
 @dataclass
@@ -265,20 +320,11 @@ class FittedArm:
 def fit_arm(d: SurvivalData, arm: Arm, spec: ModelSpec, seed: int = 0) -> FittedArm:
     """Fit one arm on the training subjects ``d``: ``clinical`` (Cox on the clinical columns,
     ridge 1e-4 for stability), ``signature`` (features only) or ``combined`` (clinical columns
-    unpenalised + features penalised / both in the forest)."""
+    unpenalised + features penalised / both in the forest). The inner CV that picks the penalty
+    (or the forest's leaf size) refits the encoding and preprocessing in every inner fold."""
     from sksurv.linear_model import CoxPHSurvivalAnalysis
-    enc = ClinicalEncoder().fit(d.clinical) if arm != "signature" and d.clinical.shape[1] else None
-    pre = Preprocessor(spec.harmonise, spec.k_best) if arm != "clinical" else None
-    parts, names = [], []
-    if enc is not None:
-        parts.append(enc.transform(d.clinical))
-        names += enc.names_
-    if pre is not None:
-        parts.append(pre.fit_transform(d))
-        names += pre.feature_names_
-    if not parts:
-        raise ValueError("the clinical model needs at least one clinical column")
-    X = np.hstack(parts)
+    full = _design(d, arm, spec)
+    X = full.X
     penalty_value = None
     if arm == "clinical":
         with warnings.catch_warnings():
@@ -286,13 +332,11 @@ def fit_arm(d: SurvivalData, arm: Arm, spec: ModelSpec, seed: int = 0) -> Fitted
             cph = CoxPHSurvivalAnalysis(alpha=1e-4, ties="breslow").fit(X, _y(d.time, d.event))
         model = LinearSurvival.fitted(cph.coef_, X, d.time, d.event)
     elif spec.kind == "coxnet":
-        n_clin = len(enc.names_) if enc is not None else 0
-        penalty = np.r_[np.zeros(n_clin), np.ones(X.shape[1] - n_clin)]
-        coef, penalty_value, _ = _fit_coxnet(X, d.time, d.event, spec, penalty, seed)
+        coef, penalty_value, _ = _fit_coxnet(d, full, arm, spec, seed)
         model = LinearSurvival.fitted(coef, X, d.time, d.event)
     else:
-        forest, leaf = _fit_forest(X, d.time, d.event, spec, seed)
+        forest, leaf = _fit_forest(d, full, arm, spec, seed)
         model, penalty_value = ForestSurvival(forest), float(leaf)
-    fitted = FittedArm(arm, spec, enc, pre, model, names, penalty_value)
+    fitted = FittedArm(arm, spec, full.enc, full.pre, model, full.names, penalty_value)
     fitted.train_risk_median = float(np.median(model.risk(X)))
     return fitted

@@ -44,28 +44,35 @@ def test_real_signal_is_found():
 
 
 def test_everything_that_learns_sees_training_rows_only(monkeypatch):
-    """ComBat, imputation, scaling and the penalty path are fitted on the outer training part:
-    a spy records the subjects each fit sees."""
+    """ComBat, imputation, scaling, top-k and the penalty path are fitted on the outer training
+    part (and, for the inner CV, on inner training parts of it): a spy records the subjects each
+    preprocessing fit sees while each outer fold runs."""
     d = _data(0.5, n=120, p=20)
-    seen_combat, seen_pre = [], []
+    fits: list[tuple[int, set]] = []
+    combat_rows: list[int] = []
+    fold = {"now": -1}
     real_fit = estimators.ComBat.fit
     real_pre = Preprocessor.fit_transform
 
     def spy_combat(self, X, site, covars=None):
-        seen_combat.append(len(X))
+        combat_rows.append(len(X))
         return real_fit(self, X, site, covars)
 
     def spy_pre(self, dd):
-        seen_pre.append(set(dd.ids))
+        fits.append((fold["now"], set(dd.ids)))
         return real_pre(self, dd)
     monkeypatch.setattr(estimators.ComBat, "fit", spy_combat)
     monkeypatch.setattr(Preprocessor, "fit_transform", spy_pre)
-    res = cross_validate(d, SPEC, CFG, arms=("signature",))
+    spec = ModelSpec(n_alphas=15, inner_splits=3, k_best=5)
+    res = cross_validate(d, spec, CFG, arms=("signature",),
+                         progress=lambda i, n, what: fold.update(now=i))
     tests = res.predictions.groupby("fold")["id"].apply(set)
-    assert len(seen_pre) == CFG.outer_splits
-    for ids, test_ids in zip(seen_pre, tests):
-        assert not ids & test_ids and len(ids) + len(test_ids) == len(d)
-    assert max(seen_combat) < len(d)
+    assert len(fits) == CFG.outer_splits * (1 + spec.inner_splits)
+    for k, ids in fits:
+        assert not ids & tests[k], f"fold {k}: a preprocessing fit saw held-out subjects"
+    outer = [ids for k, ids in fits if len(ids) + len(tests[k]) == len(d)]
+    assert len(outer) == CFG.outer_splits  # one fit on each whole outer training part
+    assert max(combat_rows) < len(d)
 
 
 def test_harmonisation_fitted_on_all_subjects_would_change_held_out_values():
