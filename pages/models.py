@@ -97,7 +97,8 @@ if site_col:
                     f"{', '.join(covars) or 'none'}). This view fits ComBat on all shown subjects; "
                     "inside the models it is fitted on each training part only.")
         names = pre.feature_names_
-        feat = st.selectbox("Feature", names, index=int(np.nanargmin(kb.to_numpy())), key="mod_hfeat")
+        strongest = int(np.argmin(np.nan_to_num(kb.to_numpy(), nan=1.0)))
+        feat = st.selectbox("Feature", names, index=strongest, key="mod_hfeat")
         j = names.index(feat)
         h1, h2 = st.columns(2)
         h1.plotly_chart(plots.site_boxes(Xb[:, j], Xa[:, j], d.site, feat), key="mod_box")
@@ -219,7 +220,8 @@ if st.button("Fit on all subjects and prepare the card", key="mod_card"):
     fitted = fit_arm(d, arm, spec)
     card = make_card(fitted, d, time_col=time_col, event_col=event_col, site_col=site_col,
                      feature_family=family, cv_scheme=res.scheme, cv_summary=summ.drop(
-                         columns="shown"), horizons=horizons, cohort=str(ctx.cohort_id))
+                         columns="shown"), horizons=horizons,
+                     cohort=str((ctx.cohort or {}).get("name") or ctx.cohort_id))
     import json
     c1, c2 = st.columns(2)
     c1.download_button("Model card (JSON, for `gliocore model apply`)",
