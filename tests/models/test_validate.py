@@ -117,3 +117,12 @@ def test_cox_scores_match_lifelines_score_test():
     cph = CoxPHFitter().fit(df, "T", "E")
     assert np.sign(z[0]) == np.sign(cph.params_["x"])
     assert abs(z[0]) == pytest.approx(abs(cph.summary["z"]["x"]), rel=0.15)
+
+
+def test_random_survival_forest_arm_with_inner_leaf_choice():
+    d = _data(1.2, n=90, p=10, seed=3)
+    spec = ModelSpec(kind="rsf", n_trees=15, leaf_grid=(5, 15), inner_splits=2)
+    res = cross_validate(d, spec, CVConfig(outer_splits=2, horizons=(12.0,)), arms=("signature",))
+    assert set(res.folds["penalty"]) <= {5.0, 15.0}
+    assert res.folds["harrell"].between(0, 1).all() and res.coefficients.empty
+    assert res.predictions["S_12"].between(0, 1).all()
