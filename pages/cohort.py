@@ -36,7 +36,8 @@ class _Progress:
 def _process(cohort, backend: str, workers: int, options: dict | None = None,
              reference_label_map: str = "glioscope") -> None:
     from gliocore.location.localise import LocationConfig
-    from gliocore.pipeline.runner import ProcessingConfig, process_cohort
+    from gliocore.pipeline.context import ProcessingConfig
+    from gliocore.pipeline.runner import process_cohort
     progress = _Progress(("hash", "segment", "features", "location"))
     summary = process_cohort(cohort, ctx.store(), ProcessingConfig(
         backend=backend, backend_options=options or {}, workers=workers,
@@ -123,7 +124,7 @@ with st.expander("Load or switch a cohort", expanded=False):
                             help="Columns SUBJECT ID, Survival(months), IDH-status; optional event, "
                                  "age, sex, img_dir and any other.")
         root = st.text_input("Image root (optional)", placeholder="defaults to the CSV's folder")
-        from gliocore.cohort.loading import NAMING_SCHEMES
+        from gliocore.cohort.naming import NAMING_SCHEMES
         naming = st.selectbox("File naming", ["auto", *NAMING_SCHEMES],
                               help="How the four sequence files are named (auto tries all presets).")
         name = st.text_input("Name (optional)")
@@ -131,7 +132,7 @@ with st.expander("Load or switch a cohort", expanded=False):
     if submitted:
         def _load() -> None:
             from gliocore.cohort.loading import load_cohort
-            from gliocore.pipeline.runner import register_cohort
+            from gliocore.pipeline.plan import register_cohort
             if not csv.strip():
                 raise ValueError("enter the path of the clinical CSV")
             cohort = load_cohort(csv.strip(), root.strip() or None,
@@ -151,14 +152,14 @@ with st.expander("Upload a cohort (zip)", expanded=False):
                "links or paths leaving the zip's folder.")
     with st.form("upload_cohort"):
         upload = st.file_uploader("Cohort zip", type=["zip"], key="cohort_zip")
-        from gliocore.cohort.loading import NAMING_SCHEMES
+        from gliocore.cohort.naming import NAMING_SCHEMES
         u_naming = st.selectbox("File naming", ["auto", *NAMING_SCHEMES], key="upload_naming")
         u_name = st.text_input("Name (optional)", key="upload_name",
                                help="Defaults to the zip's file name.")
         u_submitted = st.form_submit_button("Upload and load cohort")
     if u_submitted:
         def _upload() -> None:
-            from gliocore.pipeline.runner import register_cohort
+            from gliocore.pipeline.plan import register_cohort
             from gliocore.cohort.uploads import load_uploaded_cohort
             if upload is None:
                 raise ValueError("choose a zip file first")
