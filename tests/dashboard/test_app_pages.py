@@ -111,7 +111,8 @@ def sidebar_widget(at: AppTest, kind: str, label: str):
 
 
 # -- every page --------------------------------------------------------------------------------
-PAGES = ["cohort", "viewer", "features", "survival", "classifiers", "progression", "qc", "about"]
+PAGES = ["cohort", "viewer", "features", "survival", "classifiers", "models", "progression", "qc",
+         "about"]
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -1051,3 +1052,33 @@ def test_a_corrupt_store_is_not_called_in_use(tmp_path, monkeypatch):
     at = _new_app().run()
     shown = " ".join(e.value for e in at.sidebar.error)
     assert "corrupt" in shown and "in use by another process" not in shown, shown
+
+
+def test_models_page_runs_nested_cv_and_exports_a_card(app_env):
+    """Issue 22: the Models page cross-validates the three arms and prepares a model card."""
+    at = _open("models")
+    assert "Press **Run nested CV**" in texts(at)
+    assert at.selectbox(key="mod_site").value == "site"  # the demo's scanners, found by name
+    assert any("Features with a site effect" in m.value for m in at.markdown)
+    at.selectbox(key="mod_site").set_value("none")  # 14 subjects: too few per site and fold
+    at.selectbox(key="mod_family").set_value("seed")
+    at.number_input(key="mod_outer").set_value(2)
+    at.number_input(key="mod_inner").set_value(2)
+    at.run()
+    at.button(key="mod_run").click().run()
+    assert not at.exception, at.exception
+    table = next(df.value for df in at.dataframe if "Clinical + signature" in df.value.columns)
+    assert "Harrell's C" in table.index and "AUC at 12 months" in table.index
+    assert "Gain of clinical + signature over clinical" in texts(at)
+    assert "log-rank p" in texts(at)
+    at.button(key="mod_card").click().run()
+    assert not at.exception, at.exception
+
+
+def test_models_page_stop_button_forgets_the_run(app_env):
+    at = _open("models")
+    at.number_input(key="mod_outer").set_value(2)
+    at.number_input(key="mod_inner").set_value(2)
+    at.run()
+    at.button(key="mod_stop").click().run()
+    assert "Stopped" in texts(at) and "Press **Run nested CV**" in texts(at)
