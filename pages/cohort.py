@@ -119,10 +119,11 @@ with st.expander("Load or switch a cohort", expanded=False):
         st.dataframe(shown, hide_index=True)
         st.caption("Switch cohorts with the picker in the sidebar.")
     with st.form("load_cohort"):
-        csv = st.text_input("Clinical CSV", placeholder="/path/to/clinical.csv",
+        csv = st.text_input("Clinical CSV", placeholder="/path/to/clinical.csv", key="load_csv",
                             help="Columns SUBJECT ID, Survival(months), IDH-status; optional event, "
                                  "age, sex, img_dir and any other.")
-        root = st.text_input("Image root (optional)", placeholder="defaults to the CSV's folder")
+        root = st.text_input("Image root (optional)", placeholder="defaults to the CSV's folder",
+                             key="load_root")
         from gliocore.cohort.loading import NAMING_SCHEMES
         naming = st.selectbox("File naming", ["auto", *NAMING_SCHEMES],
                               help="How the four sequence files are named (auto tries all presets).")
