@@ -311,6 +311,13 @@ def _named_for(filename: str, subject_id: str, schemes: Sequence[NamingScheme]) 
     return any(rest.lower() == suffix.lower() for s in schemes for suffix in s.suffixes.values())
 
 
+def _header_note(df: pd.DataFrame) -> str:
+    """What a missing column's message says about the header: a count, never its text (the
+    file may be any readable file, e.g. ``/etc/shadow``, and messages reach the browser)."""
+    return (f"the first line has {len(df.columns)} column(s), none with the name(s) looked for; is it the "
+            "clinical table, saved as CSV with a header line?")
+
+
 def read_clinical(csv_path: PathType, id_column: str = ID_COLUMN
                   ) -> tuple[pd.DataFrame, list[SubjectError]]:
     """Read and type-check a clinical CSV.
@@ -339,13 +346,12 @@ def read_clinical(csv_path: PathType, id_column: str = ID_COLUMN
     df = table.frame
     if id_column != ID_COLUMN:
         if id_column not in df.columns:
-            raise CohortError(f"{path}: ID column {id_column!r} not found; columns are "
-                              f"{', '.join(df.columns)}")
+            raise CohortError(f"{path}: ID column {id_column!r} not found ({_header_note(df)})")
         df = df.rename(columns={id_column: ID_COLUMN})
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
-        raise CohortError(f"{path}: required column(s) {', '.join(missing)} missing; "
-                          f"columns are {', '.join(df.columns)}")
+        raise CohortError(f"{path}: required column(s) {', '.join(missing)} missing "
+                          f"({_header_note(df)})")
     problems: list[SubjectError] = list(table.problems)
     df[ID_COLUMN] = df[ID_COLUMN].str.strip()
     empty = df[ID_COLUMN] == ""
@@ -635,8 +641,7 @@ def read_scans(csv_path: PathType, id_column: str = ID_COLUMN
     lower = {c.lower(): c for c in df.columns}
     idc = id_column if id_column in df.columns else ID_COLUMN if ID_COLUMN in df.columns else None
     if idc is None:
-        raise CohortError(f"{path}: ID column {id_column!r} not found; columns are "
-                          f"{', '.join(df.columns)}")
+        raise CohortError(f"{path}: ID column {id_column!r} not found ({_header_note(df)})")
     scan_col = next((lower[c] for c in SCAN_ID_COLUMNS if c in lower), None)
     days_col = next((lower[c] for c in SCAN_DAYS_COLUMNS if c in lower), None)
     date_col = next((lower[c] for c in SCAN_DATE_COLUMNS if c in lower), None)

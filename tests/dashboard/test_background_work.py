@@ -14,10 +14,17 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from test_app_pages import _open, demo_store, sidebar_widget, texts  # noqa: F401 (a fixture)
+from test_app_pages import _open, build_demo_store, sidebar_widget, texts
 
 GATE_S = 60.0  # a gate left closed by a failing test opens by itself after this
+
+
+@pytest.fixture(scope="session")
+def demo_store(tmp_path_factory) -> Path:
+    """The processed demo store of test_app_pages (the same folder: built once a session)."""
+    root = tmp_path_factory.getbasetemp() / "glioscope_demo_store"
+    root.mkdir(exist_ok=True)
+    return build_demo_store(root)
 
 
 @pytest.fixture
@@ -65,6 +72,20 @@ def wait_for_work(db: Path, timeout: float = 120.0) -> bool:
     return True
 
 
+def wait_for_stage(db: Path, stage: str, timeout: float = 60.0) -> None:
+    """Wait (bounded) until the store's running job reports ``stage``."""
+    import time
+
+    from pages import _jobs
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = _jobs.JOBS.current(str(db))
+        if job is not None and job.stage == stage:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the background job never reached {stage!r}")
+
+
 def latest_run_status(db: Path) -> str:
     from gliocore.store import Store
     store = Store(db)
@@ -78,18 +99,20 @@ def test_processing_runs_in_the_background_and_survives_leaving_the_page(unproce
     at = _open("cohort")
     at.button(key="process").click().run()  # returns while the work is held at the gate
     assert not at.exception, at.exception
+    wait_for_stage(unprocessed, "segment")
+    at.run()
     assert "segment: 1/3" in texts(at), texts(at)
     assert at.button(key="process").disabled  # one run per store
     at.switch_page("pages/features.py").run()  # leave the page mid-run
     assert not at.exception, at.exception
-    assert any("Processing" in m.value and "1/3" in m.value for m in at.sidebar.markdown
-               + at.sidebar.caption), [m.value for m in at.sidebar.caption]
+    assert any("Processing" in c.value and "1/3" in c.value for c in at.sidebar.caption), \
+        [c.value for c in at.sidebar.caption]
     gate.set()
     wait_for_work(unprocessed)
     at.switch_page("pages/cohort.py").run()
     assert not at.exception, at.exception
     assert "Processing finished: 3 subjects: 3 computed" in texts(at), texts(at)
-    assert [m for m in at.metric if m.label == "Segmented"][0].value == "3"
+    assert next(m for m in at.metric if m.label == "Segmented").value == "3"
     assert latest_run_status(unprocessed) == "finished"
 
 
@@ -97,7 +120,8 @@ def test_a_second_session_works_while_one_processes(unprocessed, gate):
     """Point 1 (second half): a session's long work does not hold the others."""
     alice, bob = _open("cohort"), _open("cohort")
     alice.button(key="process").click().run()
-    assert "segment: 1/3" in texts(alice)
+    wait_for_stage(unprocessed, "segment")
+    assert "segment: 1/3" in texts(alice.run())
     bob.switch_page("pages/survival.py").run()  # bob's page renders while alice's work runs
     assert not bob.exception, bob.exception
     assert any("Processing" in c.value for c in bob.sidebar.caption)  # and he sees it
@@ -129,6 +153,7 @@ def test_an_interrupted_run_is_reported_with_resume(unprocessed):
 def test_upload_unpacks_in_the_background(tmp_path, monkeypatch):
     """Point 1: unpacking an upload is off the script thread, with a progress line."""
     from cohorts import cohort_entries, make_zip
+
     from gliocore.cohort import uploads
 
     monkeypatch.setenv("GLIOSCOPE_DATA", str(tmp_path))
@@ -160,13 +185,16 @@ def test_upload_unpacks_in_the_background(tmp_path, monkeypatch):
 
 
 # -- point 7: what "Load a cohort" reads and says ----------------------------------------------
-def _load(at, csv: Path | str, root: str = ""):
+def _load(at, csv: Path | str, root: str = "") -> tuple:
+    """Submit "Load cohort"; the app and what it said (on the click's run and, once the work
+    has ended, the next run)."""
     at.text_input(key="load_csv").set_value(str(csv))
     at.text_input(key="load_root").set_value(root)
     next(b for b in at.button if b.label == "Load cohort").click().run()
+    shown = texts(at)
     if wait_for_work(Path(at.session_state["_glioscope_settings"].db)):
-        at.run()
-    return at
+        shown += "\n" + texts(at.run())
+    return at, shown
 
 
 def test_load_a_cohort_never_echoes_file_contents(tmp_path, monkeypatch):
@@ -174,8 +202,7 @@ def test_load_a_cohort_never_echoes_file_contents(tmp_path, monkeypatch):
     monkeypatch.delenv("GLIOSCOPE_DB", raising=False)
     secret = tmp_path / "shadow"
     secret.write_text("root:$6$s3cr3tHASH:19000:0:99999:7:::\ndaemon:*:19000\n")
-    at = _load(_open("cohort"), secret)
-    shown = texts(at)
+    _, shown = _load(_open("cohort"), secret)
     assert "required column" in shown, shown
     assert "s3cr3tHASH" not in shown and "root:" not in shown, shown
 
@@ -189,18 +216,18 @@ def test_allowed_roots_restrict_where_cohorts_load_from(demo_store, tmp_path, mo
     monkeypatch.setenv("GLIOSCOPE_DATA", str(tmp_path / "data"))
     monkeypatch.delenv("GLIOSCOPE_DB", raising=False)
     monkeypatch.setenv("GLIOSCOPE_ALLOWED_ROOTS", str(allowed))
-    at = _load(_open("cohort"), outside / "clinical.csv", str(demo_store.parent / "demo"))
-    assert "outside the folders this dashboard may read" in texts(at), texts(at)
-    at = _load(at, allowed / "clinical.csv", str(demo_store.parent / "demo"))
-    assert "outside the folders" in texts(at)  # the image root is outside too
+    at, shown = _load(_open("cohort"), outside / "clinical.csv", str(demo_store.parent / "demo"))
+    assert "outside the folders this dashboard may read" in shown, shown
+    at, shown = _load(at, allowed / "clinical.csv", str(demo_store.parent / "demo"))
+    assert "outside the folders" in shown  # the image root is outside
     link = allowed / "escape"
     link.symlink_to(outside, target_is_directory=True)  # a link out of the root is outside
-    at = _load(at, link / "clinical.csv")
-    assert "outside the folders this dashboard may read" in texts(at), texts(at)
+    at, shown = _load(at, link / "clinical.csv")
+    assert "outside the folders this dashboard may read" in shown, shown
     import shutil
     for sid in ("DEMO-001", "DEMO-002"):  # the images inside the root: loads
         shutil.copytree(demo_store.parent / "demo" / "TCGA" / sid, allowed / "TCGA" / sid)
-    at = _load(at, allowed / "clinical.csv")
-    assert "outside the folders" not in texts(at), texts(at)
+    at, shown = _load(at, allowed / "clinical.csv")
+    assert "outside the folders" not in shown and "Loaded cohort" in shown, shown
     assert "· 2 subjects" in sidebar_widget(at, "selectbox", "Cohort").format_func(
         sidebar_widget(at, "selectbox", "Cohort").value)
