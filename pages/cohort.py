@@ -31,8 +31,9 @@ def _process_work(load: Callable[[], Any], store, backend: str, workers: int,
     def work(job: Job) -> str:
         from gliocore.location.localise import LocationConfig
         from gliocore.pipeline import runner
+        from gliocore.pipeline.context import ProcessingConfig
         job.progress("hash", 0, 0, "loading the cohort")
-        config = runner.ProcessingConfig(
+        config = ProcessingConfig(
             backend=backend, backend_options=options or {}, workers=workers,
             reference_label_map=reference_label_map,
             # atlas location for subjects already in an atlas space; registration (about a
@@ -92,7 +93,7 @@ def _load_work(csv: str, root: str | None, naming: str | None, name: str | None
     def work(job: Job) -> str:
         from gliocore.cohort.loading import load_cohort
         from gliocore.errors import CohortError
-        from gliocore.pipeline.runner import register_cohort
+        from gliocore.pipeline.plan import register_cohort
         if not csv:
             raise ValueError("enter the path of the clinical CSV")
         roots = ("the setting GLIOSCOPE_ALLOWED_ROOTS allows only "
@@ -118,7 +119,7 @@ def _upload_work(upload: Any, naming: str | None, name: str) -> Callable[[Job], 
 
     def work(job: Job) -> str:
         from gliocore.cohort import uploads
-        from gliocore.pipeline.runner import register_cohort
+        from gliocore.pipeline.plan import register_cohort
         job.progress("unpacking", 0, 0, f"{upload.size >> 20} MiB zip")
         up = uploads.load_uploaded_cohort(upload, uploads_dir, limits=limits, naming=naming,
                                           name=name)
@@ -202,7 +203,7 @@ with st.expander("Load or switch a cohort", expanded=False):
                                  "age, sex, img_dir and any other.")
         root = st.text_input("Image root (optional)", placeholder="defaults to the CSV's folder",
                              key="load_root")
-        from gliocore.cohort.loading import NAMING_SCHEMES
+        from gliocore.cohort.naming import NAMING_SCHEMES
         naming = st.selectbox("File naming", ["auto", *NAMING_SCHEMES],
                               help="How the four sequence files are named (auto tries all presets).")
         name = st.text_input("Name (optional)")
@@ -223,7 +224,7 @@ with st.expander("Upload a cohort (zip)", expanded=False):
                "links or paths leaving the zip's folder.")
     with st.form("upload_cohort"):
         upload = st.file_uploader("Cohort zip", type=["zip"], key="cohort_zip")
-        from gliocore.cohort.loading import NAMING_SCHEMES
+        from gliocore.cohort.naming import NAMING_SCHEMES
         u_naming = st.selectbox("File naming", ["auto", *NAMING_SCHEMES], key="upload_naming")
         u_name = st.text_input("Name (optional)", key="upload_name",
                                help="Defaults to the zip's file name.")

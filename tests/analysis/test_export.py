@@ -10,7 +10,8 @@ import pytest
 
 from gliocore.cohort.loading import load_cohort
 from gliocore.analysis.export import features_wide, seed_table
-from gliocore.pipeline.runner import ProcessingConfig, process_cohort
+from gliocore.pipeline.context import ProcessingConfig
+from gliocore.pipeline.runner import process_cohort
 from gliocore.imaging.labels import CANONICAL
 from gliocore.segment import register_segmenter
 from gliocore.segment.base import Segmenter

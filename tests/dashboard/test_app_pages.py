@@ -30,7 +30,8 @@ def build_demo_store(root: Path) -> Path:
     """
     from gliocore.cohort import synth
     from gliocore.cohort.loading import load_cohort
-    from gliocore.pipeline.runner import ProcessingConfig, process_cohort
+    from gliocore.pipeline.context import ProcessingConfig
+    from gliocore.pipeline.runner import process_cohort
     from gliocore.store import Store
 
     db = root / "gliocore.duckdb"
@@ -464,7 +465,7 @@ def test_unprocessed_cohort_says_what_is_missing_then_processes(tmp_path, monkey
     import pandas as pd
 
     from gliocore.cohort.loading import load_cohort
-    from gliocore.pipeline.runner import register_cohort
+    from gliocore.pipeline.plan import register_cohort
     from gliocore.store import Store
 
     demo = demo_store.parent / "demo"
@@ -526,7 +527,8 @@ def store_with_two_configurations(demo_store: Path, tmp_path: Path, monkeypatch
     import shutil
 
     from gliocore.cohort.loading import load_cohort
-    from gliocore.pipeline.runner import ProcessingConfig, process_cohort
+    from gliocore.pipeline.context import ProcessingConfig
+    from gliocore.pipeline.runner import process_cohort
     from gliocore.store import Store
     db = tmp_path / "two.duckdb"
     shutil.copy(demo_store, db)
@@ -571,7 +573,8 @@ def test_missing_event_column_is_flagged_on_survival_pages(demo_store, tmp_path,
     import pandas as pd
 
     from gliocore.cohort.loading import load_cohort
-    from gliocore.pipeline.runner import ProcessingConfig, process_cohort
+    from gliocore.pipeline.context import ProcessingConfig
+    from gliocore.pipeline.runner import process_cohort
     from gliocore.store import Store
     db = tmp_path / "noevent.duckdb"
     shutil.copy(demo_store, db)
@@ -718,7 +721,8 @@ def build_longitudinal_store(root: Path) -> Path:
     """The tiny demo with follow-up scans (``synth.generate_followups``), processed."""
     from gliocore.cohort import synth
     from gliocore.cohort.loading import load_cohort
-    from gliocore.pipeline.runner import ProcessingConfig, process_cohort
+    from gliocore.pipeline.context import ProcessingConfig
+    from gliocore.pipeline.runner import process_cohort
     from gliocore.store import Store
 
     db = root / "gliocore.duckdb"

@@ -31,7 +31,7 @@ def demo_store(tmp_path_factory) -> Path:
 def unprocessed(demo_store, tmp_path, monkeypatch) -> Path:
     """A fresh store with three of the demo's subjects registered and nothing processed."""
     from gliocore.cohort.loading import load_cohort
-    from gliocore.pipeline.runner import register_cohort
+    from gliocore.pipeline.plan import register_cohort
     from gliocore.store import Store
 
     csv = tmp_path / "clinical.csv"

@@ -13,7 +13,7 @@ import numpy as np
 REFERENCE_SHAPE: tuple[int, int, int] = (240, 240, 155)
 REFERENCE_FOV_MM = np.array([240.0, 240.0, 155.0])
 
-#: File-name suffix per canonical sequence (TCGA naming, as ``gliocore.cohort.loading.TCGA``).
+#: File-name suffix per canonical sequence (TCGA naming, as ``gliocore.cohort.naming.TCGA``).
 FILE_SUFFIX: dict[str, str] = {"t1": "t1", "t1c": "t1Gd", "t2": "t2", "flair": "flair"}
 TRUTH_SUFFIX = "truth"
 
