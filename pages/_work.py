@@ -85,5 +85,5 @@ def _live_panel(key: str, job_id: str) -> None:
     if job is None or job.job_id != job_id or not job.running:
         st.rerun()
     st.progress(job.fraction(), text=job.line())
-    st.info(f"{job.line()}. It runs on the server: you may leave this page or close the tab; "
-            "progress stays in the sidebar of every page.")
+    st.caption("It runs on the server: you may leave this page or close the tab; its progress "
+               "stays in the sidebar of every page.")

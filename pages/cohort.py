@@ -21,7 +21,18 @@ settings = ctx.settings
 
 
 # -- actions: each runs in the background (pages._jobs), never in this script run -----------------
-PROCESS_STAGES = ("hash", "segment", "features", "location")
+PROCESS_STAGES = ("hash", "segment and features", "location")
+
+
+def _process_progress(job: Job) -> Callable[..., None]:
+    """The pipeline's progress as the job's: its ``segment`` and ``features`` counts move
+    together (one task does both), so they are one stage."""
+    def report(stage: str, done: int, total: int, subject: str | None = None) -> None:
+        if stage == "features":
+            return
+        job.progress("segment and features" if stage == "segment" else stage, done, total,
+                     subject)
+    return report
 
 
 def _process_work(load: Callable[[], Any], store, backend: str, workers: int,
@@ -39,7 +50,7 @@ def _process_work(load: Callable[[], Any], store, backend: str, workers: int,
             # atlas location for subjects already in an atlas space; registration (about a
             # minute a subject) is left to `python -m gliocore process` (the Location page says)
             location=LocationConfig(register=False))
-        summary = runner.process_cohort(load(), store, config, progress=job.progress)
+        summary = runner.process_cohort(load(), store, config, progress=_process_progress(job))
         job.cohort_id = summary.cohort_id
         return "Processing finished: " + summary.describe()
     return work

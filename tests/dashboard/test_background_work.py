@@ -99,9 +99,9 @@ def test_processing_runs_in_the_background_and_survives_leaving_the_page(unproce
     at = _open("cohort")
     at.button(key="process").click().run()  # returns while the work is held at the gate
     assert not at.exception, at.exception
-    wait_for_stage(unprocessed, "segment")
+    wait_for_stage(unprocessed, "segment and features")
     at.run()
-    assert "segment: 1/3" in texts(at), texts(at)
+    assert "segment and features: 1/3" in texts(at), texts(at)
     assert at.button(key="process").disabled  # one run per store
     at.switch_page("pages/features.py").run()  # leave the page mid-run
     assert not at.exception, at.exception
@@ -120,8 +120,8 @@ def test_a_second_session_works_while_one_processes(unprocessed, gate):
     """Point 1 (second half): a session's long work does not hold the others."""
     alice, bob = _open("cohort"), _open("cohort")
     alice.button(key="process").click().run()
-    wait_for_stage(unprocessed, "segment")
-    assert "segment: 1/3" in texts(alice.run())
+    wait_for_stage(unprocessed, "segment and features")
+    assert "segment and features: 1/3" in texts(alice.run())
     bob.switch_page("pages/survival.py").run()  # bob's page renders while alice's work runs
     assert not bob.exception, bob.exception
     assert any("Processing" in c.value for c in bob.sidebar.caption)  # and he sees it
