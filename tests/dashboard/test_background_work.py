@@ -231,3 +231,19 @@ def test_allowed_roots_restrict_where_cohorts_load_from(demo_store, tmp_path, mo
     assert "outside the folders" not in shown and "Loaded cohort" in shown, shown
     assert "· 2 subjects" in sidebar_widget(at, "selectbox", "Cohort").format_func(
         sidebar_widget(at, "selectbox", "Cohort").value)
+
+
+def test_allowed_roots_setting(tmp_path, monkeypatch):
+    from gliocore.settings import Settings
+
+    monkeypatch.delenv("GLIOSCOPE_ALLOWED_ROOTS", raising=False)
+    assert Settings.from_env().allowed_roots == ()
+    assert Settings.from_env().may_read("/etc/shadow")  # one local user: anything readable
+    a, b = tmp_path / "a", tmp_path / "b"
+    monkeypatch.setenv("GLIOSCOPE_ALLOWED_ROOTS", f"{a}:{b} ")
+    s = Settings.from_env()
+    assert s.allowed_roots == (a, b)
+    assert s.may_read(a / "x.csv") and s.may_read(b / "sub" / "y.nii.gz")
+    assert not s.may_read("/etc/shadow")
+    assert not s.may_read(a / ".." / "c" / "x.csv")  # '..' resolved
+    assert not s.may_read(tmp_path / "ab" / "x.csv")  # a prefix is not a parent
