@@ -110,6 +110,9 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
     from gliocore.pipeline.runner import ProcessingConfig, process_cohort
     from gliocore.store.database import Store
     from gliocore.imaging.labels import get_label_map
+    if args.backend is None:
+        args.backend = (settings.demo_backend if args.demo or not args.csv
+                        else settings.default_backend)
     if args.backend == "import" and not args.label_map:
         raise SystemExit("--backend import needs --label-map: which integers of the mask files "
                          "are contrast-enhancing and non-enhancing (brats, brats2023, hdglio-v2, "
@@ -240,8 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--scans", help="scans table, one row per scan: SUBJECT ID, scan_id and/or "
                     "days or date, img_dir (default: scans.csv beside the CSV if present, else "
                     "<subject>/<timepoint>/ folders, else one scan per subject)")
-    pr.add_argument("--backend", default="baseline",
-                    help="segmentation backend: baseline, import, hdglio, nnunetv2")
+    pr.add_argument("--backend", default=None,
+                    help="segmentation backend: learned, baseline, import, hdglio, nnunetv2 "
+                         "(default: learned; baseline for --demo)")
     pr.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE")
     pr.add_argument("--label-map", help="label map of the backend's output, e.g. brats, "
                     "hdglio-v2, seed, or '4:ce,1:ne,2:ne' (required with --backend import)")

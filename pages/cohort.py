@@ -57,7 +57,7 @@ def _generate_demo(n: int, workers: int) -> None:
         synth.generate_followups(settings.demo_dir, seed=settings.demo_seed, workers=workers,
                                  progress=lambda d, t: gen("follow-up scans", d, t))
     cohort = load_cohort(csv, Path(csv).parent, name="demo")
-    _process(cohort, settings.default_backend, workers)
+    _process(cohort, settings.demo_backend, workers)
 
 
 def _load_current_cohort(reference_suffix: str | None = "_truth"):
@@ -100,7 +100,7 @@ with st.expander("Demo cohort", expanded=ctx.cohorts.empty):
     if demo_known:
         st.write("The processed demo cohort is in the store; pick **demo** in the sidebar.")
     st.caption(f"Synthetic phantoms with a tumour, a ground-truth mask and simulated survival, "
-               f"written to `{settings.demo_dir}` and processed with the `{settings.default_backend}` "
+               f"written to `{settings.demo_dir}` and processed with the `{settings.demo_backend}` "
                "backend. Same as `python -m gliocore process --demo`.")
     c1, c2 = st.columns(2)
     n_demo = c1.number_input("Subjects", 4, 200, settings.demo_n_subjects, key="demo_n")
