@@ -302,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--shared", help="reference data folder (default ../shared beside the repo)")
     v.add_argument("--output", help="Markdown file (default data/validation/report.md)")
     v.add_argument("--parts", nargs="*", choices=["ibsi", "pyradiomics", "survival", "segmentation",
-                                                 "real_gliomas", "location"])
+                                                 "real_gliomas", "learned_cv", "location"])
     v.set_defaults(func=cmd_validate)
     return p
 

@@ -1,4 +1,6 @@
-"""Held-out evaluation of the learned segmenter (``train_learned_segmenter.py evaluate``).
+"""Held-out evaluation of the learned segmenter, after ``train_learned_segmenter.py train``.
+
+    python scripts/train_learned_eval.py [--folds 0 1 2]   # then --merge once all six are done
 
 Every figure comes from the fold model that did not see the case. Writes
 ``gliocore/segment/models/learned/cv.json``: per case, clean Dice (whole tumour, contrast-
@@ -8,6 +10,7 @@ rule baseline's Dice on the same clean case, and the seconds each took.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -22,7 +25,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from gliocore.segment import degrade  # noqa: E402
 from gliocore.segment.learned import MODEL_DIR, load_models, segment_arrays  # noqa: E402
 from gliocore.segment.qc import dice  # noqa: E402
-from train_learned_segmenter import SEED, case_dirs, folds, load_case  # noqa: E402
+from train_learned_segmenter import (CACHE, N_FOLDS, SEED, case_dirs, folds,  # noqa: E402
+                                     load_case)
 
 EVAL_SEED = SEED + 1
 
@@ -38,44 +42,59 @@ def scores(pred: np.ndarray, ref: np.ndarray, voxel_mm3: float) -> dict[str, flo
     return out
 
 
-def evaluate(degraded: bool = True) -> None:
+def evaluate_fold(k: int, degraded: bool = True) -> list[dict]:
+    """Score fold ``k``'s model on its two held-out cases (clean, degraded) and the baseline."""
     from gliocore.segment.baseline import segment_arrays as baseline_arrays
 
     dirs = {d.name: d for d in case_dirs()}
+    models = load_models(f"fold{k}")
     rows = []
-    for k, held in enumerate(folds(sorted(dirs))):
-        models = load_models(f"fold{k}")
-        for case in held:
-            arrays, ref, spacing, lr_axis = load_case(dirs[case])
-            vox = float(np.prod(spacing))
-            t0 = time.perf_counter()
-            pred, uncovered = segment_arrays(arrays, spacing, lr_axis, models)
-            row = {"case": case, "fold": f"fold{k}",
-                   "seconds": round(time.perf_counter() - t0, 1), **scores(pred, ref, vox)}
-            t0 = time.perf_counter()
-            base = baseline_arrays(*arrays, spacing=spacing, lr_axis=lr_axis)
-            row["baseline"] = {**scores(base, ref, vox),
-                               "seconds": round(time.perf_counter() - t0, 1)}
-            row["degraded"] = {}
-            if degraded:
-                for j, (name, fn) in enumerate(degrade.DEGRADATIONS.items()):
-                    rng = np.random.default_rng([EVAL_SEED, j, sum(case.encode())])
-                    pred, uncovered = segment_arrays(fn(arrays, rng), spacing, lr_axis, models)
-                    row["degraded"][name] = {**scores(pred, ref, vox),
-                                             "uncovered": {s: round(f, 3)
-                                                           for s, f in uncovered.items()}}
-            rows.append(row)
-            print(json.dumps({k2: v for k2, v in row.items() if k2 != "degraded"}), flush=True)
-            _write(rows)
-    _write(rows)
+    for case in folds(sorted(dirs))[k]:
+        arrays, ref, spacing, lr_axis = load_case(dirs[case])
+        vox = float(np.prod(spacing))
+        t0 = time.perf_counter()
+        pred, _ = segment_arrays(arrays, spacing, lr_axis, models)
+        row = {"case": case, "fold": f"fold{k}",
+               "seconds": round(time.perf_counter() - t0, 1), **scores(pred, ref, vox)}
+        t0 = time.perf_counter()
+        base = baseline_arrays(*arrays, spacing=spacing, lr_axis=lr_axis)
+        row["baseline"] = {**scores(base, ref, vox),
+                           "seconds": round(time.perf_counter() - t0, 1)}
+        row["degraded"] = {}
+        for j, (name, fn) in enumerate(degrade.DEGRADATIONS.items() if degraded else ()):
+            rng = np.random.default_rng([EVAL_SEED, j, sum(case.encode())])
+            pred, uncovered = segment_arrays(fn(arrays, rng), spacing, lr_axis, models)
+            row["degraded"][name] = {**scores(pred, ref, vox),
+                                     "uncovered": {s: round(f, 3) for s, f in uncovered.items()}}
+        print(json.dumps({k2: v for k2, v in row.items() if k2 != "degraded"}), flush=True)
+        rows.append(row)
+    return rows
 
 
-def _write(rows: list[dict]) -> None:
-    out = {"note": "every figure from the fold model that never saw the case; "
-                   "written by scripts/train_learned_segmenter.py evaluate",
-           "cases": sorted(rows, key=lambda r: r["case"])}
+def evaluate(fold_ids: list[int], degraded: bool = True) -> None:
+    """Evaluate the given folds, each into ``$LEARNED_CACHE/eval_fold<k>.json``."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    for k in fold_ids:
+        rows = evaluate_fold(k, degraded)
+        (CACHE / f"eval_fold{k}.json").write_text(json.dumps(rows, indent=1))
+
+
+def merge() -> None:
+    """Collect the six folds' results into ``models/learned/cv.json``."""
+    rows = []
+    for k in range(N_FOLDS):
+        rows += json.loads((CACHE / f"eval_fold{k}.json").read_text())
+    out = {"note": "every figure from the fold model that never saw the case (leave-two-cases-"
+                   "out, 6 folds); written by scripts/train_learned_eval.py",
+           "seed": EVAL_SEED, "cases": sorted(rows, key=lambda r: r["case"])}
     (MODEL_DIR / "cv.json").write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":
-    evaluate()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folds", type=int, nargs="*", default=list(range(N_FOLDS)))
+    parser.add_argument("--merge", action="store_true", help="only merge the folds' results")
+    args = parser.parse_args()
+    if not args.merge:
+        evaluate(args.folds)
+    merge()

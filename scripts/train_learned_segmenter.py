@@ -1,7 +1,7 @@
 """Train the learned segmenter and cross-validate it, leaving cases out (seeded, reproducible).
 
-    python scripts/train_learned_segmenter.py train     # fold models + final model, manifest
-    python scripts/train_learned_segmenter.py evaluate  # held-out Dice (clean, degraded, baseline)
+    python scripts/train_learned_segmenter.py           # fold models + final model, manifest
+    python scripts/train_learned_eval.py                # held-out Dice (clean, degraded, baseline)
 
 Cases: the twelve BraTS 2018 training cases in ``../shared/cases/brats18-dev`` and
 ``../shared/cases/brats18-train`` (TCIA; images CC BY 3.0; expert labels of the BraTS challenge;
@@ -42,7 +42,7 @@ VERSION = "1.0"
 SHARED = ROOT.parent / "shared"
 CACHE = Path(os.environ.get("LEARNED_CACHE", "/tmp/learned_seg_cache"))
 SEQ_FILES = ("t1", "t1ce", "t2", "flair")
-HGB = dict(max_iter=150, learning_rate=0.1, max_leaf_nodes=31, min_samples_leaf=40,
+HGB = dict(max_iter=100, learning_rate=0.15, max_leaf_nodes=31, min_samples_leaf=40,
            l2_regularization=1.0, early_stopping=False)
 
 
@@ -120,7 +120,9 @@ def build_samples(folder: Path) -> Path:
         parts.append(sample(fv, labels, spacing, rng))
     X, y, w = (np.concatenate(p) for p in zip(*parts))
     CACHE.mkdir(parents=True, exist_ok=True)
-    np.savez(out, X=X, y=y, w=w)
+    tmp = out.with_suffix(f".{os.getpid()}.npz")
+    np.savez(tmp, X=X, y=y, w=w)
+    tmp.replace(out)  # atomic: another process building samples never sees half a file
     return out
 
 
@@ -178,12 +180,5 @@ def train() -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=["train", "evaluate"])
-    args = parser.parse_args()
-    if args.step == "train":
-        train()
-    else:
-        from train_learned_eval import evaluate  # noqa: E402
-
-        evaluate()
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
+    train()

@@ -10,7 +10,7 @@ brain's edge). Where FLAIR does not cover part of the brain (an older protocol's
 of view, found per slice), a second model trained without the FLAIR features predicts those
 voxels, and the scan says so (:attr:`LearnedSegmenter.input_warnings_`).
 
-Inference runs coarse to fine: every second voxel first, then every voxel within 2 voxels of
+Inference runs coarse to fine: every second voxel first, then every voxel next to a voxel
 where the coarse pass saw tumour (probability > 0.05). Post-processing, fixed before any
 evaluation: tumour components under 500 mm³ dropped (the largest is always kept), holes
 filled in 3-D (a necrotic core inside its rim is non-enhancing tumour).
@@ -131,7 +131,7 @@ def predict_crop(models: ModelPair, fv: FeatureVolume, spacing: Sequence[float])
     p = _probabilities(models, fv, coarse)
     hit = np.zeros_like(brain)
     hit[coarse] = (1.0 - p[:, 0]) > CANDIDATE_P
-    cand = ndi.binary_dilation(hit, np.ones((5, 5, 5), dtype=bool)) & brain
+    cand = ndi.binary_dilation(hit, np.ones((3, 3, 3), dtype=bool)) & brain
     labels = np.zeros(brain.shape, dtype=np.uint8)
     if cand.any():
         p = _probabilities(models, fv, cand)
@@ -148,9 +148,10 @@ def postprocess(labels: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     sizes = np.bincount(lab.ravel())[1:] * float(np.prod(spacing))
     keep = (sizes >= MIN_COMPONENT_MM3) | (sizes == sizes.max())
     tumour = np.isin(lab, np.flatnonzero(keep) + 1)
-    filled = ndi.binary_fill_holes(tumour)
     out = np.where(tumour, labels, 0).astype(np.uint8)
-    out[filled & ~tumour] = 2
+    box = ndi.find_objects(tumour.astype(np.uint8))[0]
+    holes = ndi.binary_fill_holes(tumour[box]) & ~tumour[box]
+    out[box][holes] = 2
     return out
 
 

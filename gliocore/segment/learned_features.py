@@ -157,7 +157,9 @@ def compute_features(arrays: Sequence[np.ndarray], spacing: Sequence[float], lr_
     -------
     FeatureVolume
     """
-    arrays = [np.nan_to_num(np.asarray(a, dtype=np.float32)) for a in arrays]
+    arrays = [np.ascontiguousarray(a, dtype=np.float32) for a in arrays]
+    arrays = [a if np.isfinite(a).all() else np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
+              for a in arrays]
     sp = np.asarray(spacing, dtype=float)
     full_brain = brain_mask(arrays) if brain is None else np.asarray(brain, dtype=bool)
     if not full_brain.any():
