@@ -42,15 +42,19 @@ def scores(pred: np.ndarray, ref: np.ndarray, voxel_mm3: float) -> dict[str, flo
     return out
 
 
-def evaluate_fold(k: int, degraded: bool = True) -> list[dict]:
-    """Score fold ``k``'s model on its two held-out cases (clean, degraded) and the baseline."""
+def evaluate_fold(k: int, degraded: bool = True, n_degraded: int = 2) -> None:
+    """Score fold ``k``'s model on its two held-out cases: clean and the baseline first, then
+    each degradation (on the first ``n_degraded`` of them); written after every step to
+    ``$LEARNED_CACHE/eval_fold<k>.json``."""
     from gliocore.segment.baseline import segment_arrays as baseline_arrays
 
     dirs = {d.name: d for d in case_dirs()}
     models = load_models(f"fold{k}")
-    rows = []
+    out = CACHE / f"eval_fold{k}.json"
+    rows, cases = [], {}
     for case in folds(sorted(dirs))[k]:
         arrays, ref, spacing, lr_axis = load_case(dirs[case])
+        cases[case] = (arrays, ref, spacing, lr_axis)
         vox = float(np.prod(spacing))
         t0 = time.perf_counter()
         pred, _ = segment_arrays(arrays, spacing, lr_axis, models)
@@ -61,22 +65,25 @@ def evaluate_fold(k: int, degraded: bool = True) -> list[dict]:
         row["baseline"] = {**scores(base, ref, vox),
                            "seconds": round(time.perf_counter() - t0, 1)}
         row["degraded"] = {}
-        for j, (name, fn) in enumerate(degrade.DEGRADATIONS.items() if degraded else ()):
-            rng = np.random.default_rng([EVAL_SEED, j, sum(case.encode())])
-            pred, uncovered = segment_arrays(fn(arrays, rng), spacing, lr_axis, models)
-            row["degraded"][name] = {**scores(pred, ref, vox),
-                                     "uncovered": {s: round(f, 3) for s, f in uncovered.items()}}
-        print(json.dumps({k2: v for k2, v in row.items() if k2 != "degraded"}), flush=True)
         rows.append(row)
-    return rows
+        print(json.dumps({k2: v for k2, v in row.items() if k2 != "degraded"}), flush=True)
+        out.write_text(json.dumps(rows, indent=1))
+    for j, (name, fn) in enumerate(degrade.DEGRADATIONS.items() if degraded else ()):
+        for row in rows[:n_degraded]:
+            arrays, ref, spacing, lr_axis = cases[row["case"]]
+            rng = np.random.default_rng([EVAL_SEED, j, sum(row["case"].encode())])
+            pred, uncovered = segment_arrays(fn(arrays, rng), spacing, lr_axis, models)
+            row["degraded"][name] = {**scores(pred, ref, float(np.prod(spacing))),
+                                     "uncovered": {s: round(f, 3) for s, f in uncovered.items()}}
+            print(row["case"], name, row["degraded"][name]["dice_WT"], flush=True)
+            out.write_text(json.dumps(rows, indent=1))
 
 
-def evaluate(fold_ids: list[int], degraded: bool = True) -> None:
+def evaluate(fold_ids: list[int], degraded: bool = True, n_degraded: int = 2) -> None:
     """Evaluate the given folds, each into ``$LEARNED_CACHE/eval_fold<k>.json``."""
     CACHE.mkdir(parents=True, exist_ok=True)
     for k in fold_ids:
-        rows = evaluate_fold(k, degraded)
-        (CACHE / f"eval_fold{k}.json").write_text(json.dumps(rows, indent=1))
+        evaluate_fold(k, degraded, n_degraded)
 
 
 def merge() -> None:
@@ -94,7 +101,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folds", type=int, nargs="*", default=list(range(N_FOLDS)))
     parser.add_argument("--merge", action="store_true", help="only merge the folds' results")
+    parser.add_argument("--n-degraded", type=int, default=2,
+                        help="held-out cases per fold to degrade (2 = both)")
     args = parser.parse_args()
     if not args.merge:
-        evaluate(args.folds)
+        evaluate(args.folds, n_degraded=args.n_degraded)
     merge()

@@ -63,18 +63,25 @@ def case_table(cv: dict) -> pd.DataFrame:
 
 
 def degradation_table(cv: dict) -> pd.DataFrame:
-    """Mean (and worst) whole-tumour and CE Dice per degradation, next to the clean figure."""
-    clean_wt = np.mean([r["dice_WT"] for r in cv["cases"]])
-    clean_ce = np.mean([r["dice_CE"] for r in cv["cases"]])
-    rows = [{"condition": "clean", "WT mean": clean_wt,
-             "WT min": min(r["dice_WT"] for r in cv["cases"]), "CE mean": clean_ce,
-             "WT drop": 0.0}]
-    names = list(cv["cases"][0].get("degraded", {}))
+    """Whole-tumour and CE Dice per degradation (mean, worst) and the drop from clean.
+
+    The drop compares the same cases clean and degraded (a degradation may have been run on
+    fewer cases than the clean evaluation; ``n`` says on how many).
+    """
+    cases = cv["cases"]
+    rows = [{"condition": "clean", "n": len(cases),
+             "WT mean": float(np.mean([r["dice_WT"] for r in cases])),
+             "WT min": min(r["dice_WT"] for r in cases),
+             "CE mean": float(np.mean([r["dice_CE"] for r in cases])), "WT drop": 0.0}]
+    names = list(dict.fromkeys(n for r in cases for n in r.get("degraded", {})))
     for name in names:
-        wt = [r["degraded"][name]["dice_WT"] for r in cv["cases"]]
-        ce = [r["degraded"][name]["dice_CE"] for r in cv["cases"]]
-        rows.append({"condition": name, "WT mean": float(np.mean(wt)), "WT min": min(wt),
-                     "CE mean": float(np.mean(ce)), "WT drop": clean_wt - float(np.mean(wt))})
+        done = [r for r in cases if name in r.get("degraded", {})]
+        wt = [r["degraded"][name]["dice_WT"] for r in done]
+        ce = [r["degraded"][name]["dice_CE"] for r in done]
+        clean = float(np.mean([r["dice_WT"] for r in done]))
+        rows.append({"condition": name, "n": len(done), "WT mean": float(np.mean(wt)),
+                     "WT min": min(wt), "CE mean": float(np.mean(ce)),
+                     "WT drop": clean - float(np.mean(wt))})
     return pd.DataFrame(rows).round(3)
 
 
