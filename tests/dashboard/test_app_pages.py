@@ -119,7 +119,8 @@ def test_page_renders_without_exception(app_env, page):
     assert n_of_n(at) == (N_SUBJECTS, N_SUBJECTS)
     assert not at.error, [e.value for e in at.error]
     # every page says which segmentation produced the results
-    assert any("Segmentation: baseline v" in c.value for c in at.caption)
+    # the default backend for a user cohort is the learned one (the demo keeps the baseline)
+    assert any("Segmentation: learned v" in c.value for c in at.caption)
 
 
 def test_cohort_page_widgets(app_env):
@@ -483,7 +484,8 @@ def test_unprocessed_cohort_says_what_is_missing_then_processes(tmp_path, monkey
     assert not at.exception
     assert "Processing finished: 3 subjects: 3 computed" in texts(at)
     assert [m for m in at.metric if m.label == "Segmented"][0].value == "3"
-    assert any("Segmentation: baseline v" in c.value for c in at.caption)
+    # the default backend for a user cohort is the learned one (the demo keeps the baseline)
+    assert any("Segmentation: learned v" in c.value for c in at.caption)
 
 
 def test_warm_render_times(app_env):
