@@ -244,8 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "days or date, img_dir (default: scans.csv beside the CSV if present, else "
                     "<subject>/<timepoint>/ folders, else one scan per subject)")
     pr.add_argument("--backend", default=None,
-                    help="segmentation backend: learned, baseline, import, hdglio, nnunetv2 "
-                         "(default: learned; baseline for --demo)")
+                    help="segmentation backend: baseline, learned, import, hdglio, nnunetv2 "
+                         "(default: baseline)")
     pr.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE")
     pr.add_argument("--label-map", help="label map of the backend's output, e.g. brats, "
                     "hdglio-v2, seed, or '4:ce,1:ne,2:ne' (required with --backend import)")

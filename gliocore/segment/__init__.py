@@ -5,10 +5,10 @@ its raw output, an optional weights checksum, ``load()`` once per batch and ``se
 subject returning GlioScope's canonical mask (1 = contrast-enhancing, 2 = non-enhancing).
 Backends register themselves by name; :func:`get_segmenter` builds one.
 
-The default backend for user cohorts is ``learned`` (:mod:`.learned`: gradient-boosted trees over
-the voxel features of :mod:`.learned_features`, trained on twelve expert-labelled BraTS cases,
-model shipped in ``models/learned``); ``baseline`` (intensity rules) is the named fallback and
-the synthetic demo's backend. :mod:`.degrade` degrades scans the way other centres' differ.
+``baseline`` (intensity rules) is the default. ``learned`` (:mod:`.learned`: gradient-boosted
+trees over the voxel features of :mod:`.learned_features`, trained on twelve expert-labelled BraTS
+cases, model shipped in ``models/learned``) is available by name; held out it scores below the
+rules, so it is not the default yet. :mod:`.degrade` degrades scans the way other centres' differ.
 
 Torch is imported only inside the deep-learning backends, lazily. Mask QC (Dice, HD95 against a
 reference) is :mod:`.qc`; input and output checks of the backends are :mod:`.checks`.
