@@ -96,6 +96,26 @@ def evaluate_fold(k: int, degraded: bool = True, n_degraded: int = 2,
             out.write_text(json.dumps(rows, indent=1))
 
 
+def add_degradations(k: int, names: list[str], n_cases: int = 2) -> None:
+    """Add degradations whose name contains one of ``names`` to fold ``k``'s recorded rows."""
+    out = CACHE / f"eval_fold{k}.json"
+    rows = json.loads(out.read_text())
+    dirs = {d.name: d for d in case_dirs()}
+    models = _fold_models(k)
+    for j, (name, fn) in enumerate(degrade.DEGRADATIONS.items()):
+        if not any(n in name for n in names):
+            continue
+        for row in rows[:n_cases]:
+            arrays, ref, spacing, lr_axis = load_case(dirs[row["case"]])
+            rng = np.random.default_rng([EVAL_SEED, j, sum(row["case"].encode())])
+            pred, uncovered = segment_arrays(fn(arrays, rng), spacing, lr_axis, models)
+            row.setdefault("degraded", {})[name] = {
+                **scores(pred, ref, float(np.prod(spacing))),
+                "uncovered": {s: round(f, 3) for s, f in uncovered.items()}}
+            print(row["case"], name, row["degraded"][name]["dice_WT"], flush=True)
+            out.write_text(json.dumps(rows, indent=1))
+
+
 def evaluate(fold_ids: list[int], degraded: bool = True, n_degraded: int = 2,
              baseline: bool = True) -> None:
     """Evaluate the given folds, each into ``$LEARNED_CACHE/eval_fold<k>.json``."""
@@ -122,7 +142,12 @@ if __name__ == "__main__":
     parser.add_argument("--n-degraded", type=int, default=2,
                         help="held-out cases per fold to degrade (2 = both)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the rule baseline")
+    parser.add_argument("--add-degradations", nargs="*",
+                        help="only add these degradations (name substrings) to recorded folds")
     args = parser.parse_args()
-    if not args.merge:
+    if args.add_degradations:
+        for k in args.folds:
+            add_degradations(k, args.add_degradations, args.n_degraded)
+    elif not args.merge:
         evaluate(args.folds, n_degraded=args.n_degraded, baseline=not args.no_baseline)
     merge()
