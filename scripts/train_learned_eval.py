@@ -1,0 +1,153 @@
+"""Held-out evaluation of the learned segmenter, after ``train_learned_segmenter.py train``.
+
+    python scripts/train_learned_eval.py [--folds 0 1 2]   # then --merge once all six are done
+
+Every figure comes from the fold model that did not see the case. Writes
+``gliocore/segment/models/learned/cv.json``: per case, clean Dice (whole tumour, contrast-
+enhancing, non-enhancing) and volumes, the same under each degradation of
+:data:`gliocore.segment.degrade.DEGRADATIONS` (fixed seeded draws, other than training's), the
+rule baseline's Dice on the same clean case, and the seconds each took.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from gliocore.segment import degrade  # noqa: E402
+from gliocore.segment.learned import (MODEL_DIR, ModelPair, load_models,  # noqa: E402
+                                      segment_arrays)
+from gliocore.segment.qc import dice  # noqa: E402
+from train_learned_segmenter import (CACHE, N_FOLDS, SEED, case_dirs, folds,  # noqa: E402
+                                     load_case)
+
+EVAL_SEED = SEED + 1
+
+
+def scores(pred: np.ndarray, ref: np.ndarray, voxel_mm3: float) -> dict[str, float]:
+    """Dice per region and the volumes (cm³) of prediction and reference."""
+    out = {}
+    for region, a, b in (("WT", pred > 0, ref > 0), ("CE", pred == 1, ref == 1),
+                         ("NE", pred == 2, ref == 2)):
+        out[f"dice_{region}"] = round(dice(a, b), 4)
+        out[f"pred_{region}_cm3"] = round(float(a.sum()) * voxel_mm3 / 1000, 2)
+        out[f"ref_{region}_cm3"] = round(float(b.sum()) * voxel_mm3 / 1000, 2)
+    return out
+
+
+def _fold_models(k: int) -> ModelPair:
+    """Fold ``k``'s models, checked against the manifest when it exists (it is written once
+    every model is fitted; the folds can be evaluated before the final model is done)."""
+    import joblib
+
+    if (MODEL_DIR / "manifest.json").is_file():
+        return load_models(f"fold{k}")
+    return ModelPair(*(joblib.load(MODEL_DIR / f"fold{k}_{kind}.joblib")
+                       for kind in ("full", "noflair")))
+
+
+def evaluate_fold(k: int, degraded: bool = True, n_degraded: int = 2,
+                  baseline: bool = True) -> None:
+    """Score fold ``k``'s model on its two held-out cases: clean and the baseline first, then
+    each degradation (on the first ``n_degraded`` of them); written after every step to
+    ``$LEARNED_CACHE/eval_fold<k>.json``."""
+    from gliocore.segment.baseline import segment_arrays as baseline_arrays
+
+    dirs = {d.name: d for d in case_dirs()}
+    models = _fold_models(k)
+    out = CACHE / f"eval_fold{k}.json"
+    rows, cases = [], {}
+    for case in folds(sorted(dirs))[k]:
+        arrays, ref, spacing, lr_axis = load_case(dirs[case])
+        cases[case] = (arrays, ref, spacing, lr_axis)
+        vox = float(np.prod(spacing))
+        t0 = time.perf_counter()
+        pred, _ = segment_arrays(arrays, spacing, lr_axis, models)
+        row = {"case": case, "fold": f"fold{k}",
+               "seconds": round(time.perf_counter() - t0, 1), **scores(pred, ref, vox)}
+        row["degraded"] = {}
+        rows.append(row)
+        print(json.dumps({k2: v for k2, v in row.items() if k2 != "degraded"}), flush=True)
+        out.write_text(json.dumps(rows, indent=1))
+    for row in rows if baseline else ():
+        arrays, ref, spacing, lr_axis = cases[row["case"]]
+        t0 = time.perf_counter()
+        base = baseline_arrays(*arrays, spacing=spacing, lr_axis=lr_axis)
+        row["baseline"] = {**scores(base, ref, float(np.prod(spacing))),
+                           "seconds": round(time.perf_counter() - t0, 1)}
+        print(row["case"], "baseline", row["baseline"]["dice_WT"], flush=True)
+        out.write_text(json.dumps(rows, indent=1))
+    for j, (name, fn) in enumerate(degrade.DEGRADATIONS.items() if degraded else ()):
+        for row in rows[:n_degraded]:
+            arrays, ref, spacing, lr_axis = cases[row["case"]]
+            rng = np.random.default_rng([EVAL_SEED, j, sum(row["case"].encode())])
+            pred, uncovered = segment_arrays(fn(arrays, rng), spacing, lr_axis, models)
+            row["degraded"][name] = {**scores(pred, ref, float(np.prod(spacing))),
+                                     "uncovered": {s: round(f, 3) for s, f in uncovered.items()}}
+            print(row["case"], name, row["degraded"][name]["dice_WT"], flush=True)
+            out.write_text(json.dumps(rows, indent=1))
+
+
+def add_degradations(k: int, names: list[str], n_cases: int = 2) -> None:
+    """Add degradations whose name contains one of ``names`` to fold ``k``'s recorded rows."""
+    out = CACHE / f"eval_fold{k}.json"
+    rows = json.loads(out.read_text())
+    dirs = {d.name: d for d in case_dirs()}
+    models = _fold_models(k)
+    for j, (name, fn) in enumerate(degrade.DEGRADATIONS.items()):
+        if not any(n in name for n in names):
+            continue
+        for row in rows[:n_cases]:
+            arrays, ref, spacing, lr_axis = load_case(dirs[row["case"]])
+            rng = np.random.default_rng([EVAL_SEED, j, sum(row["case"].encode())])
+            pred, uncovered = segment_arrays(fn(arrays, rng), spacing, lr_axis, models)
+            row.setdefault("degraded", {})[name] = {
+                **scores(pred, ref, float(np.prod(spacing))),
+                "uncovered": {s: round(f, 3) for s, f in uncovered.items()}}
+            print(row["case"], name, row["degraded"][name]["dice_WT"], flush=True)
+            out.write_text(json.dumps(rows, indent=1))
+
+
+def evaluate(fold_ids: list[int], degraded: bool = True, n_degraded: int = 2,
+             baseline: bool = True) -> None:
+    """Evaluate the given folds, each into ``$LEARNED_CACHE/eval_fold<k>.json``."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    for k in fold_ids:
+        evaluate_fold(k, degraded, n_degraded, baseline)
+
+
+def merge() -> None:
+    """Collect the six folds' results into ``models/learned/cv.json``."""
+    rows = []
+    for k in range(N_FOLDS):
+        rows += json.loads((CACHE / f"eval_fold{k}.json").read_text())
+    out = {"note": "every figure from the fold model that never saw the case (leave-two-cases-"
+                   "out, 6 folds); written by scripts/train_learned_eval.py",
+           "seed": EVAL_SEED, "cases": sorted(rows, key=lambda r: r["case"])}
+    (MODEL_DIR / "cv.json").write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folds", type=int, nargs="*", default=list(range(N_FOLDS)))
+    parser.add_argument("--merge", action="store_true", help="only merge the folds' results")
+    parser.add_argument("--n-degraded", type=int, default=2,
+                        help="held-out cases per fold to degrade (2 = both)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the rule baseline")
+    parser.add_argument("--add-degradations", nargs="*",
+                        help="only add these degradations (name substrings) to recorded folds")
+    args = parser.parse_args()
+    if args.add_degradations:
+        for k in args.folds:
+            add_degradations(k, args.add_degradations, args.n_degraded)
+    elif not args.merge:
+        evaluate(args.folds, n_degraded=args.n_degraded, baseline=not args.no_baseline)
+    merge()

@@ -1,0 +1,45 @@
+"""The ``learned_cv`` validation part: the learned backend's recorded held-out figures."""
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from gliocore.segment.learned import MODEL_DIR
+from gliocore.validation.learned_cv import validate_learned_cv, verdict
+from gliocore.validation.report import PARTS
+
+
+def test_reports_every_case_with_mean_spread_and_the_baseline_beside():
+    report = validate_learned_cv(None)
+    assert "learned_cv" in PARTS
+    cases = [c for c in report.table["case"] if c not in ("mean", "SD", "min")]
+    assert 1 <= len(cases) <= 12 and len(set(cases)) == len(cases)
+    assert {"WT", "CE", "NE", "baseline WT", "CE cm³ expert"} <= set(report.table.columns)
+    assert report.degraded["condition"].iloc[0] == "clean"
+    assert (report.degraded["n"] <= 12).all()
+    text = report.to_markdown()
+    assert "never saw that case" in text and "not re-checked" in text
+    if len(report.degraded) == 1:
+        assert "not measured" in text and not report.ok
+
+
+def test_verdict_names_each_missed_target():
+    cv = json.loads((MODEL_DIR / "cv.json").read_text())
+    bad = copy.deepcopy(cv)
+    for r in bad["cases"]:
+        r["dice_WT"] = 0.5
+    ok, misses = verdict(bad)
+    assert not ok and any("mean whole-tumour Dice 0.500" in m for m in misses)
+    small = copy.deepcopy(cv)
+    row = small["cases"][0]
+    row["ref_CE_cm3"], row["pred_CE_cm3"] = 1.0, 2.5
+    assert any("> 2x expert" in m for m in verdict(small)[1])
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_recheck_reproduces_the_recorded_figure(shared_dir):
+    report = validate_learned_cv(shared_dir)
+    assert report.reproduced.endswith("reproduced."), report.reproduced
