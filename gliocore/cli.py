@@ -252,8 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--reference-label-map", default="glioscope",
                     help="label map of the reference masks: glioscope (1 = CE, 2 = NE; default), "
                          "brats, brats2023, hdglio-v2, seed, or '4:ce,1:ne,2:ne'")
-    pr.add_argument("--mask-pattern", help="import backend: mask path per subject, e.g. "
-                    "'{subject}_seg.nii.gz'")
+    pr.add_argument("--mask-pattern", help="import backend: mask file relative to each scan's "
+                    "folder, e.g. '{subject}_seg.nii.gz' or 'seg/{subject}_{scan}.nii.gz' (plain "
+                    "{subject}/{scan} only; no absolute path, no '..')")
     pr.add_argument("--weights-dir", help="hdglio: folder with HD-GLIO's parameter files")
     pr.add_argument("--model-dir", help="nnunetv2: trained model folder")
     pr.add_argument("--no-mirroring", action="store_true", help="hdglio/nnunetv2: no test-time "
