@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 
 from gliocore.cohort.clinical import ID_COLUMN
-from gliocore.errors import GeometryMismatchError, InvalidVolumeError, SubjectError
+from gliocore.errors import (GeometryMismatchError, InvalidVolumeError, OutsideRootError,
+                             SubjectError)
 from gliocore.imaging.io import load_volume
 from gliocore.imaging.volume import Volume, check_same_grid
-from gliocore.types import BASELINE_SCAN, SEQUENCES
+from gliocore.types import BASELINE_SCAN, SEQUENCES, PathType
 
 
 @dataclass(frozen=True)
@@ -180,5 +181,27 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def safe_name(text: str) -> str:
-    """A file-system-safe version of a subject or cohort name."""
-    return _SAFE.sub("_", text).strip("_") or "unnamed"
+    """A file-system-safe version of a subject, scan or cohort name: one path component.
+
+    Only letters, digits, ``.``, ``_`` and ``-`` are kept (others become ``_``); leading and
+    trailing dots and underscores are dropped, so the result is never ``.``, ``..``, a hidden
+    name or empty (``unnamed``), and never holds a separator. Different names can give the same
+    safe name (``P 1``, ``P_1``): never place outputs by it alone (see
+    :func:`gliocore.pipeline.context.mask_path`).
+    """
+    return _SAFE.sub("_", str(text)).strip("_.") or "unnamed"
+
+
+def ensure_inside(path: PathType, root: PathType) -> Path:
+    """``path``, after checking that it resolves (links included) strictly inside ``root``.
+
+    Raises
+    ------
+    OutsideRootError
+        Naming both, when the path would leave its root.
+    """
+    p = Path(path)
+    base = Path(root).resolve()
+    if base not in p.resolve().parents:
+        raise OutsideRootError(f"refused to write {p}: it lies outside {base}")
+    return p

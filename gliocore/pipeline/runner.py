@@ -14,7 +14,7 @@ import json
 import time
 from typing import Any, Callable
 
-from gliocore.cohort.subjects import Cohort, Scan, safe_name
+from gliocore.cohort.subjects import Cohort, Scan, ensure_inside, safe_name
 from gliocore.errors import GlioError, SubjectError
 from gliocore.features.params import load_params, params_fingerprint
 from gliocore.imaging.io import text_sha256
@@ -57,8 +57,10 @@ def start_run(cohort: Cohort, store: Store, config: ProcessingConfig,
     except BaseException:
         lock.release()
         raise
-    out_root = (config.output_dir or store.path.parent / "segmentations") / safe_name(cohort.name) \
-        / f"{segmenter.name}-{text_sha256(token)[:8]}"
+    # by cohort ID, never by its display name: two cohorts called alike keep their own masks
+    seg_root = config.output_dir or store.path.parent / "segmentations"
+    out_root = ensure_inside(seg_root / cid / f"{safe_name(segmenter.name)}-{text_sha256(token)[:8]}",
+                             seg_root)
     ctx = RunContext(store, config, cid, config_key, run_id, segmenter, token, params, params_fp,
                      out_root, ProcessingSummary(run_id, cid, config_key, len(subjects)),
                      baselines)
