@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -322,6 +323,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GlioError as exc:  # a cohort, file or setting GlioScope cannot use: say why, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a full disk, a folder that cannot be written: say which, no traceback
+        hint = (" — free space and run again; a processing run is recorded as failed and its "
+                "finished subjects are kept") if exc.errno == errno.ENOSPC else ""
+        print(f"error: {exc}{hint}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # the store's own errors (DuckDB: "No space left on device")
+        if type(exc).__module__.split(".")[0] != "duckdb":
+            raise
+        print(f"error: the store could not be written ({exc}); free space and run again, "
+              "finished subjects are kept", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover
