@@ -45,9 +45,14 @@ def _instrument_bookkeeping() -> dict[str, float]:
     pipeline's own hashing (``gliocore.pipeline.plan.file_sha256``)."""
     import functools
 
-    import gliocore.pipeline.plan as plan
-    import gliocore.pipeline.runner as pipeline
-    from gliocore.store import Store
+    try:  # the package layout (issue 17)
+        import gliocore.pipeline.plan as plan
+        import gliocore.pipeline.runner as pipeline
+        from gliocore.store import Store
+    except ImportError:  # a 'before' commit from the flat layout
+        import gliocore.pipeline as pipeline  # type: ignore[no-redef]
+        from gliocore.store import Store  # type: ignore[no-redef]
+        plan = pipeline
 
     acc = {"seconds": 0.0, "calls": 0}
     depth = [0]
@@ -85,7 +90,10 @@ def _instrument_bookkeeping() -> dict[str, float]:
                     acc["calls"] += 1
         return wrapper
 
-    for name, attr in list(vars(Store).items()):
+    # the Store's own methods and its mixins' (one class per table family since the split)
+    methods = {name: attr for klass in reversed(Store.__mro__[:-1])
+               for name, attr in vars(klass).items()}
+    for name, attr in methods.items():
         if name == "batch":  # newer code: several calls in one connection
             setattr(Store, name, timed_context(attr))
         elif callable(attr) and not name.startswith("__") and name not in ("connect",
