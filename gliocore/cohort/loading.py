@@ -197,6 +197,6 @@ def _reference(folder: Path, sid: str, reference_suffix: str | None) -> Path | N
     if reference_suffix:
         for ext in IMAGE_EXTENSIONS:
             cand = folder / f"{sid}{reference_suffix}{ext}"
-            if cand.exists():
+            if cand.is_file():  # regular files only: a FIFO or a device would hang its hashing
                 return cand
     return None

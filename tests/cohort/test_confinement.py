@@ -56,3 +56,22 @@ def test_a_path_given_cohort_may_still_use_an_absolute_img_dir(tmp_path):
     csv = tmp_path / "c" / "clinical.csv"
     csv.write_text(f"SUBJECT ID,Survival(months),IDH-status,img_dir\nS2,7,wildtype,{outside}\n")
     assert load_cohort(csv).subject_ids == ["S2"]
+
+
+def test_a_reference_mask_that_is_a_fifo_or_a_device_is_not_used(tmp_path):
+    """Found by name, it would be hashed while the run lock is held: a FIFO blocks forever."""
+    import os
+    root = tmp_path / "c"
+    (root / "S1").mkdir(parents=True)
+    for suffix in SUFFIXES:
+        (root / "S1" / f"S1{suffix}.nii.gz").write_bytes(nifti_bytes(0))
+    os.mkfifo(root / "S1" / "S1_truth.nii.gz")
+    (root / "S2").mkdir()
+    for suffix in SUFFIXES:
+        (root / "S2" / f"S2{suffix}.nii.gz").write_bytes(nifti_bytes(1))
+    os.symlink("/dev/zero", root / "S2" / "S2_truth.nii.gz")
+    csv = root / "clinical.csv"
+    csv.write_text("SUBJECT ID,Survival(months),IDH-status\nS1,12.5,mutant\nS2,7,wildtype\n")
+    cohort = load_cohort(csv)
+    assert cohort.subject_ids == ["S1", "S2"]
+    assert all(s.reference_mask is None for s in cohort.scans)
