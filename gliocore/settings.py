@@ -93,6 +93,11 @@ class Settings:
         What an image file's header may announce (checked before reading voxels).
     upload_limits : UploadLimits
         Limits of a cohort uploaded as a zip.
+    allowed_roots : tuple of Path
+        Folders the dashboard's "Load a cohort" may read (the clinical CSV, the image root and
+        every image, after resolving links); empty (the default, one local user) allows any
+        folder the server's account can read. From ``$GLIOSCOPE_ALLOWED_ROOTS`` (folders
+        separated by ``os.pathsep``, ``:`` on POSIX). Set it for a group deployment.
     """
 
     data_dir: Path = REPO_ROOT / "data"
@@ -105,6 +110,7 @@ class Settings:
     default_backend: str = "baseline"
     input_limits: InputLimits = InputLimits()
     upload_limits: UploadLimits = UploadLimits()
+    allowed_roots: tuple[Path, ...] = ()
 
     @property
     def db(self) -> Path:
@@ -127,9 +133,19 @@ class Settings:
         """Where uploaded cohorts are unpacked, one folder per upload."""
         return self.data_dir / "uploads"
 
+    def may_read(self, path: str | os.PathLike[str]) -> bool:
+        """Whether ``path`` (links resolved) lies inside one of :attr:`allowed_roots`; always
+        True when no root is set."""
+        if not self.allowed_roots:
+            return True
+        real = Path(path).expanduser().resolve()
+        return any(real.is_relative_to(Path(r).expanduser().resolve())
+                   for r in self.allowed_roots)
+
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":
-        """Defaults, then ``$GLIOSCOPE_DATA`` / ``$GLIOSCOPE_DB``, then ``overrides``."""
+        """Defaults, then ``$GLIOSCOPE_DATA`` / ``$GLIOSCOPE_DB`` /
+        ``$GLIOSCOPE_ALLOWED_ROOTS``, then ``overrides``."""
         s = cls()
         if os.environ.get("GLIOSCOPE_DATA"):
             s = replace(s, data_dir=Path(os.environ["GLIOSCOPE_DATA"]))
@@ -137,4 +153,8 @@ class Settings:
             s = replace(s, demo_followups=False)
         if os.environ.get("GLIOSCOPE_DB"):
             s = replace(s, store_path=Path(os.environ["GLIOSCOPE_DB"]))
+        roots = [r for r in os.environ.get("GLIOSCOPE_ALLOWED_ROOTS", "").split(os.pathsep)
+                 if r.strip()]
+        if roots:
+            s = replace(s, allowed_roots=tuple(Path(r.strip()) for r in roots))
         return replace(s, **overrides) if overrides else s  # type: ignore[arg-type]

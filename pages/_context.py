@@ -12,7 +12,14 @@ import streamlit as st
 from gliocore.analysis.filters import Filter, apply_filters, outcome_filters
 from gliocore.settings import Settings
 from gliocore.store.database import Store, is_busy_error
-from pages._columns import ID, LOCATION_PREFIXES, NON_DATA_COLUMNS, OUTCOME_COLUMNS, empty_columns
+from pages import _work
+from pages._columns import (
+    ID,
+    LOCATION_PREFIXES,
+    NON_DATA_COLUMNS,
+    OUTCOME_COLUMNS,
+    empty_columns,
+)
 from pages._filters import clear_filters, filter_widgets, kept
 from pages._loaders import (
     db_stamp,
@@ -27,7 +34,7 @@ from pages._loaders import (
 CONTEXT_KEY = "_glioscope_context"
 FRESH_KEY = "_glioscope_context_fresh"
 LEFT_LEGACY_KEY = "_glioscope_left_legacy_navigation"
-PENDING_COHORT = "_glioscope_pending_cohort"
+PENDING_COHORT = _work.PENDING_COHORT  # a cohort to switch to on the next run
 
 
 @dataclass
@@ -159,6 +166,8 @@ def _leave_legacy_navigation() -> None:
 def sidebar(settings: Settings) -> Context:
     """Render the cohort picker and the filters in the sidebar; return the page context."""
     st.session_state["_glioscope_settings"] = settings
+    _work.collect_ended(settings)  # this session's background work ended: its cohort, its notice
+    _work.sidebar_status(settings)
     db = str(settings.db)
     stamp = db_stamp(db)
     try:

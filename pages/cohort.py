@@ -2,95 +2,182 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
-from pages._columns import ID
-from pages import _loaders as loaders
 from pages import _context as page_context
 from pages import _display as ui
+from pages import _loaders as loaders
+from pages import _work
+from pages._columns import ID
+from pages._jobs import Job
 
 ctx = page_context.context()
 ui.page_header("Cohort", ctx)
 settings = ctx.settings
 
 
-# -- actions ----------------------------------------------------------------------------------------
-class _Progress:
-    """Feeds the pipeline's progress callback ``(stage, done, total, subject)`` to st.progress."""
-
-    STAGES = ("generate", "hash", "segment", "features")
-
-    def __init__(self, stages: tuple[str, ...]) -> None:
-        self.stages = stages
-        self.bar = st.progress(0.0, text="Starting…")
-
-    def __call__(self, stage: str, done: int, total: int, subject: str | None = None) -> None:
-        i = self.stages.index(stage) if stage in self.stages else 0
-        frac = (i + (done / total if total else 1.0)) / len(self.stages)
-        who = f" — {subject}" if subject else ""
-        self.bar.progress(min(max(frac, 0.0), 1.0), text=f"{stage}: {done}/{total}{who}")
+# -- actions: each runs in the background (pages._jobs), never in this script run -----------------
+PROCESS_STAGES = ("hash", "segment and features", "location")
 
 
-def _process(cohort, backend: str, workers: int, options: dict | None = None,
-             reference_label_map: str = "auto") -> None:
-    from gliocore.location.localise import LocationConfig
-    from gliocore.pipeline.context import ProcessingConfig
-    from gliocore.pipeline.runner import process_cohort
-    progress = _Progress(("hash", "segment", "features", "location"))
-    summary = process_cohort(cohort, ctx.store(), ProcessingConfig(
-        backend=backend, backend_options=options or {}, workers=workers,
-        reference_label_map=reference_label_map,
-        # atlas location for subjects already in an atlas space; registration (about a minute a
-        # subject) is left to `python -m gliocore process`, which the Location page says
-        location=LocationConfig(register=False)), progress=progress)
-    progress.bar.progress(1.0, text="Done")
-    st.session_state["last_summary"] = summary.describe()
-    st.session_state[page_context.PENDING_COHORT] = summary.cohort_id
+def _process_progress(job: Job) -> Callable[..., None]:
+    """The pipeline's progress as the job's: its ``segment`` and ``features`` counts move
+    together (one task does both), so they are one stage."""
+    def report(stage: str, done: int, total: int, subject: str | None = None) -> None:
+        if stage == "features":
+            return
+        job.progress("segment and features" if stage == "segment" else stage, done, total,
+                     subject)
+    return report
 
 
-def _generate_demo(n: int, workers: int) -> None:
-    from gliocore.cohort import synth
-    from gliocore.cohort.loading import load_cohort
-    gen = _Progress(("generate", "follow-up scans") if settings.demo_followups else ("generate",))
-    csv = synth.generate_demo_cohort(settings.demo_dir, n_subjects=n, seed=settings.demo_seed,
-                                     workers=workers,
-                                     progress=lambda d, t: gen("generate", d, t))
-    if settings.demo_followups:
-        synth.generate_followups(settings.demo_dir, seed=settings.demo_seed, workers=workers,
-                                 progress=lambda d, t: gen("follow-up scans", d, t))
-    cohort = load_cohort(csv, Path(csv).parent, name="demo")
-    _process(cohort, settings.default_backend, workers)
+def _process_work(load: Callable[[], Any], store, backend: str, workers: int,
+                  options: dict | None = None, reference_label_map: str = "auto"
+                  ) -> Callable[[Job], str]:
+    """The job that loads the cohort (``load()``) and processes it, reporting progress."""
+    def work(job: Job) -> str:
+        from gliocore.location.localise import LocationConfig
+        from gliocore.pipeline import runner
+        from gliocore.pipeline.context import ProcessingConfig
+        job.progress("hash", 0, 0, "loading the cohort")
+        config = ProcessingConfig(
+            backend=backend, backend_options=options or {}, workers=workers,
+            reference_label_map=reference_label_map,
+            # atlas location for subjects already in an atlas space; registration (about a
+            # minute a subject) is left to `python -m gliocore process` (the Location page says)
+            location=LocationConfig(register=False))
+        summary = runner.process_cohort(load(), store, config, progress=_process_progress(job))
+        job.cohort_id = summary.cohort_id
+        return "Processing finished: " + summary.describe()
+    return work
 
 
-def _load_current_cohort(reference_suffix: str | None = "_truth"):
-    from gliocore.cohort.loading import load_cohort
-    info = ctx.cohort or {}
-    naming = info.get("naming")
-    return load_cohort(info["clinical_csv"], info["image_root"],
-                       naming=naming if isinstance(naming, str) and naming else None,
-                       name=info.get("name"), reference_suffix=reference_suffix or None)
+def _demo_work(n: int, workers: int) -> Callable[[Job], str]:
+    demo_dir, seed, followups = settings.demo_dir, settings.demo_seed, settings.demo_followups
+    store, backend = ctx.store(), settings.default_backend
+
+    def work(job: Job) -> str:
+        from gliocore.cohort import synth
+        from gliocore.cohort.loading import load_cohort
+        job.stages = ("generate", *(("follow-up scans",) if followups else ()), *PROCESS_STAGES)
+        csv = synth.generate_demo_cohort(demo_dir, n_subjects=n, seed=seed, workers=workers,
+                                         progress=lambda d, t: job.progress("generate", d, t))
+        if followups:
+            synth.generate_followups(demo_dir, seed=seed, workers=workers,
+                                     progress=lambda d, t: job.progress("follow-up scans", d, t))
+        return _process_work(lambda: load_cohort(csv, Path(csv).parent, name="demo"), store,
+                             backend, workers)(job)
+    return work
 
 
-def _run(action, *args) -> None:
-    """Run an action with its errors shown as messages; rerun to show the new state."""
-    from gliocore.errors import GlioError
-    try:
-        action(*args)
-    except (GlioError, ValueError, OSError) as exc:
-        st.error(f"{type(exc).__name__}: {exc}")
+def _current_cohort_loader(reference_suffix: str | None = "_truth") -> Callable[[], Any]:
+    info = dict(ctx.cohort or {})
+
+    def load():
+        from gliocore.cohort.loading import load_cohort
+        naming = info.get("naming")
+        return load_cohort(info["clinical_csv"], info["image_root"],
+                           naming=naming if isinstance(naming, str) and naming else None,
+                           name=info.get("name"), reference_suffix=reference_suffix or None)
+    return load
+
+
+def _outside(settings, cohort) -> list[str]:
+    """Files of ``cohort`` outside the settings' allowed roots, as 'subject: file' (at most 3)."""
+    out = []
+    for scan in [*cohort.subjects, *getattr(cohort, "scans", [])]:
+        for path in [*scan.sequences.values(), scan.reference_mask]:
+            if path is not None and not settings.may_read(path):
+                out.append(f"{scan.subject_id}: {Path(path).name}")
+    return sorted(set(out))[:3]
+
+
+def _load_work(csv: str, root: str | None, naming: str | None, name: str | None
+               ) -> Callable[[Job], str]:
+    """The job of "Load cohort": only from the allowed roots (a group deployment's setting)."""
+    store, allowed = ctx.store(), settings
+
+    def work(job: Job) -> str:
+        from gliocore.cohort.loading import load_cohort
+        from gliocore.errors import CohortError
+        from gliocore.pipeline.plan import register_cohort
+        if not csv:
+            raise ValueError("enter the path of the clinical CSV")
+        roots = ("the setting GLIOSCOPE_ALLOWED_ROOTS allows only "
+                 + ", ".join(map(str, allowed.allowed_roots)))
+        for path in (csv, root):
+            if path and not allowed.may_read(path):
+                raise CohortError(f"{path} is outside the folders this dashboard may read "
+                                  f"({roots})")
+        cohort = load_cohort(csv, root, naming=naming, name=name)
+        outside = _outside(allowed, cohort)
+        if outside:
+            raise CohortError(f"images outside the folders this dashboard may read ("
+                              f"{'; '.join(outside)}); {roots}")
+        job.cohort_id = register_cohort(store, cohort, naming)
+        return (f"Loaded cohort **{cohort.name}**: {len(cohort.subjects)} subjects with images"
+                + (f", {len(cohort.problems)} problem(s)" if cohort.problems else ""))
+    return work
+
+
+def _upload_work(upload: Any, naming: str | None, name: str) -> Callable[[Job], str]:
+    """The job of "Upload and load cohort": check, unpack and register the zip."""
+    store, uploads_dir, limits = ctx.store(), settings.uploads_dir, settings.upload_limits
+
+    def work(job: Job) -> str:
+        from gliocore.cohort import uploads
+        from gliocore.pipeline.plan import register_cohort
+        job.progress("unpacking", 0, 0, f"{upload.size >> 20} MiB zip")
+        up = uploads.load_uploaded_cohort(upload, uploads_dir, limits=limits, naming=naming,
+                                          name=name)
+        job.progress("registering", 0, 0, up.cohort.name)
+        job.cohort_id = register_cohort(store, up.cohort, naming)
+        return (f"Uploaded cohort **{up.cohort.name}**: {len(up.cohort.subjects)} subjects with "
+                f"images" + (f", {len(up.cohort.problems)} problem(s) (see the status table after "
+                             "processing)" if up.cohort.problems else "")
+                + (" (this zip was uploaded before; its files were reused)" if up.reused else ""))
+    return work
+
+
+def _stopped_run_note(running: Job | None, *process_args: Any) -> None:
+    """Say so when the cohort's latest run did not end (the server restarted, or it was
+    stopped) and no run is going on; offer to resume it (finished subjects are kept)."""
+    from gliocore.store.locking import RunLock
+    runs = loaders.load_runs(ctx.db, ctx.stamp, ctx.cohort_id)
+    if running is not None or runs.empty or runs.iloc[0]["status"] not in ("running",
+                                                                            "interrupted"):
         return
-    st.cache_data.clear()
-    st.rerun()
+    if RunLock(ctx.db).in_use():
+        st.info("Another process (the command line?) is processing this store now; reload the "
+                "page to see its results as they arrive.")
+        return
+    last = runs.iloc[0]
+    st.warning(f"The latest processing run of this cohort ({last['backend']}, started "
+               f"{last['started_at']}) stopped before the end: the server restarted or the run "
+               f"was stopped. {int(status['segmented'].sum()) if n_all else 0} of {n_all} "
+               "subjects are segmented; resuming keeps them and does the rest.")
+    if st.button("Resume processing", key="resume", type="primary"):
+        _start_processing(*process_args)
+
+
+def _start_processing(backend: str, workers: int, options: dict, ref_suffix: str,
+                      ref_map: str) -> None:
+    name = (ctx.cohort or {}).get("name", "")
+    _work.start(settings, "process", f"Processing cohort {name}", PROCESS_STAGES,
+                _process_work(_current_cohort_loader(ref_suffix.strip()), ctx.store(), backend,
+                              workers, options, ref_map))
 
 
 if ctx.store_error:
     st.error(ctx.store_error)
     st.stop()
 
-if "last_summary" in st.session_state:
-    st.success("Processing finished: " + st.session_state.pop("last_summary"))
+_work.show_notice()
+running = _work.progress_panel(settings)
 
 cpu = max(1, os.cpu_count() or 1)
 
@@ -109,8 +196,10 @@ with st.expander("Demo cohort", expanded=ctx.cohorts.empty):
     c1, c2 = st.columns(2)
     n_demo = c1.number_input("Subjects", 4, 200, settings.demo_n_subjects, key="demo_n")
     w_demo = c2.number_input("Worker processes", 1, cpu, min(2, cpu), key="demo_workers")
-    if st.button("Generate and process demo cohort", type="primary", key="demo_button"):
-        _run(_generate_demo, int(n_demo), int(w_demo))
+    if st.button("Generate and process demo cohort", type="primary", key="demo_button",
+                 disabled=running is not None):
+        _work.start(settings, "demo", "Generating the demo cohort", ("generate",),
+                    _demo_work(int(n_demo), int(w_demo)))
 
 # -- load another cohort --------------------------------------------------------------------------
 with st.expander("Load or switch a cohort", expanded=False):
@@ -120,27 +209,21 @@ with st.expander("Load or switch a cohort", expanded=False):
         st.dataframe(shown, hide_index=True)
         st.caption("Switch cohorts with the picker in the sidebar.")
     with st.form("load_cohort"):
-        csv = st.text_input("Clinical CSV", placeholder="/path/to/clinical.csv",
+        csv = st.text_input("Clinical CSV", placeholder="/path/to/clinical.csv", key="load_csv",
                             help="Columns SUBJECT ID, Survival(months), IDH-status; optional event, "
                                  "age, sex, img_dir and any other.")
-        root = st.text_input("Image root (optional)", placeholder="defaults to the CSV's folder")
+        root = st.text_input("Image root (optional)", placeholder="defaults to the CSV's folder",
+                             key="load_root")
         from gliocore.cohort.naming import NAMING_SCHEMES
         naming = st.selectbox("File naming", ["auto", *NAMING_SCHEMES],
                               help="How the four sequence files are named (auto tries all presets).")
         name = st.text_input("Name (optional)")
         submitted = st.form_submit_button("Load cohort")
     if submitted:
-        def _load() -> None:
-            from gliocore.cohort.loading import load_cohort
-            from gliocore.pipeline.plan import register_cohort
-            if not csv.strip():
-                raise ValueError("enter the path of the clinical CSV")
-            cohort = load_cohort(csv.strip(), root.strip() or None,
-                                 naming=None if naming == "auto" else naming,
-                                 name=name.strip() or None)
-            st.session_state[page_context.PENDING_COHORT] = register_cohort(
-                ctx.store(), cohort, None if naming == "auto" else naming)
-        _run(_load)
+        _work.start(settings, "load", f"Loading {Path(csv.strip()).name or 'a cohort'}",
+                    ("loading",), _load_work(csv.strip(), root.strip() or None,
+                                             None if naming == "auto" else naming,
+                                             name.strip() or None))
 
 # -- upload a cohort as a zip ---------------------------------------------------------------------
 with st.expander("Upload a cohort (zip)", expanded=False):
@@ -158,24 +241,13 @@ with st.expander("Upload a cohort (zip)", expanded=False):
                                help="Defaults to the zip's file name.")
         u_submitted = st.form_submit_button("Upload and load cohort")
     if u_submitted:
-        def _upload() -> None:
-            from gliocore.pipeline.plan import register_cohort
-            from gliocore.cohort.uploads import load_uploaded_cohort
-            if upload is None:
-                raise ValueError("choose a zip file first")
-            up = load_uploaded_cohort(upload, settings.uploads_dir, limits=limits,
-                                      naming=None if u_naming == "auto" else u_naming,
-                                      name=u_name.strip() or Path(upload.name).stem)
-            st.session_state[page_context.PENDING_COHORT] = register_cohort(
-                ctx.store(), up.cohort, None if u_naming == "auto" else u_naming)
-            st.session_state["last_upload"] = (
-                f"Uploaded cohort **{up.cohort.name}**: {len(up.cohort.subjects)} subjects with "
-                f"images" + (f", {len(up.cohort.problems)} problem(s) (see the status table after "
-                             "processing)" if up.cohort.problems else "")
-                + (" (this zip was uploaded before; its files were reused)" if up.reused else ""))
-        _run(_upload)
-    if "last_upload" in st.session_state:
-        st.success(st.session_state.pop("last_upload"))
+        if upload is None:
+            st.error("Choose a zip file first.")
+        else:
+            _work.start(settings, "upload", f"Unpacking the upload {upload.name}",
+                        ("unpacking",), _upload_work(upload, None if u_naming == "auto"
+                                                     else u_naming,
+                                                     u_name.strip() or Path(upload.name).stem))
 
 if ctx.cohort_id is None:
     st.stop()
@@ -236,18 +308,20 @@ reason = backends.get(backend)
 missing_map = backend == "import" and "label_map" not in options
 if reason:
     st.warning(f"`{backend}` cannot run here: {reason}")
-if st.button("Process cohort", type="primary", disabled=reason is not None or missing_map,
-             key="process",
+if st.button("Process cohort", type="primary", key="process",
+             disabled=reason is not None or missing_map or running is not None,
              help="Segment, extract features and score against reference masks; cached results "
-                  "are reused, so a re-run only does what is missing."):
-    _run(lambda: _process(_load_current_cohort(ref_suffix.strip()), backend, int(workers),
-                          options, ref_map))
+                  "are reused, so a re-run only does what is missing. It runs on the server: "
+                  "leaving the page does not stop it."):
+    _start_processing(backend, int(workers), options, ref_suffix, ref_map)
 st.caption("Command line equivalent: `python -m gliocore process --csv "
            f"{(ctx.cohort or {}).get('clinical_csv', 'CLINICAL.csv')} --backend {backend}"
            + (f" --label-map {options['label_map']}" if options.get("label_map") else "")
            + (f" --reference-suffix {ref_suffix.strip() or 'none'}"
               if ref_suffix.strip() != "_truth" else "")
            + (f" --reference-label-map {ref_map}" if ref_map != "auto" else "") + "`")
+
+_stopped_run_note(running, backend, int(workers), options, ref_suffix, ref_map)
 
 # -- status per subject ---------------------------------------------------------------------------
 st.subheader("Status per subject")

@@ -6,7 +6,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gliocore.cohort.tabular import is_missing_text, read_text_table, to_number
+from gliocore.cohort.tabular import (
+    header_note,
+    is_missing_text,
+    read_text_table,
+    to_number,
+)
 from gliocore.errors import CohortError, SubjectError
 from gliocore.types import PathType
 
@@ -47,13 +52,13 @@ def read_clinical(csv_path: PathType, id_column: str = ID_COLUMN
     df = table.frame
     if id_column != ID_COLUMN:
         if id_column not in df.columns:
-            raise CohortError(f"{path}: ID column {id_column!r} not found; columns are "
-                              f"{', '.join(df.columns)}")
+            raise CohortError(f"{path}: ID column {id_column!r} not found "
+                              f"({header_note(df)})")
         df = df.rename(columns={id_column: ID_COLUMN})
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
-        raise CohortError(f"{path}: required column(s) {', '.join(missing)} missing; "
-                          f"columns are {', '.join(df.columns)}")
+        raise CohortError(f"{path}: required column(s) {', '.join(missing)} missing "
+                          f"({header_note(df)})")
     problems: list[SubjectError] = list(table.problems)
     df = _unique_ids(df, path, problems)
     _numeric(df, SURVIVAL_COLUMN, table.decimal_comma, path, problems, minimum=0.0)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from gliocore.cohort.clinical import ID_COLUMN
 from gliocore.cohort.naming import NamingScheme, strip_image_suffix
-from gliocore.cohort.tabular import read_text_table, to_number
+from gliocore.cohort.tabular import header_note, read_text_table, to_number
 from gliocore.errors import CohortError, SubjectError
 from gliocore.types import BASELINE_SCAN, PathType
 
@@ -53,8 +53,8 @@ def read_scans(csv_path: PathType, id_column: str = ID_COLUMN
     lower = {c.lower(): c for c in df.columns}
     idc = id_column if id_column in df.columns else ID_COLUMN if ID_COLUMN in df.columns else None
     if idc is None:
-        raise CohortError(f"{path}: ID column {id_column!r} not found; columns are "
-                          f"{', '.join(df.columns)}")
+        raise CohortError(f"{path}: ID column {id_column!r} not found "
+                          f"({header_note(df)})")
     scan_col = next((lower[c] for c in SCAN_ID_COLUMNS if c in lower), None)
     days_col = next((lower[c] for c in SCAN_DAYS_COLUMNS if c in lower), None)
     date_col = next((lower[c] for c in SCAN_DATE_COLUMNS if c in lower), None)

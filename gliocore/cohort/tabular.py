@@ -131,6 +131,14 @@ def _csv_rows(text: str, sep: str, p: Path) -> list[list[str]]:
     return rows
 
 
+def header_note(frame: pd.DataFrame) -> str:
+    """What a missing column's message says about a table's header: a count, never its text
+    (the path may name any readable file, e.g. ``/etc/shadow``, and messages reach the
+    browser; issue 19.7)."""
+    return (f"the first line has {len(frame.columns)} column(s), none with the name(s) looked "
+            "for; is it the right table, saved as CSV with a header line?")
+
+
 def read_text_table(path: PathType, id_column: str) -> TextTable:
     """Read a CSV as strings, robust to how spreadsheets save it (see the module docstring).
 

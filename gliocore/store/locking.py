@@ -115,6 +115,25 @@ class RunLock:
     def held(self) -> bool:
         return self._fd is not None
 
+    def in_use(self) -> bool:
+        """Whether some run (in any process, this one included) holds the lock now; probes
+        without keeping it. False on systems without ``flock``."""
+        if fcntl is None or not self.path.exists():
+            return False
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        finally:
+            os.close(fd)
+
 
 class ReaderTurns:
     """Readers announce that they wait for the store; writers let them go first (bounded).

@@ -258,3 +258,63 @@ def test_deep_link_to_fresh_server_shows_titled_navigation(demo_db, browser):
                 page.close()
     finally:
         stop_server(proc)
+
+
+# -- long work in the background (issue 19, points 1 and 11) --------------------------------------
+def run_status(db: Path) -> str:
+    from gliocore.store import Store
+    store = Store(db)
+    runs = store.runs(store.cohorts()["cohort_id"].iloc[0])
+    return "none" if runs.empty else str(runs["status"].iloc[0])
+
+
+def test_processing_goes_on_after_leaving_the_page_and_other_sessions_respond(
+        demo_db, browser, tmp_path):
+    """Session A presses Process cohort and leaves for Features at once; session B opens a page
+    meanwhile (served while A's work runs, which B's sidebar shows); the run finishes
+    ("finished", not "interrupted") and A finds the result on return. Before, the click held
+    A's script run for the whole run and leaving the page stopped it."""
+    from gliocore.cohort.loading import load_cohort
+    from gliocore.pipeline.plan import register_cohort
+    from gliocore.store import Store
+
+    db = tmp_path / "fresh.duckdb"  # the demo's subjects registered, nothing processed
+    register_cohort(Store(db), load_cohort(demo_db.parent / "demo" / "clinical.csv",
+                                           name="fresh"))
+    port = free_port()
+    proc = start_server(db, port, ARTIFACTS / "streamlit_background.log")
+    base = f"http://127.0.0.1:{port}"
+    a = browser.new_page(viewport={"width": 1440, "height": 1000})
+    b = browser.new_page(viewport={"width": 1440, "height": 1000})
+    for p in (a, b):
+        p.set_default_timeout(30_000)
+    try:
+        open_page(a, base, "", "Cohort")
+        workers = a.locator(".st-key-workers input")  # one worker: a longer run
+        workers.fill("1")
+        workers.press("Enter")
+        wait_idle(a)
+        a.get_by_role("button", name="Process cohort").click()
+        a.get_by_test_id("stSidebar").get_by_text(re.compile("Processing cohort fresh")).wait_for()
+        a.get_by_test_id("stProgress").first.wait_for()
+        shot(a, "cohort_processing")
+        a.get_by_test_id("stSidebar").get_by_role("link", name="Features").click()
+        a.get_by_role("heading", name="Features").first.wait_for()
+        assert run_status(db) == "running", "the run ended before session A left the page"
+        # session B is served while the run goes on: its sidebar line only shows while it runs
+        b.goto(f"{base}/survival", wait_until="domcontentloaded")
+        b.get_by_test_id("stSidebar").get_by_text(re.compile("Processing cohort fresh")).wait_for()
+        b.get_by_role("heading", name="Survival").first.wait_for()
+        shot(b, "survival_while_processing")
+        deadline = time.monotonic() + 300
+        while run_status(db) == "running" and time.monotonic() < deadline:
+            time.sleep(1)
+        assert run_status(db) == "finished"
+        a.get_by_test_id("stSidebar").get_by_role("link", name="Cohort").click()
+        a.get_by_text(re.compile("Processing finished: 14 subjects")).first.wait_for()
+        wait_idle(a)
+        shot(a, "cohort_processed")
+    finally:
+        a.close()
+        b.close()
+        stop_server(proc)
