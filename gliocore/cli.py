@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -389,8 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "2 = NE; _seg or label 4 = BraTS; else a per-subject error asking for "
                          "this flag), glioscope, brats, brats2023, hdglio-v2, seed, or "
                          "'4:ce,1:ne,2:ne'")
-    pr.add_argument("--mask-pattern", help="import backend: mask path per subject, e.g. "
-                    "'{subject}_seg.nii.gz'")
+    pr.add_argument("--mask-pattern", help="import backend: mask file relative to each scan's "
+                    "folder, e.g. '{subject}_seg.nii.gz' or 'seg/{subject}_{scan}.nii.gz' (plain "
+                    "{subject}/{scan} only; no absolute path, no '..')")
     pr.add_argument("--weights-dir", help="hdglio: folder with HD-GLIO's parameter files")
     pr.add_argument("--model-dir", help="nnunetv2: trained model folder")
     pr.add_argument("--no-mirroring", action="store_true", help="hdglio/nnunetv2: no test-time "
@@ -459,6 +461,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GlioError as exc:  # a cohort, file or setting GlioScope cannot use: say why, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a full disk, a folder that cannot be written: say which, no traceback
+        hint = (" — free space and run again; a processing run is recorded as failed and its "
+                "finished subjects are kept") if exc.errno == errno.ENOSPC else ""
+        print(f"error: {exc}{hint}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # the store's own errors (DuckDB: "No space left on device")
+        if type(exc).__module__.split(".")[0] != "duckdb":
+            raise
+        print(f"error: the store could not be written ({exc}); free space and run again, "
+              "finished subjects are kept", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -48,6 +48,10 @@ class SubjectError(GlioError):
         super().__init__(f"subject {subject_id}{scan}{where}: {message}")
 
 
+class OutsideRootError(GlioError, ValueError):
+    """A path GlioScope would write (or an uploaded cohort would read) lies outside its root."""
+
+
 class SegmenterUnavailableError(GlioError, RuntimeError):
     """A segmentation backend cannot run here (weights or package missing)."""
 

@@ -20,14 +20,22 @@ class InputLimits:
     Attributes
     ----------
     max_volume_bytes : int
-        Largest voxel array one volume may have (shape × bytes per voxel). Default 2 GiB:
-        a 512³ float64 volume is 1 GiB; a 240×240×155 BraTS volume in float32 is 36 MB.
+        Most bytes one volume may hold while it is read: the stored array plus its converted
+        copy (shape × (stored bytes + 4) a voxel for float32 images; NRRD counts SimpleITK's
+        copy too). Default 2 GiB: a 512³ int16 volume read as float32 holds 768 MiB; a
+        240×240×155 BraTS volume 71 MB.
     max_header_bytes : int
         Largest offset of the voxel data (header + extensions), default 64 MiB.
+    max_subject_bytes : int
+        Most bytes a subject's four sequences may hold while read (the sum of the above),
+        checked from their headers before any voxel is read: the bound on the images a
+        worker process holds at once. Default 6 GiB; with N workers, plan on N × this plus the
+        segmentation and PyRadiomics working memory.
     """
 
     max_volume_bytes: int = 2 * GiB
     max_header_bytes: int = 64 * MiB
+    max_subject_bytes: int = 6 * GiB
 
 
 @dataclass(frozen=True)

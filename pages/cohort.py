@@ -274,8 +274,9 @@ options: dict = {}
 if backend == "import":
     o1, o2 = st.columns(2)
     options["pattern"] = o1.text_input("Mask file pattern", "{subject}_seg.nii.gz",
-                                       help="Relative to each subject's folder, or absolute; "
-                                            "{subject} is replaced by the subject ID.")
+                                       help="Relative to each scan's folder (no absolute "
+                                            "path, no '..'); {subject} and {scan} are "
+                                            "replaced by the subject and scan ID.")
     from gliocore.imaging.labels import PRESETS
     chosen_map = o2.selectbox(
         "Label map of the masks (required)", list(PRESETS), index=None, key="import_label_map",

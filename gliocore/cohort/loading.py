@@ -33,11 +33,16 @@ from gliocore.errors import CohortError, SubjectError
 from gliocore.imaging.volume import IMAGE_EXTENSIONS
 from gliocore.types import BASELINE_SCAN, PathType
 
+#: File written into a complete upload folder (:mod:`gliocore.cohort.uploads`); a cohort whose
+#: clinical table lies under such a folder is confined to it on every load.
+UPLOAD_MARKER = ".upload-complete"
+
 
 def load_cohort(clinical_csv: PathType, image_root: PathType | None = None, *,
                 naming: str | NamingScheme | None = None, id_column: str = ID_COLUMN,
                 name: str | None = None, reference_suffix: str | None = "_truth",
-                scans: PathType | bool | None = None) -> Cohort:
+                scans: PathType | bool | None = None,
+                confine_to: PathType | bool | None = None) -> Cohort:
     """Resolve a clinical CSV and an image root into a :class:`Cohort`.
 
     Each subject's folder is, in order: the CSV's ``img_dir`` value (absolute, or relative to
@@ -66,6 +71,12 @@ def load_cohort(clinical_csv: PathType, image_root: PathType | None = None, *,
     scans : path, False or None
         The scans table; None looks for ``scans.csv`` beside the clinical table; False
         ignores one.
+    confine_to : path, False or None
+        Read images only inside this folder: a subject with any file outside it (an ``img_dir``
+        that is absolute or climbs out, a link) is left out with a problem, and a scans table
+        outside it is refused. None (default): the upload folder holding the clinical table
+        (found by its :data:`UPLOAD_MARKER`), so an uploaded cohort stays confined however it
+        is reloaded (the Process button, the CLI); False: no confinement.
 
     Returns
     -------
@@ -75,9 +86,14 @@ def load_cohort(clinical_csv: PathType, image_root: PathType | None = None, *,
     root = Path(image_root).resolve() if image_root is not None else csv.parent
     if not root.is_dir():
         raise CohortError(f"image root not found: {root}")
+    confine = upload_folder(csv) if confine_to is None else \
+        None if confine_to is False or confine_to is True else Path(confine_to).resolve()
     clinical, problems = read_clinical(csv, id_column=id_column)
     schemes = get_naming(naming)
     table, scans_csv = _scans_table(csv, scans, clinical, id_column, problems)
+    if confine is not None and scans_csv is not None and not within(scans_csv, confine):
+        raise CohortError(f"the scans table {scans_csv} lies outside {confine}, the folder this "
+                          "cohort is confined to")
     subjects: list[Subject] = []
     all_scans: list[Scan] = []
     for _, row in clinical.iterrows():
@@ -97,7 +113,42 @@ def load_cohort(clinical_csv: PathType, image_root: PathType | None = None, *,
                                          "subject has no baseline for the cross-sectional analyses; "
                                          "its later scans are still processed", stage="load",
                                          scan_id=candidates[0][0]))
-    return Cohort(name or csv.parent.name, csv, root, clinical, subjects, problems, all_scans)
+    cohort = Cohort(name or csv.parent.name, csv, root, clinical, subjects, problems, all_scans)
+    if confine is not None:
+        confine_cohort(cohort, confine)
+    return cohort
+
+
+def upload_folder(path: PathType) -> Path | None:
+    """The upload folder (holding :data:`UPLOAD_MARKER`) that ``path`` lies in, or None."""
+    p = Path(path).resolve()
+    for folder in p.parents:
+        if (folder / UPLOAD_MARKER).is_file():
+            return folder
+    return None
+
+
+def within(path: PathType | None, base: Path) -> bool:
+    """Whether ``path`` (links resolved) is ``base`` or lies under it; None is within."""
+    if path is None:
+        return True
+    p = Path(path).resolve()
+    return p == base or base in p.parents
+
+
+def confine_cohort(cohort: Cohort, base: Path) -> None:
+    """Leave out (with a problem each) the subjects with any file outside ``base``."""
+    outside: set[str] = set()
+    for s in [*cohort.subjects, *cohort.scans]:
+        paths = [s.folder, s.reference_mask, *s.sequences.values()]
+        if not all(within(p, base) for p in paths) and s.subject_id not in outside:
+            outside.add(s.subject_id)
+            cohort.problems.append(SubjectError(
+                s.subject_id, "its images would be read from outside the uploaded folder (an "
+                "img_dir that is absolute or climbs out); an uploaded cohort may only use its own "
+                "files", path=str(s.folder), stage="load"))
+    cohort.subjects = [s for s in cohort.subjects if s.subject_id not in outside]
+    cohort.scans = [s for s in cohort.scans if s.subject_id not in outside]
 
 
 def _scans_table(csv: Path, scans: PathType | bool | None, clinical: pd.DataFrame,
@@ -146,6 +197,6 @@ def _reference(folder: Path, sid: str, reference_suffix: str | None) -> Path | N
     if reference_suffix:
         for ext in IMAGE_EXTENSIONS:
             cand = folder / f"{sid}{reference_suffix}{ext}"
-            if cand.exists():
+            if cand.is_file():  # regular files only: a FIFO or a device would hang its hashing
                 return cand
     return None

@@ -5,16 +5,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
 from gliocore.cohort.clinical import ID_COLUMN
-from gliocore.errors import GeometryMismatchError, InvalidVolumeError, SubjectError
-from gliocore.imaging.io import load_volume
-from gliocore.imaging.volume import Volume, check_same_grid
-from gliocore.types import BASELINE_SCAN, SEQUENCES
+from gliocore.errors import (GeometryMismatchError, InvalidVolumeError, OutsideRootError,
+                             SubjectError)
+from gliocore.imaging.io import load_volume, read_volume_header
+from gliocore.imaging.volume import Volume, check_same_grid, human_bytes
+from gliocore.settings import InputLimits
+from gliocore.types import BASELINE_SCAN, SEQUENCES, PathType
 
 
 @dataclass(frozen=True)
@@ -136,32 +138,57 @@ class Cohort:
         return [s.subject_id for s in self.subjects]
 
 
-def load_subject_images(subject: Subject, dtype: np.dtype | type | None = np.float32
-                        ) -> dict[str, Volume]:
-    """Load and check a subject's four sequences.
+def load_subject_images(subject: Subject, dtype: np.dtype | type | None = np.float32,
+                        limits: InputLimits | None = None) -> dict[str, Volume]:
+    """Load and check a subject's four sequences, their headers first.
 
-    Checks: each file exists and loads as a 3-D NIfTI with finite values; the four share shape
-    and affine (within :data:`gliocore.imaging.volume.AFFINE_ATOL`).
+    Before a single voxel is read: every file's header passes :func:`read_volume_header`'s
+    checks, the four share shape and affine (within :data:`gliocore.imaging.volume.AFFINE_ATOL`),
+    and the bytes held while reading all four (the stored arrays and their ``dtype`` copies) fit
+    ``limits.max_subject_bytes`` — the per-worker memory bound of the images. Then each file is
+    loaded (finite values, valid affine).
 
     Raises
     ------
     SubjectError
         Naming the subject, the file and the problem (stage ``"load"``).
     """
+    limits = limits or InputLimits()
+    scan = scan_label(subject)
+    headers = {}
+    for seq in SEQUENCES:
+        path = subject.path(seq)
+        try:
+            headers[seq] = read_volume_header(path, dtype=dtype, limits=limits)
+        except InvalidVolumeError as exc:
+            raise SubjectError(subject.subject_id, str(exc), path=str(path), stage="load",
+                               scan_id=scan) from exc
+    _check_grid(subject, headers)
+    held = sum(h.held_bytes for h in headers.values())
+    if held > limits.max_subject_bytes:
+        raise SubjectError(subject.subject_id, f"its four sequences hold {human_bytes(held)} while "
+                           f"being read, more than the per-subject limit of "
+                           f"{human_bytes(limits.max_subject_bytes)} "
+                           "(Settings.input_limits.max_subject_bytes); nothing was read",
+                           path=str(subject.folder), stage="load", scan_id=scan)
     images: dict[str, Volume] = {}
     for seq in SEQUENCES:
         path = subject.path(seq)
         try:
-            images[seq] = load_volume(path, dtype=dtype)
+            images[seq] = load_volume(path, dtype=dtype, limits=limits)
         except InvalidVolumeError as exc:
             raise SubjectError(subject.subject_id, str(exc), path=str(path), stage="load",
-                               scan_id=scan_label(subject)) from exc
+                               scan_id=scan) from exc
+    _check_grid(subject, images)
+    return images
+
+
+def _check_grid(subject: Subject, volumes: Mapping[str, Any]) -> None:
     try:
-        check_same_grid(images)
+        check_same_grid(dict(volumes))
     except GeometryMismatchError as exc:
         raise SubjectError(subject.subject_id, str(exc), path=str(subject.folder),
                            stage="load", scan_id=scan_label(subject)) from exc
-    return images
 
 
 def scan_label(subject: Subject) -> str | None:
@@ -180,5 +207,27 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def safe_name(text: str) -> str:
-    """A file-system-safe version of a subject or cohort name."""
-    return _SAFE.sub("_", text).strip("_") or "unnamed"
+    """A file-system-safe version of a subject, scan or cohort name: one path component.
+
+    Only letters, digits, ``.``, ``_`` and ``-`` are kept (others become ``_``); leading and
+    trailing dots and underscores are dropped, so the result is never ``.``, ``..``, a hidden
+    name or empty (``unnamed``), and never holds a separator. Different names can give the same
+    safe name (``P 1``, ``P_1``): never place outputs by it alone (see
+    :func:`gliocore.pipeline.context.mask_path`).
+    """
+    return _SAFE.sub("_", str(text)).strip("_.") or "unnamed"
+
+
+def ensure_inside(path: PathType, root: PathType) -> Path:
+    """``path``, after checking that it resolves (links included) strictly inside ``root``.
+
+    Raises
+    ------
+    OutsideRootError
+        Naming both, when the path would leave its root.
+    """
+    p = Path(path)
+    base = Path(root).resolve()
+    if base not in p.resolve().parents:
+        raise OutsideRootError(f"refused to write {p}: it lies outside {base}")
+    return p

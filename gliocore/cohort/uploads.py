@@ -40,10 +40,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from gliocore.cohort.loading import load_cohort
+from gliocore.cohort.loading import UPLOAD_MARKER, load_cohort
 from gliocore.cohort.scans import SCANS_FILE
 from gliocore.cohort.subjects import Cohort
-from gliocore.errors import CohortError, SubjectError, UploadError
+from gliocore.errors import CohortError, UploadError
 from gliocore.settings import UploadLimits
 from gliocore.types import PathType
 
@@ -52,7 +52,7 @@ CHUNK = 1 << 20
 COMPRESSION_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
 _DRIVE = re.compile(r"^[A-Za-z]:")
 #: File name of the marker written into a complete upload folder.
-COMPLETE_MARKER = ".upload-complete"
+COMPLETE_MARKER = UPLOAD_MARKER
 #: Unpacking folders older than this were left by a killed process and are removed.
 STALE_INCOMING_SECONDS = 6 * 3600
 
@@ -418,13 +418,6 @@ def find_clinical_csv(folder: Path, id_column: str = "SUBJECT ID") -> Path:
     raise UploadError(f"the zip holds several clinical CSVs ({names}); keep one")
 
 
-def _within(path: Path | None, base: Path) -> bool:
-    if path is None:
-        return True
-    p = Path(path).resolve()
-    return p == base or base in p.parents
-
-
 def load_uploaded_cohort(source: PathType | BinaryIO, uploads_dir: PathType, *,
                          limits: UploadLimits | None = None, naming: str | None = None,
                          name: str | None = None) -> UploadedCohort:
@@ -456,8 +449,8 @@ def _load(folder: Path, naming: str | None, name: str) -> Cohort:
                                        and d != csv.parent)
     best: Cohort | None = None
     for root in candidates:
-        try:
-            cohort = load_cohort(csv, root, naming=naming, name=name)
+        try:  # confined to the upload folder (also on every later load: its marker)
+            cohort = load_cohort(csv, root, naming=naming, name=name, confine_to=base)
         except CohortError as exc:
             raise UploadError(f"the clinical CSV {csv.relative_to(folder)} cannot be used: "
                               f"{exc}") from exc
@@ -466,19 +459,7 @@ def _load(folder: Path, naming: str | None, name: str) -> Cohort:
         if len(cohort.subjects) == len(cohort.clinical):
             break
     assert best is not None
-    outside: set[str] = set()
-    for s in [*best.subjects, *best.scans]:
-        paths = [s.folder, s.reference_mask, *s.sequences.values()]
-        if not all(_within(p, base) for p in paths) and s.subject_id not in outside:
-            outside.add(s.subject_id)
-            best.problems.append(SubjectError(
-                s.subject_id, "its images would be read from outside the uploaded folder (an "
-                "img_dir that is absolute or climbs out); an uploaded cohort may only use its own "
-                "files", path=str(s.folder), stage="load"))
-    kept = [s for s in best.subjects if s.subject_id not in outside]
-    best.subjects = kept
-    best.scans = [s for s in best.scans if s.subject_id not in outside]
-    if not kept:
+    if not best.subjects:
         detail = "; ".join(str(p) for p in best.problems[:3])
         raise UploadError(f"no subject's four images were found in the zip ({detail})")
     return best

@@ -11,14 +11,17 @@ import gzip
 import hashlib
 import io
 import os
+import stat
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
 from gliocore.errors import InvalidVolumeError
-from gliocore.imaging.nrrd import load_nrrd, read_nrrd_geometry
+from gliocore.imaging.nrrd import (check_nrrd_header, load_nrrd, read_nrrd_geometry,
+                                   read_nrrd_header)
 from gliocore.imaging.volume import (NIFTI_EXTENSIONS, NRRD_EXTENSIONS, Volume, announced_bytes,
                                      check_gzip_can_hold, checked_volume, human_bytes,
                                      image_suffix)
@@ -62,13 +65,16 @@ def read_nifti_header(path: PathType) -> nib.Nifti1Header | nib.Nifti2Header:
 
 
 def check_nifti_header(path: PathType, header: nib.Nifti1Header | nib.Nifti2Header,
-                       limits: InputLimits | None = None) -> tuple[int, ...]:
+                       limits: InputLimits | None = None,
+                       dtype: np.dtype | type | None = None) -> tuple[int, ...]:
     """Check what a header announces against the file and the limits, before any voxel is read.
 
-    Checks the data type (real scalars only), the shape (positive, at most 7 axes), the size of
-    the voxel array against ``limits.max_volume_bytes``, the data offset, and that the file can
-    hold the announced bytes: an uncompressed file must be at least ``offset + bytes`` long; a
-    gzipped one cannot hold more than :data:`GZIP_MAX_RATIO` times its size.
+    Checks the data type (real scalars only), the shape (positive, at most 7 axes), the bytes
+    held while reading the voxels as ``dtype`` (the stored array and its converted copy; None:
+    the stored type, or float64 for scaled data) against ``limits.max_volume_bytes``, the data
+    offset, the voxel sizes (:func:`check_pixdim`), and that the file can hold the announced
+    bytes: an uncompressed file must be at least ``offset + bytes`` long; a gzipped one cannot
+    hold more than :data:`GZIP_MAX_RATIO` times its size.
 
     Returns
     -------
@@ -100,7 +106,9 @@ def check_nifti_header(path: PathType, header: nib.Nifti1Header | nib.Nifti2Head
     shape = tuple(int(v) for v in header["dim"][1:ndim + 1])
     if any(v <= 0 for v in shape):
         raise InvalidVolumeError(f"Invalid NIfTI header in {p}: shape {shape} has an axis <= 0")
-    n_bytes = announced_bytes(p, shape, dt, limits)
+    out = dtype if dtype is not None else np.float64 if _is_scaled(header) else None
+    n_bytes = announced_bytes(p, shape, dt, limits, out_dtype=out)
+    check_pixdim(p, header)
     offset = max(int(header["vox_offset"]), int(header.sizeof_hdr) + 4)
     if offset > limits.max_header_bytes:
         raise InvalidVolumeError(
@@ -115,6 +123,30 @@ def check_nifti_header(path: PathType, header: nib.Nifti1Header | nib.Nifti2Head
             f"{p} is truncated: its header announces {human_bytes(n_bytes)} of voxel data from byte "
             f"{offset}, but the file has {size} bytes. Re-export or re-copy the file")
     return shape
+
+
+def _is_scaled(header: nib.Nifti1Header | nib.Nifti2Header) -> bool:
+    slope, inter = (float(header["scl_slope"]), float(header["scl_inter"]))
+    return bool(np.isfinite(slope) and slope not in (0.0, 1.0)) or \
+        bool(np.isfinite(inter) and inter != 0.0 and np.isfinite(slope) and slope != 0.0)
+
+
+def check_pixdim(path: PathType, header: nib.Nifti1Header | nib.Nifti2Header) -> None:
+    """Refuse voxel sizes (``pixdim[1:4]``) that are zero, negative or not finite where the
+    affine is built from them (a qform, or no transform at all): nibabel would silently make a
+    zero 1 mm (wrong volumes) and fail on a negative one with a bare traceback."""
+    q_code, s_code = int(header["qform_code"]), int(header["sform_code"])
+    if s_code > 0 and q_code == 0:
+        return  # the sform alone gives the affine; pixdim is not used
+    ndim = int(header["dim"][0])
+    pix = np.asarray(header["pixdim"][1:1 + min(max(ndim, 1), 3)], dtype=float)
+    if not np.all(np.isfinite(pix)) or np.any(pix <= 0):
+        where = "the qform" if q_code > 0 else "the voxel sizes (no qform or sform is set)"
+        raise InvalidVolumeError(
+            f"Invalid voxel size in {Path(path)}: pixdim[1:4] = "
+            f"{', '.join(f'{v:g}' for v in pix)}; the affine comes from {where}, so every voxel "
+            "size must be positive and finite (a zero would silently become 1 mm). Fix the "
+            "header's pixdim, or set a correct sform")
 
 
 def check_orientation_header(path: PathType, header: nib.Nifti1Header | nib.Nifti2Header) -> None:
@@ -132,6 +164,87 @@ def check_orientation_header(path: PathType, header: nib.Nifti1Header | nib.Nift
             "cosines), so the voxel-to-world position is ambiguous; fix the header (keep the "
             "right one and set the other's code to 0, e.g. nibabel img.set_qform(None)) and "
             "re-check the registration")
+
+
+@dataclass(frozen=True)
+class VolumeHeader:
+    """What :func:`read_volume_header` learnt from a file's header alone.
+
+    Attributes
+    ----------
+    path : Path
+    shape : tuple of 3 int
+    affine : (4, 4) ndarray
+        RAS+ voxel-to-world, as :attr:`Volume.affine` of :func:`load_volume`.
+    held_bytes : int
+        Bytes held while reading the voxels (stored array and converted copy).
+    """
+
+    path: Path
+    shape: tuple[int, int, int]
+    affine: np.ndarray
+    held_bytes: int
+
+
+def _check_file(p: Path) -> None:
+    """Missing, not a regular file (folder, FIFO, device), empty, or a ``.gz`` without gzip magic."""
+    if not p.exists():
+        raise InvalidVolumeError(f"No such file: {p}")
+    if p.is_dir():
+        raise InvalidVolumeError(f"Expected a NIfTI file, got a directory: {p}")
+    st = p.stat()
+    if not stat.S_ISREG(st.st_mode):
+        raise InvalidVolumeError(f"{p} is not a regular file (a FIFO, device or socket); refused")
+    if st.st_size == 0:
+        raise InvalidVolumeError(f"Empty file: {p}")
+    if p.name.endswith(".gz"):
+        with open(p, "rb") as fh:
+            if fh.read(2) != b"\x1f\x8b":
+                raise InvalidVolumeError(f"File {p} is not a gzip file (it ends in .gz)")
+
+
+def read_volume_header(path: PathType, dtype: np.dtype | type | None = np.float32,
+                       limits: InputLimits | None = None) -> VolumeHeader:
+    """Every check :func:`load_volume` makes before reading a voxel, and the grid it will give.
+
+    Raises
+    ------
+    InvalidVolumeError
+        As :func:`load_volume` would, before any voxel is read or allocated.
+    """
+    p = Path(path)
+    _check_file(p)
+    suffix = image_suffix(p)
+    if suffix in NRRD_EXTENSIONS:
+        fields, header_bytes = read_nrrd_header(p, limits)
+        shape, dt = check_nrrd_header(p, fields, header_bytes, limits)
+        shape3 = _three_d(shape, p)
+        _, affine = read_nrrd_geometry(p)
+        n_vox = int(np.prod(shape3))
+        out = np.dtype(dtype) if dtype is not None else dt
+        return VolumeHeader(p, shape3, affine, n_vox * (2 * dt.itemsize + out.itemsize))
+    if suffix not in NIFTI_EXTENSIONS:
+        raise InvalidVolumeError(f"Expected a NIfTI (.nii, .nii.gz) or NRRD (.nrrd) file, got {p}")
+    header = read_nifti_header(p)
+    announced = check_nifti_header(p, header, limits, dtype)
+    shape3 = _three_d(announced, p)
+    check_orientation_header(p, header)
+    try:
+        affine = np.asarray(header.get_best_affine(), dtype=float)
+    except Exception as exc:  # nibabel's HeaderDataError and the like
+        raise InvalidVolumeError(f"Cannot read the affine of {p}: {exc}") from exc
+    dt = np.dtype(header.get_data_dtype())
+    out = np.dtype(dtype) if dtype is not None else np.dtype(np.float64) if _is_scaled(header) \
+        else dt
+    return VolumeHeader(p, shape3, affine, int(np.prod(shape3)) * (dt.itemsize + out.itemsize))
+
+
+def _three_d(announced: tuple[int, ...], p: Path) -> tuple[int, int, int]:
+    shape = announced[:3] if len(announced) == 4 and announced[3] == 1 else announced
+    if len(shape) != 3:
+        raise InvalidVolumeError(f"Expected a 3D volume, got {len(announced)}D with shape "
+                                 f"{announced}: {p}")
+    return tuple(int(v) for v in shape)  # type: ignore[return-value]
 
 
 def read_geometry(path: PathType) -> tuple[tuple[int, int, int], np.ndarray]:
@@ -184,48 +297,47 @@ def load_volume(path: PathType, dtype: np.dtype | type | None = np.float32,
         With a message that names the file and what is wrong.
     """
     p = Path(path)
-    if not p.exists():
-        raise InvalidVolumeError(f"No such file: {p}")
-    if p.is_dir():
-        raise InvalidVolumeError(f"Expected a NIfTI file, got a directory: {p}")
-    if p.stat().st_size == 0:
-        raise InvalidVolumeError(f"Empty file: {p}")
-    if p.name.endswith(".gz"):
-        with open(p, "rb") as fh:
-            if fh.read(2) != b"\x1f\x8b":
-                raise InvalidVolumeError(f"File {p} is not a gzip file (it ends in .gz)")
-    suffix = image_suffix(p)
-    if suffix in NRRD_EXTENSIONS:
+    if image_suffix(p) in NRRD_EXTENSIONS:
+        _check_file(p)
         return load_nrrd(p, dtype, limits)
-    if suffix not in NIFTI_EXTENSIONS:
-        raise InvalidVolumeError(f"Expected a NIfTI (.nii, .nii.gz) or NRRD (.nrrd) file, got {p}")
-    header = read_nifti_header(p)
-    announced = check_nifti_header(p, header, limits)
-    shape = announced
-    if len(shape) == 4 and shape[3] == 1:
-        shape = shape[:3]
-    if len(shape) != 3:
-        raise InvalidVolumeError(f"Expected a 3D volume, got {len(announced)}D with shape "
-                                 f"{announced}: {p}")
-    check_orientation_header(p, header)
+    info = read_volume_header(p, dtype, limits)
     try:
         img = nib.load(str(p))
     except Exception as exc:  # nibabel raises ImageFileError, EOFError, OSError, ...
         raise InvalidVolumeError(f"Cannot read {p} as NIfTI: {exc}") from exc
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise InvalidVolumeError(f"Expected NIfTI, got {type(img).__name__}: {p}")
-    if tuple(img.shape) != announced:  # nibabel read another header than we checked
+    if tuple(img.shape[:3]) != info.shape:  # nibabel read another header than we checked
         raise InvalidVolumeError(f"Inconsistent NIfTI header in {p}")
     try:
         # nibabel reads exactly the announced (and checked) number of bytes: bounded
-        data = np.asanyarray(img.dataobj)
+        data = _voxels(img, info.shape, dtype)
     except Exception as exc:  # truncated gzip streams fail here
         raise InvalidVolumeError(f"Cannot read the voxel data of {p} (truncated or corrupt "
                                  f"file?): {exc}") from exc
-    data = data.reshape(shape)
-    if dtype is not None:
-        data = data.astype(dtype, copy=False)
     return checked_volume(data, img.affine, p)
+
+
+def _voxels(img: nib.Nifti1Image, shape: tuple[int, int, int],
+            dtype: np.dtype | type | None) -> np.ndarray:
+    """The voxel array in C order, holding at most the stored array and one converted copy.
+
+    With ``dtype``, the stored (unscaled) values are converted once into a C-ordered array and
+    scaled there slab by slab in float64 (nibabel's own arithmetic), not through a full-size
+    float64 array and a second copy.
+    """
+    proxy = img.dataobj
+    if dtype is None or not hasattr(proxy, "get_unscaled"):
+        data = np.asanyarray(proxy).reshape(shape)
+        return data if dtype is None else data.astype(dtype, order="C")
+    slope, inter = float(getattr(proxy, "slope", 1.0)), float(getattr(proxy, "inter", 0.0))
+    raw = np.asanyarray(proxy.get_unscaled()).reshape(shape)
+    if slope == 1.0 and inter == 0.0:
+        return raw.astype(dtype, order="C")
+    out = np.empty(shape, dtype=dtype, order="C")
+    for i in range(shape[0]):
+        out[i] = raw[i] * slope + inter
+    return out
 
 
 def save_mask(mask: np.ndarray, affine: np.ndarray, path: PathType) -> Path:

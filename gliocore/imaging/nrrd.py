@@ -60,8 +60,8 @@ def volume_from_sitk(image: sitk.Image, path: Path | None = None, dtype: Any = N
     import SimpleITK as sitk  # only NRRD needs it: not on every import of gliocore.imaging.io (~50 ms)
 
     data = sitk.GetArrayFromImage(image).transpose(2, 1, 0)
-    if dtype is not None:
-        data = data.astype(dtype, copy=False)
+    # one C-ordered copy in the wanted type (not a cast, then a second copy to make it C-ordered)
+    data = data.astype(dtype if dtype is not None else data.dtype, order="C")
     affine = ras_affine(image.GetDirection(), image.GetSpacing(), image.GetOrigin())
     return Volume(np.ascontiguousarray(data), affine, path)
 
@@ -136,7 +136,8 @@ def read_nrrd_header(path: PathType, limits: InputLimits | None = None) -> tuple
 
 
 def check_nrrd_header(path: PathType, fields: dict[str, str], header_bytes: int,
-                      limits: InputLimits | None = None) -> tuple[tuple[int, ...], np.dtype]:
+                      limits: InputLimits | None = None, dtype: Any = None
+                      ) -> tuple[tuple[int, ...], np.dtype]:
     """Check what an NRRD header announces, before any voxel is read (see :func:`check_nifti_header`).
 
     Refused: detached data (``data file``: a file must hold its own voxels, and a header must
@@ -152,6 +153,9 @@ def check_nrrd_header(path: PathType, fields: dict[str, str], header_bytes: int,
         What :func:`read_nrrd_header` returned for it.
     limits : InputLimits, optional
         Default :class:`InputLimits`.
+    dtype : numpy dtype, optional
+        The type the voxels will be read as (None: the stored one); the bytes held while
+        reading (SimpleITK's image, its array and the converted copy) count against the limit.
 
     Returns
     -------
@@ -180,7 +184,7 @@ def check_nrrd_header(path: PathType, fields: dict[str, str], header_bytes: int,
                                  f"{fields.get('sizes')!r}") from exc
     if not shape or len(shape) != ndim or any(v <= 0 for v in shape):
         raise InvalidVolumeError(f"Invalid NRRD header in {p}: dimension {ndim}, sizes {shape}")
-    n_bytes = announced_bytes(p, shape, dt, limits)
+    n_bytes = announced_bytes(p, shape, dt, limits, out_dtype=dtype, copies=2)
     size = p.stat().st_size
     if encoding in ("gzip", "gz"):
         check_gzip_can_hold(p, n_bytes)
@@ -195,7 +199,7 @@ def check_nrrd_header(path: PathType, fields: dict[str, str], header_bytes: int,
 
 def load_nrrd(p: Path, dtype: np.dtype | type | None, limits: InputLimits | None) -> Volume:
     fields, header_bytes = read_nrrd_header(p, limits)
-    shape, _ = check_nrrd_header(p, fields, header_bytes, limits)
+    shape, _ = check_nrrd_header(p, fields, header_bytes, limits, dtype)
     if len(shape) == 4 and shape[3] == 1:
         shape = shape[:3]
     if len(shape) != 3:

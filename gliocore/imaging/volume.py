@@ -78,11 +78,15 @@ def spacing_from_affine(affine: np.ndarray) -> tuple[float, float, float]:
 
 
 def checked_volume(data: np.ndarray, affine: np.ndarray | None, p: Path) -> Volume:
-    """The voxel values and affine checks common to every format."""
+    """The voxel values and affine checks common to every format.
+
+    Non-finite values are counted one slab at a time (no full-size temporary array).
+    """
     if np.issubdtype(data.dtype, np.floating):
-        bad = ~np.isfinite(data)
-        if bad.any():
-            raise InvalidVolumeError(f"{int(bad.sum())} non-finite voxel values (NaN/inf) in {p}; "
+        n_bad = sum(int(data[i].size - np.count_nonzero(np.isfinite(data[i])))
+                    for i in range(data.shape[0]))
+        if n_bad:
+            raise InvalidVolumeError(f"{n_bad} non-finite voxel values (NaN/inf) in {p}; "
                                      "fix or replace them (e.g. with 0) before processing")
     if affine is None or not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
         raise InvalidVolumeError(f"Invalid affine (missing, singular or non-finite) in {p}")
@@ -110,15 +114,33 @@ def check_same_grid(volumes: dict[str, Volume], atol: float = AFFINE_ATOL) -> No
                 "co-register and resample all sequences to one grid first")
 
 
-def announced_bytes(p: Path, shape: tuple[int, ...], dt: np.dtype, limits: InputLimits) -> int:
-    """Bytes of the voxel array a header announces; refused above ``limits.max_volume_bytes``."""
-    n_bytes = int(np.prod(np.array(shape, dtype=object))) * dt.itemsize
-    if n_bytes > limits.max_volume_bytes:
+def announced_bytes(p: Path, shape: tuple[int, ...], dt: np.dtype, limits: InputLimits,
+                    out_dtype: np.dtype | type | None = None, copies: int = 1) -> int:
+    """Bytes of the voxel array a header announces; refused when the bytes *held while reading
+    it* exceed ``limits.max_volume_bytes``.
+
+    Reading holds ``copies`` arrays in the stored type (the decoded file; NRRD: also SimpleITK's
+    image) and the result in ``out_dtype`` (float32 for images; None: the stored type), so a
+    uint8 volume read as float32 counts 1 + 4 bytes a voxel, not 1.
+
+    Returns
+    -------
+    int
+        The stored voxel bytes (what the file must hold).
+    """
+    n_vox = int(np.prod(np.array(shape, dtype=object)))
+    n_bytes = n_vox * dt.itemsize
+    out = np.dtype(out_dtype) if out_dtype is not None else dt
+    held = n_vox * (copies * dt.itemsize + out.itemsize)
+    if held > limits.max_volume_bytes:
+        read_as = f" read as {out.name}" if out != dt else ""
         raise InvalidVolumeError(
             f"The header of {p} announces a {'x'.join(map(str, shape))} {dt.name} volume "
-            f"({human_bytes(n_bytes)}), more than the limit of {human_bytes(limits.max_volume_bytes)} per "
-            "volume (Settings.input_limits.max_volume_bytes); the file is corrupt or not a "
-            "single MRI volume. Nothing was read")
+            f"({human_bytes(n_bytes)} stored), which holds {human_bytes(held)} while being"
+            f"{read_as or ' read'} (the stored array and its converted copy), more than the "
+            f"limit of {human_bytes(limits.max_volume_bytes)} per volume "
+            "(Settings.input_limits.max_volume_bytes); the file is corrupt or not a single MRI "
+            "volume. Nothing was read")
     return n_bytes
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from gliocore.cohort.subjects import Scan, safe_name
+from gliocore.cohort.subjects import Scan, ensure_inside, safe_name
 from gliocore.errors import SubjectError
 from gliocore.location.localise import LocationConfig
 from gliocore.segment import Segmenter
@@ -116,8 +116,8 @@ class RunContext:
     #: (subject_id, scan_id) of each subject's baseline scan, whose result is also the subject's
     baselines: set[tuple[str, str]] = field(default_factory=set)
 
-    def mask_path(self, scan: Scan) -> Path:
-        return mask_path(self.out_root, scan)
+    def mask_path(self, scan: Scan, seg_key: str) -> Path:
+        return mask_path(self.out_root, scan, seg_key)
 
     @property
     def needs_gpu(self) -> bool:
@@ -127,12 +127,26 @@ class RunContext:
         return not self.segmenter.parallel_safe and device != "cpu"
 
 
-def mask_path(out_root: Path, scan: Scan) -> Path:
-    """Where a scan's new mask is written: ``<subject>/seg/<subject>_seg.nii.gz`` for the only
-    scan of a cross-sectional cohort, ``<subject>/<scan>/seg/<subject>_<scan>_seg.nii.gz``
-    otherwise (masks are found again by content key, not by this path)."""
+def mask_path(out_root: Path, scan: Scan, seg_key: str) -> Path:
+    """Where a scan's new mask is written, inside ``out_root`` (checked).
+
+    ``<subject>/seg/<subject>_<key>_seg.nii.gz`` for the only scan of a cross-sectional cohort,
+    ``<subject>/<scan>/seg/<subject>_<scan>_<key>_seg.nii.gz`` otherwise, where ``<key>`` is the
+    first 16 hex digits of the segmentation's content key (inputs + backend): the readable part
+    is a :func:`safe_name` (``P 1`` and ``P_1`` give ``P_1``), the key keeps different masks
+    apart; ``out_root`` is per cohort ID (:func:`gliocore.pipeline.runner.start_run`). Masks are
+    found again by the path recorded in the store, not by this function.
+
+    Raises
+    ------
+    OutsideRootError
+        Should the path leave ``out_root`` (it cannot with safe names; checked all the same).
+    """
     sid = safe_name(scan.subject_id)
+    key = seg_key[:16]
     if scan.scan_id == BASELINE_SCAN:
-        return out_root / sid / "seg" / f"{sid}_seg.nii.gz"
-    tp = safe_name(scan.scan_id)
-    return out_root / sid / tp / "seg" / f"{sid}_{tp}_seg.nii.gz"
+        path = out_root / sid / "seg" / f"{sid}_{key}_seg.nii.gz"
+    else:
+        tp = safe_name(scan.scan_id)
+        path = out_root / sid / tp / "seg" / f"{sid}_{tp}_{key}_seg.nii.gz"
+    return ensure_inside(path, out_root)

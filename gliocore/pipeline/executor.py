@@ -5,7 +5,10 @@ executor only runs a picklable function over a list of tasks and hands results b
 finish, so that the pipeline's code path is the same whatever runs the work:
 
 * :class:`LocalExecutor` (default): worker processes on this machine (``spawn``), or in-process
-  for one worker / one task / a backend that must stay in one process (a GPU model). Worker
+  for one worker / one task / a backend that must stay in one process (a GPU model). When a
+  worker dies (the out-of-memory killer), the pool is rebuilt: the tasks it was running are
+  re-run one at a time to find the one that kills its worker, which is reported
+  (:class:`WorkerDiedError`); the others go on. Worker
   processes stop within seconds when the driver dies, even by SIGKILL: each holds the read end
   of a pipe whose only write end is the driver's (EOF = driver gone), and on Linux also asks the
   kernel for SIGKILL on parent death (``PR_SET_PDEATHSIG``).
@@ -28,13 +31,19 @@ import signal
 import sys
 import threading
 import uuid
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable, Generator, Iterator, Mapping, Sequence, TypeVar
 
 T = TypeVar("T")
 
 #: The executors :func:`make_executor` knows.
 EXECUTORS = ("local", "dask")
+
+
+class WorkerDiedError(BrokenProcessPool):
+    """The worker process running a task died (yielded as that task's result)."""
 
 
 class Executor(abc.ABC):
@@ -101,28 +110,55 @@ class LocalExecutor(Executor):
                 yield task, fn(task)
             return
         # spawn, not fork: the dashboard calls this from a threaded Streamlit process, and
-        # forking a threaded process can deadlock. The pipe's write end stays here only: when
-        # this process dies, however, the workers read EOF and exit.
-        ctx = multiprocessing.get_context("spawn")
-        lifeline_r, lifeline_w = ctx.Pipe(duplex=False)
+        # forking a threaded process can deadlock.
+        mp = multiprocessing.get_context("spawn")
+        pending = deque(tasks)
+        while pending:
+            suspects = yield from self._round(mp, fn, pending, min(self.workers, len(pending)))
+            # a worker died (the out-of-memory killer, a crash in C code) and the pool broke:
+            # run each task that was in flight alone in a new pool to find the one that kills
+            # it; the others' results are kept and the queue goes on in a rebuilt pool
+            for task in suspects:
+                for dead in (yield from self._round(mp, fn, deque([task]), 1)):
+                    yield dead, WorkerDiedError(
+                        "the worker process running it died (killed by a signal, e.g. the "
+                        "out-of-memory killer, or a crash); the other tasks went on")
+
+    @staticmethod
+    def _round(mp: Any, fn: Callable[[T], Any], pending: deque,
+               n_workers: int) -> Generator[tuple[T, Any], None, list]:
+        """Run ``pending`` (consumed from the left) on one pool of ``n_workers``, at most one task
+        per worker in flight, yielding results; return the tasks in flight when the pool broke
+        (empty when all finished). The pipe's write end stays here only: when this process dies,
+        however, the workers read EOF and exit."""
+        lifeline_r, lifeline_w = mp.Pipe(duplex=False)
+        in_flight: dict[Any, Any] = {}
         try:
-            with ProcessPoolExecutor(max_workers=min(self.workers, len(tasks)),
-                                     initializer=init_worker, initargs=(lifeline_r, os.getpid()),
-                                     mp_context=ctx) as pool:
-                futures = {pool.submit(fn, task): task for task in tasks}
+            with ProcessPoolExecutor(max_workers=n_workers, initializer=init_worker,
+                                     initargs=(lifeline_r, os.getpid()), mp_context=mp) as pool:
                 try:
-                    for fut in as_completed(futures):
-                        task = futures[fut]
-                        try:
-                            yield task, fut.result()
-                        except Exception as exc:  # the worker died (out of memory, C crash)
-                            yield task, exc
+                    while pending or in_flight:
+                        while pending and len(in_flight) < n_workers:
+                            task = pending.popleft()
+                            in_flight[pool.submit(fn, task)] = task
+                        done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+                        broken = False
+                        for fut in done:
+                            exc = fut.exception()
+                            if isinstance(exc, BrokenProcessPool):
+                                broken = True
+                                continue
+                            task = in_flight.pop(fut)
+                            yield task, (exc if exc is not None else fut.result())
+                        if broken:
+                            return list(in_flight.values())
                 finally:  # the consumer stopped early (an exception, Ctrl-C): drop queued work
-                    for fut in futures:
+                    for fut in in_flight:
                         fut.cancel()
         finally:
             lifeline_w.close()
             lifeline_r.close()
+        return []
 
     def describe(self) -> str:
         return f"local ({self.workers} worker{'s' if self.workers != 1 else ''})"

@@ -119,7 +119,33 @@ def plan_subjects(ctx: RunContext, subjects: list[Scan], writer: ResultWriter,
 
     keyed = _key_scans(ctx, subjects, writer, fail)
     plans, file_sha = _plan_scans(ctx, keyed, writer)
+    plans = _without_collisions(ctx, plans, fail)
     return _tasks_of(ctx, plans, file_sha, writer, done)
+
+
+def _without_collisions(ctx: RunContext, plans: list[tuple],
+                        fail: Callable[[int, Scan, SubjectError], None]) -> list[tuple]:
+    """Plans whose new mask would land on a path that another segmentation uses (in this run or
+    recorded in the store) fail loudly instead of overwriting it; the others are returned."""
+    new = [p for p in plans if p[4]]
+    recorded = ctx.store.segmentation_keys_at([str(p[5]) for p in new])
+    claimed: dict[str, str] = {}
+    kept = []
+    for plan in plans:
+        i, subj, _input_key, seg_key, need_seg, mask_path = plan[:6]
+        path = str(mask_path)
+        others = (recorded.get(path, set()) | ({claimed[path]} if path in claimed else set())) \
+            - {seg_key}
+        if need_seg and others:
+            fail(i, subj, SubjectError(
+                subj.subject_id, "mask path collision: another segmentation (key "
+                f"{sorted(others)[0][:12]}) is recorded at or written to this path; refused to "
+                "overwrite it. Re-run; if it persists, report it", path=path, stage="segment"))
+            continue
+        if need_seg:
+            claimed[path] = seg_key
+        kept.append(plan)
+    return kept
 
 
 def _load_error(subj: Scan, exc: OSError) -> SubjectError:
@@ -190,7 +216,7 @@ def _plan_scans(ctx: RunContext, keyed: list[tuple[int, Scan, str, str]], writer
     plans = []
     for i, subj, input_key, seg_key in keyed:
         rec = records.get(seg_key)
-        need_seg, mask_path, mask_sha = True, ctx.mask_path(subj), None
+        need_seg, mask_path, mask_sha = True, ctx.mask_path(subj, seg_key), None
         if rec is not None and file_sha.get(seg_key) == rec.mask_sha256:
             need_seg, mask_path, mask_sha = False, Path(rec.path), rec.mask_sha256
         feature_key = text_sha256(f"{mask_sha}|{input_key}|{ctx.params_fp}") if mask_sha else None

@@ -14,7 +14,7 @@ import json
 import time
 from typing import Any, Callable
 
-from gliocore.cohort.subjects import Cohort, Scan, safe_name
+from gliocore.cohort.subjects import Cohort, Scan, ensure_inside, safe_name
 from gliocore.errors import GlioError, SubjectError
 from gliocore.features.params import load_params, params_fingerprint
 from gliocore.imaging.io import text_sha256
@@ -57,8 +57,10 @@ def start_run(cohort: Cohort, store: Store, config: ProcessingConfig,
     except BaseException:
         lock.release()
         raise
-    out_root = (config.output_dir or store.path.parent / "segmentations") / safe_name(cohort.name) \
-        / f"{segmenter.name}-{text_sha256(token)[:8]}"
+    # by cohort ID, never by its display name: two cohorts called alike keep their own masks
+    seg_root = config.output_dir or store.path.parent / "segmentations"
+    out_root = ensure_inside(seg_root / cid / f"{safe_name(segmenter.name)}-{text_sha256(token)[:8]}",
+                             seg_root)
     ctx = RunContext(store, config, cid, config_key, run_id, segmenter, token, params, params_fp,
                      out_root, ProcessingSummary(run_id, cid, config_key, len(subjects)),
                      baselines)
@@ -97,9 +99,10 @@ def run_tasks(ctx: RunContext, tasks: list[dict[str, Any]], executor: Executor,
             if isinstance(result, BaseException):  # the worker died (OOM, a crash in C code)
                 result = {"subject_id": task["subject"].subject_id,
                           "error": {"stage": "worker", "path": None,
-                                    "message": f"worker process died ({type(result).__name__}: "
-                                               f"{result}); re-run to resume, or use fewer "
-                                               "workers if memory is short"}}
+                                    "message": f"worker process died while processing it "
+                                               f"({result}); the other scans went on. If memory "
+                                               "is short, use fewer workers or a lower "
+                                               "Settings.input_limits.max_subject_bytes"}}
             collect_result(ctx, writer, task, result)
             on_done(task["subject"].label)
     finally:
@@ -138,7 +141,7 @@ def process_cohort(cohort: Cohort, store: Store, config: ProcessingConfig | None
     summary = ctx.summary
     summary.stage_seconds.update({"segment_cpu": 0.0, "features_cpu": 0.0})
     writer = ResultWriter(ctx)
-    status = "failed"
+    status, reason = "interrupted", None
     try:
         for err in cohort.problems:  # problems found while loading the cohort (files missing, CSV)
             if subject_ids is None or err.subject_id in subject_ids:
@@ -174,13 +177,44 @@ def process_cohort(cohort: Cohort, store: Store, config: ProcessingConfig | None
         if warning:
             summary.warnings.append(warning)
         status = "finished"
+    except Exception as exc:  # a full disk, a store that cannot be written: the run failed
+        status, reason = "failed", _reason(exc)
+        raise
     finally:
-        writer.flush()  # also on Ctrl-C: finished subjects are kept
-        summary.seconds = time.perf_counter() - t_start
-        store.finish_run(ctx.run_id, status if status == "finished" else "interrupted",
-                         len(summary.computed), len(summary.cached), len(summary.errors),
-                         warnings=summary.warnings)
+        close_run(ctx, writer, status, reason, t_start)
     return summary
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def close_run(ctx: RunContext, writer: ResultWriter, status: str, reason: str | None,
+              t_start: float) -> None:
+    """Flush what finished (also on Ctrl-C: finished scans are kept) and record how the run
+    ended: ``finished``, ``interrupted`` (Ctrl-C, a stopped page) or ``failed`` with the reason
+    among its warnings. When even that cannot be written (the disk is full), the run lock is
+    still released and the next run closes the record (:meth:`Store.start_run`); the first error
+    is the one raised."""
+    summary = ctx.summary
+    try:
+        writer.flush()
+    except Exception as exc:
+        if status != "failed":
+            status, reason = "failed", _reason(exc)
+        flush_error: Exception | None = exc
+    else:
+        flush_error = None
+    summary.seconds = time.perf_counter() - t_start
+    warnings = list(summary.warnings) + ([f"the run failed: {reason}"] if reason else [])
+    try:
+        ctx.store.finish_run(ctx.run_id, status, len(summary.computed), len(summary.cached),
+                             len(summary.errors), warnings=warnings)
+    except Exception:
+        if flush_error is None and status != "failed":
+            raise
+    if flush_error is not None and status == "failed" and reason == _reason(flush_error):
+        raise flush_error
 
 
 def enhancement_warning(store: Store, cohort_id: str, config_key: str) -> str | None:

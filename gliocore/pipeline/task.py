@@ -7,6 +7,7 @@ Executors send :func:`process_subject` to worker processes (local or Dask) by it
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import traceback
@@ -24,6 +25,7 @@ from gliocore.imaging.volume import Volume
 from gliocore.segment import Segmenter, get_segmenter, qc
 from gliocore.types import TumourClass
 
+_log = logging.getLogger(__name__)
 _WORKER_SEGMENTERS: dict[str, Segmenter] = {}
 _SEGMENTER_LOCK = threading.Lock()
 #: PyRadiomics validates parameters with a YAML parser shared by the process, which breaks when
@@ -135,10 +137,12 @@ def process_subject(task: dict[str, Any], segmenter: Segmenter | None = None) ->
         out["error"] = {"stage": err.stage or stage, "path": err.path, "message": err.message}
     except GlioError as err:
         out["error"] = {"stage": stage, "path": None, "message": str(err)}
-    except Exception as err:  # keep the batch going; record what happened
-        tb = traceback.format_exc(limit=3)
+    except Exception as err:  # keep the batch going; record what happened, not a traceback
+        _log.error("subject %s, stage %s: unexpected error\n%s", subject.subject_id, stage,
+                   traceback.format_exc())  # the traceback goes to the log, not to the store
         out["error"] = {"stage": stage, "path": None,
-                        "message": f"{type(err).__name__}: {err}\n{tb}"}
+                        "message": f"unexpected error ({type(err).__name__}: {err}); the "
+                                   "traceback is in the processing log"}
     return out
 
 

@@ -65,6 +65,19 @@ class ResultsMixin:
     def segmentation(self, seg_key: str) -> SegmentationRecord | None:
         return self.segmentations([seg_key]).get(seg_key)
 
+    def segmentation_keys_at(self, paths: Sequence[str]) -> dict[str, set[str]]:
+        """``{path: {seg_key, ...}}`` of the segmentations recorded at these mask paths (one
+        query): a path recorded for another key is a collision."""
+        wanted = sorted(set(paths))
+        if not wanted:
+            return {}
+        df = self._df("SELECT path, seg_key FROM segmentations "
+                      "WHERE path IN (SELECT unnest(?::VARCHAR[]))", [wanted])
+        out: dict[str, set[str]] = {}
+        for path, key in df.itertuples(index=False):
+            out.setdefault(str(path), set()).add(str(key))
+        return out
+
     def segmentations(self, seg_keys: Sequence[str]) -> dict[str, SegmentationRecord]:
         """Cached segmentations by key, in one query (keys not cached are absent)."""
         keys = sorted(set(seg_keys))

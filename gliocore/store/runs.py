@@ -11,6 +11,11 @@ from gliocore.store.locking import RunLock
 from gliocore.store.rows import _insert, _now
 
 
+#: Recorded with a run that a later one found still 'running' (its process had ended).
+STALE_RUN_NOTE = ("closed by a later run: the process running it ended without recording how "
+                  "(killed, or the disk was full)")
+
+
 class RunsMixin:
     """Processing runs (with the store's run lock), per-subject errors and the status table.
 
@@ -38,6 +43,9 @@ class RunsMixin:
                   n_subjects: int, lock: RunLock | None = None) -> str:
         """Record a new run, holding the store's run lock until :meth:`finish_run`.
 
+        A run still recorded as ``running`` cannot be alive (the lock is held here): it is
+        closed as ``interrupted`` with :data:`STALE_RUN_NOTE`.
+
         ``lock``: from :meth:`acquire_run_lock`; without it the lock is taken here.
 
         Raises
@@ -50,6 +58,11 @@ class RunsMixin:
             lock = self.acquire_run_lock(f"processing cohort {cohort_id} with {backend}")
         try:
             with self.transaction() as con:
+                # holding the run lock, no other run is alive: one still 'running' ended without
+                # recording how (killed, or the disk was full when it tried)
+                con.execute("UPDATE runs SET status = 'interrupted', finished_at = ?, "
+                            "warnings = COALESCE(warnings, ?) WHERE status = 'running'",
+                            [_now(), json.dumps([STALE_RUN_NOTE])])
                 con.execute("INSERT INTO runs (run_id, cohort_id, config_key, backend, workers, "
                             "started_at, finished_at, status, n_subjects, n_computed, n_cached, "
                             "n_errors) VALUES (?, ?, ?, ?, ?, ?, NULL, 'running', ?, 0, 0, 0)",
