@@ -22,11 +22,13 @@ ALLOWED: dict[str, set[str]] = {
     "imaging": VOCABULARY,
     "cohort": VOCABULARY | {"imaging"},
     **{step: VOCABULARY | {"imaging", "cohort"} for step in STEPS},
+    "preprocess": VOCABULARY | {"imaging", "cohort"},  # a step, before segmentation
     "store": VOCABULARY,
     "analysis": VOCABULARY | {"imaging", "cohort", "store"} | STEPS,
-    "pipeline": VOCABULARY | {"imaging", "cohort", "store"} | STEPS,
+    "pipeline": VOCABULARY | {"imaging", "cohort", "store", "preprocess"} | STEPS,
     "validation": VOCABULARY | {"imaging", "cohort", "analysis"} | STEPS,
-    "cli": VOCABULARY | {"imaging", "cohort", "store", "analysis", "pipeline", "validation"} | STEPS,
+    "cli": VOCABULARY | {"imaging", "cohort", "store", "analysis", "pipeline", "validation",
+                         "preprocess"} | STEPS,
     "__main__": {"cli"},
 }
 TOP_LEVEL_MODULES = {"types", "errors", "settings", "versions", "cli", "__main__"}
