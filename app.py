@@ -13,11 +13,11 @@ from pathlib import Path
 import streamlit as st
 
 ROOT = Path(__file__).resolve().parent
-if str(ROOT) not in sys.path:  # `gliocore` and `pages._common` importable from any cwd
+if str(ROOT) not in sys.path:  # `gliocore` and `pages._*` importable from any cwd
     sys.path.insert(0, str(ROOT))
 
 from gliocore.settings import Settings  # noqa: E402
-from pages import _common as common  # noqa: E402
+from pages import _context as page_context  # noqa: E402
 
 LOG = logging.getLogger("glioscope")
 
@@ -42,7 +42,7 @@ PAGES = {
 st.set_page_config(page_title="GlioScope", page_icon=":material/visibility:", layout="wide")
 page = st.navigation(PAGES)
 settings = Settings.from_env()
-common.sidebar(settings)
+page_context.sidebar(settings)
 try:
     page.run()
 except Exception as exc:  # shown in the page as type and message; the traceback stays in the log

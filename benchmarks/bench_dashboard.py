@@ -50,7 +50,8 @@ def build_store(root: Path, n: int, workers: int) -> Path:
     """The ``n``-subject cohort processed into ``root/dashboard-<n>/gliocore.duckdb`` (once)."""
     from gliocore.cohort import synth
     from gliocore.cohort.loading import load_cohort
-    from gliocore.pipeline.runner import ProcessingConfig, process_cohort
+    from gliocore.pipeline.context import ProcessingConfig
+    from gliocore.pipeline.runner import process_cohort
     from gliocore.store import Store
 
     folder = root / f"dashboard-{n}"

@@ -17,7 +17,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from gliocore.cohort import synth  # noqa: E402
-from gliocore.cohort.loading import load_cohort, load_subject_images  # noqa: E402
+from gliocore.cohort.loading import load_cohort  # noqa: E402
+from gliocore.cohort.subjects import load_subject_images  # noqa: E402
 from gliocore.imaging.io import load_volume  # noqa: E402
 from gliocore.segment import get_segmenter  # noqa: E402
 

@@ -20,8 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gliocore.features import radiomics  # noqa: E402
 from gliocore.cli import ensure_demo  # noqa: E402
-from gliocore.cohort.loading import load_cohort, load_subject_images  # noqa: E402
-from gliocore.pipeline.runner import ProcessingConfig, process_cohort  # noqa: E402
+from gliocore.cohort.loading import load_cohort  # noqa: E402
+from gliocore.cohort.subjects import load_subject_images  # noqa: E402
+from gliocore.pipeline.context import ProcessingConfig  # noqa: E402
+from gliocore.pipeline.runner import process_cohort  # noqa: E402
 from gliocore.segment import get_segmenter  # noqa: E402
 from gliocore.settings import Settings  # noqa: E402
 from gliocore.store import Store  # noqa: E402

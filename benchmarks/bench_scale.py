@@ -42,11 +42,17 @@ SMALL_SHAPE = (32, 32, 24)
 # -- child: runs with PYTHONPATH pointing at one code version ----------------------------------
 def _instrument_bookkeeping() -> dict[str, float]:
     """Accumulate the driver's time inside Store methods (outermost call only) and in the
-    pipeline's own hashing (``pipeline.file_sha256``)."""
+    pipeline's own hashing (``gliocore.pipeline.plan.file_sha256``)."""
     import functools
 
-    import gliocore.pipeline.runner as pipeline
-    from gliocore.store import Store
+    try:  # the package layout (issue 17)
+        import gliocore.pipeline.plan as plan
+        import gliocore.pipeline.runner as pipeline
+        from gliocore.store import Store
+    except ImportError:  # a 'before' commit from the flat layout
+        import gliocore.pipeline as pipeline  # type: ignore[no-redef]
+        from gliocore.store import Store  # type: ignore[no-redef]
+        plan = pipeline
 
     acc = {"seconds": 0.0, "calls": 0}
     depth = [0]
@@ -84,22 +90,25 @@ def _instrument_bookkeeping() -> dict[str, float]:
                     acc["calls"] += 1
         return wrapper
 
-    for name, attr in list(vars(Store).items()):
+    # the Store's own methods and its mixins' (one class per table family since the split)
+    methods = {name: attr for klass in reversed(Store.__mro__[:-1])
+               for name, attr in vars(klass).items()}
+    for name, attr in methods.items():
         if name == "batch":  # newer code: several calls in one connection
             setattr(Store, name, timed_context(attr))
         elif callable(attr) and not name.startswith("__") and name not in ("connect",
                                                                              "transaction"):
             setattr(Store, name, timed(attr))
-    pipeline.file_sha256 = timed(pipeline.file_sha256)
-    if hasattr(pipeline, "register_cohort"):
-        pipeline.register_cohort = timed(pipeline.register_cohort)
+    plan.file_sha256 = timed(plan.file_sha256)  # the planner's hashing (FileHasher, keys)
+    pipeline.register_cohort = timed(pipeline.register_cohort)  # the name start_run calls
     return acc
 
 
 def child_bookkeeping(csv: str, subset_csv: str, workers: int, tmp: str) -> dict:
     acc = _instrument_bookkeeping()
     from gliocore.cohort.loading import load_cohort
-    from gliocore.pipeline.runner import ProcessingConfig, process_cohort
+    from gliocore.pipeline.context import ProcessingConfig
+    from gliocore.pipeline.runner import process_cohort
     from gliocore.store import Store
 
     store = Store(Path(tmp) / "bench.duckdb")
@@ -143,7 +152,8 @@ def child_memory(csv: str, tmp: str) -> dict:
     import resource
 
     from gliocore.cohort.loading import load_cohort
-    from gliocore.pipeline.runner import ProcessingConfig, process_cohort
+    from gliocore.pipeline.context import ProcessingConfig
+    from gliocore.pipeline.runner import process_cohort
     from gliocore.store import Store
 
     rss_imports = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

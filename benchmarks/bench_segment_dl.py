@@ -52,8 +52,8 @@ QUICK_SHAPE = (128, 128, 96)
 
 def synthetic_case(shape: tuple[int, int, int], seed: int = 0):
     """A skull-stripped four-sequence case on a 1 mm grid (Subject, images)."""
-    from gliocore.cohort.loading import Subject
-    from gliocore.imaging.io import Volume
+    from gliocore.cohort.subjects import Subject
+    from gliocore.imaging.volume import Volume
     from gliocore.types import SEQUENCES
 
     rng = np.random.default_rng(seed)

@@ -107,7 +107,8 @@ def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
-    from gliocore.pipeline.runner import ProcessingConfig, process_cohort
+    from gliocore.pipeline.context import ProcessingConfig
+    from gliocore.pipeline.runner import process_cohort
     from gliocore.store import Store
     from gliocore.imaging.labels import get_label_map
     if args.backend == "import" and not args.label_map:

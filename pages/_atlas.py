@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages._common import get_store
+from pages._loaders import get_store
 
 
 @st.cache_data(show_spinner=False, max_entries=8)

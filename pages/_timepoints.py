@@ -7,16 +7,17 @@ import streamlit as st
 from gliocore.analysis import plots
 from gliocore.longitudinal.response import DAYS_PER_MONTH
 from gliocore.types import SEQUENCE_TITLES, SEQUENCES
-from pages import _common as common
+from pages import _loaders as loaders
+from pages import _context as page_context
 
 #: Timepoints shown at once; a slider steps through the rest.
 SHOWN = 4
 
 
-def render(ctx: common.Context, subject_id: str | None) -> None:
+def render(ctx: page_context.Context, subject_id: str | None) -> None:
     """Step through ``subject_id``'s timepoints at one slice, side by side, with each scan's
     segmentation overlay and volumes."""
-    scans = common.load_scan_results(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key)
+    scans = loaders.load_scan_results(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key)
     multi = scans.groupby("subject_id")["scan_id"].count()
     multi = [s for s in ctx.subject_ids if multi.get(s, 0) > 1]
     if not multi:
@@ -32,18 +33,18 @@ def render(ctx: common.Context, subject_id: str | None) -> None:
     own = scans[scans["subject_id"] == sid].sort_values("scan_order")
     vols, masks = [], []
     for r in own.itertuples():
-        files = common.load_scan_files(ctx.db, ctx.stamp, ctx.cohort_id, sid, r.scan_id)
+        files = loaders.load_scan_files(ctx.db, ctx.stamp, ctx.cohort_id, sid, r.scan_id)
         if seq not in files:
             continue
         try:
-            data, spacing = common.load_volume_array(files[seq], common.file_mtime(files[seq]))
+            data, spacing = loaders.load_volume_array(files[seq], loaders.file_mtime(files[seq]))
         except Exception as exc:
             st.warning(f"{sid}, scan {r.scan_id}: image unreadable ({exc})")
             continue
         mask = None
         if isinstance(r.path, str) and r.path:
             try:
-                mask = common.load_volume_array(r.path, common.file_mtime(r.path), is_mask=True)[0]
+                mask = loaders.load_volume_array(r.path, loaders.file_mtime(r.path), is_mask=True)[0]
             except Exception:
                 mask = None
         vols.append((r, data, spacing))

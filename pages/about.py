@@ -6,10 +6,12 @@ import time
 
 import streamlit as st
 
-from pages import _common as common
+from pages import _loaders as loaders
+from pages import _context as page_context
+from pages import _display as ui
 
-ctx = common.context()
-common.page_header("About / Validation", ctx)
+ctx = page_context.context()
+ui.page_header("About / Validation", ctx)
 settings = ctx.settings
 
 st.markdown(
@@ -39,11 +41,11 @@ st.dataframe([{"setting": k, "value": v} for k, v in info.items()], hide_index=T
              key="about_info")
 
 
-backends = common.available_backends()
+backends = loaders.available_backends()
 st.markdown("**Segmentation backends:** " + "; ".join(
     f"`{b}` " + ("available" if r is None else f"unavailable ({r.split('. ')[0].rstrip('.')})")
     for b, r in backends.items()))
-line = common.backend_line(ctx)
+line = ui.backend_line(ctx)
 if line:
     st.caption("Results on display — " + line)
 

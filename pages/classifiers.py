@@ -9,27 +9,29 @@ import streamlit as st
 
 from gliocore.analysis import plots
 from gliocore.errors import CohortError
-from pages import _common as common
+from pages._columns import ID, SURVIVAL
+from pages import _context as page_context
+from pages import _display as ui
 
 MODELS = {"logreg": "Logistic regression", "random_forest": "Random forest", "svm": "SVM (RBF)"}
 
-ctx = common.context()
-common.page_header("Classifiers", ctx)
-if not common.require_cohort(ctx) or not common.require_features(ctx, "a classifier"):
+ctx = page_context.context()
+ui.page_header("Classifiers", ctx)
+if not ui.require_cohort(ctx) or not ui.require_features(ctx, "a classifier"):
     st.stop()
-common.event_notice(ctx)
+ui.event_notice(ctx)
 
 from gliocore.analysis.classify import (  # noqa: E402
     IMPUTATION_METHOD, SMALL_MINORITY, SMALL_N, evaluate_classifier, make_short_long_labels,
     missing_values,
 )
 
-data = common.processed(ctx, common.outcome_analysis_rows(ctx, "clf_outcome_filters",
+data = ui.processed(ctx, ui.outcome_analysis_rows(ctx, "clf_outcome_filters",
                                                          "the Classifiers page"))
-endpoint, time_col, event_col, _word = common.endpoint_picker(ctx, "clf_endpoint")
+endpoint, time_col, event_col, _word = ui.endpoint_picker(ctx, "clf_endpoint")
 c1, c2 = st.columns([1, 3])
 threshold = c1.number_input("Short survival: death at or before (months)"
-                            if time_col == common.SURVIVAL else
+                            if time_col == SURVIVAL else
                             "Early progression: progression or death at or before (months)",
                             0.5, 120.0, float(ctx.settings.short_survival_months), 0.5,
                             key="clf_threshold")
@@ -51,7 +53,7 @@ default = [c for c in ("Volume_label1", "Volume_label2", "tumor_volume",
                        "flair_MeanIntensity_label2", "t1c_MeanIntensity_label1") if c in features]
 f1, f2 = st.columns([3, 2])
 chosen = f1.multiselect("Features", features + extra, default=default, key="clf_features")
-common.empty_features_note(ctx, f1)
+ui.empty_features_note(ctx, f1)
 models = f2.multiselect("Models", list(MODELS), default=["logreg", "svm"],
                         format_func=MODELS.get, key="clf_models")
 o1, o2, o3, o4 = st.columns(4)
@@ -124,7 +126,7 @@ def _evaluate(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: 
 
 
 inputs = (ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key,
-          common.ids_key(list(data.loc[y.index, common.ID])),
+          ui.ids_key(list(data.loc[y.index, ID])),
           float(threshold), tuple(chosen), int(n_splits), int(n_repeats), int(n_perm),
           min(int(k_best), len(chosen)))
 fits = (int(n_perm) + 1) * int(n_splits) * int(n_repeats) * max(len(models), 1)

@@ -6,10 +6,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages import _common as common
+from pages._columns import ID
+from pages import _loaders as loaders
+from pages import _context as page_context
+from pages import _display as ui
 
-ctx = common.context()
-common.page_header("Cohort", ctx)
+ctx = page_context.context()
+ui.page_header("Cohort", ctx)
 settings = ctx.settings
 
 
@@ -33,7 +36,8 @@ class _Progress:
 def _process(cohort, backend: str, workers: int, options: dict | None = None,
              reference_label_map: str = "glioscope") -> None:
     from gliocore.location.localise import LocationConfig
-    from gliocore.pipeline.runner import ProcessingConfig, process_cohort
+    from gliocore.pipeline.context import ProcessingConfig
+    from gliocore.pipeline.runner import process_cohort
     progress = _Progress(("hash", "segment", "features", "location"))
     summary = process_cohort(cohort, ctx.store(), ProcessingConfig(
         backend=backend, backend_options=options or {}, workers=workers,
@@ -43,7 +47,7 @@ def _process(cohort, backend: str, workers: int, options: dict | None = None,
         location=LocationConfig(register=False)), progress=progress)
     progress.bar.progress(1.0, text="Done")
     st.session_state["last_summary"] = summary.describe()
-    st.session_state[common.PENDING_COHORT] = summary.cohort_id
+    st.session_state[page_context.PENDING_COHORT] = summary.cohort_id
 
 
 def _generate_demo(n: int, workers: int) -> None:
@@ -120,7 +124,7 @@ with st.expander("Load or switch a cohort", expanded=False):
                             help="Columns SUBJECT ID, Survival(months), IDH-status; optional event, "
                                  "age, sex, img_dir and any other.")
         root = st.text_input("Image root (optional)", placeholder="defaults to the CSV's folder")
-        from gliocore.cohort.loading import NAMING_SCHEMES
+        from gliocore.cohort.naming import NAMING_SCHEMES
         naming = st.selectbox("File naming", ["auto", *NAMING_SCHEMES],
                               help="How the four sequence files are named (auto tries all presets).")
         name = st.text_input("Name (optional)")
@@ -128,13 +132,13 @@ with st.expander("Load or switch a cohort", expanded=False):
     if submitted:
         def _load() -> None:
             from gliocore.cohort.loading import load_cohort
-            from gliocore.pipeline.runner import register_cohort
+            from gliocore.pipeline.plan import register_cohort
             if not csv.strip():
                 raise ValueError("enter the path of the clinical CSV")
             cohort = load_cohort(csv.strip(), root.strip() or None,
                                  naming=None if naming == "auto" else naming,
                                  name=name.strip() or None)
-            st.session_state[common.PENDING_COHORT] = register_cohort(
+            st.session_state[page_context.PENDING_COHORT] = register_cohort(
                 ctx.store(), cohort, None if naming == "auto" else naming)
         _run(_load)
 
@@ -148,21 +152,21 @@ with st.expander("Upload a cohort (zip)", expanded=False):
                "links or paths leaving the zip's folder.")
     with st.form("upload_cohort"):
         upload = st.file_uploader("Cohort zip", type=["zip"], key="cohort_zip")
-        from gliocore.cohort.loading import NAMING_SCHEMES
+        from gliocore.cohort.naming import NAMING_SCHEMES
         u_naming = st.selectbox("File naming", ["auto", *NAMING_SCHEMES], key="upload_naming")
         u_name = st.text_input("Name (optional)", key="upload_name",
                                help="Defaults to the zip's file name.")
         u_submitted = st.form_submit_button("Upload and load cohort")
     if u_submitted:
         def _upload() -> None:
-            from gliocore.pipeline.runner import register_cohort
+            from gliocore.pipeline.plan import register_cohort
             from gliocore.cohort.uploads import load_uploaded_cohort
             if upload is None:
                 raise ValueError("choose a zip file first")
             up = load_uploaded_cohort(upload, settings.uploads_dir, limits=limits,
                                       naming=None if u_naming == "auto" else u_naming,
                                       name=u_name.strip() or Path(upload.name).stem)
-            st.session_state[common.PENDING_COHORT] = register_cohort(
+            st.session_state[page_context.PENDING_COHORT] = register_cohort(
                 ctx.store(), up.cohort, None if u_naming == "auto" else u_naming)
             st.session_state["last_upload"] = (
                 f"Uploaded cohort **{up.cohort.name}**: {len(up.cohort.subjects)} subjects with "
@@ -178,7 +182,7 @@ if ctx.cohort_id is None:
 
 # -- processing -----------------------------------------------------------------------------------
 st.subheader("Processing")
-status = common.load_status(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key)
+status = loaders.load_status(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key)
 n_all = len(status)
 c = st.columns(4)
 c[0].metric("Subjects", n_all)
@@ -186,7 +190,7 @@ c[1].metric("With images", int(status["has_images"].sum()) if n_all else 0)
 c[2].metric("Segmented", int(status["segmented"].sum()) if n_all else 0)
 c[3].metric("With features", int(status["features"].sum()) if n_all else 0)
 
-backends = common.available_backends()
+backends = loaders.available_backends()
 names = sorted(backends, key=lambda b: (backends[b] is not None, b != settings.default_backend, b))
 captions = [("available" if backends[b] is None
              else "unavailable: " + backends[b].split(". ")[0].rstrip(".") + ".") for b in names]
@@ -242,7 +246,7 @@ st.caption("Command line equivalent: `python -m gliocore process --csv "
 
 # -- status per subject ---------------------------------------------------------------------------
 st.subheader("Status per subject")
-_runs = common.load_runs(ctx.db, ctx.stamp, ctx.cohort_id)
+_runs = loaders.load_runs(ctx.db, ctx.stamp, ctx.cohort_id)
 if not _runs.empty and "warnings" in _runs:
     _mine = _runs[_runs["config_key"] == ctx.config_key] if ctx.config_key else _runs
     _latest = (_mine if not _mine.empty else _runs).iloc[0]
@@ -276,10 +280,10 @@ st.subheader("Clinical table (filtered)")
 if ctx.n == 0:
     st.warning("No subject matches the filters; widen or clear them in the sidebar.")
 else:
-    st.dataframe(ctx.filtered[[common.ID] + [c for c in ctx.clinical_columns() if c in ctx.filtered.columns]
+    st.dataframe(ctx.filtered[[ID] + [c for c in ctx.clinical_columns() if c in ctx.filtered.columns]
                               + (["tumor_volume"] if "tumor_volume" in ctx.filtered.columns else [])],
                  hide_index=True)
-runs = common.load_runs(ctx.db, ctx.stamp, ctx.cohort_id)
+runs = loaders.load_runs(ctx.db, ctx.stamp, ctx.cohort_id)
 if not runs.empty:
     with st.expander(f"Processing runs ({len(runs)})"):
         st.dataframe(runs, hide_index=True)

@@ -9,22 +9,24 @@ import plotly.express as px
 import streamlit as st
 
 from gliocore.analysis import export, plots
-from pages import _common as common
+from pages._columns import EVENT, ID, SURVIVAL
+from pages import _context as page_context
+from pages import _display as ui
 
-ctx = common.context()
-common.page_header("Features", ctx)
-if not common.require_cohort(ctx):
+ctx = page_context.context()
+ui.page_header("Features", ctx)
+if not ui.require_cohort(ctx):
     st.stop()
 
 table = ctx.filtered
 features = ctx.feature_columns()
-clinical = [common.ID] + ctx.clinical_columns()
-if not common.require_features(ctx, "the feature table"):
+clinical = [ID] + ctx.clinical_columns()
+if not ui.require_features(ctx, "the feature table"):
     st.subheader("Clinical table")
     st.dataframe(table[[c for c in clinical if c in table.columns]], hide_index=True)
     st.stop()
 
-common.empty_features_note(ctx)
+ui.empty_features_note(ctx)
 tab_table, tab_dist, tab_corr, tab_screen = st.tabs(
     ["Table", "Distribution by group", "Correlation", "Survival screen (FDR)"])
 
@@ -80,8 +82,8 @@ def _distribution(db: str, stamp: str, cohort_id: str, config_key: str | None, i
     rule = None
     if group.startswith("Short"):
         from gliocore.analysis.groups import make_groups
-        g = make_groups(data, common.SURVIVAL, "short_long", threshold=threshold,
-                        event_col=common.EVENT)
+        g = make_groups(data, SURVIVAL, "short_long", threshold=threshold,
+                        event_col=EVENT)
         data["group"] = g.labels.astype(object)
         rule = g.rule
     else:
@@ -89,7 +91,7 @@ def _distribution(db: str, stamp: str, cohort_id: str, config_key: str | None, i
     data = data.dropna(subset=["group", feature])
     if data.empty:
         return None, None, rule
-    hover = [common.ID, common.SURVIVAL]
+    hover = [ID, SURVIVAL]
     points = plots.box_points(int(data["group"].value_counts().max()))
     if kind == "Histogram":
         fig = px.histogram(data, x=feature, color="group", barmode="overlay", opacity=0.65,
@@ -116,8 +118,8 @@ def _correlation(db: str, stamp: str, cohort_id: str, config_key: str | None, id
     return fig
 
 
-processed = common.processed(ctx)
-processed_key = common.ids_key(processed[common.ID].astype(str).tolist())
+processed = ui.processed(ctx)
+processed_key = ui.ids_key(processed[ID].astype(str).tolist())
 with tab_dist:
     c1, c2, c3 = st.columns([3, 2, 2])
     feature = c1.selectbox("Feature", features,
@@ -171,11 +173,11 @@ def _screen(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: st
     """Cached by cohort, store stamp, results configuration, subject set and features (the
     table follows from those)."""
     from gliocore.analysis.screens import screen_features
-    return screen_features(_table, common.SURVIVAL, common.EVENT, list(feats))
+    return screen_features(_table, SURVIVAL, EVENT, list(feats))
 
 
 with tab_screen:
-    processed = common.processed(ctx, common.outcome_analysis_rows(
+    processed = ui.processed(ctx, ui.outcome_analysis_rows(
         ctx, "screen_outcome_filters", "the survival screen"))
     st.markdown("Each feature alone in a Cox model (standardised: hazard ratio per SD). With many "
                 "features some look significant by chance, so read the **q-value** "
@@ -183,7 +185,7 @@ with tab_screen:
     picked = st.multiselect(f"Features to screen (empty = all {len(features)})", features,
                             default=[], key="screen_features")
     screen_feats = picked or features
-    events = int(processed[common.EVENT].fillna(0).sum()) if common.EVENT in processed else 0
+    events = int(processed[EVENT].fillna(0).sum()) if EVENT in processed else 0
     if not screen_feats:
         st.info("Pick features to screen.")
     elif events < 2:
@@ -191,7 +193,7 @@ with tab_screen:
                    "screen needs events. Widen the filters.")
     else:
         res = _screen(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key,
-                      common.ids_key(processed[common.ID].tolist()),
+                      ui.ids_key(processed[ID].tolist()),
                       tuple(screen_feats), processed)
         n_sig = int((res["q"] < 0.05).sum())
         st.caption(f"{len(processed)} subjects, {events} deaths; {n_sig} feature(s) with q < 0.05.")

@@ -14,11 +14,13 @@ from gliocore.analysis import plots
 from gliocore.location import vasari
 from gliocore.imaging.atlas import REGION_TITLES, SPACES
 from pages import _atlas
-from pages import _common as common
+from pages._columns import ID, IDH, empty_columns
+from pages import _context as page_context
+from pages import _display as ui
 
-ctx = common.context()
-common.page_header("Location", ctx)
-if not common.require_cohort(ctx):
+ctx = page_context.context()
+ui.page_header("Location", ctx)
+if not ui.require_cohort(ctx):
     st.stop()
 
 sets = _atlas.load_location_sets(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key)
@@ -31,7 +33,7 @@ if sets.empty:
     st.stop()
 sets = sets[sets["subject_id"].astype(str).isin(ctx.subject_ids)]
 data = ctx.filtered.copy()
-data = data[data[common.ID].astype(str).isin(set(sets["subject_id"].astype(str)))]
+data = data[data[ID].astype(str).isin(set(sets["subject_id"].astype(str)))]
 if data.empty:
     st.warning("None of the filtered subjects has an atlas location; widen the filters.")
     st.stop()
@@ -48,7 +50,7 @@ st.caption(
 
 LOBES = ("frontal", "temporal", "parietal", "occipital", "insula")
 DEEP = ("thalamus", "internal_capsule", "corpus_callosum", "brainstem", "ventricles")
-groupable = [c for c in (common.IDH, "loc_wt_side_name", "loc_wt_epicentre_region_name", "sex")
+groupable = [c for c in (IDH, "loc_wt_side_name", "loc_wt_epicentre_region_name", "sex")
              if c in data.columns and 2 <= data[c].nunique() <= 8]
 
 tab_subj, tab_map, tab_groups, tab_vasari = st.tabs(
@@ -60,7 +62,7 @@ with tab_subj:
                      horizontal=True, key="loc_class")
     short = {"whole tumour": "wt", "contrast-enhancing": "ce", "non-enhancing": "ne"}[klass]
     regions = [r for r in LOBES + DEEP if f"loc_{short}_{r}_pct" in data]
-    share = data.set_index(data[common.ID].astype(str))[[f"loc_{short}_{r}_pct" for r in regions]]
+    share = data.set_index(data[ID].astype(str))[[f"loc_{short}_{r}_pct" for r in regions]]
     share.columns = [REGION_TITLES.get(r, r) for r in regions]
     fig = plots.region_share_figure(share, bars_max=plots.SURVIVAL_BARS_MAX,
                                     title=f"Share of each subject's {klass} in each atlas region")
@@ -75,8 +77,8 @@ with tab_subj:
                    "100 %; tumour outside every region (white matter not in a lobe mask) makes "
                    "them fall short.")
     table = pd.DataFrame({
-        "subject": data[common.ID].astype(str),
-        "IDH": data.get(common.IDH, pd.Series(index=data.index, dtype=object)),
+        "subject": data[ID].astype(str),
+        "IDH": data.get(IDH, pd.Series(index=data.index, dtype=object)),
         f"{klass} (cm³)": data.get(f"loc_{short}_volume_mm3") / 1000,
         "side": data.get("loc_wt_side_name"),
         "epicentre region": data.get("loc_wt_epicentre_region_name"),
@@ -107,7 +109,7 @@ with tab_map:
     at = _atlas.load_atlas(atlas_name)
     c1, c2, c3 = st.columns([2, 2, 3])
     group_col = c1.selectbox("Split by", ["(all subjects)", *groupable], key="loc_map_group",
-                             index=1 if common.IDH in groupable else 0)
+                             index=1 if IDH in groupable else 0)
     map_class = c2.radio("Class", ["whole_tumour", "contrast_enhancing", "non_enhancing"],
                          format_func=lambda c: c.replace("_", " "), key="loc_map_class")
     factor = 2
@@ -118,7 +120,7 @@ with tab_map:
                             default=default_levels, key="loc_map_levels")
     msets = sets[sets["atlas"] == atlas_name].set_index(sets["subject_id"].astype(str))
     groups = {"all subjects": list(msets.index)} if group_col == "(all subjects)" else {
-        str(g): [s for s in sub[common.ID].astype(str) if s in msets.index]
+        str(g): [s for s in sub[ID].astype(str) if s in msets.index]
         for g, sub in data.groupby(data[group_col].fillna("unknown"))}
     maps = {}
     for g, ids in groups.items():
@@ -152,7 +154,7 @@ with tab_groups:
                                        "ne": "non-enhancing"}.get)
         min_pct = c3.slider("Involved when at least this % of the class lies in the region",
                             1, 50, int(lesion_map.INVOLVED_MIN_PCT), key="loc_grp_pct")
-        wide = data.set_index(data[common.ID].astype(str))
+        wide = data.set_index(data[ID].astype(str))
         inv = lesion_map.involvement(wide, gclass, float(min_pct))
         grp = wide[gcol].reindex(inv.index).fillna("unknown").astype(str)
         share = inv.groupby(grp).mean().mul(100).reset_index().melt(
@@ -195,7 +197,7 @@ with tab_vasari:
     vcols = [c for c in data.columns if c.startswith("vasari_F")]
     vlong = _atlas.load_location_long(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key)
     vlong = vlong[(vlong["tumour_class"] == "vasari")
-                  & vlong["subject_id"].astype(str).isin(set(data[common.ID].astype(str)))]
+                  & vlong["subject_id"].astype(str).isin(set(data[ID].astype(str)))]
     if not vlong.empty:
         shown = vlong.assign(text=[
             (f"{int(v)}" if pd.notna(v) else "—") + (f" · {lab}" if isinstance(lab, str) else "")
@@ -203,7 +205,7 @@ with tab_vasari:
         codes = [c for c in vasari.FEATURES if vasari.FEATURES[c][0] != "not computed"]
         # codes no subject of the cohort has a value for (F19-F22 when the non-enhancing class
         # alone would decide them) are left out of the grid, and said so
-        unset = set(common.empty_columns(ctx.table, [f"vasari_{c}" for c in codes]))
+        unset = set(empty_columns(ctx.table, [f"vasari_{c}" for c in codes]))
         empty = [c for c in codes if f"vasari_{c}" in unset]
         grid = shown.pivot(index="subject_id", columns="feature", values="text")
         st.dataframe(grid.reindex(columns=[c for c in codes if c not in empty]), width="stretch")

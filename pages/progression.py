@@ -7,14 +7,17 @@ import streamlit as st
 from gliocore.analysis import export
 from gliocore.longitudinal import response_plots as rp
 from gliocore.longitudinal.response import DAYS_PER_MONTH, RANO2_SOURCE, ResponseCriteria
-from pages import _common as common
+from pages._columns import EVENT, ID, IDH, SURVIVAL
+from pages import _loaders as loaders
+from pages import _context as page_context
+from pages import _display as ui
 
-ctx = common.context()
-common.page_header("Progression", ctx)
-if not common.require_cohort(ctx):
+ctx = page_context.context()
+ui.page_header("Progression", ctx)
+if not ui.require_cohort(ctx):
     st.stop()
 
-scans_all = common.load_scans(ctx.db, ctx.stamp, ctx.cohort_id)
+scans_all = loaders.load_scans(ctx.db, ctx.stamp, ctx.cohort_id)
 if scans_all.empty or not (scans_all["scan_order"] > 0).any():
     st.info("This cohort has one scan per subject, so there is no progression to show. A "
             "longitudinal cohort lists several scans per subject: a **scans table** "
@@ -33,7 +36,7 @@ confirm = c1.checkbox("Confirm by the next scan", value=False, key="prog_confirm
 criteria = ResponseCriteria(confirm=confirm)
 c2.caption(criteria.describe() + f" Source: {RANO2_SOURCE}")
 
-assessment, subjects, pfs = common.load_response(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key,
+assessment, subjects, pfs = loaders.load_response(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key,
                                                  confirm)
 keep = set(ctx.subject_ids)
 assessment = assessment[assessment["subject_id"].isin(keep)]
@@ -52,7 +55,7 @@ m2.metric("Scans with a volume", n_scans)
 m3.metric("Subjects with follow-up", n_fu)
 m4.metric("Progressed", n_prog)
 
-clin = ctx.filtered.set_index(common.ID) if common.ID in ctx.filtered else pd.DataFrame()
+clin = ctx.filtered.set_index(ID) if ID in ctx.filtered else pd.DataFrame()
 tab_subj, tab_cohort, tab_swim, tab_fall, tab_table = st.tabs(
     ["Subject trajectory", "Cohort trajectories", "Swimmer plot", "Waterfall", "Tables"])
 
@@ -86,7 +89,7 @@ with tab_cohort:
     series = g1.selectbox("Class", list(rp.CLASS_SERIES), index=2, key="prog_series")
     rel2 = g2.radio("Scale", ["Volume (cm³)", "% from baseline"], horizontal=True,
                     key="prog_scale_cohort", index=1) != "Volume (cm³)"
-    group_options = ["none", "best response"] + [c for c in (common.IDH, "sex", "event")
+    group_options = ["none", "best response"] + [c for c in (IDH, "sex", "event")
                                                  if c in clin.columns]
     group = g3.selectbox("Colour by", group_options, index=min(2, len(group_options) - 1),
                          key="prog_group")
@@ -103,8 +106,8 @@ with tab_cohort:
 
 with tab_swim:
     survival = None
-    if {common.SURVIVAL, common.EVENT} <= set(clin.columns):
-        survival = pd.DataFrame({"months": clin[common.SURVIVAL], "died": clin[common.EVENT]})
+    if {SURVIVAL, EVENT} <= set(clin.columns):
+        survival = pd.DataFrame({"months": clin[SURVIVAL], "died": clin[EVENT]})
     shown = subjects
     per_page = rp.SWIMMER_PER_PAGE
     if len(subjects) > per_page:  # a page at a time, longest follow-up first

@@ -11,23 +11,25 @@ import streamlit as st
 from gliocore.analysis import plots
 from gliocore.segment.qc import summarise
 from gliocore.longitudinal.response import DAYS_PER_MONTH
-from pages import _common as common
+from pages import _loaders as loaders
+from pages import _context as page_context
+from pages import _display as ui
 
 #: Which scans the page scores (offered when the cohort has follow-up scans).
 SCANS_SHOWN = ("All scans", "Baseline scans", "Follow-up scans")
 REGIONS = {"contrast_enhancing": "Contrast-enhancing", "non_enhancing": "Non-enhancing",
            "whole_tumour": "Whole tumour", "whole_tumor": "Whole tumour", "tumour": "Whole tumour"}
 
-ctx = common.context()
-common.page_header("Segmentation QC", ctx)
-if not common.require_cohort(ctx):
+ctx = page_context.context()
+ui.page_header("Segmentation QC", ctx)
+if not ui.require_cohort(ctx):
     st.stop()
 
 # -- two backends (or two settings of one) against each other --------------------------------------
 if len(ctx.configs) >= 2:
     with st.expander("Compare two segmentations of this cohort (baseline scans)", expanded=False):
         keys = ctx.configs["config_key"].astype(str).tolist()
-        labels = {str(r.config_key): common.config_label(r) for r in ctx.configs.itertuples()}
+        labels = {str(r.config_key): page_context.config_label(r) for r in ctx.configs.itertuples()}
         c1, c2 = st.columns(2)
         def name(k: str) -> str:
             return labels.get(k, k)
@@ -38,7 +40,7 @@ if len(ctx.configs) >= 2:
         if key_a == key_b:
             st.info("Pick two different configurations.")
         else:
-            cmp = common.compare_configs(ctx.db, ctx.stamp, ctx.cohort_id, key_a, key_b)
+            cmp = loaders.compare_configs(ctx.db, ctx.stamp, ctx.cohort_id, key_a, key_b)
             cmp = cmp[cmp["subject_id"].isin(ctx.subject_ids)].copy()
             failed = cmp[cmp["region"].isna()]
             cmp = cmp.dropna(subset=["region"])
@@ -102,9 +104,9 @@ def _qc_views(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: 
     return summary, dice, volumes, wide, ranked, region_order
 
 
-qc = common.load_scan_qc(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key)
+qc = loaders.load_scan_qc(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key)
 if qc.empty:
-    seg = common.load_segmentations(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key)
+    seg = loaders.load_segmentations(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key)
     if seg.empty:
         st.info("Nothing to check yet: the cohort is not segmented. Press **Process cohort** on the "
                 "Cohort page.")
@@ -141,7 +143,7 @@ if per_scan:
         st.stop()
 
 summary, fig_dice, fig_volumes, wide, ranked, region_order = _qc_views(
-    ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key, common.ids_key(ctx.subject_ids), shown,
+    ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key, ui.ids_key(ctx.subject_ids), shown,
     per_scan, qc)
 unit = "scans" if per_scan else "subjects"
 st.caption("Reference masks are the cohort's own (for the demo: the phantom's ground truth), read "
@@ -203,11 +205,11 @@ pick = c1.selectbox(("Scan" if per_scan else "Subject") + " (worst Dice first)",
                     key="qc_subject")
 sid, scan_id = choices[pick]
 plane = c2.radio("Plane", plots.PLANES, horizontal=True, key="qc_plane")
-scans = common.load_scans(ctx.db, ctx.stamp, ctx.cohort_id)
-results = common.load_scan_results(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key)
+scans = loaders.load_scans(ctx.db, ctx.stamp, ctx.cohort_id)
+results = loaders.load_scan_results(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key)
 scan_row = scans[(scans["subject_id"] == sid) & (scans["scan_id"] == scan_id)]
 result_row = results[(results["subject_id"] == sid) & (results["scan_id"] == scan_id)]
-files = common.load_scan_files(ctx.db, ctx.stamp, ctx.cohort_id, sid, scan_id)
+files = loaders.load_scan_files(ctx.db, ctx.stamp, ctx.cohort_id, sid, scan_id)
 ref_path = None if scan_row.empty else scan_row["reference_mask"].iloc[0]
 mpath = None if result_row.empty else result_row["path"].iloc[0]
 what = sid if not per_scan else f"{sid}, scan {scan_id}"
@@ -215,16 +217,16 @@ if not (files.get("flair") and isinstance(ref_path, str) and isinstance(mpath, s
     st.info(f"{what}: image, segmentation or reference file not recorded.")
     st.stop()
 try:
-    img, spacing = common.load_volume_array(files["flair"], common.file_mtime(files["flair"]))
-    pred = common.load_volume_array(mpath, common.file_mtime(mpath), is_mask=True)[0]
-    ref = common.load_volume_array(ref_path, common.file_mtime(ref_path), is_mask=True)[0]
+    img, spacing = loaders.load_volume_array(files["flair"], loaders.file_mtime(files["flair"]))
+    pred = loaders.load_volume_array(mpath, loaders.file_mtime(mpath), is_mask=True)[0]
+    ref = loaders.load_volume_array(ref_path, loaders.file_mtime(ref_path), is_mask=True)[0]
 except Exception as exc:
     st.warning(f"Cannot read {what}'s files: {exc}")
     st.stop()
 n = plots.n_slices(img.shape, plane)
 index = st.slider("Slice", 0, n - 1, plots.best_slice(ref, plane),
                   key=f"qc_slice_{sid}_{scan_id}_{plane}")
-stats = common.load_image_stats(ctx.db, ctx.stamp, ctx.cohort_id)  # the baseline scans' images
+stats = loaders.load_image_stats(ctx.db, ctx.stamp, ctx.cohort_id)  # the baseline scans' images
 row = stats[(stats["subject_id"] == sid) & (stats["sequence"] == "flair")]
 if not row.empty and int(scan_row["scan_order"].iloc[0]) == 0:
     p01, p99 = float(row["brain_p01"].iloc[0]), float(row["brain_p99"].iloc[0])

@@ -10,27 +10,29 @@ import streamlit as st
 
 from gliocore.analysis import plots
 from gliocore.errors import CohortError
-from pages import _common as common
+from pages._columns import EVENT, ID, IDH, LONGITUDINAL_COLUMNS, OUTCOME_COLUMNS, SURVIVAL
+from pages import _context as page_context
+from pages import _display as ui
 
-ctx = common.context()
-common.page_header("Survival", ctx)
-if not common.require_cohort(ctx):
+ctx = page_context.context()
+ui.page_header("Survival", ctx)
+if not ui.require_cohort(ctx):
     st.stop()
-common.event_notice(ctx)
+ui.event_notice(ctx)
 
-data = common.outcome_analysis_rows(ctx, "survival_outcome_filters", "the Survival page").copy()
-endpoint, time_col, event_col, event_word = common.endpoint_picker(ctx, "survival_endpoint")
+data = ui.outcome_analysis_rows(ctx, "survival_outcome_filters", "the Survival page").copy()
+endpoint, time_col, event_col, event_word = ui.endpoint_picker(ctx, "survival_endpoint")
 threshold = ctx.settings.short_survival_months
 data = data[data[time_col].notna()]
 if data.empty:
     st.warning(f"No filtered subject has a `{time_col}` value; check the clinical table.")
     st.stop()
-data["IDH"] = data[common.IDH].fillna("unknown") if common.IDH in data else "unknown"
+data["IDH"] = data[IDH].fillna("unknown") if IDH in data else "unknown"
 data["status"] = np.where(data[event_col] == 1, "died", "censored")
 n_events = int((data[event_col] == 1).sum())
 st.caption(f"{endpoint}: {len(data)} subjects with a time, {n_events} {event_word} observed, "
            f"{len(data) - n_events} censored"
-           + (" (alive at last follow-up)." if time_col == common.SURVIVAL else
+           + (" (alive at last follow-up)." if time_col == SURVIVAL else
               " (alive without progression at the last scan)."))
 
 
@@ -44,10 +46,10 @@ def _seed_figures(db: str, stamp: str, cohort_id: str, config_key: str | None, i
     ordered = data.sort_values(time_col).reset_index(drop=True)
     if len(ordered) > plots.SURVIVAL_BARS_MAX:  # bars and labels unreadable: a dot per subject
         bars = plots.survival_rank_figure(ordered[time_col], ordered["IDH"],
-                                          ordered["status"] == "died", ordered[common.ID],
+                                          ordered["status"] == "died", ordered[ID],
                                           threshold=threshold, colours=COLOURS)
     else:
-        bars = px.bar(ordered, x=common.ID, y=time_col, color="IDH", pattern_shape="status",
+        bars = px.bar(ordered, x=ID, y=time_col, color="IDH", pattern_shape="status",
                       pattern_shape_map={"died": "", "censored": "/"},
                       color_discrete_map=COLOURS,
                       hover_data=["age", "sex"] if {"age", "sex"} <= set(ordered.columns) else None,
@@ -56,7 +58,7 @@ def _seed_figures(db: str, stamp: str, cohort_id: str, config_key: str | None, i
                        annotation_text=f"short-survival threshold ({threshold:g} months)",
                        annotation_position="top left",
                        annotation_bgcolor="rgba(255,255,255,0.8)")
-        bars.update_xaxes(categoryorder="array", categoryarray=ordered[common.ID].tolist(),
+        bars.update_xaxes(categoryorder="array", categoryarray=ordered[ID].tolist(),
                           showticklabels=len(ordered) <= 40)
         bars.update_layout(height=380)
     processed = data[data["tumor_volume"].notna()] if "tumor_volume" in data else data.iloc[0:0]
@@ -64,7 +66,7 @@ def _seed_figures(db: str, stamp: str, cohort_id: str, config_key: str | None, i
         return bars, None, None, None
     scatter = px.scatter(processed, x="tumor_volume", y=time_col, color="IDH",
                          symbol="status", symbol_map={"died": "circle", "censored": "circle-open"},
-                         color_discrete_map=COLOURS, hover_data=[common.ID],
+                         color_discrete_map=COLOURS, hover_data=[ID],
                          title="Tumour volume vs survival",
                          labels={"tumor_volume": "tumour volume (mm³)"})
     scatter.update_traces(marker=dict(size=10 if len(processed) <= 300 else 5))
@@ -74,7 +76,7 @@ def _seed_figures(db: str, stamp: str, cohort_id: str, config_key: str | None, i
     if "Volume_label1" in grouped:
         box = px.box(grouped, x="group", y="Volume_label1", color="IDH",
                      points="all" if len(grouped) <= 300 else "outliers",
-                     color_discrete_map=COLOURS, hover_data=[common.ID],
+                     color_discrete_map=COLOURS, hover_data=[ID],
                      title="Contrast-enhancing volume by survival group",
                      labels={"Volume_label1": "Volume_label1 (mm³)", "group": ""})
     return bars, scatter, box, g.rule
@@ -82,7 +84,7 @@ def _seed_figures(db: str, stamp: str, cohort_id: str, config_key: str | None, i
 
 COLOURS = {"mutant": "#1f77b4", "wildtype": "#d62728", "unknown": "#7f7f7f"}
 tab_seed, tab_km, tab_cox = st.tabs(["Seed plots", "Kaplan–Meier", "Cox model"])
-data_key = common.ids_key(data[common.ID].astype(str).tolist())
+data_key = ui.ids_key(data[ID].astype(str).tolist())
 
 # -- the seed's plots ------------------------------------------------------------------------------
 with tab_seed:
@@ -91,7 +93,7 @@ with tab_seed:
                                              data)
     st.plotly_chart(bars, key="seed_bars")
     if scatter is None:
-        common.require_features(ctx, "the volume plots")
+        ui.require_features(ctx, "the volume plots")
     else:
         a, b = st.columns(2)
         a.plotly_chart(scatter, key="seed_scatter")
@@ -129,7 +131,7 @@ def _km(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: str, g
     from gliocore.analysis.kaplan_meier import kaplan_meier
     frame = _frame.copy()
     if grouping == "IDH status":
-        grp = make_groups(frame, common.IDH, "categorical")
+        grp = make_groups(frame, IDH, "categorical")
     elif grouping == "Sex":
         grp = make_groups(frame, "sex", "categorical")
     elif grouping.startswith("Short"):
@@ -148,7 +150,7 @@ with tab_km:
     features = [c for c in ctx.feature_columns() if data[c].notna().sum() >= 3]
     numeric_clin = [c for c in ctx.clinical_columns()
                     if pd.api.types.is_numeric_dtype(data[c])
-                    and c not in (*common.OUTCOME_COLUMNS, *common.LONGITUDINAL_COLUMNS)]
+                    and c not in (*OUTCOME_COLUMNS, *LONGITUDINAL_COLUMNS)]
     choices = ["None (whole cohort)", "IDH status", "Sex", f"Short/long (≤ {threshold:g} months)",
                "Median split of a variable", "Tertile split of a variable"]
     c1, c2, c3 = st.columns([3, 3, 1])
@@ -162,7 +164,7 @@ with tab_km:
         variable = c2.selectbox("Variable", options,
                                 index=options.index("tumor_volume") if "tumor_volume" in options else 0,
                                 key="km_variable")
-        common.empty_features_note(ctx, c2)
+        ui.empty_features_note(ctx, c2)
     show_ci = c3.toggle("95% CI", value=True, key="km_ci")
     try:
         km, notes, rule, group_col, fig = _km(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key,
@@ -229,7 +231,7 @@ with tab_km:
 @st.cache_data(show_spinner="Fitting the Cox model…", max_entries=16)
 def _cox(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: str,
          covariates: tuple[str, ...], ties: str, standardize: bool, penalizer: float,
-         _frame: pd.DataFrame, time_col: str = common.SURVIVAL, event_col: str = common.EVENT):
+         _frame: pd.DataFrame, time_col: str = SURVIVAL, event_col: str = EVENT):
     """Cached by cohort, store stamp, results configuration, subject set, endpoint and model
     options (the frame follows)."""
     from gliocore.analysis.cox import cox_ph
@@ -238,12 +240,12 @@ def _cox(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: str,
 
 
 with tab_cox:
-    candidates = [c for c in [common.IDH, "age", "sex", *ctx.feature_columns()] if c in data.columns
+    candidates = [c for c in [IDH, "age", "sex", *ctx.feature_columns()] if c in data.columns
                   and data[c].notna().sum() >= 3]
-    default = [c for c in (common.IDH, "age", "tumor_volume") if c in candidates]
+    default = [c for c in (IDH, "age", "tumor_volume") if c in candidates]
     c1, c2, c3, c4 = st.columns([5, 2, 2, 2])
     covariates = c1.multiselect("Covariates", candidates, default=default, key="cox_covariates")
-    common.empty_features_note(ctx, c1)
+    ui.empty_features_note(ctx, c1)
     ties = c2.selectbox("Ties", ["efron", "breslow"], key="cox_ties")
     standardize = c3.toggle("HR per SD", value=True, key="cox_std",
                             help="Rescale numeric covariates to unit SD, so HRs are comparable.")
@@ -255,14 +257,14 @@ with tab_cox:
         frame = data.copy()
         try:
             cox, notes = _cox(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key,
-                              common.ids_key(frame[common.ID].tolist()), tuple(covariates), ties,
+                              ui.ids_key(frame[ID].tolist()), tuple(covariates), ties,
                               standardize, float(penalizer), frame, time_col, event_col)
         except (CohortError, ValueError, np.linalg.LinAlgError) as exc:
             st.warning(f"The Cox model could not be fitted: {exc}")
         else:
             k = st.columns(4)
             k[0].metric("Subjects", cox.n, help=f"{cox.n_dropped} dropped for missing values")
-            k[1].metric("Deaths" if time_col == common.SURVIVAL else "Events", cox.n_events)
+            k[1].metric("Deaths" if time_col == SURVIVAL else "Events", cox.n_events)
             k[2].metric("Concordance (C)", f"{cox.concordance:.3f}",
                         help="Harrell's C on the fitting data: optimistic, not cross-validated.")
             k[3].metric("Likelihood-ratio p", f"{cox.lr_test['p']:.3g}")

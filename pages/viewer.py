@@ -7,15 +7,18 @@ import streamlit as st
 
 from gliocore.analysis import plots
 from gliocore.types import SEQUENCE_TITLES, SEQUENCES
-from pages import _common as common
+from pages._columns import ID
+from pages import _loaders as loaders
+from pages import _context as page_context
+from pages import _display as ui
 from pages import _timepoints as timepoints
 
-ctx = common.context()
-common.page_header("Viewer", ctx)
-if not common.require_cohort(ctx):
+ctx = page_context.context()
+ui.page_header("Viewer", ctx)
+if not ui.require_cohort(ctx):
     st.stop()
 
-status = common.load_status(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key)
+status = loaders.load_status(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key)
 with_images = set(status.loc[status["has_images"], "subject_id"].astype(str))
 subjects = [s for s in ctx.subject_ids if s in with_images]
 if not subjects:
@@ -23,9 +26,9 @@ if not subjects:
                "Cohort page (the status table says what is missing per subject).")
     st.stop()
 
-seg = common.load_segmentations(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key)
+seg = loaders.load_segmentations(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key)
 seg_path = dict(zip(seg["subject_id"].astype(str), seg["path"])) if not seg.empty else {}
-stats = common.load_image_stats(ctx.db, ctx.stamp, ctx.cohort_id)
+stats = loaders.load_image_stats(ctx.db, ctx.stamp, ctx.cohort_id)
 
 
 def _atlas_overlay(sid: str, shape: tuple[int, ...]):
@@ -67,7 +70,7 @@ def _data_check(db: str, stamp: str, cohort_id: str, config_key: str | None, ids
                 _table: pd.DataFrame, _stats: pd.DataFrame):
     """The data check's two figures, cached by store stamp, results configuration and subject
     set (``_table``/``_stats`` follow the key): moving a slice never rebuilds them."""
-    sub_stats = _stats[_stats["subject_id"].isin(set(_table[common.ID].astype(str)))]
+    sub_stats = _stats[_stats["subject_id"].isin(set(_table[ID].astype(str)))]
     check = plots.intensity_check_table(_table, sub_stats)
     check["sequence"] = check["sequence"].map(lambda s: SEQUENCE_TITLES.get(s, s))
     order = {"sequence": [SEQUENCE_TITLES[s] for s in SEQUENCES]}
@@ -97,14 +100,14 @@ with tab_view:
     plane = c2.radio("Plane", plots.PLANES, horizontal=True, key="viewer_plane")
     layout = c3.radio("Layout", ["Four sequences", "One large"], horizontal=True, key="viewer_layout")
 
-    files, ref_path = common.load_subject_files(ctx.db, ctx.stamp, ctx.cohort_id, sid)
+    files, ref_path = loaders.load_subject_files(ctx.db, ctx.stamp, ctx.cohort_id, sid)
     missing = [s for s in SEQUENCES if s not in files]
     if missing:
         st.error(f"{sid}: no file recorded for {', '.join(missing)}; reload the cohort on the "
                  "Cohort page.")
         st.stop()
     try:
-        vols = {s: common.load_volume_array(files[s], common.file_mtime(files[s])) for s in SEQUENCES}
+        vols = {s: loaders.load_volume_array(files[s], loaders.file_mtime(files[s])) for s in SEQUENCES}
     except Exception as exc:  # unreadable / moved file: say which
         st.error(f"Cannot read {sid}'s images: {exc}")
         st.stop()
@@ -115,7 +118,7 @@ with tab_view:
     mpath = seg_path.get(sid)
     if mpath:
         try:
-            mask = common.load_volume_array(mpath, common.file_mtime(mpath), is_mask=True)[0]
+            mask = loaders.load_volume_array(mpath, loaders.file_mtime(mpath), is_mask=True)[0]
         except Exception as exc:
             st.warning(f"Segmentation file of {sid} unreadable ({exc}); showing images only.")
     else:
@@ -138,7 +141,7 @@ with tab_view:
                                help="The subject's reference segmentation, drawn as an outline "
                                     "over the prediction's fill.")
         if show_ref:
-            ref = common.load_volume_array(ref_path, common.file_mtime(ref_path), is_mask=True)[0]
+            ref = loaders.load_volume_array(ref_path, loaders.file_mtime(ref_path), is_mask=True)[0]
     regions = _atlas_overlay(sid, shape)
 
     n = plots.n_slices(shape, plane)
@@ -194,7 +197,7 @@ with tab_check:
                 "(Cohort page → **Process cohort**).")
     else:
         fig_raw, fig_norm = _data_check(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key,
-                                        common.ids_key(ctx.subject_ids), ctx.filtered, stats)
+                                        ui.ids_key(ctx.subject_ids), ctx.filtered, stats)
         a, b = st.columns(2)
         a.plotly_chart(fig_raw, key="check_raw")
         if fig_norm is None:

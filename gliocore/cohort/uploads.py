@@ -40,7 +40,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from gliocore.cohort.loading import SCANS_FILE, Cohort, load_cohort
+from gliocore.cohort.loading import load_cohort
+from gliocore.cohort.scans import SCANS_FILE
+from gliocore.cohort.subjects import Cohort
 from gliocore.errors import CohortError, SubjectError, UploadError
 from gliocore.settings import UploadLimits
 from gliocore.types import PathType

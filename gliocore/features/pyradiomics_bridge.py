@@ -27,7 +27,8 @@ from radiomics.featureextractor import RadiomicsFeatureExtractor
 from gliocore.features.binning import binning_scope, feature_classes
 from gliocore.features.laplacian import log_images
 from gliocore.features.shape import HullShape
-from gliocore.imaging.io import RAS_TO_LPS, spacing_from_affine
+from gliocore.imaging.nrrd import RAS_TO_LPS
+from gliocore.imaging.volume import spacing_from_affine
 from gliocore.types import PathType
 
 __all__ = ["stored_dtype"]

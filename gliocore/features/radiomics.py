@@ -60,11 +60,11 @@ precision, so only then are filtered or resampled values those of PyRadiomics on
 
 Geometry. ``Volume.data`` is in nibabel's voxel order (i, j, k) with a RAS+ affine; SimpleITK
 arrays are (k, j, i) and ITK's physical space is LPS+. Images are built with spacing from
-:func:`gliocore.imaging.io.spacing_from_affine`, direction ``diag(-1, -1, 1) @ A[:3, :3] / spacing`` and
+:func:`gliocore.imaging.volume.spacing_from_affine`, direction ``diag(-1, -1, 1) @ A[:3, :3] / spacing`` and
 origin ``diag(-1, -1, 1) @ A[:3, 3]`` (moved to the crop's first voxel), which is what
 SimpleITK's NIfTI reader produces for the same file. All images of a subject are given the mask's
 affine (the caller has checked that the sequences share one grid, see
-:func:`gliocore.imaging.io.check_same_grid`).
+:func:`gliocore.imaging.volume.check_same_grid`).
 
 Failure handling. An empty label or a label of one voxel (PyRadiomics raises for both) gives
 ``FeatureValue(value=None, reason=...)`` for every feature of that label; the other label is still
@@ -93,7 +93,8 @@ from gliocore.features.params import crop_margin, load_params, params_fingerprin
 from gliocore.features.pyradiomics_bridge import (_as_stored, _Extractors, _extractors,
                                                   _feature_names, _image_features, _one_pass,
                                                   _to_sitk, stored_dtype)
-from gliocore.imaging.io import AFFINE_ATOL, Volume, spacing_from_affine, volume_from_sitk
+from gliocore.imaging.nrrd import volume_from_sitk
+from gliocore.imaging.volume import AFFINE_ATOL, Volume, spacing_from_affine
 from gliocore.types import TUMOUR_CLASSES, PathType, TumourClass
 
 __all__ = ["FeatureValue", "extract_features", "extract_features_from_files"]

@@ -7,9 +7,9 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from gliocore.cohort.loading import Subject
+from gliocore.cohort.subjects import Subject
 from gliocore.errors import SegmenterUnavailableError
-from gliocore.imaging.io import Volume
+from gliocore.imaging.volume import Volume
 from gliocore.imaging.labels import LabelMap
 
 SEGMENTERS: dict[str, type["Segmenter"]] = {}

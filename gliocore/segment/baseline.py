@@ -73,8 +73,8 @@ from typing import Any, ClassVar, Mapping, Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
-from gliocore.cohort.loading import Subject
-from gliocore.imaging.io import Volume
+from gliocore.cohort.subjects import Subject
+from gliocore.imaging.volume import Volume
 from gliocore.imaging.labels import CANONICAL, LabelMap
 from gliocore.segment.base import Segmenter, register_segmenter
 

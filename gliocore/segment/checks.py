@@ -26,9 +26,9 @@ from typing import Mapping, MutableMapping
 import nibabel as nib
 import numpy as np
 
-from gliocore.cohort.loading import Subject
+from gliocore.cohort.subjects import Subject
 from gliocore.errors import GlioWarning
-from gliocore.imaging.io import AFFINE_ATOL, Volume
+from gliocore.imaging.volume import AFFINE_ATOL, Volume
 from gliocore.segment.qc import dice
 from gliocore.types import SEQUENCES
 

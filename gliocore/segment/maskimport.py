@@ -6,9 +6,10 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from gliocore.cohort.loading import Subject
+from gliocore.cohort.subjects import Subject
 from gliocore.errors import InvalidVolumeError, SubjectError
-from gliocore.imaging.io import AFFINE_ATOL, Volume, file_sha256, load_volume
+from gliocore.imaging.io import file_sha256, load_volume
+from gliocore.imaging.volume import AFFINE_ATOL, Volume
 from gliocore.imaging.labels import LabelMap, get_label_map
 from gliocore.segment.base import Segmenter, register_segmenter
 from gliocore.types import BASELINE_SCAN

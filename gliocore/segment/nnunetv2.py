@@ -30,9 +30,9 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from gliocore.cohort.loading import Subject
+from gliocore.cohort.subjects import Subject
 from gliocore.errors import SegmenterUnavailableError, SubjectError
-from gliocore.imaging.io import Volume
+from gliocore.imaging.volume import Volume
 from gliocore.imaging.labels import LabelMap, get_label_map
 from gliocore.segment.base import Segmenter, register_segmenter
 from gliocore.segment.checks import record_input_warnings

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from gliocore.imaging.io import spacing_from_affine
+from gliocore.imaging.volume import spacing_from_affine
 from gliocore.types import TUMOUR_CLASSES, PathType
 from gliocore.versions import QC_VERSION  # noqa: F401  (re-exported: the QC stage's revision)
 

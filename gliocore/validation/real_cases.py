@@ -98,7 +98,8 @@ def validate_real_gliomas(shared_root: Path, backend: str = "baseline") -> RealG
         :data:`CE_TARGET` on every case whose reference enhancement is ≥ :data:`CE_MIN_MM3`.
     """
     from gliocore.segment import qc
-    from gliocore.cohort.loading import Subject, find_sequences, get_naming, load_subject_images
+    from gliocore.cohort.naming import find_sequences, get_naming
+    from gliocore.cohort.subjects import Subject, load_subject_images
     from gliocore.imaging.io import load_volume
     from gliocore.imaging.labels import BRATS
     from gliocore.segment import get_segmenter

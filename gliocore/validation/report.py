@@ -72,7 +72,8 @@ class SegmentationReport:
 def validate_segmentation(shared_root: Path, backend: str = "baseline") -> SegmentationReport:
     """Run a backend on the real case and score it against the algorithms' majority vote."""
     from gliocore.segment import qc
-    from gliocore.cohort.loading import Subject, find_sequences, get_naming, load_subject_images
+    from gliocore.cohort.naming import find_sequences, get_naming
+    from gliocore.cohort.subjects import Subject, load_subject_images
     from gliocore.imaging.io import load_volume
     from gliocore.imaging.labels import BRATS
     from gliocore.segment import get_segmenter

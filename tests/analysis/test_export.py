@@ -10,7 +10,8 @@ import pytest
 
 from gliocore.cohort.loading import load_cohort
 from gliocore.analysis.export import features_wide, seed_table
-from gliocore.pipeline.runner import ProcessingConfig, process_cohort
+from gliocore.pipeline.context import ProcessingConfig
+from gliocore.pipeline.runner import process_cohort
 from gliocore.imaging.labels import CANONICAL
 from gliocore.segment import register_segmenter
 from gliocore.segment.base import Segmenter
@@ -155,16 +156,19 @@ def test_pages_call_processed_what_the_store_says(cohort_csv, tmp_path):
     import sys
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from gliocore.settings import Settings
-    from pages import _common as common
+    from pages._columns import ID
+    from pages import _loaders as loaders
+    from pages import _context as page_context
+    from pages import _display as ui
 
     summary, store, ids = run_edited(cohort_csv, tmp_path / "g.duckdb", {})
     table = seed_table(store, summary.cohort_id)
     table["tumor_volume"] = np.nan  # as if no tumour volume could be computed anywhere
-    ctx = common.Context(Settings.from_env(), str(store.path), common.db_stamp(store.path),
+    ctx = page_context.Context(Settings.from_env(), str(store.path), loaders.db_stamp(store.path),
                          store.cohorts(), cohort_id=summary.cohort_id, table=table,
                          filtered=table, config_key=summary.config_key)
     assert ctx.has_features
-    assert sorted(common.processed(ctx)[common.ID]) == ids
+    assert sorted(ui.processed(ctx)[ID]) == ids
 
 
 # -- point 10: resegmentShape -------------------------------------------------------------------

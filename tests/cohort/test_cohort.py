@@ -8,8 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gliocore.cohort.loading import (BRATS, BRATS2023, NNUNET, TCGA, NamingScheme, find_sequences,
-                             get_naming, load_cohort, load_subject_images, read_clinical)
+from gliocore.cohort.clinical import read_clinical
+from gliocore.cohort.loading import load_cohort
+from gliocore.cohort.naming import (BRATS, BRATS2023, NNUNET, TCGA, NamingScheme, find_sequences,
+                                   get_naming)
+from gliocore.cohort.subjects import load_subject_images
 from gliocore.errors import CohortError, InvalidVolumeError, SubjectError
 from gliocore.imaging.io import load_volume
 

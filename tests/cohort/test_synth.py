@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from gliocore.cohort import synth
-from gliocore.cohort.loading import load_cohort, load_subject_images
+from gliocore.cohort.loading import load_cohort
+from gliocore.cohort.subjects import load_subject_images
 from gliocore.imaging.io import load_volume
 
 TINY = (48, 48, 32)

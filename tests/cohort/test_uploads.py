@@ -2,7 +2,6 @@
 clear message and leaves nothing behind."""
 from __future__ import annotations
 
-import gzip
 import io
 import os
 import stat
@@ -13,38 +12,16 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from cohorts import CSV, SUFFIXES, cohort_entries, make_zip, nifti_bytes  # noqa: E402,F401
 
 from gliocore.cohort.loading import load_cohort
+from gliocore.cohort.uploads import (
+    COMPLETE_MARKER,
+    load_uploaded_cohort,
+    unpack_cohort_zip,
+)
 from gliocore.errors import UploadError
 from gliocore.settings import UploadLimits
-from gliocore.cohort.uploads import COMPLETE_MARKER, load_uploaded_cohort, unpack_cohort_zip
-
-SUFFIXES = ("_t1", "_t1Gd", "_t2", "_flair")
-CSV = ("SUBJECT ID,Survival(months),IDH-status,event\nS1,12.5,mutant,1\nS2,7,wildtype,0\n")
-
-
-def nifti_bytes(seed: int = 0) -> bytes:
-    data = np.random.default_rng(seed).random((6, 7, 5)).astype(np.float32) + 1
-    img = nib.Nifti1Image(data, np.eye(4))
-    return gzip.compress(img.to_bytes(), mtime=0)
-
-
-def cohort_entries(csv: str = CSV, prefix: str = "cohort/") -> dict[str, bytes]:
-    files = {f"{prefix}clinical.csv": csv.encode()}
-    for i, sid in enumerate(("S1", "S2")):
-        for suffix in SUFFIXES:
-            files[f"{prefix}images/{sid}/{sid}{suffix}.nii.gz"] = nifti_bytes(i)
-    return files
-
-
-def make_zip(entries: dict[str, bytes] | list[tuple[zipfile.ZipInfo | str, bytes]],
-             method: int = zipfile.ZIP_DEFLATED) -> bytes:
-    buf = io.BytesIO()
-    items = entries.items() if isinstance(entries, dict) else entries
-    with zipfile.ZipFile(buf, "w", compression=method) as zf:
-        for name, data in items:
-            zf.writestr(name, data)
-    return buf.getvalue()
 
 
 def assert_nothing_left(uploads: Path) -> None:

@@ -30,7 +30,8 @@ def build_demo_store(root: Path) -> Path:
     """
     from gliocore.cohort import synth
     from gliocore.cohort.loading import load_cohort
-    from gliocore.pipeline.runner import ProcessingConfig, process_cohort
+    from gliocore.pipeline.context import ProcessingConfig
+    from gliocore.pipeline.runner import process_cohort
     from gliocore.store import Store
 
     db = root / "gliocore.duckdb"
@@ -457,7 +458,7 @@ def test_unprocessed_cohort_says_what_is_missing_then_processes(tmp_path, monkey
     import pandas as pd
 
     from gliocore.cohort.loading import load_cohort
-    from gliocore.pipeline.runner import register_cohort
+    from gliocore.pipeline.plan import register_cohort
     from gliocore.store import Store
 
     demo = demo_store.parent / "demo"
@@ -518,7 +519,8 @@ def store_with_two_configurations(demo_store: Path, tmp_path: Path, monkeypatch
     import shutil
 
     from gliocore.cohort.loading import load_cohort
-    from gliocore.pipeline.runner import ProcessingConfig, process_cohort
+    from gliocore.pipeline.context import ProcessingConfig
+    from gliocore.pipeline.runner import process_cohort
     from gliocore.store import Store
     db = tmp_path / "two.duckdb"
     shutil.copy(demo_store, db)
@@ -563,7 +565,8 @@ def test_missing_event_column_is_flagged_on_survival_pages(demo_store, tmp_path,
     import pandas as pd
 
     from gliocore.cohort.loading import load_cohort
-    from gliocore.pipeline.runner import ProcessingConfig, process_cohort
+    from gliocore.pipeline.context import ProcessingConfig
+    from gliocore.pipeline.runner import process_cohort
     from gliocore.store import Store
     db = tmp_path / "noevent.duckdb"
     shutil.copy(demo_store, db)
@@ -652,7 +655,7 @@ def test_cached_analyses_follow_the_results_picker(demo_store, tmp_path, monkeyp
 
 # -- uploading a cohort as a zip --------------------------------------------------------------
 def test_upload_a_cohort_zip_then_a_hostile_one(tmp_path, monkeypatch):
-    from test_uploads import cohort_entries, make_zip
+    from cohorts import cohort_entries, make_zip
 
     monkeypatch.setenv("GLIOSCOPE_DATA", str(tmp_path))
     monkeypatch.delenv("GLIOSCOPE_DB", raising=False)
@@ -707,7 +710,8 @@ def build_longitudinal_store(root: Path) -> Path:
     """The tiny demo with follow-up scans (``synth.generate_followups``), processed."""
     from gliocore.cohort import synth
     from gliocore.cohort.loading import load_cohort
-    from gliocore.pipeline.runner import ProcessingConfig, process_cohort
+    from gliocore.pipeline.context import ProcessingConfig
+    from gliocore.pipeline.runner import process_cohort
     from gliocore.store import Store
 
     db = root / "gliocore.duckdb"
@@ -967,3 +971,14 @@ def test_a_failing_page_shows_type_and_message_but_no_traceback(app_env, monkeyp
     shown = [e.value for e in at.error]
     assert any("RuntimeError: the reference folder is unreadable" in v for v in shown), shown
     assert not any("Traceback" in v or ".py" in v for v in shown), shown
+
+
+def test_a_corrupt_store_is_not_called_in_use(tmp_path, monkeypatch):
+    """Issue 19 point 12: a corrupt store ("... in block at location 0") was shown as "in use by
+    another process" because "block" contains "lock"."""
+    db = tmp_path / "gliocore.duckdb"
+    db.write_bytes(b"DUCK" * 3000)
+    point_app_at(db, monkeypatch)
+    at = _new_app().run()
+    shown = " ".join(e.value for e in at.sidebar.error)
+    assert "corrupt" in shown and "in use by another process" not in shown, shown

@@ -13,7 +13,9 @@ from gliocore.features import params as gp
 from gliocore.features import pyradiomics_bridge as gb
 from gliocore.features import radiomics as gr
 from gliocore.errors import GeometryMismatchError
-from gliocore.imaging.io import Volume, load_volume, volume_from_sitk
+from gliocore.imaging.io import load_volume
+from gliocore.imaging.nrrd import volume_from_sitk
+from gliocore.imaging.volume import Volume
 from gliocore.types import SEQUENCES, TumourClass
 
 SHAPE = {"original_shape_MeshVolume", "original_shape_Maximum3DDiameter"}

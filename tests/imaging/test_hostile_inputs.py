@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 
 from gliocore.cohort import synth
-from gliocore.cohort.loading import load_cohort, read_clinical
+from gliocore.cohort.clinical import read_clinical
+from gliocore.cohort.loading import load_cohort
 from gliocore.errors import CohortError, InvalidVolumeError
 from gliocore.imaging.io import load_volume
-from gliocore.pipeline.runner import ProcessingConfig, process_cohort
+from gliocore.pipeline.context import ProcessingConfig
+from gliocore.pipeline.runner import process_cohort
 from gliocore.settings import InputLimits, MiB
 from gliocore.store import Store
 

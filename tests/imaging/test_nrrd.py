@@ -19,7 +19,8 @@ from gliocore.cohort.loading import load_cohort
 from gliocore.errors import InvalidVolumeError
 from gliocore.analysis.export import seed_table
 from gliocore.imaging.io import load_volume, read_geometry
-from gliocore.pipeline.runner import ProcessingConfig, process_cohort
+from gliocore.pipeline.context import ProcessingConfig
+from gliocore.pipeline.runner import process_cohort
 from gliocore.store import Store
 
 from cohorts import private_copy, tiny_cohort

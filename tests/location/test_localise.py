@@ -13,7 +13,8 @@ from gliocore.cohort import synth
 from gliocore.cohort.loading import load_cohort
 from gliocore.analysis.export import scan_table, seed_table
 from gliocore.location.localise import LocationConfig
-from gliocore.pipeline.runner import ProcessingConfig, process_cohort
+from gliocore.pipeline.context import ProcessingConfig
+from gliocore.pipeline.runner import process_cohort
 from gliocore.store import SCHEMA, Store
 
 from cohorts import clinical_csv, private_copy

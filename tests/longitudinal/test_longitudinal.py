@@ -12,7 +12,9 @@ import pandas as pd
 import pytest
 
 from gliocore.cohort import synth
-from gliocore.cohort.loading import BASELINE_SCAN, load_cohort, read_scans, timepoint_days
+from gliocore.types import BASELINE_SCAN
+from gliocore.cohort.loading import load_cohort
+from gliocore.cohort.scans import read_scans, timepoint_days
 from gliocore.pipeline.runner import process_cohort
 from gliocore.store import Store
 
@@ -159,7 +161,7 @@ def test_qc_of_every_scan_follows_each_scans_reference(cohort_dir, tmp_path):
     its baseline scores, and the follow-ups' once the cohort is registered again."""
     import nibabel as nib
 
-    from gliocore.pipeline.runner import register_cohort
+    from gliocore.pipeline.plan import register_cohort
     _write_scans_table(cohort_dir)
     cohort = load_cohort(cohort_dir / "clinical.csv")
     assert all(s.reference_mask for s in cohort.scans)

@@ -14,7 +14,8 @@ from gliocore.cohort import synth
 from gliocore.cohort.loading import load_cohort
 from gliocore.pipeline.executor import DaskExecutor, LocalExecutor, make_executor
 from gliocore.analysis.export import seed_table
-from gliocore.pipeline.runner import ProcessingConfig, process_cohort
+from gliocore.pipeline.context import ProcessingConfig
+from gliocore.pipeline.runner import process_cohort
 from gliocore.store import Store
 
 N = 3

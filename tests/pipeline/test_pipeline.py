@@ -13,7 +13,8 @@ from gliocore.features import radiomics
 from gliocore.cli import main as cli_main
 from gliocore.cohort.loading import load_cohort
 from gliocore.analysis.export import seed_table, wide_column
-from gliocore.pipeline.runner import ProcessingConfig, process_cohort
+from gliocore.pipeline.context import ProcessingConfig
+from gliocore.pipeline.runner import process_cohort
 from gliocore.segment.base import Segmenter
 from gliocore.store import Store
 

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from gliocore.cohort import synth
-from gliocore.cohort.loading import Subject, find_sequences, get_naming
-from gliocore.imaging.io import Volume, load_volume
+from gliocore.cohort.naming import find_sequences, get_naming
+from gliocore.cohort.subjects import Subject
+from gliocore.imaging.io import load_volume
+from gliocore.imaging.volume import Volume
 from gliocore.imaging.labels import BRATS, CANONICAL
 from gliocore.segment import SEGMENTERS, get_segmenter
 from gliocore.segment.baseline import DEFAULTS, BaselineSegmenter, segment_arrays

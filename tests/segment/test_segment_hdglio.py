@@ -24,7 +24,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("nnunet")
 
-from gliocore.cohort.loading import Subject, load_subject_images  # noqa: E402
+from gliocore.cohort.subjects import Subject, load_subject_images  # noqa: E402
 from gliocore.errors import SegmenterUnavailableError  # noqa: E402
 from gliocore.imaging.labels import HDGLIO_V2  # noqa: E402
 from gliocore.segment import available_segmenters, get_segmenter  # noqa: E402

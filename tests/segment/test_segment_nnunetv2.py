@@ -19,7 +19,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from gliocore.cohort.loading import load_subject_images  # noqa: E402
+from gliocore.cohort.subjects import load_subject_images  # noqa: E402
 from gliocore.errors import SegmenterUnavailableError  # noqa: E402
 from gliocore.segment import available_segmenters  # noqa: E402
 from gliocore.segment.checks import DLInputWarning  # noqa: E402
@@ -253,7 +253,7 @@ class TestEndToEnd:
     def test_reorienting_reader(self, tmp_path):
         """A NibabelIOWithReorient model sees RAS arrays: the same anatomy stored LAS or RAS
         gives the same mask, returned on each input's own grid."""
-        from gliocore.cohort.loading import Subject
+        from gliocore.cohort.subjects import Subject
         rng = np.random.default_rng(5)
         las = np.diag([-1.0, 1.0, 2.0, 1.0])  # LAS, 2 mm slices
         s_las = write_subject(tmp_path, "LAS", rng, affine=las)

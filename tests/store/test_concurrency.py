@@ -19,7 +19,9 @@ from gliocore.cohort.loading import load_cohort
 from gliocore.errors import StoreBusyError
 from gliocore.analysis.export import seed_table
 from gliocore.store.locking import RunLock
-from gliocore.pipeline.runner import ProcessingConfig, process_cohort, register_cohort
+from gliocore.pipeline.context import ProcessingConfig
+from gliocore.pipeline.plan import register_cohort
+from gliocore.pipeline.runner import process_cohort
 from gliocore.store import Store
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,7 +11,9 @@ import pytest
 
 from gliocore.cli import main as cli_main
 from gliocore.cohort.loading import load_cohort
-from gliocore.pipeline.runner import ProcessingConfig, process_cohort, register_cohort
+from gliocore.pipeline.context import ProcessingConfig
+from gliocore.pipeline.plan import register_cohort
+from gliocore.pipeline.runner import process_cohort
 from gliocore.store import Store
 
 from cohorts import private_copy, tiny_cohort
