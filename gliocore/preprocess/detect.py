@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gliocore.imaging.io import AFFINE_ATOL, load_volume, read_geometry
+from gliocore.imaging.io import load_volume, read_geometry
+from gliocore.imaging.volume import AFFINE_ATOL
 from gliocore.types import PathType
 
 #: Smallest share of exactly-zero voxels in a skull-stripped volume.
