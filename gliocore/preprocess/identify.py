@@ -106,18 +106,22 @@ def classify(series: Series) -> Candidate:
 
 
 def _timing_votes(s: Series, votes: dict[str, list[tuple[float, str]]]) -> None:
-    """TR/TE/TI and sequence-type evidence (weights chosen so two agreeing clues pass 0.6)."""
+    """TR/TE/TI and sequence-type evidence: timing and a non-echo-planar sequence type pass 0.6."""
     ir = "IR" in s.scanning_sequence.split("\\") or (s.ti is not None and s.ti > 0)
     if s.tr is None or s.te is None:
         return
     tt = f"TR {s.tr:g} ms, TE {s.te:g} ms" + (f", TI {s.ti:g} ms" if s.ti else "")
+    kinds = set(s.scanning_sequence.split("\\"))
+    typed = bool(kinds & {"SE", "GR"}) and "EP" not in kinds  # not echo-planar (DWI, perfusion)
+    bonus = 0.15 if typed else 0.0
     if ir and s.ti is not None and s.ti >= 1500 and s.tr >= 4000:
-        votes["flair"].append((0.5, f"inversion recovery with long TI ({tt})"))
+        votes["flair"].append((0.5 + bonus, f"inversion recovery with long TI ({tt})"))
     elif s.te >= 60 and s.tr >= 2000:
-        votes["t2"].append((0.5, f"long TR and TE ({tt})"))
+        votes["t2"].append((0.5 + bonus, f"long TR and TE ({tt}), sequence "
+                                         f"{s.scanning_sequence or 'unknown'}"))
     elif s.te <= 30 and (s.tr <= 1000 or (ir and s.ti is not None and 500 <= s.ti <= 1300)):
         kind = "magnetisation-prepared (MPRAGE-like)" if ir else "short TR and TE"
-        votes["t1"].append((0.5, f"{kind} ({tt})"))
+        votes["t1"].append((0.5 + bonus, f"{kind} ({tt})"))
 
 
 def pick_sequences(series: list[Series], mapping: dict[str, str] | None = None) -> Identification:
