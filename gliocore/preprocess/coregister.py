@@ -79,7 +79,14 @@ def mutual_information(fixed, moving_on_fixed) -> float:
     return float(-ants.image_mutual_information(to_ants(fixed), to_ants(moving_on_fixed)))
 
 
-def register_rigid(fixed, moving, seed: int = 1, workdir: Path | None = None) -> Registration:
+#: Iterations per level (shrink 6, 4, 2, 1 with smoothing 3, 2, 1, 0 voxels). The full-resolution
+#: level is skipped: on the BraTS known-motion tests the 2-mm level already gives TRE < 0.3 mm, and
+#: it halves the time of ANTs' default (2100, 1200, 1200, 10).
+ITERATIONS = (1000, 500, 250, 0)
+
+
+def register_rigid(fixed, moving, seed: int = 1, workdir: Path | None = None,
+                   iterations: tuple[int, ...] = ITERATIONS) -> Registration:
     """Rigidly register ``moving`` to ``fixed`` (both SimpleITK images) with ANTs.
 
     Parameters
@@ -102,7 +109,9 @@ def register_rigid(fixed, moving, seed: int = 1, workdir: Path | None = None) ->
         out_prefix = str(Path(workdir) / "rigid_")
     kwargs = {"outprefix": out_prefix} if out_prefix else {}
     reg = ants.registration(f, m, type_of_transform="Rigid", random_seed=seed,
-                            aff_metric="mattes", aff_sampling=32, **kwargs)
+                            aff_metric="mattes", aff_sampling=32, aff_iterations=iterations,
+                            aff_shrink_factors=(6, 4, 2, 1), aff_smoothing_sigmas=(3, 2, 1, 0),
+                            **kwargs)
     mat = reg["fwdtransforms"][0]
     transform = sitk.ReadTransform(mat)
     if out_prefix is None:

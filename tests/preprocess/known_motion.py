@@ -30,7 +30,7 @@ def moved(image: sitk.Image, truth: sitk.Transform, spacing, pad_mm: float = 25.
     ref.SetSpacing(tuple(map(float, spacing)))
     ref.SetOrigin(tuple(origin))
     ref.SetDirection(image.GetDirection())
-    return sitk.Resample(sitk.Cast(image, sitk.sitkFloat32), ref, truth, sitk.sitkBSpline, 0.0)
+    return sitk.Resample(sitk.Cast(image, sitk.sitkFloat32), ref, truth, sitk.sitkLinear, 0.0)
 
 
 def brain_points(image: sitk.Image, n: int = 3000, seed: int = 0) -> np.ndarray:
