@@ -68,8 +68,6 @@ class Identification:
 def classify(series: Series) -> Candidate:
     """Read one series as T1, T1c, T2, FLAIR or nothing, with a confidence in [0, 1] and a reason."""
     desc = series.description
-    if series.problem:
-        return Candidate(series, None, 1.0, f"not usable: {series.problem}")
     if "LOCALIZER" in series.image_type or _EXCLUDE.search(desc):
         return Candidate(series, None, 0.9, f"set aside: description {desc!r} (localiser, "
                                             "diffusion, perfusion, SWI or reformat)")
@@ -89,8 +87,9 @@ def classify(series: Series) -> Candidate:
     score = sum(w for w, _ in votes[best])
     others = max(sum(w for w, _ in v) for k, v in votes.items() if k != best)
     if score <= 0:
-        return Candidate(series, None, 0.5, "no description, timing or sequence type matches "
-                                            "T1, T2 or FLAIR")
+        why = f"not usable: {series.problem}" if series.problem else (
+            "no description, timing or sequence type matches T1, T2 or FLAIR")
+        return Candidate(series, None, 0.5, why)
     confidence = min(1.0, score) * (1.0 if others == 0 else max(0.0, 1 - others / score))
     reasons = [r for _, r in votes[best]]
     sequence = best
@@ -102,6 +101,8 @@ def classify(series: Series) -> Candidate:
                            if series.contrast_agent else f"post-contrast words in {desc!r}")
         else:
             reasons.append("no contrast agent tag or post-contrast words")
+    if series.problem:  # reads as a sequence, but cannot be read: named when it is the pick
+        reasons.insert(0, f"UNUSABLE ({series.problem})")
     return Candidate(series, sequence, round(confidence, 2), "; ".join(reasons))
 
 
@@ -152,9 +153,14 @@ def pick_sequences(series: list[Series], mapping: dict[str, str] | None = None) 
             else:
                 out.picks[seq] = Candidate(chosen[0].series, seq, 1.0, "the user's mapping")
             continue
-        mine = sorted((c for c in out.candidates if c.sequence == seq),
+        every = [c for c in out.candidates if c.sequence == seq]
+        mine = sorted((c for c in every if not c.series.problem),
                       key=lambda c: (-c.confidence, _preference(c.series)))
-        if not mine:
+        broken = [c.series for c in every if c.series.problem]
+        if not mine and broken:
+            out.ambiguous[seq] = "; ".join(f"{seq.upper()} {s.label} cannot be read: {s.problem}"
+                                           for s in broken)
+        elif not mine:
             out.ambiguous[seq] = "no series reads as " + seq.upper()
         elif mine[0].confidence < MIN_CONFIDENCE:
             out.ambiguous[seq] = (f"best candidate {mine[0].series.label} only at confidence "

@@ -54,9 +54,11 @@ def test_decoys_are_set_aside_with_reasons(brats_study):
     folder, _ = brats_study
     series, _ = group_series(folder)
     reasons = {s.description: classify(s) for s in series}
-    assert reasons["3-PLANE LOC"].sequence is None and "orientations" in reasons["3-PLANE LOC"].reason
-    assert reasons["AX DWI b0 b1000"].sequence is None
-    assert "duplicated" in reasons["AX DWI b0 b1000"].reason
+    loc, dwi = reasons["3-PLANE LOC"], reasons["AX DWI b0 b1000"]
+    assert loc.sequence is None and "localiser" in loc.reason
+    assert "3 slice orientations" in loc.series.problem  # and it could not be read anyway
+    assert dwi.sequence is None and "diffusion" in dwi.reason
+    assert "duplicated slice position" in dwi.series.problem
     assert reasons["T1 COR MPR"].sequence is None and "MPR" in reasons["T1 COR MPR"].reason
 
 
@@ -95,6 +97,18 @@ def test_mapping_rejects_unknown_sequence(tmp_path):
     p.write_text("SUBJECT ID,series,sequence\nS1,3,pd\n")
     with pytest.raises(ValueError, match="line 2: sequence 'pd'"):
         read_mapping(p)
+
+
+def test_a_broken_pick_is_named_not_replaced(tmp_path, rng):
+    """A FLAIR with a missing slice stops the scan with the series named; no other is guessed."""
+    for n, (desc, tr, te, ti, sc, acq, con) in enumerate(PROTOCOLS.values()):
+        img = sitk.GetImageFromArray(rng.integers(0, 1000, size=(6, 16, 16)).astype(np.int16))
+        files = write_series(img, tmp_path / f"s{n}", uid(800 + n), n + 2, desc, tr, te, ti, sc,
+                             acq, con)
+    files[2].unlink()  # the last written: FLAIR, series 5
+    scans, problems = find_dicom_scans(tmp_path, "S4")
+    assert not scans
+    assert "FLAIR series 5 'AX FLAIR' (5 files) cannot be read: 1 missing slice" in str(problems[0])
 
 
 def test_studies_become_scans_ordered_by_day(tmp_path, rng):
