@@ -7,7 +7,6 @@ information, higher is better) is measured before (identity, i.e. scanner coordi
 """
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,7 +114,10 @@ def register_rigid(fixed, moving, seed: int = 1, workdir: Path | None = None,
     mat = reg["fwdtransforms"][0]
     transform = sitk.ReadTransform(mat)
     if out_prefix is None:
-        shutil.rmtree(Path(mat).parent, ignore_errors=True) if "tmp" in mat else None
+        # ants writes its transforms as files named by a temporary prefix *directly in* the
+        # temp folder: remove those files only (removing their parent removed all of /tmp)
+        for path in {*reg["fwdtransforms"], *reg["invtransforms"]}:
+            Path(path).unlink(missing_ok=True)
     transform = _as_euler(transform)
     moved = sitk.Resample(moving, fixed, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     after = mutual_information(fixed, moved)

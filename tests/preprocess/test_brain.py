@@ -4,7 +4,6 @@ Skipped where the optional weights (requirements-preprocess.txt) are not install
 """
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import SimpleITK as sitk
 
