@@ -19,6 +19,7 @@ from gliocore.imaging.io import file_sha256
 from gliocore.preprocess.dicom import (DicomSeriesError, Series, by_study, group_series,
                                        read_series)
 from gliocore.preprocess.identify import SEQUENCES, Identification, pick_sequences
+from gliocore.types import BASELINE_SCAN
 
 STAGE = "preprocess"
 
@@ -68,18 +69,18 @@ def find_dicom_scans(folder: Path, subject_id: str,
     problems: list[SubjectError] = []
     for i, group in enumerate(studies.values()):
         days = _days(group[0].date, first)
-        scan_id = f"day{int(days)}" if days is not None else f"study{i + 1}"
+        scan_id = (BASELINE_SCAN if len(studies) == 1 else f"day{int(days)}" if days is not None
+                   else f"study{i + 1}")
         mapping = (mappings or {}).get((subject_id, scan_id)) or (mappings or {}).get(
             (subject_id, None))
         ident = pick_sequences(group, mapping)
         if not ident.complete:
             problems.append(SubjectError(subject_id, _undecided(ident), path=str(folder),
-                                         stage=STAGE, scan_id=scan_id))
+                                         stage=STAGE,
+                                         scan_id=None if scan_id == BASELINE_SCAN else scan_id))
             continue
         scans.append(RawScan(subject_id, scan_id, days,
                              {seq: ident.picks[seq].series for seq in SEQUENCES}, ident))
-    if len(scans) == 1 and len(studies) == 1:
-        scans[0].scan_id = "baseline"
     return scans, problems
 
 
@@ -106,7 +107,7 @@ def read_raw_scan(scan: RawScan) -> tuple[dict[str, object], dict[str, str]]:
             images[seq] = read_series(s)
         except DicomSeriesError as exc:
             raise SubjectError(scan.subject_id, f"{seq.upper()} {exc}", stage=STAGE,
-                               scan_id=None if scan.scan_id == "baseline" else scan.scan_id
+                               scan_id=None if scan.scan_id == BASELINE_SCAN else scan.scan_id
                                ) from None
         h = hashlib.sha256()
         for f in sorted(s.files):
