@@ -121,10 +121,17 @@ def register_rigid(fixed, moving, seed: int = 1, workdir: Path | None = None,
     transform = _as_euler(transform)
     moved = sitk.Resample(moving, fixed, transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     after = mutual_information(fixed, moved)
+    return Registration(moved, transform, before, after, field_of_view(fixed, moving, transform))
+
+
+def field_of_view(fixed, moving, transform):
+    """uint8 image on ``fixed``'s grid: 1 where ``moving``'s field of view reaches (through the
+    fixed-to-moving ``transform``), 0 where the moving sequence saw nothing (e.g. a thick-slab
+    FLAIR that covers part of the head)."""
+    import SimpleITK as sitk
     ones = sitk.Image(moving.GetSize(), sitk.sitkUInt8) + 1
     ones.CopyInformation(moving)
-    coverage = sitk.Resample(ones, fixed, transform, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-    return Registration(moved, transform, before, after, coverage)
+    return sitk.Resample(ones, fixed, transform, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
 
 
 def _as_euler(transform):

@@ -150,13 +150,19 @@ def preprocess_scan(images: Mapping[str, object], out_dir: Path, scan_label: str
     return res
 
 
+def brain_coverage(fov, brain: np.ndarray) -> float:
+    """Share of the ``brain`` voxels (bool array on the T1c grid) inside ``fov`` (SimpleITK)."""
+    import SimpleITK as sitk
+    c = sitk.GetArrayFromImage(fov).astype(bool)
+    return round(float((c & brain).sum()) / max(1, int(brain.sum())), 4)
+
+
 def _write_outputs(res: PreprocessResult, on_t1c: dict, mask, coverage_maps: dict, out_dir: Path,
                    label: str) -> None:
     import SimpleITK as sitk
     m = sitk.GetArrayFromImage(mask).astype(bool)
     for seq, cov in coverage_maps.items():
-        c = sitk.GetArrayFromImage(cov).astype(bool)
-        res.coverage[seq] = round(float((c & m).sum()) / max(1, int(m.sum())), 4)
+        res.coverage[seq] = brain_coverage(cov, m)
         if res.coverage[seq] < MIN_COVERAGE:
             fov = out_dir / f"{label}_{seq}_fov.nii.gz"
             sitk.WriteImage(sitk.Cast(cov, sitk.sitkUInt8), str(fov), True)
@@ -176,6 +182,7 @@ def _write_outputs(res: PreprocessResult, on_t1c: dict, mask, coverage_maps: dic
 
 
 def _flag(res: PreprocessResult) -> None:
+    """Add the QC flags of ``res`` (brain volume, registration similarity, field of view)."""
     lo, hi = BRAIN_ML_RANGE
     if res.brain_ml is not None and not lo <= res.brain_ml <= hi:
         res.flags.append(f"brain volume {res.brain_ml:.0f} ml outside {lo:.0f}-{hi:.0f} ml")
