@@ -28,7 +28,8 @@ from gliocore.preprocess.detect import check_ready
 from gliocore.preprocess.dicom import is_dicom_folder
 from gliocore.preprocess.importer import (STAGE, find_dicom_scans, read_nifti_scan,
                                           read_raw_scan)
-from gliocore.preprocess.scan import PreprocessOptions, PreprocessResult, preprocess_scan
+from gliocore.preprocess.scan import (CACHE_FILE, PreprocessOptions, PreprocessResult,
+                                      preprocess_scan)
 from gliocore.types import BASELINE_SCAN, PathType
 
 Progress = Callable[[str, int, int, "str | None"], None]
@@ -188,3 +189,24 @@ def describe(prepared: PreparedCohort) -> str:
     for err in prepared.problems:
         lines.append(f"  error: {err}")
     return "\n".join(lines)
+
+
+def status_table(out_root: PathType) -> list[dict]:
+    """One row per preprocessed scan under ``out_root`` (its ``preprocess.json``): brain volume,
+    model, similarity after registration, field-of-view coverage and QC flags (for the Cohort page).
+    """
+    import json
+    rows = []
+    for f in sorted(Path(out_root).glob(f"*/*/{CACHE_FILE}")):
+        try:
+            r = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        rows.append({"subject_id": f.parent.parent.name, "scan_id": f.parent.name,
+                     "brain_ml": r.get("brain_ml"), "model": r.get("model"),
+                     "mi_after": ", ".join(f"{s} {v['mi_after']:.2f}"
+                                           for s, v in (r.get("similarity") or {}).items()),
+                     "coverage": ", ".join(f"{s} {v:.0%}" for s, v in (r.get("coverage") or {}).items()),
+                     "seconds": round(sum((r.get("seconds") or {}).values()), 1),
+                     "flags": "; ".join(r.get("flags") or []) or None})
+    return rows

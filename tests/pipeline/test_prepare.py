@@ -98,3 +98,43 @@ def test_cli_reports_the_series_and_leaks_no_identifier(source, tmp_path, rng):
         assert not any(needle in t for t in texts), needle
         assert not any(needle.encode() in b for b in blobs), needle
     assert any(line.startswith("DEMO-002,") for line in (data / "features.csv").read_text().splitlines())
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_dicom_study_in_segmented_out(shared_dir, tmp_path):
+    """A real BraTS case written as a DICOM study (with decoys and a fake patient name) goes in
+    with `process --csv --root` and comes out preprocessed, segmented and exported, cached on a
+    second run, with no identifier anywhere."""
+    pytest.importorskip("deepbet", reason="optional brain-extraction weights not installed")
+    from dicom_writer import write_study
+    case = "Brats18_TCIA10_628_1"
+    base = shared_dir / "cases" / "brats18-dev" / case / case
+    names = {"t1": "t1", "t1c": "t1ce", "t2": "t2", "flair": "flair"}
+    vols = {s: sitk.ReadImage(f"{base}_{n}.nii.gz") for s, n in names.items()}
+    root = tmp_path / "cohort"
+    write_study(vols, root / "P01")
+    (root / "clinical.csv").write_text("SUBJECT ID,Survival(months),IDH-status,event\n"
+                                       "P01,14.0,wildtype,1\n")
+    data = tmp_path / "data"
+    args = [sys.executable, "-m", "gliocore", "-q", "--data-dir", str(data), "process", "--csv",
+            str(root / "clinical.csv"), "--root", str(root), "--no-location",
+            "--brain-model", "deepbet"]
+    proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "P01/baseline: done; N4, rigid to T1c" in proc.stdout, proc.stdout
+    assert "1 scans: 1 computed" in proc.stdout, proc.stdout
+    again = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=1800)
+    assert "P01/baseline: cached" in again.stdout and "1 from cache" in again.stdout, again.stdout
+    out = data / "preprocessed" / "cohort" / "P01" / "baseline"
+    t1ce = sitk.ReadImage(str(out / "P01_t1ce.nii.gz"))
+    assert t1ce.GetSize() == vols["t1c"].GetSize()
+    export = subprocess.run([sys.executable, "-m", "gliocore", "-q", "--data-dir", str(data),
+                             "export", str(data / "f.csv")], cwd=REPO, capture_output=True,
+                            text=True, timeout=600)
+    assert export.returncode == 0, export.stderr
+    texts = [proc.stdout, proc.stderr, again.stdout, again.stderr, export.stdout]
+    blobs = [p.read_bytes() for p in data.rglob("*") if p.is_file()]
+    for needle in (FAKE_PATIENT, FAKE_PATIENT_ID, "ST ELSEWHERE"):
+        assert not any(needle in t for t in texts), needle
+        assert not any(needle.encode() in b for b in blobs), needle
