@@ -108,7 +108,7 @@ def weights_sha256(backend: str, folds: int = 1) -> str:
     return h.hexdigest()
 
 
-def extract_brain(image, backend: str = "hdbet", folds: int = 1, device: str = "cpu",
+def extract_brain(image, backend: str = "hdbet", folds: int = 1, device: str = "auto",
                   tta: bool = False, threads: int | None = None) -> BrainMask:
     """Brain mask of ``image`` (SimpleITK, any orientation) with a published model.
 
@@ -120,7 +120,7 @@ def extract_brain(image, backend: str = "hdbet", folds: int = 1, device: str = "
     folds : int
         HD-BET folds to ensemble (1 = "fast", 5 = "accurate").
     device : str
-        ``"cpu"`` or ``"cuda"``.
+        ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when torch sees a GPU).
     tta : bool
         HD-BET's mirroring test-time augmentation (8 passes per fold).
     threads : int, optional
@@ -135,6 +135,8 @@ def extract_brain(image, backend: str = "hdbet", folds: int = 1, device: str = "
     import torch
     files = weight_files(backend, folds)
     digest = weights_sha256(backend, folds)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()

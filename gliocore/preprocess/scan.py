@@ -39,7 +39,7 @@ class PreprocessOptions:
     brain_backend: str = "hdbet"
     folds: int = 1
     tta: bool = False
-    device: str = "cpu"
+    device: str = "auto"  # "auto": CUDA when torch sees a GPU, else CPU (not in the cache key)
     bias_correction: bool = True
     threads: int | None = None
 
