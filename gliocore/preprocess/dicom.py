@@ -12,7 +12,9 @@ Every check on a series happens on its headers, before any pixel is allocated.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import locale
 import os
 from collections import defaultdict
 from collections.abc import Iterator
@@ -284,6 +286,17 @@ def _check_positions(slices: list[Slice]) -> str | None:
             "GlioScope reads evenly spaced series only")
 
 
+@contextlib.contextmanager
+def keep_locale() -> Iterator[None]:
+    """Restore the process's C locale after ITK/GDCM calls: GDCM's writer sets it to "C", after
+    which Python opens text files as ASCII by default (seen in this project's tests)."""
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
 def read_series(series: Series):
     """Read a checked series into a SimpleITK image (GDCM), slices ordered along their normal.
 
@@ -303,7 +316,8 @@ def read_series(series: Series):
     reader.SetFileNames([str(s.path) for s in ordered])
     reader.SetImageIO("GDCMImageIO")
     try:
-        image = reader.Execute()
+        with keep_locale():
+            image = reader.Execute()
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else "unknown error"
         raise DicomSeriesError(f"{series.label}: GDCM cannot read it ({first})") from None

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
+from gliocore.preprocess.dicom import keep_locale
+
 FAKE_PATIENT = "DOE^JANE"
 FAKE_PATIENT_ID = "MRN-99817"
 
@@ -61,7 +63,8 @@ def write_series(image: sitk.Image, folder: Path, series_uid: str, number: int, 
         sl.SetMetaData("0008|0018", f"{series_uid}.{k + 1}")
         path = folder / f"{prefix}{number:03d}_{k:04d}"
         writer.SetFileName(str(path))
-        writer.Execute(sl)
+        with keep_locale():  # GDCM's writer leaves the C locale at "C"
+            writer.Execute(sl)
         files.append(path)
     return files
 

@@ -1,6 +1,7 @@
 """DICOM import: grouping, geometry round trip, and clear per-series refusals of broken input."""
 from __future__ import annotations
 
+import locale
 import shutil
 from pathlib import Path
 
@@ -26,6 +27,7 @@ def _volume(rng, shape=(24, 20, 8), spacing=(0.9, 0.9, 5.0), oblique=True) -> si
 
 
 def test_round_trip_keeps_geometry_and_voxels(tmp_path, rng):
+    encoding = locale.getencoding()
     src = _volume(rng)
     write_series(src, tmp_path / "a" / "deep", uid(7), 5, "AX T1")
     (tmp_path / "a" / "README.txt").write_text("not DICOM")
@@ -39,6 +41,7 @@ def test_round_trip_keeps_geometry_and_voxels(tmp_path, rng):
     # the writer rescales to 0..4000; the voxel order and relative values survive exactly
     exp = sitk.GetArrayFromImage(sitk.Cast(sitk.RescaleIntensity(src, 0, 4000), sitk.sitkInt16))
     np.testing.assert_array_equal(sitk.GetArrayFromImage(back), exp)
+    assert locale.getencoding() == encoding  # GDCM left the C locale as it found it
 
 
 def test_no_identifier_is_read(tmp_path, rng):
