@@ -27,8 +27,10 @@ BRAIN_ML_RANGE = (800.0, 2000.0)
 #: Share of the brain a sequence's field of view must cover; below it the scan is flagged and
 #: the uncovered part is zero in that sequence (recorded in ``<id>_<seq>_fov.nii.gz``).
 MIN_COVERAGE = 0.98
-#: Mutual information after registration below this (or below the value before) is flagged.
+#: Mutual information after registration below this, or lower than before by more than
+#: ``MI_DROP`` (inputs already aligned keep their MI within a few thousandths), is flagged.
 MIN_MI_AFTER = 0.15
+MI_DROP = 0.02
 CACHE_FILE = "preprocess.json"
 
 
@@ -187,7 +189,7 @@ def _flag(res: PreprocessResult) -> None:
     if res.brain_ml is not None and not lo <= res.brain_ml <= hi:
         res.flags.append(f"brain volume {res.brain_ml:.0f} ml outside {lo:.0f}-{hi:.0f} ml")
     for seq, sim in res.similarity.items():
-        if sim["mi_after"] < MIN_MI_AFTER or sim["mi_after"] < sim["mi_before"]:
+        if sim["mi_after"] < MIN_MI_AFTER or sim["mi_after"] < sim["mi_before"] - MI_DROP:
             res.flags.append(f"{seq}: poor registration similarity (MI {sim['mi_before']:.3f} -> "
                              f"{sim['mi_after']:.3f})")
     for seq, cov in res.coverage.items():
