@@ -30,6 +30,7 @@ PAGES = {
     "Analysis": [
         st.Page("pages/survival.py", title="Survival", icon=":material/monitoring:"),
         st.Page("pages/classifiers.py", title="Classifiers", icon=":material/target:"),
+        st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
         st.Page("pages/progression.py", title="Progression", icon=":material/timeline:"),
         st.Page("pages/location.py", title="Location", icon=":material/location_on:"),
     ],

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from gliocore.analysis import filters as _filters
+
 ID = "SUBJECT ID"
 SURVIVAL = "Survival(months)"
 IDH = "IDH-status"
@@ -17,10 +19,13 @@ ENDPOINTS: dict[str, tuple[str, str, str]] = {
     "Progression-free survival": (PFS, PFS_EVENT, "progressions or deaths"),
 }
 #: Per-subject columns derived from follow-up scans (outcomes, never covariates).
-LONGITUDINAL_COLUMNS = ("n_scans", "followup_months", "response_target", "best_response",
-                        "best_pct_change", "progression_months", "pfs_reason")
-#: The outcome: a filter on these selects subjects by what the survival analyses study.
-OUTCOME_COLUMNS = (SURVIVAL, EVENT, PFS, PFS_EVENT)
+LONGITUDINAL_COLUMNS = ("n_scans", "followup_months", "response_target", "response_rule",
+                        "best_response", "best_pct_change", "progression_months", "pfs_reason",
+                        "pfs_detail", "os_origin_to_baseline_days")
+#: The outcome: a filter on these selects subjects by what the survival analyses study — the
+#: survival and PFS columns and every column known only after baseline (guarantee-time bias;
+#: gliocore.analysis.filters.OUTCOME_COLUMNS).
+OUTCOME_COLUMNS = _filters.OUTCOME_COLUMNS
 #: Clinical columns that are identifiers or paths, never filters or features.
 NON_DATA_COLUMNS = (ID, "img_dir", "has_images")
 #: Wide-table columns written by the location stage (gliocore.analysis.export.location_wide).

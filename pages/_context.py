@@ -100,7 +100,7 @@ class Context:
         return empty_columns(self.table, self._feature_like_columns())
 
     def outcome_filters(self) -> list[Filter]:
-        """Active filters on the outcome (survival range, event)."""
+        """Active filters on the outcome (survival, PFS, and every post-baseline column)."""
         return outcome_filters(self.filters, OUTCOME_COLUMNS)
 
     def without_outcome_filters(self) -> pd.DataFrame:

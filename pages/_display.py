@@ -8,6 +8,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from gliocore.analysis.filters import GUARANTEE_TIME_BIAS, guarantee_time_filters
+
 from pages._columns import ENDPOINTS, ID
 from pages._context import Context
 from pages._filters import clear_filters
@@ -28,7 +30,8 @@ def endpoint_picker(ctx: Context, key: str, dg: Any = None) -> tuple[str, str, s
         label = (dg or st).radio("Endpoint", options, horizontal=True, key=key,
                                  help="Progression-free survival: time from the baseline scan to "
                                       "the first volumetric RANO 2.0 progression or death, censored "
-                                      "at the last scan (see the Progression page).")
+                                      "at the last scan, also when death follows two or more "
+                                      "missed assessments (see the Progression page).")
     return (label, *ENDPOINTS[label])
 
 
@@ -132,8 +135,9 @@ def processed(ctx: Context, rows: pd.DataFrame | None = None) -> pd.DataFrame:
 def outcome_analysis_rows(ctx: Context, key: str, what: str = "this page") -> pd.DataFrame:
     """The rows an analysis of survival uses, with a warning when outcome filters are active.
 
-    A filter on the outcome (survival range, event) conditions the analysis on its own result:
-    a Kaplan–Meier curve of deaths only has no censoring and falls to 0, a survival range
+    A filter on the outcome (survival range, event, or a column known only after baseline such
+    as ``n_scans`` or ``best_response``: guarantee-time bias) conditions the analysis on its own
+    result: a Kaplan–Meier curve of deaths only has no censoring and falls to 0, a survival range
     truncates the curves and makes short/long classes trivially separable. So, on the pages that
     analyse survival, such filters are **left out by default** (the other filters apply), with a
     visible warning and a toggle (``key``) to apply them anyway, e.g. for a deliberate
@@ -143,6 +147,9 @@ def outcome_analysis_rows(ctx: Context, key: str, what: str = "this page") -> pd
     if not active:
         return ctx.filtered
     names = ", ".join(f"**{f.label}**" for f in active)
+    post = guarantee_time_filters(active)
+    bias = (" " + ", ".join(f"**{f.label}**" for f in post) + ": " + GUARANTEE_TIME_BIAS + "."
+            if post else "")
     ignored = ctx.without_outcome_filters()
     box = st.container()  # the warning goes above the toggle that changes it
     apply = st.toggle(f"Apply the outcome filter(s) on {what} anyway", value=False, key=key,
@@ -153,14 +160,14 @@ def outcome_analysis_rows(ctx: Context, key: str, what: str = "this page") -> pd
         box.warning(f"Outcome filter(s) {names} applied on {what}: the {len(rows)} subjects are "
                    "selected by their own survival time or event, so curves, hazard ratios and "
                    "AUCs here describe that selection, not the cohort (a curve of deaths only "
-                   "never shows censoring; a survival range truncates the curves).",
+                   "never shows censoring; a survival range truncates the curves)." + bias,
                    icon=":material/warning:")
     else:
         box.warning(f"Outcome filter(s) {names} **not applied** on {what}: they select subjects "
                    "by the outcome analysed here, which biases every estimate (a Kaplan–Meier "
                    "curve of deaths only never shows censoring; a survival range truncates the "
                    f"curves). Using {len(rows)} subjects (the other filters apply) instead of the "
-                   f"{ctx.n} the sidebar selects.", icon=":material/warning:")
+                   f"{ctx.n} the sidebar selects." + bias, icon=":material/warning:")
     return rows
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from gliocore.analysis.filters import Filter, apply_filters
+from gliocore.analysis.filters import Filter, apply_filters, guarantee_time_filters
 from pages._columns import EVENT, IDH, NON_DATA_COLUMNS, SURVIVAL, empty_columns
 
 FILTER_PREFIX = "flt_"
@@ -148,4 +148,9 @@ def filter_widgets(table: pd.DataFrame, cohort_id: str) -> tuple[pd.DataFrame, l
                         default=vals)
             if set(sel) != set(vals):
                 active.append(Filter(col, col, "in", values=tuple(sel)))
+    post = guarantee_time_filters(active)
+    if post:
+        box.caption(", ".join(f"`{f.column}`" for f in post) + " is known only after baseline: an "
+                    "outcome filter (guarantee-time bias); the survival analyses leave it out "
+                    "unless asked.")
     return apply_filters(table, active), active

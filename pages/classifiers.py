@@ -114,11 +114,13 @@ for p in problems:
 def _evaluate(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: str,
               threshold: float,
               features: tuple[str, ...], model: str, n_splits: int, n_repeats: int, n_perm: int,
-              k_best: int, _X: pd.DataFrame, _y: pd.Series):
-    """Cross-validate one model; cached by every input that determines X and y."""
+              k_best: int, endpoint: tuple[str, str], X: pd.DataFrame, y: pd.Series):
+    """Cross-validate one model; cached by every input, the features ``X`` and the labels ``y``
+    included (hashed by content: labels made under another endpoint or threshold are another
+    entry)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = evaluate_classifier(_X, _y, model=model, n_splits=n_splits, n_repeats=n_repeats,
+        res = evaluate_classifier(X, y, model=model, n_splits=n_splits, n_repeats=n_repeats,
                                   n_permutations=n_perm, random_state=0,
                                   feature_selection_k=k_best or None,
                                   class_names=("long", "short"), n_jobs=2)
@@ -128,7 +130,7 @@ def _evaluate(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: 
 inputs = (ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key,
           ui.ids_key(list(data.loc[y.index, ID])),
           float(threshold), tuple(chosen), int(n_splits), int(n_repeats), int(n_perm),
-          min(int(k_best), len(chosen)))
+          min(int(k_best), len(chosen)), (time_col, event_col))
 fits = (int(n_perm) + 1) * int(n_splits) * int(n_repeats) * max(len(models), 1)
 run = st.button("Run cross-validation", type="primary", disabled=bool(problems), key="clf_run",
                 help=f"About {fits} model fits.")

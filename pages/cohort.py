@@ -34,7 +34,7 @@ class _Progress:
 
 
 def _process(cohort, backend: str, workers: int, options: dict | None = None,
-             reference_label_map: str = "glioscope") -> None:
+             reference_label_map: str = "auto") -> None:
     from gliocore.location.localise import LocationConfig
     from gliocore.pipeline.context import ProcessingConfig
     from gliocore.pipeline.runner import process_cohort
@@ -222,11 +222,15 @@ with st.expander("Reference masks for QC", expanded=False):
     ref_suffix = r1.text_input("Reference file suffix", "_truth", key="reference_suffix",
                                help="<SUBJECT ID><suffix>.nii.gz beside the images (the demo: "
                                     "_truth; BraTS cases: _seg). Empty: no QC.")
-    ref_map = r2.selectbox("Label map of the reference masks", list(_REF_PRESETS),
-                           index=list(_REF_PRESETS).index("glioscope"), key="reference_label_map",
-                           help="glioscope: 1 = contrast-enhancing, 2 = non-enhancing; brats for "
-                                "BraTS _seg files. A value the map does not know, or a "
-                                "non-integer value, is reported per subject.")
+    ref_map = r2.selectbox("Label map of the reference masks", ["auto", *_REF_PRESETS], index=0,
+                           key="reference_label_map",
+                           help="auto: from the values and the file naming where they agree "
+                                "(_truth: GlioScope's 1 = contrast-enhancing, 2 = non-enhancing; "
+                                "_seg or label 4: BraTS, whose 1 and 2 are necrosis and oedema, "
+                                "also without label 4); anything ambiguous is reported per "
+                                "subject, asking for the map. glioscope / brats / …: declared. "
+                                "A value the map does not know, or a non-integer value, is "
+                                "reported per subject.")
 reason = backends.get(backend)
 missing_map = backend == "import" and "label_map" not in options
 if reason:
@@ -242,7 +246,7 @@ st.caption("Command line equivalent: `python -m gliocore process --csv "
            + (f" --label-map {options['label_map']}" if options.get("label_map") else "")
            + (f" --reference-suffix {ref_suffix.strip() or 'none'}"
               if ref_suffix.strip() != "_truth" else "")
-           + (f" --reference-label-map {ref_map}" if ref_map != "glioscope" else "") + "`")
+           + (f" --reference-label-map {ref_map}" if ref_map != "auto" else "") + "`")
 
 # -- status per subject ---------------------------------------------------------------------------
 st.subheader("Status per subject")

@@ -74,11 +74,12 @@ with tab_table:
 # -- distribution by group ------------------------------------------------------------------------
 @st.cache_data(show_spinner=False, max_entries=32)
 def _distribution(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: str,
-                  feature: str, group: str, kind: str, threshold: float, _data: pd.DataFrame):
+                  feature: str, group: str, kind: str, threshold: float, table: pd.DataFrame):
     """The distribution figure, its per-group counts and the grouping rule; cached by store
-    stamp, results configuration, subject set and the choices (``_data`` follows the key), so a
+    stamp, results configuration, subject set and the choices and the table itself (hashed by content: no argument that changes
+    the result is left out of the key), so a
     page change or another tab's widget never rebuilds it."""
-    data = _data.copy()
+    data = table.copy()
     rule = None
     if group.startswith("Short"):
         from gliocore.analysis.groups import make_groups
@@ -109,11 +110,11 @@ def _distribution(db: str, stamp: str, cohort_id: str, config_key: str | None, i
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _correlation(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: str,
-                 features: tuple[str, ...], method: str, _data: pd.DataFrame):
+                 features: tuple[str, ...], method: str, table: pd.DataFrame):
     """The correlation heat map (cached as :func:`_distribution`)."""
-    corr = _data[list(features)].corr(method=method, min_periods=3)
+    corr = table[list(features)].corr(method=method, min_periods=3)
     fig = px.imshow(corr, zmin=-1, zmax=1, color_continuous_scale="RdBu_r", text_auto=".2f",
-                    aspect="auto", title=f"{method.capitalize()} correlation (n = {len(_data)})")
+                    aspect="auto", title=f"{method.capitalize()} correlation (n = {len(table)})")
     fig.update_layout(height=max(380, 60 * len(features)))
     return fig
 
@@ -169,11 +170,11 @@ with tab_corr:
 # -- survival screen --------------------------------------------------------------------------------
 @st.cache_data(show_spinner="Screening features…", max_entries=16)
 def _screen(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: str,
-            feats: tuple[str, ...], _table: pd.DataFrame) -> pd.DataFrame:
+            feats: tuple[str, ...], table: pd.DataFrame) -> pd.DataFrame:
     """Cached by cohort, store stamp, results configuration, subject set and features (the
     table follows from those)."""
     from gliocore.analysis.screens import screen_features
-    return screen_features(_table, SURVIVAL, EVENT, list(feats))
+    return screen_features(table, SURVIVAL, EVENT, list(feats))
 
 
 with tab_screen:

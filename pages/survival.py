@@ -20,6 +20,11 @@ if not ui.require_cohort(ctx):
     st.stop()
 ui.event_notice(ctx)
 
+def event_label(time_col: str) -> str:
+    """An event of the endpoint: a death (overall survival), a progression or death (PFS)."""
+    return "died" if time_col == SURVIVAL else "progressed or died"
+
+
 data = ui.outcome_analysis_rows(ctx, "survival_outcome_filters", "the Survival page").copy()
 endpoint, time_col, event_col, event_word = ui.endpoint_picker(ctx, "survival_endpoint")
 threshold = ctx.settings.short_survival_months
@@ -28,29 +33,31 @@ if data.empty:
     st.warning(f"No filtered subject has a `{time_col}` value; check the clinical table.")
     st.stop()
 data["IDH"] = data[IDH].fillna("unknown") if IDH in data else "unknown"
-data["status"] = np.where(data[event_col] == 1, "died", "censored")
+data["status"] = np.where(data[event_col] == 1, event_label(time_col), "censored")
 n_events = int((data[event_col] == 1).sum())
 st.caption(f"{endpoint}: {len(data)} subjects with a time, {n_events} {event_word} observed, "
            f"{len(data) - n_events} censored"
            + (" (alive at last follow-up)." if time_col == SURVIVAL else
-              " (alive without progression at the last scan)."))
+              " (no progression and no death counted within the follow-up; why, per subject: "
+              "`pfs_reason` on the Progression page)."))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _seed_figures(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: str,
-                  time_col: str, event_col: str, threshold: float, _data: pd.DataFrame):
+                  time_col: str, event_col: str, threshold: float, table: pd.DataFrame):
     """The seed tab's figures, cached by store stamp, results, subject set and endpoint (a page
-    change or a rerun never rebuilds them; ``_data`` follows the key)."""
+    change or a rerun never rebuilds them; the table is hashed by content too)."""
     from gliocore.analysis.groups import make_groups
-    data = _data
+    data = table
+    event = event_label(time_col)
     ordered = data.sort_values(time_col).reset_index(drop=True)
     if len(ordered) > plots.SURVIVAL_BARS_MAX:  # bars and labels unreadable: a dot per subject
         bars = plots.survival_rank_figure(ordered[time_col], ordered["IDH"],
-                                          ordered["status"] == "died", ordered[ID],
+                                          ordered["status"] != "censored", ordered[ID],
                                           threshold=threshold, colours=COLOURS)
     else:
         bars = px.bar(ordered, x=ID, y=time_col, color="IDH", pattern_shape="status",
-                      pattern_shape_map={"died": "", "censored": "/"},
+                      pattern_shape_map={event: "", "censored": "/"},
                       color_discrete_map=COLOURS,
                       hover_data=["age", "sex"] if {"age", "sex"} <= set(ordered.columns) else None,
                       title="Survival by subject (sorted); hatched = censored")
@@ -65,7 +72,7 @@ def _seed_figures(db: str, stamp: str, cohort_id: str, config_key: str | None, i
     if processed.empty:
         return bars, None, None, None
     scatter = px.scatter(processed, x="tumor_volume", y=time_col, color="IDH",
-                         symbol="status", symbol_map={"died": "circle", "censored": "circle-open"},
+                         symbol="status", symbol_map={event: "circle", "censored": "circle-open"},
                          color_discrete_map=COLOURS, hover_data=[ID],
                          title="Tumour volume vs survival",
                          labels={"tumor_volume": "tumour volume (mm³)"})
@@ -114,22 +121,22 @@ def _run_quiet(fn, *args, **kwargs):
 @st.cache_data(show_spinner="Testing every split of the family…", max_entries=16)
 def _split_family(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: str,
                   time_col: str, event_col: str, kind: str, variables: tuple[str, ...],
-                  _frame: pd.DataFrame) -> pd.DataFrame:
+                  frame: pd.DataFrame) -> pd.DataFrame:
     """Log-rank p and BH q of every split offered; cached by cohort, store stamp, results
     configuration, subject set, endpoint, split kind and the variables (the frame follows)."""
     from gliocore.analysis.screens import screen_splits
-    return screen_splits(_frame, time_col, event_col, list(variables), kind=kind)
+    return screen_splits(frame, time_col, event_col, list(variables), kind=kind)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _km(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: str, grouping: str,
         variable: str | None, time_col: str, event_col: str, threshold: float, show_ci: bool,
-        _frame: pd.DataFrame):
+        table: pd.DataFrame):
     """Kaplan–Meier and its figure, cached by store stamp, results, subject set, endpoint and
-    grouping (``_frame`` follows the key)."""
+    grouping, and the table itself (hashed by content)."""
     from gliocore.analysis.groups import make_groups
     from gliocore.analysis.kaplan_meier import kaplan_meier
-    frame = _frame.copy()
+    frame = table.copy()
     if grouping == "IDH status":
         grp = make_groups(frame, IDH, "categorical")
     elif grouping == "Sex":
@@ -231,11 +238,11 @@ with tab_km:
 @st.cache_data(show_spinner="Fitting the Cox model…", max_entries=16)
 def _cox(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: str,
          covariates: tuple[str, ...], ties: str, standardize: bool, penalizer: float,
-         _frame: pd.DataFrame, time_col: str = SURVIVAL, event_col: str = EVENT):
+         frame: pd.DataFrame, time_col: str = SURVIVAL, event_col: str = EVENT):
     """Cached by cohort, store stamp, results configuration, subject set, endpoint and model
     options (the frame follows)."""
     from gliocore.analysis.cox import cox_ph
-    return _run_quiet(cox_ph, _frame, time_col, event_col, list(covariates), ties=ties,
+    return _run_quiet(cox_ph, frame, time_col, event_col, list(covariates), ties=ties,
                       standardize=standardize, penalizer=penalizer)
 
 

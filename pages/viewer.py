@@ -67,11 +67,11 @@ def _atlas_overlay(sid: str, shape: tuple[int, ...]):
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _data_check(db: str, stamp: str, cohort_id: str, config_key: str | None, ids: str,
-                _table: pd.DataFrame, _stats: pd.DataFrame):
-    """The data check's two figures, cached by store stamp, results configuration and subject
-    set (``_table``/``_stats`` follow the key): moving a slice never rebuilds them."""
-    sub_stats = _stats[_stats["subject_id"].isin(set(_table[ID].astype(str)))]
-    check = plots.intensity_check_table(_table, sub_stats)
+                table: pd.DataFrame, stats: pd.DataFrame):
+    """The data check's two figures, cached by store stamp, results configuration, subject
+    set and the two tables (hashed by content): moving a slice never rebuilds them."""
+    sub_stats = stats[stats["subject_id"].isin(set(table[ID].astype(str)))]
+    check = plots.intensity_check_table(table, sub_stats)
     check["sequence"] = check["sequence"].map(lambda s: SEQUENCE_TITLES.get(s, s))
     order = {"sequence": [SEQUENCE_TITLES[s] for s in SEQUENCES]}
     points = plots.box_points(int(check["sequence"].value_counts().max()) if len(check) else 0)

@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--subject", default=None, help="subject shown in the viewer")
     ap.add_argument("--only", nargs="*", default=None,
                     help="only these pages (cohort viewer location progression features "
-                    "survival classifiers qc about); default all")
+                    "survival classifiers models qc about); default all")
     ap.add_argument("--suffix", default="",
                     help="appended to each file name: `--only qc --suffix _brats18 --db "
                     "data/brats18-qc/gliocore.duckdb` makes qc_brats18.png")
@@ -247,6 +247,19 @@ def main(argv: list[str] | None = None) -> int:
                 page.get_by_role("button", name="Run cross-validation").click()
                 page.get_by_text("Held-out performance").first.wait_for(timeout=300_000)
                 shoot("classifiers")
+
+            if wanted("models"):
+                open_("models", "Models", 2300)
+                page.get_by_role("button", name="Run nested CV").click()
+                page.get_by_text("Held-out performance").first.wait_for(timeout=300_000)
+                shoot("models")
+                harm = page.get_by_test_id("stExpander").filter(has_text="Harmonisation")
+                if harm.count():  # a cohort with a site column
+                    harm.first.get_by_text("Harmonisation").first.click()
+                    wait_idle(page)
+                    page.set_viewport_size({"width": 1440, "height": 1000})
+                    harm.first.scroll_into_view_if_needed()
+                    shoot("models_harmonisation")
 
             if wanted("qc"):
                 open_("qc", "Segmentation QC", 1800)

@@ -1,6 +1,6 @@
 """The package layout stays true: imports inside ``gliocore`` run one way, with no circles.
 
-Layers, from the top: the CLI; the pipeline, validation and analysis; the store and the steps
+Layers, from the top: the CLI; the pipeline, validation, analysis and models; the store and the steps
 (segment, features, location, longitudinal); cohort; imaging; the vocabulary (types, errors,
 settings, versions). A package may import only what is listed for it below (lazy imports inside
 functions count too). The store never imports a step, and no step imports the store.
@@ -26,9 +26,10 @@ ALLOWED: dict[str, set[str]] = {
     "store": VOCABULARY,
     "analysis": VOCABULARY | {"imaging", "cohort", "store"} | STEPS,
     "pipeline": VOCABULARY | {"imaging", "cohort", "store", "preprocess"} | STEPS,
+    "models": VOCABULARY | {"imaging", "cohort", "store"} | STEPS,
     "validation": VOCABULARY | {"imaging", "cohort", "analysis"} | STEPS,
-    "cli": VOCABULARY | {"imaging", "cohort", "store", "analysis", "pipeline", "validation",
-                         "preprocess"} | STEPS,
+    "cli": VOCABULARY | {"imaging", "cohort", "store", "analysis", "models", "pipeline",
+                         "validation", "preprocess"} | STEPS,
     "__main__": {"cli"},
 }
 TOP_LEVEL_MODULES = {"types", "errors", "settings", "versions", "cli", "__main__"}

@@ -356,6 +356,46 @@ def _evaluate(X, y, model, n_splits, n_repeats, random_state, n_permutations, fe
     imputed = missing_values(Xd)
     counts = {0: int((yv == 0).sum()), 1: int((yv == 1).sum())}
     n_min = min(counts.values())
+    k, notes = _checked_design(n_splits, n_min, feature_selection_k, p)
+    pipe = build_pipeline(model, k, random_state)
+    model_name = model if isinstance(model, str) else type(model).__name__
+    folds, cv, scheme = _cv_scheme(n_splits, n_repeats, n_min, random_state, notes)
+    imputation_note = _imputation_note(imputed)
+    if imputation_note:
+        notes.append(imputation_note)
+    if n < SMALL_N or n_min < SMALL_MINORITY:
+        notes.append(f"results are unstable: n = {n}, minority class = {n_min} (below {SMALL_N} "
+                     f"subjects or {SMALL_MINORITY} per class); read the AUC as indicative only")
+    Xa = Xd.to_numpy(dtype=float)  # fit on arrays: column names are kept by us, not the pipeline
+    cvr = _cross_validate(pipe, Xa, yv, list(cv.split(Xa, yv)), folds, n_repeats)
+    perm_score, perm_scores, perm_p = _permutation_test(pipe, Xa, yv, cv, n_permutations,
+                                                        random_state, n_jobs)
+    importance, imp_method = _held_out_permutation_importance(
+        cvr.first_models, Xa, list(Xd.columns), yv, importance_repeats, random_state)
+    for msg in notes:
+        warnings.warn(msg, UserWarning, stacklevel=3)
+    names = tuple(class_names) if class_names is not None else ("0", "1")
+    return ClassifierResult(
+        model=model_name, cv_scheme=scheme, n_splits=folds, n_samples=n, n_features=p,
+        class_counts=counts,
+        class_names=names, fpr_grid=cvr.grid, mean_tpr=cvr.mean_tpr, sd_tpr=cvr.sd_tpr,
+        fold_aucs=np.asarray(cvr.fold_aucs, float), auc_mean=float(np.mean(cvr.fold_aucs)),
+        auc_sd=float(np.std(cvr.fold_aucs)), pooled_auc=cvr.pooled,
+        auc_method=f"mean ± SD of {len(cvr.fold_aucs)} held-out fold AUCs",
+        confusion_matrix=confusion_matrix(yv, cvr.oof_pred, labels=[0, 1]),
+        confusion_note="out-of-fold predictions, each subject predicted once (first of the "
+                       "repeated k-fold partitions)",
+        oof_scores=cvr.oof[0],
+        permutation_score=perm_score, permutation_scores=np.asarray(perm_scores, float),
+        permutation_pvalue=perm_p, feature_importance=importance, importance_method=imp_method,
+        imputed=imputed,
+        warnings=tuple(notes))
+
+
+def _checked_design(n_splits: int, n_min: int, feature_selection_k: int | None, p: int
+                    ) -> tuple[int | None, list[str]]:
+    """The feature-selection k to use and the notes so far; refuses what cannot be
+    cross-validated."""
     if n_splits < 2:
         raise ValueError(f"n_splits must be >= 2, got {n_splits}")
     if n_min < 2:
@@ -370,9 +410,12 @@ def _evaluate(X, y, model, n_splits, n_repeats, random_state, n_permutations, fe
         if k >= p:
             notes.append(f"feature_selection_k={k} >= {p} features: no selection applied")
             k = None
-    pipe = build_pipeline(model, k, random_state)
-    model_name = model if isinstance(model, str) else type(model).__name__
+    return k, notes
 
+
+def _cv_scheme(n_splits: int, n_repeats: int, n_min: int, random_state: int, notes: list[str]
+               ) -> tuple[int, RepeatedStratifiedKFold, str]:
+    """Repeated stratified k-fold with k at most the minority class's size (a note when cut)."""
     folds = min(n_splits, n_min)
     cv = RepeatedStratifiedKFold(n_splits=folds, n_repeats=n_repeats, random_state=random_state)
     scheme = f"stratified {folds}-fold CV repeated {n_repeats}×"
@@ -380,16 +423,29 @@ def _evaluate(X, y, model, n_splits, n_repeats, random_state, n_permutations, fe
         scheme += f" (k reduced from {n_splits}: the minority class has {n_min} subjects)"
         notes.append(f"k reduced from {n_splits} to {folds} folds: the minority class has only "
                      f"{n_min} subjects and every test fold needs one to have an AUC")
-    imputation_note = _imputation_note(imputed)
-    if imputation_note:
-        notes.append(imputation_note)
-    if n < SMALL_N or n_min < SMALL_MINORITY:
-        notes.append(f"results are unstable: n = {n}, minority class = {n_min} (below {SMALL_N} "
-                     f"subjects or {SMALL_MINORITY} per class); read the AUC as indicative only")
+    return folds, cv, scheme
 
+
+@dataclass
+class _CVRun:
+    """Held-out scores of one repeated k-fold run."""
+
+    grid: np.ndarray
+    oof: np.ndarray            # (n_repeats, n) held-out scores
+    oof_pred: np.ndarray       # first repeat's held-out class predictions
+    fold_aucs: list[float]
+    mean_tpr: np.ndarray
+    sd_tpr: np.ndarray
+    pooled: float
+    first_models: list[tuple[Pipeline, np.ndarray]]
+
+
+def _cross_validate(pipe: Pipeline, Xa: np.ndarray, yv: np.ndarray,
+                    splits: list[tuple[np.ndarray, np.ndarray]], folds: int, n_repeats: int
+                    ) -> _CVRun:
+    """Fit a clone of ``pipe`` on every training part; score its held-out part."""
+    n = len(yv)
     grid = np.linspace(0.0, 1.0, 101)
-    Xa = Xd.to_numpy(dtype=float)  # fit on arrays: column names are kept by us, not the pipeline
-    splits = list(cv.split(Xa, yv))
     oof = np.full((n_repeats, n), np.nan)
     oof_pred = np.full(n, -1)
     fold_aucs, fold_tprs = [], []
@@ -409,38 +465,21 @@ def _evaluate(X, y, model, n_splits, n_repeats, random_state, n_permutations, fe
     pooled = float(np.mean([roc_auc_score(yv, oof[r]) for r in range(n_repeats)]))
     mean_tpr = np.mean(fold_tprs, axis=0)
     mean_tpr[-1] = 1.0
-    sd_tpr = np.std(fold_tprs, axis=0)
-    auc_mean, auc_sd = float(np.mean(fold_aucs)), float(np.std(fold_aucs))
-    method = f"mean ± SD of {len(fold_aucs)} held-out fold AUCs"
-    cm = confusion_matrix(yv, oof_pred, labels=[0, 1])
-    cm_note = "out-of-fold predictions, each subject predicted once (first of the repeated k-fold partitions)"
+    return _CVRun(grid, oof, oof_pred, fold_aucs, mean_tpr, np.std(fold_tprs, axis=0), pooled,
+                  first_models)
 
-    # permutation test with the same CV and the same statistic (mean held-out fold AUC)
-    perm_score, perm_scores, perm_p = float("nan"), np.empty(0), float("nan")
-    if n_permutations > 0:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=RuntimeWarning)
-            perm_score, perm_scores, perm_p = permutation_test_score(
-                pipe, Xa, yv, cv=cv, scoring="roc_auc", n_permutations=n_permutations,
-                random_state=random_state, n_jobs=n_jobs)
-        perm_score, perm_p = float(perm_score), float(perm_p)
 
-    importance, imp_method = _held_out_permutation_importance(
-        first_models, Xa, list(Xd.columns), yv, importance_repeats, random_state)
-
-    for msg in notes:
-        warnings.warn(msg, UserWarning, stacklevel=3)
-    names = tuple(class_names) if class_names is not None else ("0", "1")
-    return ClassifierResult(
-        model=model_name, cv_scheme=scheme, n_splits=folds, n_samples=n, n_features=p,
-        class_counts=counts,
-        class_names=names, fpr_grid=grid, mean_tpr=mean_tpr, sd_tpr=sd_tpr,
-        fold_aucs=np.asarray(fold_aucs, float), auc_mean=auc_mean, auc_sd=auc_sd, pooled_auc=pooled,
-        auc_method=method, confusion_matrix=cm, confusion_note=cm_note, oof_scores=oof[0],
-        permutation_score=perm_score, permutation_scores=np.asarray(perm_scores, float),
-        permutation_pvalue=perm_p, feature_importance=importance, importance_method=imp_method,
-        imputed=imputed,
-        warnings=tuple(notes))
+def _permutation_test(pipe: Pipeline, Xa: np.ndarray, yv: np.ndarray, cv, n_permutations: int,
+                      random_state: int, n_jobs) -> tuple[float, np.ndarray, float]:
+    """Permutation test with the same CV and the same statistic (mean held-out fold AUC)."""
+    if n_permutations <= 0:
+        return float("nan"), np.empty(0), float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        score, scores, p = permutation_test_score(
+            pipe, Xa, yv, cv=cv, scoring="roc_auc", n_permutations=n_permutations,
+            random_state=random_state, n_jobs=n_jobs)
+    return float(score), scores, float(p)
 
 
 def _held_out_permutation_importance(models: list[tuple[Pipeline, np.ndarray]], X: np.ndarray,

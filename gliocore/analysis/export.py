@@ -293,9 +293,11 @@ def seed_table(store: Store, cohort_id: str, config_key: str | None = None,
 
 # -- several scans per subject ------------------------------------------------------------------
 #: Per-subject columns a longitudinal cohort adds to the wide table (after the features).
-ENDPOINT_COLUMNS = ("n_scans", "followup_months", "response_target", "best_response",
-                    "best_pct_change", "progression_months", PFS_TIME_COLUMN, PFS_EVENT_COLUMN,
-                    "pfs_reason")
+#: ``response_rule`` (the tumour type's rule) and ``os_origin_to_baseline_days`` are known at
+#: baseline; every other column is known only after it (an outcome: gliocore.analysis.filters).
+ENDPOINT_COLUMNS = ("n_scans", "followup_months", "response_target", "response_rule",
+                    "best_response", "best_pct_change", "progression_months", PFS_TIME_COLUMN,
+                    PFS_EVENT_COLUMN, "pfs_reason", "pfs_detail", "os_origin_to_baseline_days")
 
 
 def cohort_response_of(store: Store, cohort_id: str, config_key: str | None = None,
@@ -311,11 +313,13 @@ def longitudinal_endpoints(response: CohortResponse) -> pd.DataFrame:
     return pd.DataFrame({
         "SUBJECT ID": s["subject_id"], "n_scans": s["n_scans"],
         "followup_months": (s["last_scan_days"] / DAYS_PER_MONTH).round(2),
-        "response_target": s["target"], "best_response": s["best_response"],
+        "response_target": s["target"], "response_rule": s["response_rule"],
+        "best_response": s["best_response"],
         "best_pct_change": s["best_pct_change"].round(1),
         "progression_months": (s["progression_days"] / DAYS_PER_MONTH).round(2),
         PFS_TIME_COLUMN: s[PFS_TIME_COLUMN], PFS_EVENT_COLUMN: s[PFS_EVENT_COLUMN],
-        "pfs_reason": s["pfs_reason"]})
+        "pfs_reason": s["pfs_reason"], "pfs_detail": s["pfs_detail"],
+        "os_origin_to_baseline_days": s["os_origin_to_baseline_days"]})
 
 
 def add_longitudinal_endpoints(table: pd.DataFrame, store: Store, cohort_id: str,
@@ -341,14 +345,17 @@ def scan_table(store: Store, cohort_id: str, config_key: str | None = None,
 
     Columns: ``SUBJECT ID``, ``scan_id``, ``days``, ``months``, ``volume_ce_mm3``,
     ``volume_ne_mm3``, ``pct_from_baseline_{ce,ne}``, ``nadir_{ce,ne}_mm3``,
-    ``pct_from_nadir_{ce,ne}``, ``response_target``, ``category``, ``confirmed``, features.
+    ``pct_from_nadir_{ce,ne}``, ``pct_from_baseline_target``, ``response_target``,
+    ``response_rule``, ``category_{ce,ne}``, ``new_enhancement``, ``category``, ``confirmed``,
+    features.
     """
     response = cohort_response_of(store, cohort_id, config_key, criteria)
     a = response.scans
     keep = ["subject_id", "scan_id", "days", "volume_ce_mm3", "volume_ne_mm3",
             "pct_from_baseline_ce", "nadir_ce_mm3", "pct_from_nadir_ce",
-            "pct_from_baseline_ne", "nadir_ne_mm3", "pct_from_nadir_ne", "target", "category",
-            "confirmed"]
+            "pct_from_baseline_ne", "nadir_ne_mm3", "pct_from_nadir_ne",
+            "pct_from_baseline_target", "target", "response_rule", "category_ce", "category_ne",
+            "new_enhancement", "category", "confirmed"]
     if a.empty:
         return pd.DataFrame(columns=["SUBJECT ID", "scan_id", "days"])
     out = a[[c for c in keep if c in a.columns]].rename(

@@ -6,6 +6,12 @@ harmless on a descriptive page but biases every analysis *of* that outcome — a
 of the deaths only never shows censoring, a survival range truncates the curve, and short/long
 classes become trivially separable — so the analysis pages ask :func:`outcome_filters` which of
 the active filters do that, and can apply the others only (``skip_columns``).
+
+The outcome is more than the survival columns: every column known only *after* baseline (the
+number of scans, the follow-up, the best response, the first progression, the PFS reason...) is
+one too (:data:`POST_BASELINE_COLUMNS`). Selecting subjects by such a column selects them by how
+long they lived without progression — a subject must survive to be scanned twice or to respond
+— and inflates the survival of the selection: guarantee-time bias (:data:`GUARANTEE_TIME_BIAS`).
 """
 from __future__ import annotations
 
@@ -14,7 +20,29 @@ from typing import Iterable, Literal, Sequence
 
 import pandas as pd
 
-__all__ = ["Filter", "apply_filters", "outcome_filters"]
+from gliocore.longitudinal.response import PFS_EVENT_COLUMN, PFS_TIME_COLUMN
+
+__all__ = ["Filter", "apply_filters", "outcome_filters", "guarantee_time_filters",
+           "SURVIVAL_OUTCOME_COLUMNS", "POST_BASELINE_COLUMNS", "OUTCOME_COLUMNS",
+           "GUARANTEE_TIME_BIAS"]
+
+#: The survival endpoints: overall survival and progression-free survival.
+SURVIVAL_OUTCOME_COLUMNS: tuple[str, ...] = ("Survival(months)", "event", PFS_TIME_COLUMN,
+                                             PFS_EVENT_COLUMN)
+#: Per-subject columns known only after baseline (gliocore.analysis.export.ENDPOINT_COLUMNS
+#: less ``response_rule`` and ``os_origin_to_baseline_days``, which baseline data decide).
+POST_BASELINE_COLUMNS: tuple[str, ...] = (
+    "n_scans", "followup_months", "response_target", "best_response", "best_pct_change",
+    "progression_months", "pfs_reason", "pfs_detail")
+#: Every outcome column: a filter on one of them selects subjects by their outcome.
+OUTCOME_COLUMNS: tuple[str, ...] = SURVIVAL_OUTCOME_COLUMNS + POST_BASELINE_COLUMNS
+#: Why a filter on a post-baseline column biases an analysis of survival, with the sources.
+GUARANTEE_TIME_BIAS = (
+    "a column known only after baseline (number of scans, follow-up, response, progression) "
+    "selects subjects who lived long enough to have it, which inflates their survival: "
+    "guarantee-time bias (Anderson JR, Cain KC, Gelber RD. Analysis of survival by tumor "
+    "response. J Clin Oncol 1983;1:710-719; Giobbie-Hurder A, Gelber RD, Regan MM. Challenges "
+    "of guarantee-time bias. J Clin Oncol 2013;31:2963-2969)")
 
 FilterKind = Literal["range", "in", "equals"]
 
@@ -99,14 +127,22 @@ def apply_filters(table: pd.DataFrame, filters: Iterable[Filter],
     return table.loc[keep].reset_index(drop=True)
 
 
-def outcome_filters(filters: Iterable[Filter], outcome_columns: Sequence[str]) -> list[Filter]:
+def outcome_filters(filters: Iterable[Filter],
+                    outcome_columns: Sequence[str] = OUTCOME_COLUMNS) -> list[Filter]:
     """The filters that select subjects by the outcome (a filter on any of ``outcome_columns``).
 
     Parameters
     ----------
     filters : iterable of Filter
-    outcome_columns : sequence of str
-        The columns that make up the outcome, e.g. ``("Survival(months)", "event")``.
+    outcome_columns : sequence of str, optional
+        The columns that make up the outcome; default :data:`OUTCOME_COLUMNS` (survival, PFS
+        and every post-baseline column).
     """
     cols = set(outcome_columns)
     return [f for f in filters if f.column in cols]
+
+
+def guarantee_time_filters(filters: Iterable[Filter]) -> list[Filter]:
+    """The filters on a column known only after baseline (:data:`POST_BASELINE_COLUMNS`), for
+    which :data:`GUARANTEE_TIME_BIAS` explains the warning."""
+    return outcome_filters(filters, POST_BASELINE_COLUMNS)

@@ -5,7 +5,13 @@
 * :func:`involvement` — which regions each subject's tumour involves (a region is involved when
   at least ``min_pct`` % of the class lies in it);
 * :func:`region_association` — per region, Fisher's exact test of involvement against a
-  two-level grouping (e.g. IDH mutant vs wildtype), with Benjamini–Hochberg q-values.
+  two-level grouping (e.g. IDH mutant vs wildtype), with Benjamini–Hochberg q-values over the
+  regions that can be tested (involved in at least one subject of the two groups; a region no
+  subject's tumour reaches has p = 1 by construction and would only dilute the family);
+* :func:`circular_grouping` — a grouping derived from the tumour's own location (its epicentre
+  region, its side, a VASARI location feature) is described, never tested against region
+  involvement: the grouping and the tested variable are one measurement, so "significance"
+  comes by construction (a tumour grouped as temporal involves the temporal lobe).
 """
 from __future__ import annotations
 
@@ -86,7 +92,27 @@ def involvement(location_wide: pd.DataFrame, tumour_class: str = "wt",
     return out
 
 
-def region_association(involved: pd.DataFrame, groups: pd.Series) -> pd.DataFrame:
+#: Column prefixes of groupings measured from the tumour's location (the tested variable).
+LOCATION_DERIVED_PREFIXES = ("loc_", "vasari_")
+
+
+def circular_grouping(column: str | None) -> str | None:
+    """Why a grouping column cannot be tested against region involvement, or None if it can.
+
+    Columns measured from the tumour's location (``loc_*``: epicentre region, side, region
+    shares; ``vasari_*``: F1 location, F2 side, …) are derived from the very variable tested:
+    grouping by the epicentre region and testing involvement of that region gives significance
+    by construction. Such groupings are described (shares per group), not tested.
+    """
+    if column and str(column).startswith(LOCATION_DERIVED_PREFIXES):
+        return (f"'{column}' is measured from the tumour's own location, the variable being "
+                "tested: any difference in region involvement between its groups holds by "
+                "construction, so it is described, not tested")
+    return None
+
+
+def region_association(involved: pd.DataFrame, groups: pd.Series,
+                       grouping: str | None = None) -> pd.DataFrame:
     """Fisher's exact test of involvement per region between the two levels of ``groups``.
 
     Parameters
@@ -95,12 +121,24 @@ def region_association(involved: pd.DataFrame, groups: pd.Series) -> pd.DataFram
         Subjects x regions (from :func:`involvement`).
     groups : Series
         Group label per subject (same index); exactly two levels after dropping missing.
+    grouping : str, optional
+        The grouping's column name; a location-derived one is refused (:func:`circular_grouping`).
 
     Returns
     -------
     DataFrame
-        One row per region: region, title, n and % involved per group, odds ratio, p, q (BH).
+        One row per region: region, title, n and % involved per group, odds ratio, p, q (BH),
+        ``tested`` (False for a region involved in no subject of either group: p and q missing,
+        not in the Benjamini–Hochberg family). ``attrs["m"]`` is the family size.
+
+    Raises
+    ------
+    ValueError
+        Not two levels, or a grouping derived from the tumour's location.
     """
+    why = circular_grouping(grouping)
+    if why:
+        raise ValueError(why)
     g = groups.reindex(involved.index).dropna().astype(str)
     levels = sorted(g.unique())
     if len(levels) != 2:
@@ -111,16 +149,21 @@ def region_association(involved: pd.DataFrame, groups: pd.Series) -> pd.DataFram
         inv = involved.loc[g.index, region].astype(bool)
         table = [[int((inv & (g == a)).sum()), int((~inv & (g == a)).sum())],
                  [int((inv & (g == b)).sum()), int((~inv & (g == b)).sum())]]
-        odds, p = stats.fisher_exact(table)
+        tested = table[0][0] + table[1][0] > 0
+        odds, p = stats.fisher_exact(table) if tested else (np.nan, np.nan)
         na, nb = sum(table[0]), sum(table[1])
         rows.append({"region": region, "title": REGION_TITLES.get(region, region),
                      f"involved {a}": table[0][0], f"n {a}": na,
                      f"% {a}": 100.0 * table[0][0] / na if na else np.nan,
                      f"involved {b}": table[1][0], f"n {b}": nb,
                      f"% {b}": 100.0 * table[1][0] / nb if nb else np.nan,
-                     "odds ratio": float(odds), "p": float(p)})
+                     "odds ratio": float(odds), "p": float(p), "tested": tested})
     out = pd.DataFrame(rows)
-    out["q (BH)"] = benjamini_hochberg(out["p"].to_numpy()) if len(out) else []
+    out["q (BH)"] = np.nan
+    if len(out) and out["tested"].any():
+        out.loc[out["tested"], "q (BH)"] = benjamini_hochberg(
+            out.loc[out["tested"], "p"].to_numpy())
+    out.attrs["m"] = int(out["tested"].sum()) if len(out) else 0
     return out
 
 

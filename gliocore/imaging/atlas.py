@@ -151,13 +151,19 @@ class Atlas:
         """Boolean mask of one region."""
         return (self.bits >> np.uint16(self.regions.index(key)) & 1).astype(bool)
 
-    def label_map(self, keys: Sequence[str] | None = None) -> np.ndarray:
+    def label_map(self, keys: Sequence[str] | None = None,
+                  bits: np.ndarray | None = None) -> np.ndarray:
         """A uint8 map with one label per region (1-based, in ``keys`` order; later keys win
-        where regions overlap) for display."""
+        where regions overlap) for display.
+
+        ``bits`` is a region bit field to draw instead of the atlas's own (the atlas's regions
+        as a subject's frame holds them, e.g. reordered to the subject's voxel order).
+        """
         keys = list(keys or [k for k in self.regions if k != "cortex"])
-        out = np.zeros(self.shape, dtype=np.uint8)
+        bits = self.bits if bits is None else np.asarray(bits)
+        out = np.zeros(bits.shape, dtype=np.uint8)
         for n, k in enumerate(keys, start=1):
-            out[self.region_mask(k)] = n
+            out[(bits >> np.uint16(self.regions.index(k)) & 1).astype(bool)] = n
         return out
 
 

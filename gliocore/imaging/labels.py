@@ -181,3 +181,134 @@ def get_label_map(spec: str | LabelMap) -> LabelMap:
         return LabelMap.parse(spec)
     raise ValueError(f"unknown label map {spec!r}; presets: {', '.join(PRESETS)} "
                      "or a mapping such as '4:ce,1:ne,2:ne'")
+
+
+#: ``--reference-label-map auto`` (the default): a reference's map from its values and naming.
+AUTO = "auto"
+#: GlioScope's own reference masks (the demo, ``make_tiny_cohort``): ``<subject>_truth``.
+GLIOSCOPE_REFERENCE_SUFFIX = "_truth"
+#: BraTS ground truth: ``<subject>_seg``.
+BRATS_REFERENCE_SUFFIX = "_seg"
+
+
+def _stem(name: str) -> str:
+    for ext in (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd"):
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def infer_reference_map(values: set[int] | list[int], file_name: str) -> LabelMap:
+    """The label map of a reference mask that did not declare one, when values and naming agree.
+
+    A reference is unambiguous when:
+
+    * it is named like GlioScope's own references (``<subject>_truth``): GlioScope's map;
+    * it is named like BraTS ground truth (``<subject>_seg``): BraTS 2012–2021 (4 = enhancing,
+      1 = necrosis/non-enhancing core, 2 = oedema), or BraTS 2023 when it has 3 and no 4. A BraTS
+      reference without enhancing tumour (only 1 and 2, common in lower-grade gliomas) is read
+      as non-enhancing throughout, never as GlioScope's 1 = contrast-enhancing;
+    * otherwise, its values name the convention: 4 with only 1/2 besides (BraTS), 3 with only
+      1/2 besides (BraTS 2023), or no tumour at all.
+
+    Parameters
+    ----------
+    values : set of int
+        The non-zero label values the reference holds.
+    file_name : str
+        The reference's file name (its suffix is the cohort's naming).
+
+    Returns
+    -------
+    LabelMap
+
+    Raises
+    ------
+    ValueError
+        The values fit more than one convention (e.g. only 1 and 2: GlioScope's CE + NE, or
+        BraTS necrosis + oedema): the message says which flag to pass
+        (``--reference-label-map``).
+    """
+    vals = {int(v) for v in values} - {0}
+    stem = _stem(file_name)
+    if stem.endswith(GLIOSCOPE_REFERENCE_SUFFIX):
+        return CANONICAL
+    brats_named = stem.endswith(BRATS_REFERENCE_SUFFIX)
+    if not (3 in vals and 4 in vals):
+        if 4 in vals and vals <= {1, 2, 4}:
+            return BRATS
+        if 3 in vals and vals <= {1, 2, 3}:
+            return BRATS2023
+        if brats_named and vals <= {1, 2}:
+            return BRATS
+        if not vals:
+            return CANONICAL
+    raise ValueError(
+        f"reference mask {file_name} has label values {sorted(vals)}, which do not say its label "
+        "map: GlioScope's (1 = contrast-enhancing, 2 = non-enhancing) and BraTS's (4 = enhancing, "
+        "1 = necrosis/non-enhancing core, 2 = oedema; a BraTS mask without label 4 has only 1 "
+        "and 2) read them differently. Declare it: --reference-label-map glioscope, brats or "
+        "brats2023 (or a mapping such as '4:ce,1:ne,2:ne'; on the Cohort page, 'Reference label "
+        "map')")
+
+
+def reference_values(data: np.ndarray) -> set[int]:
+    """The non-zero whole-number values of a reference mask (float storage rounded; a value
+    further than :data:`LABEL_TOLERANCE` from a whole number is refused as
+    :meth:`LabelMap.checked_to_canonical` refuses it)."""
+    arr = np.asarray(data)
+    if not np.issubdtype(arr.dtype, np.integer) and arr.dtype != bool:
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("reference mask has non-finite values (NaN or infinity)")
+        rounded = np.rint(arr)
+        off = float(np.max(np.abs(arr - rounded))) if arr.size else 0.0
+        if off > LABEL_TOLERANCE:
+            raise ValueError(f"reference mask has non-integer values (up to {off:.3g} from a "
+                             "whole number); is it a probability map or an interpolated mask? "
+                             "Export integer labels (nearest-neighbour resampling)")
+        arr = rounded
+    return {int(v) for v in np.unique(arr)} - {0}
+
+
+def inferable_map_names(file_name: str) -> tuple[str, ...]:
+    """The label maps :func:`infer_reference_map` can give a reference of this name (a stored
+    score read with another map, e.g. a BraTS ``_seg`` file read with GlioScope's map by an
+    older default, is not reused)."""
+    stem = _stem(file_name)
+    if stem.endswith(GLIOSCOPE_REFERENCE_SUFFIX):
+        return (CANONICAL.name,)
+    if stem.endswith(BRATS_REFERENCE_SUFFIX):
+        return (BRATS.name, BRATS2023.name)
+    return (BRATS.name, BRATS2023.name, CANONICAL.name)
+
+
+def declared_reference_map(spec: "str | LabelMap | None") -> "LabelMap | None":
+    """The declared label map of the reference masks, or None for ``auto`` (per file, by
+    :func:`infer_reference_map`)."""
+    if spec is None or spec == AUTO:
+        return None
+    return get_label_map(spec)
+
+
+def read_reference(data: np.ndarray, declared_json: str | None, file_name: str
+                   ) -> tuple[np.ndarray, LabelMap]:
+    """A reference mask in GlioScope's canonical labels, and the label map it was read with.
+
+    Parameters
+    ----------
+    data : (I, J, K) ndarray
+        The reference as stored.
+    declared_json : str or None
+        The declared map (:meth:`LabelMap.to_json`); None: inferred from the values and
+        ``file_name`` (:func:`infer_reference_map`).
+    file_name : str
+
+    Raises
+    ------
+    ValueError
+        Non-integer values, values the map does not know, or an undeclared map the values and
+        naming do not decide (the message names ``--reference-label-map``).
+    """
+    ref_map = (LabelMap.from_json(declared_json) if declared_json
+               else infer_reference_map(reference_values(data), file_name))
+    return ref_map.checked_to_canonical(data, what="reference mask"), ref_map

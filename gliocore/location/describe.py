@@ -14,7 +14,8 @@ from gliocore.location.regions import (CLASSES, MIN_FOCUS_MM3, LocationResult, L
 
 
 def locate(mask: np.ndarray, frame: SubjectFrame,
-           spacing: tuple[float, float, float] | float = 1.0) -> LocationResult:
+           spacing: tuple[float, float, float] | float = 1.0,
+           necrosis: np.ndarray | None = None) -> LocationResult:
     """Location and VASARI features of one segmentation.
 
     Parameters
@@ -25,6 +26,9 @@ def locate(mask: np.ndarray, frame: SubjectFrame,
         Where the subject's voxels lie in the atlas.
     spacing : float or 3 floats
         Subject voxel size (mm); volumes are measured with it.
+    necrosis : (I, J, K) bool ndarray, optional
+        Necrosis inside the non-enhancing class where the mask source keeps it apart (BraTS
+        label 1); None for GlioScope's two-class masks (VASARI F11 and F24 then partly decided).
 
     Returns
     -------
@@ -43,5 +47,6 @@ def locate(mask: np.ndarray, frame: SubjectFrame,
                                 int((foci >= MIN_FOCUS_MM3).sum()))
         values.extend(vals)
         facts[name] = f
-    values.extend(vasari.vasari_features(mask, facts, voxel_mm3, sp))  # type: ignore[arg-type]
+    values.extend(vasari.vasari_features(mask, facts, voxel_mm3, sp,  # type: ignore[arg-type]
+                                         necrosis))
     return LocationResult(tuple(values))

@@ -32,7 +32,8 @@ from gliocore.imaging import atlas as atlas_mod
 from gliocore.errors import SubjectError
 from gliocore.imaging.io import file_sha256, load_volume, text_sha256
 from gliocore.location.describe import locate
-from gliocore.location.regions import LOCATION_CODE_VERSION, frame_in_atlas_space
+from gliocore.location.regions import (LOCATION_CODE_VERSION, atlas_bits_on_subject,
+                                       frame_in_atlas_space)
 from gliocore.types import BASELINE_SCAN
 from gliocore.location.registration import (REGISTRATION_CODE_VERSION, REGISTRATION_RESOLUTION_MM,
                                    registration_key)
@@ -281,18 +282,27 @@ DISPLAY_REGIONS = ("frontal", "temporal", "parietal", "occipital", "insula", "in
                    "thalamus", "corpus_callosum", "brainstem", "ventricles")
 
 
-def subject_region_labels(atlas_name: str, space: str, mask_path: str,
+def subject_region_labels(atlas_name: str | atlas_mod.Atlas, space: str, mask_path: str,
                           transforms_json: str | None = None) -> np.ndarray:
-    """Atlas regions on a subject's grid, one label per :data:`DISPLAY_REGIONS` entry (1-based).
+    """Atlas regions on a subject's grid, one label per :data:`DISPLAY_REGIONS` entry (1-based),
+    in the subject's voxel order.
 
-    For a subject in the atlas space that is the atlas's label map itself; for a registered
-    subject the label map is warped into the subject with the stored inverse transforms
+    For a subject in the atlas space these are the regions the location numbers use
+    (:func:`gliocore.location.regions.atlas_bits_on_subject`: reordered to the subject's voxel
+    order when it stores the space in another one, e.g. SRI24 in RAS order); for a registered
+    subject the atlas's label map is warped into the subject with the stored inverse transforms
     (nearest label).
     """
-    atlas = atlas_mod.load_atlas(atlas_name)
-    labels = atlas.label_map(DISPLAY_REGIONS)
+    atlas = (atlas_name if isinstance(atlas_name, atlas_mod.Atlas)
+             else atlas_mod.load_atlas(atlas_name))
     if space == "atlas":
-        return labels
+        header = nib.load(mask_path)
+        bits, _ = atlas_bits_on_subject(atlas, header.affine)
+        if tuple(header.shape[:3]) != bits.shape:
+            raise ValueError(f"{mask_path}: grid {tuple(header.shape[:3])} is not the "
+                             f"{atlas.name} grid {bits.shape}")
+        return atlas.label_map(DISPLAY_REGIONS, bits=bits)
+    labels = atlas.label_map(DISPLAY_REGIONS)
     if not transforms_json:
         raise ValueError(f"{mask_path}: registered subject without stored transforms")
     from gliocore.location import registration as reg_mod

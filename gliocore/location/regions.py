@@ -39,7 +39,7 @@ from scipy import ndimage as ndi
 from gliocore.imaging.atlas import Atlas
 
 #: Bump when a location feature's definition changes (part of the location cache key).
-LOCATION_CODE_VERSION = "1"
+LOCATION_CODE_VERSION = "2"  # 2: F11/F24 rules (issue 18), F1 name
 
 #: A class crosses the midline when it reaches at least this far (mm) into the other hemisphere
 #: (a margin so that voxel discretisation and a tumour abutting the falx do not count).
@@ -97,6 +97,24 @@ class SubjectFrame:
     same_voxel_order: bool = False
 
 
+def atlas_bits_on_subject(atlas: Atlas, affine: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The atlas's region bit field in an atlas-space subject's voxel order, and whether that
+    order is the atlas's own.
+
+    The same space stored in another voxel order (e.g. RAS instead of the atlas's LPS) gets the
+    atlas regions reordered to the subject's axes (no resampling). The location numbers and the
+    Viewer's overlay both read the regions through this function.
+    """
+    import nibabel as nib
+
+    ornt = nib.orientations.ornt_transform(nib.orientations.io_orientation(atlas.affine),
+                                           nib.orientations.io_orientation(np.asarray(affine, float)))
+    identity = np.array_equal(ornt, [[0, 1], [1, 1], [2, 1]])
+    if identity:
+        return atlas.bits, True
+    return np.asarray(nib.orientations.apply_orientation(atlas.bits, ornt)), False
+
+
 def frame_in_atlas_space(atlas: Atlas, affine: np.ndarray, shape: tuple[int, ...]) -> SubjectFrame:
     """The frame of a subject whose grid is the atlas grid (same shape; affine within tolerance).
 
@@ -106,13 +124,8 @@ def frame_in_atlas_space(atlas: Atlas, affine: np.ndarray, shape: tuple[int, ...
     import nibabel as nib
 
     affine = np.asarray(affine, dtype=float)
-    # The same space stored in another voxel order (e.g. RAS instead of the atlas's LPS): the
-    # atlas regions are reordered to the subject's axes (no resampling), and back for to_atlas.
-    ornt = nib.orientations.ornt_transform(nib.orientations.io_orientation(atlas.affine),
-                                           nib.orientations.io_orientation(affine))
-    identity = np.array_equal(ornt, [[0, 1], [1, 1], [2, 1]])
-    bits = atlas.bits if identity else np.asarray(nib.orientations.apply_orientation(atlas.bits,
-                                                                                      ornt))
+    # another voxel order of the same space: regions reordered to the subject, back for to_atlas
+    bits, identity = atlas_bits_on_subject(atlas, affine)
     if tuple(shape) != bits.shape:
         raise ValueError(f"subject grid {tuple(shape)} is not the {atlas.name} grid {atlas.shape}; "
                          "register the subject to the atlas instead")

@@ -8,14 +8,14 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from gliocore.longitudinal.response import (CATEGORY_TITLES, DAYS_PER_MONTH, RANO2_VOLUMETRIC,
-                               ResponseCriteria)
+from gliocore.longitudinal.response import (CATEGORIES, CATEGORY_TITLES, DAYS_PER_MONTH,
+                                            RANO2_VOLUMETRIC, ResponseCriteria)
 
 #: One colour per response category (and the baseline).
-CATEGORY_COLOURS: dict[str, str] = {"CR": "#1a9850", "PR": "#91cf60", "SD": "#4575b4",
-                                    "PD": "#d73027", "baseline": "#7f7f7f"}
-CATEGORY_SYMBOLS: dict[str, str] = {"CR": "star", "PR": "triangle-down", "SD": "circle",
-                                    "PD": "triangle-up", "baseline": "square"}
+CATEGORY_COLOURS: dict[str, str] = {"CR": "#1a9850", "PR": "#91cf60", "MR": "#d9ef8b",
+                                    "SD": "#4575b4", "PD": "#d73027", "baseline": "#7f7f7f"}
+CATEGORY_SYMBOLS: dict[str, str] = {"CR": "star", "PR": "triangle-down", "MR": "diamond",
+                                    "SD": "circle", "PD": "triangle-up", "baseline": "square"}
 #: Volume series a trajectory can show: label -> (column of the assessment, or a sum).
 CLASS_SERIES: dict[str, tuple[str, ...]] = {
     "Contrast-enhancing": ("volume_ce_mm3",),
@@ -41,17 +41,20 @@ def series_values(scans: pd.DataFrame, series: str, relative: bool) -> pd.Series
 def trajectory_figure(scans: pd.DataFrame, relative: bool = False,
                       criteria: ResponseCriteria = RANO2_VOLUMETRIC,
                       title: str | None = None) -> go.Figure:
-    """One subject's class volumes over time; markers of the target class show the category."""
+    """One subject's class volumes over time; the assessed classes drawn thick, the category
+    markers on the assessed class (the non-enhancing one when both are assessed, as in
+    IDH-mutant gliomas)."""
     s = scans.sort_values("days")
     months = s["days"] / DAYS_PER_MONTH
     fig = go.Figure()
     target = s["target"].dropna().iloc[0] if s["target"].notna().any() else None
-    target_series = {"contrast_enhancing": "Contrast-enhancing",
-                     "non_enhancing": "Non-enhancing"}.get(str(target))
+    names = {"contrast_enhancing": "Contrast-enhancing", "non_enhancing": "Non-enhancing"}
+    thick = [names[t] for t in str(target).split("+") if t in names]
+    target_series = thick[-1] if thick else None
     for name in CLASS_SERIES:
         y = series_values(s, name, relative)
         fig.add_trace(go.Scatter(x=months, y=y, mode="lines+markers", name=name,
-                                 line={"color": _LINE[name], "width": 3 if name == target_series else 1.5},
+                                 line={"color": _LINE[name], "width": 3 if name in thick else 1.5},
                                  customdata=s["scan_id"],
                                  hovertemplate="%{customdata}: %{y:.1f}<extra>" + name + "</extra>"))
     if target_series is not None:
@@ -193,11 +196,12 @@ def swimmer_figure(scans: pd.DataFrame, subjects: pd.DataFrame, survival: pd.Dat
 
 def waterfall_figure(subjects: pd.DataFrame, criteria: ResponseCriteria = RANO2_VOLUMETRIC,
                      title: str | None = None) -> go.Figure:
-    """Best % change of the target volume from baseline per subject, sorted, coloured by the
-    best response; the PR and PD thresholds drawn."""
+    """Best % change of the assessed volume from baseline per subject (up to the first
+    progression; the worse compartment where two are assessed), sorted, coloured by the best
+    response; the PR, MR and PD thresholds drawn."""
     d = subjects.dropna(subset=["best_pct_change"]).sort_values("best_pct_change", ascending=False)
     fig = go.Figure()
-    for cat in ("CR", "PR", "SD", "PD"):
+    for cat in CATEGORIES:
         m = d["best_response"] == cat
         if m.any():
             fig.add_trace(go.Bar(x=d.loc[m, "subject_id"], y=d.loc[m, "best_pct_change"],
@@ -206,19 +210,21 @@ def waterfall_figure(subjects: pd.DataFrame, criteria: ResponseCriteria = RANO2_
     fig.add_hline(y=-100 * criteria.pr_decrease, line_dash="dash", line_color="#1a9850",
                   annotation_text=f"PR threshold −{criteria.pr_decrease:.0%}",
                   annotation_position="bottom left")  # the right holds the deepest bars
+    fig.add_hline(y=-100 * criteria.mr_decrease, line_dash="dot", line_color="#a6a600",
+                  annotation_text=f"MR −{criteria.mr_decrease:.0%} (non-enhancing)",
+                  annotation_position="top left")
     fig.add_hline(y=100 * criteria.pd_increase, line_dash="dash", line_color="#d73027",
                   annotation_text=f"+{criteria.pd_increase:.0%} (PD is measured from nadir)",
                   annotation_position="top right")
     fig.update_xaxes(categoryorder="array", categoryarray=d["subject_id"].tolist(),
                      showticklabels=len(d) <= 40)
     fig.update_layout(title=title, height=400, barmode="overlay", margin={"t": 50},
-                      yaxis_title="Best change of the target volume from baseline (%)",
+                      yaxis_title="Best change from baseline up to progression (%)",
                       legend={"orientation": "h", "y": -0.25})
     return fig
 
 
-def category_counts(scans: pd.DataFrame, order: Sequence[str] = ("CR", "PR", "SD", "PD")
-                    ) -> pd.DataFrame:
+def category_counts(scans: pd.DataFrame, order: Sequence[str] = CATEGORIES) -> pd.DataFrame:
     """Follow-up scans per response category (a small table for the page)."""
     c = scans["category"].value_counts()
     return pd.DataFrame({"category": list(order), "title": [CATEGORY_TITLES[k] for k in order],

@@ -39,9 +39,12 @@ class ProcessingConfig:
     compute_qc : bool
         Score segmentations against subjects' reference masks when present.
     reference_label_map : str or LabelMap
-        Label map of the reference masks (default ``glioscope``: 1 = contrast-enhancing,
-        2 = non-enhancing; ``brats`` for BraTS ``_seg`` files). A reference holding a value the
-        map does not know, or non-integer values, is a per-subject QC error.
+        Label map of the reference masks: ``auto`` (default: per file from its values and
+        naming where they agree, :func:`gliocore.imaging.labels.infer_reference_map`; otherwise
+        a per-subject QC error naming ``--reference-label-map``) or declared (``glioscope``:
+        1 = contrast-enhancing, 2 = non-enhancing; ``brats`` for BraTS ``_seg`` files). A
+        reference holding a value the map does not know, or non-integer values, is a
+        per-subject QC error.
     executor : {"local", "dask"}
         Where the work runs (:mod:`gliocore.pipeline.executor`): processes on this machine, or a Dask
         cluster whose workers share the images' and masks' storage with this machine.
@@ -57,7 +60,7 @@ class ProcessingConfig:
     workers: int = 1
     output_dir: Path | None = None
     compute_qc: bool = True
-    reference_label_map: Any = "glioscope"
+    reference_label_map: Any = "auto"
     executor: str = "local"
     scheduler: str | None = None
     location: LocationConfig | None = None

@@ -175,7 +175,10 @@ class DaskExecutor(Executor):
                                     pure=False, resources=dict(res) if res else None)
                 futures[fut] = task
             try:
-                for fut in dask_as_completed(list(futures)):
+                # the client is not the process's default (set_as_default=False, so that a
+                # dashboard's or caller's own client is left alone): as_completed must be given
+                # its loop, or it looks for a default client and finds none
+                for fut in dask_as_completed(list(futures), loop=client.loop):
                     task = futures[fut]
                     try:
                         yield task, fut.result()

@@ -11,7 +11,7 @@ import numpy as np
 from gliocore.cohort.subjects import Cohort, Scan
 from gliocore.errors import SubjectError
 from gliocore.imaging.io import file_sha256, text_sha256
-from gliocore.imaging.labels import get_label_map
+from gliocore.imaging.labels import declared_reference_map, inferable_map_names
 from gliocore.pipeline.context import ProgressCallback, RunContext
 from gliocore.pipeline.writer import ResultWriter, stat_key
 from gliocore.segment import qc
@@ -205,10 +205,9 @@ def _tasks_of(ctx: RunContext, plans: list[tuple], file_sha: dict[str, str],
     """The tasks of the plans with missing work; the others are recorded as cached."""
     store, summary, config = ctx.store, ctx.summary, ctx.config
     have_features = store.existing_feature_sets([p[7] for p in plans if p[7]])
-    reference_map = get_label_map(config.reference_label_map)
-    have_qc = store.existing_qc([(p[3], file_sha.get(p[8])) for p in plans
-                                 if p[8] and not p[4] and file_sha.get(p[8])],
-                                reference_map.name, qc.QC_VERSION)
+    reference_map = declared_reference_map(config.reference_label_map)  # None: auto
+    have_qc = _existing_qc(store, [(p[3], p[8], file_sha.get(p[8])) for p in plans
+                                   if p[8] and not p[4] and file_sha.get(p[8])], reference_map)
 
     tasks: list[dict[str, Any]] = []
     for i, subj, input_key, seg_key, need_seg, mask_path, mask_sha, feature_key, ref_mask in plans:
@@ -228,7 +227,7 @@ def _tasks_of(ctx: RunContext, plans: list[tuple], file_sha: dict[str, str],
                           "params_fingerprint": ctx.params_fp, "backend": config.backend,
                           "backend_options": dict(config.backend_options),
                           "reference_mask": ref_mask if need_qc else None,
-                          "reference_label_map": reference_map.to_json(),
+                          "reference_label_map": reference_map.to_json() if reference_map else None,
                           "baseline": (subj.subject_id, subj.scan_id) in ctx.baselines})
         done(i, subj)
     return tasks
@@ -254,3 +253,17 @@ def _hash_files(store: Store, files: Mapping[str, Path], writer: ResultWriter) -
             writer.hashes.append((path, size, mtime, sha))
         out[name] = sha
     return out
+
+
+def _existing_qc(store: Store, refs: list[tuple[str, str, str]], declared: Any
+                 ) -> set[tuple[str, str]]:
+    """Which (seg_key, reference sha) pairs have scores read with the declared label map, or
+    (``auto``) with a map the reference's naming allows (one query per map): a BraTS ``_seg``
+    file read with GlioScope's map by the old default is scored again."""
+    if declared is not None:
+        return store.existing_qc([(k, sha) for k, _, sha in refs], declared.name, qc.QC_VERSION)
+    have: set[tuple[str, str]] = set()
+    for name in ("glioscope", "brats", "brats2023"):
+        pairs = [(k, sha) for k, path, sha in refs if name in inferable_map_names(Path(path).name)]
+        have |= store.existing_qc(pairs, name, qc.QC_VERSION) if pairs else set()
+    return have

@@ -18,7 +18,7 @@ from gliocore.cohort.subjects import Cohort, Scan, safe_name
 from gliocore.errors import GlioError, SubjectError
 from gliocore.features.params import load_params, params_fingerprint
 from gliocore.imaging.io import text_sha256
-from gliocore.imaging.labels import get_label_map
+from gliocore.imaging.labels import declared_reference_map
 from gliocore.location.localise import locate_cohort
 from gliocore.pipeline.context import (ProcessingConfig, ProcessingSummary, ProgressCallback,
                                        RunContext)
@@ -37,7 +37,7 @@ def start_run(cohort: Cohort, store: Store, config: ProcessingConfig,
     params = load_params(config.params)
     params_fp = params_fingerprint(params)
     segmenter = get_segmenter(config.backend, **dict(config.backend_options))
-    get_label_map(config.reference_label_map)  # a bad reference label map fails before the run
+    declared_reference_map(config.reference_label_map)  # a bad label map fails before the run
     token = segmenter.cache_token()
     config_key = text_sha256(f"{token}|{params_fp}")[:16]
     wanted = None if subject_ids is None else set(subject_ids)

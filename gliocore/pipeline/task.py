@@ -19,7 +19,7 @@ from gliocore.cohort.subjects import Scan, load_subject_images
 from gliocore.errors import GlioError, SubjectError
 from gliocore.features import radiomics
 from gliocore.imaging.io import file_sha256, load_volume, save_mask, text_sha256
-from gliocore.imaging.labels import LabelMap
+from gliocore.imaging.labels import read_reference
 from gliocore.imaging.volume import Volume
 from gliocore.segment import Segmenter, get_segmenter, qc
 from gliocore.types import TumourClass
@@ -121,9 +121,10 @@ def process_subject(task: dict[str, Any], segmenter: Segmenter | None = None) ->
             try:
                 rvol = load_volume(task["reference_mask"], dtype=None)
                 ref_sha = file_sha256(task["reference_mask"])
-                ref_map = LabelMap.from_json(task["reference_label_map"])
-                # the reference in its declared labels: unknown values and non-integers refused
-                reference = ref_map.checked_to_canonical(rvol.data, what="reference mask")
+                # the reference in its declared (or unambiguous) labels: unknown values,
+                # non-integers and an undecidable map refused
+                reference, ref_map = read_reference(rvol.data, task["reference_label_map"],
+                                                    Path(task["reference_mask"]).name)
                 rows = qc.compare_masks(mask, reference, affine)
                 out["qc_rows"] = [{"reference_sha256": ref_sha, "reference_label_map": ref_map.name,
                                    "qc_version": qc.QC_VERSION, **_qc_row_dict(r)} for r in rows]

@@ -68,6 +68,7 @@ were chosen once for all these cases together, not per case.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
@@ -304,28 +305,86 @@ def segment_arrays(t1: np.ndarray, t1c: np.ndarray, t2: np.ndarray, flair: np.nd
     (I, J, K) uint8 ndarray
         Canonical labels: 0 background, 1 contrast-enhancing, 2 non-enhancing.
     """
+    arrays, sp, opt = _checked_inputs((t1, t1c, t2, flair), spacing, options)
+    shape = arrays[0].shape
+    out = np.zeros(shape, dtype=np.uint8)
+    voxel_mm3 = float(np.prod(sp))
+    maps = _brain_maps(arrays, sp, opt, voxel_mm3, lr_axis)  # steps 1-2
+    if maps is None:
+        return out
+    core = _abnormal_core(maps, sp, opt, voxel_mm3)  # step 3
+    if not core.any():
+        return out
+    lbox = _lesion_box(core, sp, opt)
+    maps = maps.cropped(lbox)
+    core = core[lbox]
+    found = _abnormal_and_enhancing(maps, core, sp, opt)
+    if found is None:
+        return out
+    abnormal, margin, enh, enh_any = found
+    enh = _enhancement_near(abnormal, enh, enh_any, sp, opt, voxel_mm3)  # step 4
+    tumour = _whole_tumour(abnormal & margin, enh, maps.brain, sp, opt, voxel_mm3)  # step 5
+    # 6. Labels, pasted back through both crops.
+    lesion = np.where(tumour, np.uint8(2), np.uint8(0))
+    lesion[tumour & enh] = 1
+    crop_out = np.zeros(tuple(sl.stop - sl.start for sl in maps.box), dtype=np.uint8)
+    crop_out[lbox] = lesion
+    out[maps.box] = crop_out
+    return out
+
+
+def _checked_inputs(arrays: Sequence[np.ndarray], spacing: Sequence[float],
+                    options: dict[str, float]) -> tuple[list[np.ndarray], np.ndarray, dict]:
+    """The four arrays as finite float32 on one 3-D grid, the spacing and the options."""
     unknown = set(options) - set(DEFAULTS)
     if unknown:
         raise ValueError(f"unknown baseline option(s) {sorted(unknown)}; "
                          f"known: {', '.join(DEFAULTS)}")
     opt = {**DEFAULTS, **{k: float(v) for k, v in options.items()}}
-    arrays = [np.asarray(a, dtype=np.float32) for a in (t1, t1c, t2, flair)]
-    arrays = [a if np.isfinite(a).all() else np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
-              for a in arrays]
-    shape = arrays[0].shape
+    out = [np.asarray(a, dtype=np.float32) for a in arrays]
+    out = [a if np.isfinite(a).all() else np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
+           for a in out]
+    shape = out[0].shape
     if len(shape) != 3:
         raise ValueError(f"expected 3-D arrays, got shape {shape}")
-    for a in arrays[1:]:
+    for a in out[1:]:
         if a.shape != shape:
             raise ValueError(f"sequence shapes differ: {a.shape} != {shape}; "
                              "co-register and resample all sequences to one grid first")
     sp = np.asarray(spacing, dtype=float)
     if sp.shape != (3,) or np.any(sp <= 0) or not np.all(np.isfinite(sp)):
         raise ValueError(f"spacing must be three positive numbers, got {spacing!r}")
-    out = np.zeros(shape, dtype=np.uint8)
-    voxel_mm3 = float(np.prod(sp))
+    return out, sp, opt
 
-    # 1. Brain mask and crop.
+
+@dataclass
+class _Maps:
+    """The brain crop's mask, the four robust z-maps and the asymmetry cue (or None)."""
+
+    box: tuple[slice, ...]
+    brain: np.ndarray
+    z_t1: np.ndarray
+    z_t1c: np.ndarray
+    z_t2: np.ndarray
+    z_flair: np.ndarray
+    asym: np.ndarray | None
+    z_local: np.ndarray | None
+
+    def cropped(self, lbox: tuple[slice, ...]) -> "_Maps":
+        """The same maps inside ``lbox`` (a box within the brain crop)."""
+        def crop(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[lbox]
+        return _Maps(self.box, self.brain[lbox], self.z_t1[lbox], self.z_t1c[lbox],
+                     self.z_t2[lbox], self.z_flair[lbox], crop(self.asym), crop(self.z_local))
+
+
+def _brain_maps(arrays: list[np.ndarray], sp: np.ndarray, opt: dict, voxel_mm3: float,
+                lr_axis: int | None) -> _Maps | None:
+    """1. Brain mask and crop; 2. robust z-maps (smoothed) and the asymmetry cue.
+
+    None when the brain is smaller than 1 cm³ (nothing to segment).
+    """
+    shape = arrays[0].shape
     brain = np.zeros(shape, dtype=bool)
     for a in arrays:
         pos = a[a > 0]
@@ -333,7 +392,7 @@ def segment_arrays(t1: np.ndarray, t1c: np.ndarray, t2: np.ndarray, flair: np.nd
             continue
         brain |= a > 0.02 * float(np.percentile(pos, 99))
     if brain.sum() * voxel_mm3 < 1000.0:  # less than 1 cm³: nothing to segment
-        return out
+        return None
     lab, n = ndi.label(brain)
     if n > 1:
         brain = lab == (np.argmax(np.bincount(lab.ravel())[1:]) + 1)
@@ -348,7 +407,7 @@ def segment_arrays(t1: np.ndarray, t1c: np.ndarray, t2: np.ndarray, flair: np.nd
             crop = ndi.gaussian_filter(crop, sigma, truncate=2.5)
         z.append(_robust_z(crop, brain))
     z_t1, z_t1c, z_t2, z_flair = z
-    asym = None
+    asym = z_local = None
     if lr_axis is not None and opt["asym_flair_z"] > 0:
         # Faint oedema is patchy voxel by voxel: the cue judges FLAIR's local mean, taken over
         # the tissue that is not clearly hyperintense (so that a bright lesion does not spill
@@ -356,32 +415,36 @@ def segment_arrays(t1: np.ndarray, t1c: np.ndarray, t2: np.ndarray, flair: np.nd
         z_local = _local_mean(z_flair, brain & (z_flair <= opt["flair_z"]),
                               opt["asym_local_mm"] / sp)
         asym = hemispheric_asymmetry(z_local, brain, int(lr_axis), sp, opt["asym_smooth_mm"])
+    return _Maps(box, brain, z_t1, z_t1c, z_t2, z_flair, asym, z_local)
 
-    # 3. Abnormal T2/FLAIR region: a clearly hyperintense core (hysteresis high threshold),
-    # grown by a bounded geodesic distance into moderately hyperintense voxels (the fainter
-    # margin) and into T2-bright, T1-dark, FLAIR-unsuppressed voxels (necrosis, cysts).
-    ball1 = _ball(1.0 / sp)
-    core = brain & (z_flair > opt["flair_z"]) & (z_t2 > opt["t2_z"])
-    core = ndi.binary_opening(core, ball1)
-    core = _keep_components(core, voxel_mm3, opt["min_component_mm3"], opt["keep_fraction"],
-                            weight=z_flair)
-    if not core.any():
-        return out
-    # Everything below happens in a crop around the lesion (morphology is the costly part).
+
+def _abnormal_core(maps: _Maps, sp: np.ndarray, opt: dict, voxel_mm3: float) -> np.ndarray:
+    """3. The clearly hyperintense T2/FLAIR core (the hysteresis high threshold)."""
+    core = maps.brain & (maps.z_flair > opt["flair_z"]) & (maps.z_t2 > opt["t2_z"])
+    core = ndi.binary_opening(core, _ball(1.0 / sp))
+    return _keep_components(core, voxel_mm3, opt["min_component_mm3"], opt["keep_fraction"],
+                            weight=maps.z_flair)
+
+
+def _lesion_box(core: np.ndarray, sp: np.ndarray, opt: dict) -> tuple[slice, ...]:
+    """A crop around the lesion, wide enough for every growth step below (morphology is the
+    costly part)."""
     pad = np.ceil((opt["reach_mm"] + opt["grow_mm"]
                    + max(opt["adjacent_mm"], opt["enhance_reach_mm"]) + 3.0)
                   / sp).astype(int) + 1
     lbox = ndi.find_objects(core.astype(np.uint8))[0]
-    lbox = tuple(slice(max(sl.start - p, 0), min(sl.stop + p, dim))
-                 for sl, p, dim in zip(lbox, pad, brain.shape))
-    brain, core = brain[lbox], core[lbox]
-    z_t1, z_t1c, z_t2, z_flair = (v[lbox] for v in (z_t1, z_t1c, z_t2, z_flair))
-    if asym is not None:
-        asym, z_local = asym[lbox], z_local[lbox]
+    return tuple(slice(max(sl.start - p, 0), min(sl.stop + p, dim))
+                 for sl, p, dim in zip(lbox, pad, core.shape))
+
+
+def _margin(maps: _Maps, core_median: float, sp: np.ndarray, opt: dict
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """The moderately hyperintense margin (with necrosis/cysts and, where the cue is on, faint
+    asymmetric FLAIR), and the cyst map."""
+    brain, z_t1, z_t2, z_flair = maps.brain, maps.z_t1, maps.z_t2, maps.z_flair
     # The margin level adapts to the lesion (a fraction of the core's median z) but is never
     # below ``flair_grow_z``; thin ribbons (cortex, sulci) are opened away so that growth does
     # not run along them.
-    core_median = float(np.median(z_flair[core]))
     level = max(opt["flair_grow_z"], opt["margin_level"] * core_median)
     # Necrosis / cysts: T2-bright, T1-dark, FLAIR not suppressed (unlike CSF), and bulky
     # (opened by ``cyst_open_mm``: CSF in sulci, partial-volumed, is thin).
@@ -390,13 +453,13 @@ def segment_arrays(t1: np.ndarray, t1c: np.ndarray, t2: np.ndarray, flair: np.nd
     if opt["cyst_open_mm"] > 0:
         cyst = ndi.binary_opening(cyst, _ball(opt["cyst_open_mm"] / sp))
     margin = brain & (((z_flair > level) & (z_t2 > 0.0)) | cyst)
-    if asym is not None:
+    if maps.asym is not None:
         # Hemispheric asymmetry: faint FLAIR hyperintensity (above ``faint``, below the margin
         # level) that the other hemisphere does not have joins the margin. Only the band not
         # already in the margin is opened (``asym_open_mm``): the partial-volume ring of a sharp
         # edge, a cortex ribbon displaced by mass effect and noise go; bulky faint oedema stays.
         faint = max(opt["asym_flair_z"], opt["asym_level"] * core_median)
-        brighter = brain & (asym > opt["asym_z"]) & (z_local > faint) & ~margin
+        brighter = brain & (maps.asym > opt["asym_z"]) & (maps.z_local > faint) & ~margin
         if opt["asym_max_slope"] > 0:
             # A plateau, not a shoulder: faint oedema infiltrating white matter is flat on
             # FLAIR, while the blurred edge of a bright lesion (which the half-way rule has
@@ -407,11 +470,20 @@ def segment_arrays(t1: np.ndarray, t1c: np.ndarray, t2: np.ndarray, flair: np.nd
         margin |= brighter
     if opt["margin_open_mm"] > 0:
         margin = ndi.binary_opening(margin, _ball(opt["margin_open_mm"] / sp))
+    return margin, cyst
+
+
+def _abnormal_and_enhancing(maps: _Maps, core: np.ndarray, sp: np.ndarray, opt: dict
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """3 (cont.). The core grown by a bounded geodesic distance into the margin; enhancing
+    candidates. Returns (abnormal, margin, bulky enhancement, any enhancement) or None."""
+    brain = maps.brain
+    margin, cyst = _margin(maps, float(np.median(maps.z_flair[core])), sp, opt)
     # Enhancing candidates: T1c markedly brighter than T1, and bright in itself. The opening
     # keeps bulky enhancement only; thin enhancement (a rim one or two voxels thick, which
     # the opening removes) is taken back below where it lies next to the lesion.
-    enh_any = brain & ((z_t1c - z_t1) > opt["enhance_z"]) & (z_t1c > opt["t1c_z"])
-    enh = ndi.binary_opening(enh_any, ball1)
+    enh_any = brain & ((maps.z_t1c - maps.z_t1) > opt["enhance_z"]) & (maps.z_t1c > opt["t1c_z"])
+    enh = ndi.binary_opening(enh_any, _ball(1.0 / sp))
     # Two tiers: the lesion first extends far (``reach_mm``) through tissue that is clearly
     # abnormal (core-bright FLAIR, necrosis/cyst, its enhancing rim: a necrotic core lies
     # behind it), then by at most ``grow_mm`` into the fainter margin.
@@ -419,42 +491,42 @@ def segment_arrays(t1: np.ndarray, t1c: np.ndarray, t2: np.ndarray, flair: np.nd
     # lesion and normal brain: where a blurred sharp edge lies).
     seed = core & margin
     if not seed.any():
-        return out
-    clear = brain & (((z_flair > opt["flair_z"]) & (z_t2 > opt["t2_z"])) | cyst) & margin
+        return None
+    clear = brain & (((maps.z_flair > opt["flair_z"]) & (maps.z_t2 > opt["t2_z"])) | cyst) & margin
     bulk = grow_by_distance(seed, clear | enh, opt["reach_mm"], sp)
     abnormal = grow_by_distance(bulk, margin, opt["grow_mm"], sp)
+    return abnormal, margin, enh, enh_any
 
-    # 4. Enhancement: whole enhancing structures that touch the zone within ``adjacent_mm``
-    # of the abnormal region (its holes included: a necrotic centre), kept up to
-    # ``enhance_reach_mm`` from it (vessels, choroid plexus and dura far from it enhance too).
+
+def _enhancement_near(abnormal: np.ndarray, enh: np.ndarray, enh_any: np.ndarray,
+                      sp: np.ndarray, opt: dict, voxel_mm3: float) -> np.ndarray:
+    """4. Whole enhancing structures that touch the zone within ``adjacent_mm`` of the abnormal
+    region (its holes included: a necrotic centre), kept up to ``enhance_reach_mm`` from it
+    (vessels, choroid plexus and dura far from it enhance too)."""
     filled = ndi.binary_fill_holes(abnormal & ~enh)
     dist = ndi.distance_transform_edt(~filled, sampling=sp)
     # Thin enhancement counts inside the lesion and within ``adjacent_mm`` of it (the thin
     # enhancing rim around necrosis); farther out thin enhancing lines are vessels or dura.
-    enh |= enh_any & (dist <= opt["adjacent_mm"])
+    enh = enh | (enh_any & (dist <= opt["adjacent_mm"]))
     enh &= dist <= opt["enhance_reach_mm"]
     if enh.any():
         lab, n = ndi.label(enh)
         touching = np.unique(lab[enh & (dist <= opt["adjacent_mm"])])
         enh = np.isin(lab, touching[touching > 0])
         enh = _keep_components(enh, voxel_mm3, opt["min_enhancing_mm3"], 0.0)
+    return enh
 
-    # 5. Whole tumour: abnormal + enhancing, closed, holes (necrotic core) filled in 3-D and
-    # in-plane (a rim that is open in 3-D is usually closed in its slices).
-    tumour = (abnormal & margin) | enh
+
+def _whole_tumour(abnormal: np.ndarray, enh: np.ndarray, brain: np.ndarray, sp: np.ndarray,
+                  opt: dict, voxel_mm3: float) -> np.ndarray:
+    """5. Whole tumour: abnormal + enhancing, closed, holes (necrotic core) filled in 3-D and
+    in-plane (a rim that is open in 3-D is usually closed in its slices)."""
+    tumour = abnormal | enh
     if opt["close_mm"] > 0:
         tumour = ndi.binary_closing(tumour, _ball(opt["close_mm"] / sp)) | tumour
     tumour = ndi.binary_fill_holes(tumour)
     tumour = _fill_holes_2d(tumour, 2 - int(np.argmax(sp[::-1]))) & brain
-    tumour = _keep_components(tumour, voxel_mm3, opt["min_component_mm3"], 0.0)
-
-    # 6. Labels, pasted back through both crops.
-    lesion = np.where(tumour, np.uint8(2), np.uint8(0))
-    lesion[tumour & enh] = 1
-    crop_out = np.zeros(tuple(sl.stop - sl.start for sl in box), dtype=np.uint8)
-    crop_out[lbox] = lesion
-    out[box] = crop_out
-    return out
+    return _keep_components(tumour, voxel_mm3, opt["min_component_mm3"], 0.0)
 
 
 @register_segmenter

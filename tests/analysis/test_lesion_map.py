@@ -49,3 +49,37 @@ def test_involvement_threshold():
     inv = lesion_map.involvement(wide, "wt", min_pct=10)
     assert list(inv.index) == ["a", "b"]
     assert inv.loc["a"].tolist() == [True, True] and inv.loc["b"].tolist() == [False, True]
+
+
+# -- issue 18 point 10: no circular tests; untestable regions out of the BH family --------------
+def test_regions_involved_in_neither_group_are_left_out_of_the_bh_family():
+    idx = [f"S{i}" for i in range(10)]
+    involved = pd.DataFrame({"frontal": [True] * 5 + [False] * 5,
+                             "temporal": [True, False] * 5,
+                             "brainstem": [False] * 10, "thalamus": [False] * 10}, index=idx)
+    groups = pd.Series(["mutant"] * 5 + ["wildtype"] * 5, index=idx)
+    res = lesion_map.region_association(involved, groups).set_index("region")
+    # m = 2 tested regions, not 4: frontal's q = p x 2 / 1
+    assert res.loc["frontal", "q (BH)"] == pytest.approx(2 * 2 / 252)
+    assert res.loc[["frontal", "temporal"], "tested"].all()
+    for region in ("brainstem", "thalamus"):
+        assert not res.loc[region, "tested"]
+        assert np.isnan(res.loc[region, "p"]) and np.isnan(res.loc[region, "q (BH)"])
+    assert res.attrs["m"] == 2
+
+
+@pytest.mark.parametrize("column", ["loc_wt_epicentre_region_name", "loc_wt_side_name",
+                                    "loc_ce_side_name", "vasari_F1"])
+def test_grouping_derived_from_tumour_location_is_not_tested(column):
+    why = lesion_map.circular_grouping(column)
+    assert why and "by construction" in why
+    idx = [f"S{i}" for i in range(6)]
+    involved = pd.DataFrame({"temporal": [True] * 3 + [False] * 3}, index=idx)
+    groups = pd.Series(["temporal"] * 3 + ["frontal"] * 3, index=idx)
+    with pytest.raises(ValueError, match="by construction"):
+        lesion_map.region_association(involved, groups, grouping=column)
+
+
+def test_clinical_groupings_are_tested():
+    for column in ("IDH-status", "sex", "MGMT"):
+        assert lesion_map.circular_grouping(column) is None

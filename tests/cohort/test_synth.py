@@ -26,7 +26,7 @@ def test_determinism_byte_identical(tmp_path):
     a = synth.make_tiny_cohort(tmp_path / "a", n=3, shape=TINY, seed=5)
     b = synth.make_tiny_cohort(tmp_path / "b", n=3, shape=TINY, seed=5)
     ha, hb = _hashes(a.parent), _hashes(b.parent)
-    assert len(ha) == 3 * 5 + 1
+    assert len(ha) == 3 * 5 + 2  # five files per subject, clinical.csv and clinical_noise.csv
     assert ha == hb
     c = synth.make_tiny_cohort(tmp_path / "c", n=3, shape=TINY, seed=6)
     assert _hashes(c.parent) != ha
@@ -48,7 +48,8 @@ def test_layout_loads_through_load_cohort(tmp_path):
     assert cohort.subject_ids == ["DEMO-001", "DEMO-002", "DEMO-003", "DEMO-004"]
     df = pd.read_csv(csv)
     assert list(df.columns) == ["SUBJECT ID", "img_dir", "Survival(months)", "IDH-status",
-                                "age", "sex", "event"]
+                                "age", "sex", "event", "site"]
+    assert set(df["site"]) <= set(synth.SITES)
     assert set(df["IDH-status"]) <= {"mutant", "wildtype"}
     assert set(df["event"]) <= {0, 1}
     assert set(df["sex"]) <= {"M", "F"}
@@ -202,3 +203,36 @@ def test_simulate_clinical_checks(rng):
         synth.simulate_clinical([1.0, 2.0], rng, idh_status=["mutant"])
     with pytest.raises(TypeError, match="Generator"):
         synth.simulate_clinical([1.0], 3)
+
+
+def test_demo_sites_come_from_the_scanner_gain_and_survive_a_resume(tmp_path):
+    """Issue 22: the site column groups subjects by the scanner gain their images already had
+    (no voxel changes); a resumed demo (clinical table gone) reads the same sites off the files,
+    and a resume with the table keeps them without reading the images."""
+    from gliocore.cohort.synth.sites import read_site
+    csv = synth.make_tiny_cohort(tmp_path, n=6)
+    df = pd.read_csv(csv)
+    for sid, site in zip(df["SUBJECT ID"], df["site"]):
+        assert read_site(tmp_path / "TCGA" / sid, sid) == site
+    before = _hashes(tmp_path)
+    csv.unlink()
+    again = pd.read_csv(synth.make_tiny_cohort(tmp_path, n=6))
+    assert list(again["site"]) == list(df["site"]) and _hashes(tmp_path) == before
+    assert synth.site_of(-1.0) == "A" and synth.site_of(0.0) == "C"
+    brighter = {"t1": np.full((4, 4, 4), 900.0), "t2": np.full((4, 4, 4), 1050.0)}  # 1.5x base
+    assert synth.scanner_score(brighter) == pytest.approx(np.log(1.5))
+
+
+def test_noise_only_outcome_keeps_everything_but_the_volume_effect(tmp_path):
+    csv = synth.make_tiny_cohort(tmp_path, n=5)
+    real, noise = pd.read_csv(csv), pd.read_csv(tmp_path / synth.NOISE_CSV)
+    assert list(noise.columns) == list(real.columns)
+    same = ["SUBJECT ID", "img_dir", "IDH-status", "age", "sex", "site"]
+    assert noise[same].equals(real[same])
+    vols = np.array([10e3, 50e3, 200e3])
+    rng = lambda: np.random.default_rng(1)  # noqa: E731
+    a = synth.simulate_clinical(vols, rng(), idh_status=["mutant"] * 3, age=[50] * 3)
+    b = synth.simulate_clinical(vols, rng(), idh_status=["mutant"] * 3, age=[50] * 3,
+                                log_hr_per_log_volume=0.0)
+    assert a["true_survival(months)"].iloc[1] == pytest.approx(b["true_survival(months)"].iloc[1], rel=1e-3)
+    assert a["true_survival(months)"].iloc[2] < b["true_survival(months)"].iloc[2]

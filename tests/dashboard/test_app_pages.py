@@ -111,7 +111,8 @@ def sidebar_widget(at: AppTest, kind: str, label: str):
 
 
 # -- every page --------------------------------------------------------------------------------
-PAGES = ["cohort", "viewer", "features", "survival", "classifiers", "progression", "qc", "about"]
+PAGES = ["cohort", "viewer", "features", "survival", "classifiers", "models", "progression", "qc",
+         "about"]
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -942,6 +943,23 @@ def test_location_page(location_env):
 
 
 @pytest.mark.slow
+def test_location_page_never_tests_a_grouping_made_from_the_location(location_env):
+    """Issue 18 point 10: grouping by the epicentre region or side and testing region involvement
+    is circular; the page describes those groups and says why it does not test."""
+    at = _open("location")
+    assert "Fisher's exact test" in texts(at)          # IDH: tested
+    options = at.selectbox(key="loc_grp_col").options
+    derived = [c for c in ("loc_wt_epicentre_region_name", "loc_wt_side_name") if c in options]
+    assert derived, options
+    for column in derived:
+        at.selectbox(key="loc_grp_col").set_value(column).run()
+        assert not at.exception, at.exception
+        text = texts(at)
+        assert "No test:" in text and "by construction" in text
+        assert "Fisher's exact test" not in text
+
+
+@pytest.mark.slow
 def test_viewer_atlas_overlay(location_env):
     at = _open("viewer")
     box = at.checkbox(key="viewer_atlas")
@@ -954,6 +972,58 @@ def test_viewer_atlas_overlay(location_env):
 def test_location_page_without_locations_says_how(app_env):
     at = _open("location")
     assert "No atlas locations yet" in texts(at)
+
+
+def _trace_names(at: AppTest) -> list[str]:
+    import json
+    return [t.get("name") or "" for c in at.get("plotly_chart")
+            for t in json.loads(c.proto.spec)["data"]]
+
+
+def test_survival_page_labels_pfs_events_progressed_or_died(long_env):
+    """Issue 18 point 12: a PFS event is a progression or a death, not "died"."""
+    at = _open("survival")
+    assert any(n.endswith("died") and "progressed" not in n for n in _trace_names(at))
+    at.radio(key="survival_endpoint").set_value("Progression-free survival").run()
+    assert not at.exception, at.exception
+    names = _trace_names(at)
+    assert any("progressed or died" in n for n in names), names
+    assert not any(n.endswith(", died") for n in names), names
+
+
+def test_post_baseline_filter_is_an_outcome_filter_with_guarantee_time_warning(long_env):
+    """Issue 18 point 9: filtering on n_scans >= 2 selects subjects who lived long enough to be
+    scanned twice; the survival analyses leave it out by default and name guarantee-time bias."""
+    at = _open("cohort")
+    sidebar_widget(at, "multiselect", "More filters (any column)").set_value(["n_scans"]).run()
+    slider = sidebar_widget(at, "slider", "n_scans")
+    slider.set_value((2.0, slider.max)).run()
+    assert n_of_n(at)[0] < N_SUBJECTS
+    assert any("known only after baseline" in c.value for c in at.sidebar.caption)
+    at.switch_page("pages/survival.py").run()
+    assert not at.exception, at.exception
+    text = texts(at)
+    assert "not applied** on the Survival page" in text
+    assert "guarantee-time bias" in text and "Anderson" in text
+    at.switch_page("pages/classifiers.py").run()
+    assert "not applied** on the Classifiers page" in texts(at)
+
+
+def test_progression_page_states_the_rule_per_tumour_type_and_why_pfs(long_env):
+    """Issue 18 points 2 and 8: the rule per tumour type, the minor response, the PFS censoring
+    rule and the survival origin are on the Progression page; each subject's PFS reason too."""
+    at = _open("progression")
+    assert not at.exception, at.exception
+    rules = next(d.value for d in at.dataframe if "tumour type" in d.value.columns)
+    assert set(rules["tumour type"]) == {"IDH-mutant", "IDH-wildtype", "IDH unknown"}
+    assert rules["subjects"].sum() == N_SUBJECTS
+    text = texts(at)
+    assert "minor response" in text.lower() and "35%" in text
+    assert "FDA" in text and "missed assessments" in text
+    assert "assumed to be measured from the baseline scan" in text  # the demo has no offset
+    per_subject = next(d.value for d in at.dataframe if "n_scans" in d.value.columns)
+    assert {"pfs_reason", "pfs_detail", "response_rule"} <= set(per_subject.columns)
+    assert per_subject["pfs_reason"].notna().all()
 
 
 def test_a_failing_page_shows_type_and_message_but_no_traceback(app_env, monkeypatch):
@@ -1004,3 +1074,33 @@ def test_cohort_page_shows_preprocessing_per_scan(demo_store, tmp_path, monkeypa
     assert table.iloc[0]["brain_ml"] == 1234.0 and "flair 41%" in table.iloc[0]["coverage"]
     assert "field of view covers 41%" in table.iloc[0]["flags"]
     assert any("1 scan(s) with QC flags" in w.value for w in at.warning)
+
+
+def test_models_page_runs_nested_cv_and_exports_a_card(app_env):
+    """Issue 22: the Models page cross-validates the three arms and prepares a model card."""
+    at = _open("models")
+    assert "Press **Run nested CV**" in texts(at)
+    assert at.selectbox(key="mod_site").value == "site"  # the demo's scanners, found by name
+    assert any("Features with a site effect" in m.value for m in at.markdown)
+    at.selectbox(key="mod_site").set_value("none")  # 14 subjects: too few per site and fold
+    at.selectbox(key="mod_family").set_value("seed")
+    at.number_input(key="mod_outer").set_value(2)
+    at.number_input(key="mod_inner").set_value(2)
+    at.run()
+    at.button(key="mod_run").click().run()
+    assert not at.exception, at.exception
+    table = next(df.value for df in at.dataframe if "Clinical + signature" in df.value.columns)
+    assert "Harrell's C" in table.index and "AUC at 12 months" in table.index
+    assert "Gain of clinical + signature over clinical" in texts(at)
+    assert "log-rank p" in texts(at)
+    at.button(key="mod_card").click().run()
+    assert not at.exception, at.exception
+
+
+def test_models_page_stop_button_forgets_the_run(app_env):
+    at = _open("models")
+    at.number_input(key="mod_outer").set_value(2)
+    at.number_input(key="mod_inner").set_value(2)
+    at.run()
+    at.button(key="mod_stop").click().run()
+    assert "Stopped" in texts(at) and "Press **Run nested CV**" in texts(at)

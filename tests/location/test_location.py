@@ -96,18 +96,23 @@ def test_side_comes_from_the_affine_not_the_voxel_index(tatlas):
 def test_enhancing_rim_and_solid_and_satellites(tatlas):
     rim = ball(tatlas, (-16.0, 0.0, 8.0), 14.0, label=1)
     ball(tatlas, (-16.0, 0.0, 8.0), 8.0, label=2, mask=rim)
-    res = run(tatlas, rim)
+    core = rim == 2                                  # the enclosed core is necrosis
+    frame = frame_in_atlas_space(tatlas, tatlas.affine, rim.shape)
+    res = locate(rim, frame, spacing=2.0, necrosis=core)
     assert res.value("vasari", "F11") == 4          # rim 6 mm thick
     thin_ok = res.label("vasari", "F11")
     assert "thick" in thin_ok
+    assert run(tatlas, rim).value("vasari", "F11") is None   # two classes: not decided
     solid = ball(tatlas, (-16.0, 0.0, 8.0), 10.0, label=1)
-    assert run(tatlas, solid).value("vasari", "F11") == 5
-    # a satellite: a second enhancing focus within the same abnormality
+    assert locate(solid, frame, spacing=2.0, necrosis=np.zeros(solid.shape, bool)
+                  ).value("vasari", "F11") == 5
+    # a satellite: a second enhancing focus within the same abnormality, apart from the core
     sat = ball(tatlas, (-16.0, 0.0, 8.0), 16.0, label=2)
     ball(tatlas, (-16.0, -4.0, 8.0), 5.0, label=1, mask=sat)
     ball(tatlas, (-16.0, 10.0, 8.0), 3.0, label=1, mask=sat)
-    r = run(tatlas, sat)
+    r = locate(sat, frame, spacing=2.0, necrosis=np.zeros(sat.shape, bool))
     assert r.value("vasari", "F24") == 2
+    assert run(tatlas, sat).value("vasari", "F24") is None   # NE between may be necrosis
     assert r.value("vasari", "F5") == proportion(r)
 
 

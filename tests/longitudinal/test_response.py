@@ -49,8 +49,9 @@ def test_first_follow_up_progression_and_summary():
     a = assess_subject(traj([5000.0, 7000.0, 3000.0], days=[0.0, 60.0, 150.0]))
     assert list(a["category"]) == ["baseline", "PD", "SD"]  # 3000: -40 %, not PR; nadir 5000
     s = subject_summary(a)
-    assert s.loc[0, "progression_days"] == 60.0 and s.loc[0, "best_response"] == "SD"
-    assert s.loc[0, "best_pct_change"] == pytest.approx(-40.0)
+    # best response and change stop at the progression (issue 18 point 3): not the later SD
+    assert s.loc[0, "progression_days"] == 60.0 and s.loc[0, "best_response"] == "PD"
+    assert s.loc[0, "best_pct_change"] == pytest.approx(40.0)
 
 
 def test_complete_response_and_regrowth_below_minimum_is_not_pd():
@@ -108,20 +109,24 @@ def test_pfs_progression_death_and_censoring():
     scans = pd.concat([
         traj([5000.0, 4000.0, 8000.0], days=[0, 91.3125, 182.625], sid="P"),   # PD at 6 months
         traj([5000.0, 4000.0, 4500.0], days=[0, 91.3125, 182.625], sid="D"),   # dies at 20 mo
+        traj([5000.0, 4000.0, 4500.0], days=[0, 91.3125, 182.625], sid="N"),   # dies at 11 mo
         traj([5000.0, 4000.0, 4500.0], days=[0, 91.3125, 304.375], sid="C"),   # alive: 10 mo
         traj([5000.0], days=[0], sid="B"),                                      # baseline only
         traj([5000.0, 3000.0], days=[np.nan, np.nan], sid="U"),                 # times unknown
         traj([5000.0, 3000.0], days=[0, 182.625], sid="E"),                     # died before last scan
     ], ignore_index=True)
-    clinical = pd.DataFrame({"SUBJECT ID": ["P", "D", "C", "B", "U", "E"],
-                             "Survival(months)": [30.0, 20.0, 40.0, 15.0, 9.0, 3.0],
-                             "event": [1, 1, 0, 0, 1, 1]})
+    clinical = pd.DataFrame({"SUBJECT ID": ["P", "D", "N", "C", "B", "U", "E"],
+                             "Survival(months)": [30.0, 20.0, 11.0, 40.0, 15.0, 9.0, 3.0],
+                             "event": [1, 1, 1, 0, 0, 1, 1]})
     pfs = progression_free_survival(subject_summary(assess_cohort(scans)), clinical)
     got = {r[0]: (r[1], r[2], r[3]) for r in pfs.itertuples(index=False)}
     assert got["P"] == (6.0, 1.0, "progression")
-    assert got["D"] == (20.0, 1.0, "death")
-    assert got["C"] == (10.0, 0.0, "censored at last scan")
-    assert got["B"] == (0.0, 0.0, "censored at last scan")
+    # D dies 14 months after its last scan, > 2 of its 3-month intervals: censored there
+    # (issue 18 point 8, FDA 2018); N dies 5 months after: within two intervals, an event
+    assert got["D"] == (6.0, 0.0, "censored: death after missed assessments")
+    assert got["N"] == (11.0, 1.0, "death")
+    assert got["C"] == (10.0, 0.0, "censored: alive at last scan")
+    assert got["B"] == (0.0, 0.0, "censored: no follow-up scan")
     assert np.isnan(got["U"][0]) and got["U"][2] == "scan times unknown"
     assert got["E"] == (6.0, 1.0, "death")
 

@@ -109,19 +109,80 @@ def test_brats_references_are_scored_through_the_brats_map_from_the_cli(cohort_c
 
 
 def test_reference_in_unknown_labels_is_a_per_subject_error(cohort_csv, tmp_path):
-    """Read with GlioScope's own map (the default), a BraTS reference has value 4, which that map
-    does not know: each subject gets a clear QC error, no silent score."""
+    """Declared as GlioScope's own map, a BraTS reference has value 4, which that map does not
+    know: each subject gets a clear QC error, no silent score."""
     cohort = load_cohort(cohort_csv, cohort_csv.parent)
     write_brats_references(cohort)
     summary = process_cohort(load_cohort(cohort_csv, cohort_csv.parent, reference_suffix="_seg"),
                              Store(tmp_path / "g.duckdb"), ProcessingConfig(
-                                 backend="import",
+                                 backend="import", reference_label_map="glioscope",
                                  backend_options={"pattern": "{subject}_truth.nii.gz",
                                                   "label_map": "glioscope"}))
     assert len(summary.errors) == N
     for err in summary.errors:
         assert err.stage == "qc" and "[4]" in err.message and "_seg" in str(err.path)
     assert Store(tmp_path / "g.duckdb").qc_metrics(summary.cohort_id).empty
+
+
+def _no_enhancement(i, arr):
+    """A lower-grade BraTS reference: the enhancing part is necrosis/non-enhancing core (1)."""
+    return np.where(arr == 4, 1, arr).astype(np.uint8)
+
+
+def test_brats_reference_without_label_4_is_read_as_brats_not_glioscope(cohort_csv, tmp_path):
+    """Issue 18 point 7: only labels {1, 2} in a BraTS ``_seg`` file are necrosis and oedema, not
+    GlioScope's 1 = contrast-enhancing; the undeclared map comes from the cohort's naming."""
+    cohort = load_cohort(cohort_csv, cohort_csv.parent)
+    write_brats_references(cohort, _no_enhancement)
+    db = tmp_path / "g.duckdb"
+    summary = process_cohort(load_cohort(cohort_csv, cohort_csv.parent, reference_suffix="_seg"),
+                             Store(db), ProcessingConfig(
+                                 backend="import",
+                                 backend_options={"pattern": "{subject}_truth.nii.gz",
+                                                  "label_map": "glioscope"}))
+    assert not summary.errors, summary.describe()
+    qc = Store(db).qc_metrics(summary.cohort_id)
+    assert set(qc["reference_label_map"]) == {"brats"}
+    ce = qc[qc["region"] == "contrast_enhancing"]
+    assert len(ce) == N and not np.allclose(ce["dice"].fillna(0.0), 1.0)
+    whole = qc[qc["region"] == "whole_tumour"]
+    assert np.allclose(whole["dice"], 1.0)
+
+
+def test_scores_read_with_the_old_default_are_redone_under_auto(cohort_csv, tmp_path):
+    """A store whose BraTS ``_seg`` references (no label 4) were read with GlioScope's map, as the
+    old default did, has them rescored as BraTS under ``auto``; nothing else is recomputed."""
+    cohort = load_cohort(cohort_csv, cohort_csv.parent)
+    write_brats_references(cohort, _no_enhancement)
+    db = tmp_path / "g.duckdb"
+    opts = {"pattern": "{subject}_truth.nii.gz", "label_map": "glioscope"}
+    seg_cohort = load_cohort(cohort_csv, cohort_csv.parent, reference_suffix="_seg")
+    process_cohort(seg_cohort, Store(db), ProcessingConfig(
+        backend="import", reference_label_map="glioscope", backend_options=opts))
+    again = process_cohort(seg_cohort, Store(db), ProcessingConfig(backend="import",
+                                                                   backend_options=opts))
+    assert not again.errors, again.describe()
+    qc = Store(db).qc_metrics(again.cohort_id)
+    assert set(qc["reference_label_map"]) == {"brats"}
+    third = process_cohort(seg_cohort, Store(db), ProcessingConfig(backend="import",
+                                                                   backend_options=opts))
+    assert not third.computed and len(third.cached) == N
+
+
+def test_ambiguous_reference_is_a_per_subject_error_naming_the_flag(cohort_csv, tmp_path):
+    cohort = load_cohort(cohort_csv, cohort_csv.parent)
+    for subj in cohort.subjects:   # GlioScope labels {1, 2} under a name that says nothing
+        truth = nib.load(str(subj.reference_mask))
+        nib.save(truth, str(subj.folder / f"{subj.subject_id}_ref.nii.gz"))
+    summary = process_cohort(load_cohort(cohort_csv, cohort_csv.parent, reference_suffix="_ref"),
+                             Store(tmp_path / "g.duckdb"), ProcessingConfig(
+                                 backend="import",
+                                 backend_options={"pattern": "{subject}_truth.nii.gz",
+                                                  "label_map": "glioscope"}))
+    assert len(summary.errors) == N
+    for err in summary.errors:
+        assert err.stage == "qc" and "--reference-label-map" in err.message
+        assert "_ref" in str(err.path)
 
 
 def test_float_reference_is_rounded_only_near_integers(cohort_csv, tmp_path):

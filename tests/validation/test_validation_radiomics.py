@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import radiomics
 
-from gliocore.validation.radiomics import (BASELINE_RTOL, IBSI_TAGS, KNOWN_DEVIATIONS,
-                                           validate_ibsi, validate_pyradiomics_baselines)
+from gliocore.validation.ibsi import IBSI_TAGS, KNOWN_DEVIATIONS, validate_ibsi
+from gliocore.validation.pyradiomics_baselines import BASELINE_RTOL, validate_pyradiomics_baselines
 
 
 def test_tables_are_consistent():

@@ -62,16 +62,18 @@ from .params import (
 from .params import _draw_params as _draw_params  # used by tests (parameter draws)
 from .params import _subject_rng as _subject_rng
 from .phantom import generate_subject
-from .writer import generate_demo_cohort, make_tiny_cohort, subject_ids, write_subject
+from .sites import SITES, SITE_THRESHOLDS, scanner_score, site_of
+from .writer import NOISE_CSV, generate_demo_cohort, make_tiny_cohort, subject_ids, write_subject
 from .writer import _subject_seed as _subject_seed
 
 __all__ = [
     "ATLAS_TISSUE_QUANTILES", "BASELINE_MEDIAN_MONTHS", "BASELINE_ONLY_FRACTION", "BASE_SCALE",
     "BRAIN_RADII", "CONTRAST", "FILE_SUFFIX", "FOLLOWUP_DIR", "IDH_MUTANT_FRACTION",
     "LOBE_WEIGHTS", "LOG_HR_PER_DECADE", "LOG_HR_PER_LOG_VOLUME", "LOG_HR_WILDTYPE",
-    "MAX_FOLLOWUPS", "N_TISSUES", "REFERENCE_FOV_MM", "REFERENCE_SHAPE", "SCANS_CSV",
+    "MAX_FOLLOWUPS", "NOISE_CSV", "N_TISSUES", "REFERENCE_FOV_MM", "REFERENCE_SHAPE", "SCANS_CSV",
+    "SITES", "SITE_THRESHOLDS",
     "TRUTH_SUFFIX", "WEIBULL_SHAPE", "AtlasAnatomy", "FollowUp", "SyntheticSubject",
     "atlas_anatomy", "generate_demo_cohort", "generate_followups", "generate_subject",
     "make_affine", "make_followup", "make_tiny_cohort", "plan_followups", "scale_tumour",
-    "simulate_clinical", "subject_ids", "write_subject",
+    "scanner_score", "simulate_clinical", "site_of", "subject_ids", "write_subject",
 ]

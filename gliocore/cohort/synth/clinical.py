@@ -23,7 +23,8 @@ LOG_HR_PER_DECADE = 0.25
 def simulate_clinical(volumes_mm3: Sequence[float] | np.ndarray, rng: np.random.Generator,
                       idh_status: Sequence[str] | None = None,
                       age: Sequence[float] | None = None,
-                      sex: Sequence[str] | None = None) -> pd.DataFrame:
+                      sex: Sequence[str] | None = None,
+                      log_hr_per_log_volume: float = LOG_HR_PER_LOG_VOLUME) -> pd.DataFrame:
     """Draw survival (and, where not given, IDH status, age and sex) for tumour volumes.
 
     Survival follows a Weibull proportional-hazards model: the hazard grows with
@@ -37,6 +38,9 @@ def simulate_clinical(volumes_mm3: Sequence[float] | np.ndarray, rng: np.random.
     rng : numpy Generator
     idh_status, age, sex : sequences, optional
         Per-subject values; drawn when absent (IDH-mutant ~35 %, younger).
+    log_hr_per_log_volume : float
+        The tumour-volume effect; 0 gives the noise-only outcome (age and IDH only) on which
+        an image signature must show no gain.
 
     Returns
     -------
@@ -70,7 +74,7 @@ def simulate_clinical(volumes_mm3: Sequence[float] | np.ndarray, rng: np.random.
         if sexes.shape != (n,):
             raise ValueError("sex must have one value per volume")
     log_hr = (np.where(mutant, 0.0, LOG_HR_WILDTYPE)
-              + LOG_HR_PER_LOG_VOLUME * np.log(vol / 50e3)
+              + log_hr_per_log_volume * np.log(vol / 50e3)
               + LOG_HR_PER_DECADE * (ages - 50.0) / 10.0)
     scale = BASELINE_MEDIAN_MONTHS / math.log(2.0) ** (1.0 / WEIBULL_SHAPE)
     u = rng.random(n)

@@ -29,6 +29,11 @@ from .params import (
     _subject_rng,
 )
 from .phantom import generate_subject
+from .sites import read_site, scanner_score, site_of
+
+#: Beside ``clinical.csv``: the same subjects with survival drawn without the tumour-volume
+#: effect (age and IDH only), a noise-only outcome on which an image signature has nothing to add.
+NOISE_CSV = "clinical_noise.csv"
 
 # -- cohort writing ------------------------------------------------------------------------
 
@@ -81,7 +86,7 @@ def _subject_complete(folder: Path, sid: str) -> bool:
 
 
 def _make_one(sid: str, sub_seed: int, shape: tuple[int, int, int], spacing: float,
-              folder: str) -> tuple[str, float, float, str, float, str]:
+              folder: str) -> tuple[str, float, float, str, float, str, str]:
     """Generate and write one subject (top level so a process pool can run it)."""
     try:  # one BLAS thread per worker process: the pool already uses the cores
         from threadpoolctl import threadpool_limits
@@ -91,17 +96,20 @@ def _make_one(sid: str, sub_seed: int, shape: tuple[int, int, int], spacing: flo
         with threadpool_limits(limits=1):
             s = generate_subject(sid, sub_seed, shape, spacing)
     write_subject(s, folder)
-    return sid, s.volume_ce_mm3, s.volume_ne_mm3, s.idh_status, s.age, s.sex
+    return (sid, s.volume_ce_mm3, s.volume_ne_mm3, s.idh_status, s.age, s.sex,
+            site_of(scanner_score(s.images)))
 
 
-def _read_existing(sid: str, sub_seed: int, folder: Path) -> tuple[str, float, float, str, float, str]:
-    """Volumes from an existing truth file; patient parameters redrawn (cheap, deterministic)."""
+def _read_existing(sid: str, sub_seed: int, folder: Path, site: str | None = None
+                   ) -> tuple[str, float, float, str, float, str, str]:
+    """Volumes from an existing truth file; patient parameters redrawn (cheap, deterministic);
+    the site from the clinical table already written, else from the images."""
     img = nib.load(str(folder / _file_names(sid)[TRUTH_SUFFIX]))
     truth = np.asarray(img.dataobj)
     vox = float(abs(np.linalg.det(img.affine[:3, :3])))
     p = _draw_params(_subject_rng(sub_seed)[0])
     return sid, float((truth == 1).sum()) * vox, float((truth == 2).sum()) * vox, \
-        p.idh_status, p.age, p.sex
+        p.idh_status, p.age, p.sex, site or read_site(folder, sid)
 
 
 def generate_demo_cohort(out_dir: PathType, n_subjects: int = 30, seed: int = 0,
@@ -112,8 +120,10 @@ def generate_demo_cohort(out_dir: PathType, n_subjects: int = 30, seed: int = 0,
 
     Layout: ``out_dir/TCGA/<subject>/<subject>_{flair,t1,t1Gd,t2,truth}.nii.gz`` and
     ``out_dir/clinical.csv`` (columns ``SUBJECT ID``, ``img_dir``, ``Survival(months)``,
-    ``IDH-status``, ``age``, ``sex``, ``event``). Load it with
-    ``gliocore.cohort.loading.load_cohort(csv)``.
+    ``IDH-status``, ``age``, ``sex``, ``event``, ``site``: the scanner, see
+    :mod:`~gliocore.cohort.synth.sites`). Load it with
+    ``gliocore.cohort.loading.load_cohort(csv)``. Beside it, ``clinical_noise.csv``
+    (:data:`NOISE_CSV`) holds the same subjects with a noise-only outcome for the images.
 
     Idempotent and resumable: subjects whose five files exist are not regenerated (files are
     written to a temporary name and renamed), and the CSV is written last, atomically. The same
@@ -149,7 +159,8 @@ def generate_demo_cohort(out_dir: PathType, n_subjects: int = 30, seed: int = 0,
     ids = subject_ids(int(n_subjects))
     seeds = {sid: _subject_seed(seed, i) for i, sid in enumerate(ids)}
     folders = {sid: out / "TCGA" / sid for sid in ids}
-    results = _write_subjects(ids, seeds, folders, shape, spacing, workers, progress)
+    results = _write_subjects(ids, seeds, folders, shape, spacing, workers, progress,
+                              _known_sites(out / "clinical.csv"))
     return _write_clinical(out, ids, [results[sid] for sid in ids], seed)
 
 
@@ -161,16 +172,26 @@ def _check_counts(n_subjects: int, workers: int) -> None:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
 
 
+def _known_sites(csv: Path) -> dict[str, str]:
+    """Sites of a clinical table written earlier (none when absent or older than the column)."""
+    try:
+        old = pd.read_csv(csv, dtype={"SUBJECT ID": str, "site": str})
+    except (OSError, ValueError):
+        return {}
+    return dict(zip(old["SUBJECT ID"], old["site"])) if "site" in old else {}
+
+
 def _write_subjects(ids: list[str], seeds: dict[str, int], folders: dict[str, Path],
                     shape: tuple[int, int, int], spacing: float, workers: int,
-                    progress: Callable[[int, int], None] | None) -> dict[str, tuple]:
+                    progress: Callable[[int, int], None] | None,
+                    sites: dict[str, str] | None = None) -> dict[str, tuple]:
     """Write the subjects not yet complete (in a spawned pool when ``workers > 1``) and return
-    each subject's (id, CE volume, NE volume, IDH status, age, sex)."""
+    each subject's (id, CE volume, NE volume, IDH status, age, sex, site)."""
     results: dict[str, tuple] = {}
     todo = []
     for sid in ids:
         if _subject_complete(folders[sid], sid):
-            results[sid] = _read_existing(sid, seeds[sid], folders[sid])
+            results[sid] = _read_existing(sid, seeds[sid], folders[sid], (sites or {}).get(sid))
         else:
             todo.append(sid)
     total = len(ids)
@@ -199,22 +220,25 @@ def _write_subjects(ids: list[str], seeds: dict[str, int], folders: dict[str, Pa
 
 
 def _write_clinical(out: Path, ids: list[str], rows: list[tuple], seed: int) -> Path:
-    """Draw the clinical table from the subjects' volumes and write ``clinical.csv`` atomically."""
-    volumes = np.array([ce + ne for _, ce, ne, *_ in rows])
-    clinical = simulate_clinical(np.maximum(volumes, 1.0),
-                                 np.random.default_rng(np.random.SeedSequence([seed, 104729])),
-                                 idh_status=[r[3] for r in rows], age=[r[4] for r in rows],
-                                 sex=[r[5] for r in rows])
-    table = pd.DataFrame({"SUBJECT ID": ids,
-                          "img_dir": [f"TCGA/{sid}" for sid in ids],
-                          "Survival(months)": clinical["Survival(months)"],
-                          "IDH-status": clinical["IDH-status"],
-                          "age": clinical["age"], "sex": clinical["sex"],
-                          "event": clinical["event"]})
-    csv = out / "clinical.csv"
-    tmp = csv.with_name(f".{csv.name}.{os.getpid()}.tmp")
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, csv)
+    """Draw the clinical table from the subjects' volumes and write ``clinical.csv`` (and the
+    noise-only :data:`NOISE_CSV`) atomically; returns ``clinical.csv``."""
+    volumes = np.maximum(np.array([ce + ne for _, ce, ne, *_ in rows]), 1.0)
+    for name, volume_effect in ((NOISE_CSV, 0.0), ("clinical.csv", None)):
+        kw = {} if volume_effect is None else {"log_hr_per_log_volume": volume_effect}
+        clinical = simulate_clinical(volumes,
+                                     np.random.default_rng(np.random.SeedSequence([seed, 104729])),
+                                     idh_status=[r[3] for r in rows], age=[r[4] for r in rows],
+                                     sex=[r[5] for r in rows], **kw)
+        table = pd.DataFrame({"SUBJECT ID": ids,
+                              "img_dir": [f"TCGA/{sid}" for sid in ids],
+                              "Survival(months)": clinical["Survival(months)"],
+                              "IDH-status": clinical["IDH-status"],
+                              "age": clinical["age"], "sex": clinical["sex"],
+                              "event": clinical["event"], "site": [r[6] for r in rows]})
+        csv = out / name
+        tmp = csv.with_name(f".{csv.name}.{os.getpid()}.tmp")
+        table.to_csv(tmp, index=False)
+        os.replace(tmp, csv)
     return csv
 
 

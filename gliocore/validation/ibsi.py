@@ -1,36 +1,25 @@
-"""Scientific validation of :mod:`gliocore.features.radiomics` against published reference values.
+"""Validation of :mod:`gliocore.features.radiomics` against the IBSI digital phantom.
 
-Two checks, both run through GlioScope's own extraction code (not PyRadiomics called directly):
+Run through GlioScope's own extraction code (not PyRadiomics called directly).
 
-1. :func:`validate_ibsi` — the IBSI phase-1 digital phantom (Zwanenburg et al., Radiology 2020)
-   and its consensus reference values. Settings as IBSI's phantom benchmark: no resampling, the
-   phantom's integer grey levels as bins (``binWidth: 1``), 3-D, GLCM/GLRLM distance 1 averaged
-   over the 13 directions, NGLDM (PyRadiomics' GLDM) with ``gldm_a: 0``. Features are read through
-   :func:`gliocore.features.radiomics.extract_features` (the phantom's label 1 is GlioScope's label 1).
-   PyRadiomics names are mapped to IBSI tags in :data:`IBSI_TAGS`; where PyRadiomics knowingly
-   uses another definition the feature is listed in :data:`KNOWN_DEVIATIONS` with the reason and
-   the conversion that turns PyRadiomics' value into IBSI's, and it is reported as a known
-   deviation (its raw value is still compared, and shown failing where it fails).
+:func:`validate_ibsi` — the IBSI phase-1 digital phantom (Zwanenburg et al., Radiology 2020)
+and its consensus reference values. Settings as IBSI's phantom benchmark: no resampling, the
+phantom's integer grey levels as bins (``binWidth: 1``), 3-D, GLCM/GLRLM distance 1 averaged
+over the 13 directions, NGLDM (PyRadiomics' GLDM) with ``gldm_a: 0``. Features are read through
+:func:`gliocore.features.radiomics.extract_features` (the phantom's label 1 is GlioScope's label 1).
+PyRadiomics names are mapped to IBSI tags in :data:`IBSI_TAGS`; where PyRadiomics knowingly
+uses another definition the feature is listed in :data:`KNOWN_DEVIATIONS` with the reason and
+the conversion that turns PyRadiomics' value into IBSI's, and it is reported as a known
+deviation (its raw value is still compared, and shown failing where it fails).
 
-   Tolerance. The IBSI table gives the phantom's reference values to 3 significant digits with
-   tolerance 0 for every non-morphological feature: the reference is the exact value rounded.
-   A value passes when ``|value - reference| <= max(tolerance, half a unit of the reference's
-   3rd significant digit)``, i.e. when it rounds to the reference (the effective tolerance is
-   reported per row).
-
-2. :func:`validate_pyradiomics_baselines` — PyRadiomics' own regression baselines for its MR
-   test cases brain1 and brain2 (NRRD). For each case the plain column, ``_normalization`` and
-   ``_resampling`` are re-extracted with the settings stored in that column's
-   ``diagnostics_Configuration_Settings`` row, for every feature class that has the column, and
-   every feature must be within PyRadiomics' own tolerance: relative difference < 3 %
-   (``|1 - value / baseline|``; exact match when the baseline is 0). The NRRD files are read by
-   :func:`gliocore.features.radiomics.extract_features_from_files`, which converts them to GlioScope's
-   (i, j, k)/RAS representation and runs the same per-label extraction as ``extract_features``
-   (normalisation and resampling make it use the whole image rather than a crop).
+Tolerance. The IBSI table gives the phantom's reference values to 3 significant digits with
+tolerance 0 for every non-morphological feature: the reference is the exact value rounded.
+A value passes when ``|value - reference| <= max(tolerance, half a unit of the reference's
+3rd significant digit)``, i.e. when it rounds to the reference (the effective tolerance is
+reported per row).
 """
 from __future__ import annotations
 
-import ast
 import csv
 import math
 from dataclasses import dataclass, field
@@ -40,8 +29,8 @@ from typing import Callable
 import numpy as np
 import radiomics
 
+from gliocore.features.radiomics import extract_features
 from gliocore.imaging.io import load_volume
-from gliocore.features.radiomics import extract_features, extract_features_from_files
 from gliocore.types import TumourClass
 
 __all__ = [
@@ -50,10 +39,7 @@ __all__ = [
     "IBSI_PARAMS",
     "IbsiRow",
     "IbsiReport",
-    "BaselineRow",
-    "BaselineReport",
     "validate_ibsi",
-    "validate_pyradiomics_baselines",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -369,7 +355,7 @@ def _read_ibsi_reference(csv_path: Path) -> dict[str, tuple[float, float]]:
     return ref
 
 
-def _need(path: Path, what: str) -> Path:
+def need_file(path: Path, what: str) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"{what} not found at {path}; point shared_root at the ../shared "
                                 "reference folder")
@@ -389,9 +375,9 @@ def validate_ibsi(shared_root: Path) -> IbsiReport:
     IbsiReport
     """
     base = Path(shared_root) / IBSI_DIR
-    reference = _read_ibsi_reference(_need(base / IBSI_CSV, "IBSI reference table"))
-    image = load_volume(_need(base / IBSI_IMAGE, "IBSI phantom image"), dtype=None)
-    mask_vol = load_volume(_need(base / IBSI_MASK, "IBSI phantom mask"), dtype=None)
+    reference = _read_ibsi_reference(need_file(base / IBSI_CSV, "IBSI reference table"))
+    image = load_volume(need_file(base / IBSI_IMAGE, "IBSI phantom image"), dtype=None)
+    mask_vol = load_volume(need_file(base / IBSI_MASK, "IBSI phantom mask"), dtype=None)
     mask = (mask_vol.data == 1).astype(np.uint8)  # phantom label 1 -> GlioScope label 1
     n_voxels = int(mask.sum())
 
@@ -417,153 +403,3 @@ def validate_ibsi(shared_root: Path) -> IbsiReport:
                             within(converted) if dev else None))
     unmapped = tuple(sorted(k for k in values if k not in IBSI_TAGS))
     return IbsiReport(tuple(rows), unmapped, n_voxels, dict(IBSI_PARAMS["setting"]))
-
-
-# --------------------------------------------------------------------------------------------
-# PyRadiomics baselines
-# --------------------------------------------------------------------------------------------
-
-BASELINE_DIR = Path("reference") / "pyradiomics"
-BASELINE_CASES: tuple[str, ...] = ("brain1", "brain2")
-#: Column suffixes checked: plain settings, normalisation, resampling.
-BASELINE_VARIANTS: tuple[str, ...] = ("", "_normalization", "_resampling")
-#: Feature classes with a baseline file that GlioScope computes in 3-D.
-BASELINE_CLASSES: tuple[str, ...] = ("shape", "firstorder", "glcm", "glrlm", "glszm", "ngtdm",
-                                     "gldm")
-#: PyRadiomics' own tolerance (tests/testUtils.py: |1 - value/baseline| < 0.03).
-BASELINE_RTOL = 0.03
-
-
-@dataclass(frozen=True)
-class BaselineRow:
-    """One feature of one baseline column."""
-
-    column: str          # e.g. 'brain1_resampling'
-    feature_class: str
-    feature: str         # PyRadiomics key
-    value: float | None
-    baseline: float
-    rel_diff: float      # |1 - value/baseline|; 0/1 when baseline == 0
-    passed: bool
-
-
-@dataclass(frozen=True)
-class BaselineReport:
-    """Result of :func:`validate_pyradiomics_baselines`."""
-
-    rows: tuple[BaselineRow, ...]
-    skipped: tuple[str, ...] = ()    # (class, column) pairs the baseline files do not have
-
-    @property
-    def n_compared(self) -> int:
-        return len(self.rows)
-
-    @property
-    def n_within(self) -> int:
-        return sum(r.passed for r in self.rows)
-
-    @property
-    def failures(self) -> tuple[BaselineRow, ...]:
-        return tuple(r for r in self.rows if not r.passed)
-
-    @property
-    def max_rel_diff(self) -> float:
-        return max((r.rel_diff for r in self.rows), default=0.0)
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.rows) and not self.failures
-
-    def columns(self) -> list[str]:
-        return sorted({r.column for r in self.rows})
-
-    def to_markdown(self) -> str:
-        out = ["### PyRadiomics baselines (brain1, brain2)",
-               "",
-               f"{self.n_within} of {self.n_compared} features within relative difference "
-               f"< {BASELINE_RTOL:.0%} (largest {self.max_rel_diff:.3g}). Verdict: "
-               + ("**pass**" if self.ok else "**FAIL**") + ".",
-               "",
-               "| column | classes | features | within 3 % | largest relative difference |",
-               "|---|---|---:|---:|---:|"]
-        for col in self.columns():
-            rows = [r for r in self.rows if r.column == col]
-            classes = ", ".join(sorted({r.feature_class for r in rows}))
-            out.append(f"| {col} | {classes} | {len(rows)} | {sum(r.passed for r in rows)} | "
-                       f"{max(r.rel_diff for r in rows):.3g} |")
-        if self.failures:
-            out += ["", "Failures:", "", "| column | feature | value | baseline | relative difference |",
-                    "|---|---|---:|---:|---:|"]
-            for r in self.failures:
-                value = "—" if r.value is None else f"{r.value:.6g}"
-                out.append(f"| {r.column} | {r.feature} | {value} | {r.baseline:.6g} | "
-                           f"{r.rel_diff:.3g} |")
-        if self.skipped:
-            out += ["", "Not in the baseline files: " + ", ".join(self.skipped) + "."]
-        return "\n".join(out) + "\n"
-
-
-def _read_baseline(path: Path) -> tuple[list[str], dict[str, dict[str, str]]]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh)
-        header = next(reader)
-        table = {row[0]: dict(zip(header[1:], row[1:])) for row in reader if row}
-    return header[1:], table
-
-
-def _rel_diff(value: float | None, baseline: float) -> float:
-    if value is None or not math.isfinite(value):
-        return math.inf
-    if baseline == 0.0:
-        return 0.0 if value == 0.0 else 1.0
-    return abs(1.0 - value / baseline)
-
-
-def validate_pyradiomics_baselines(shared_root: Path) -> BaselineReport:
-    """Re-extract PyRadiomics' brain1/brain2 baselines through GlioScope and compare.
-
-    Parameters
-    ----------
-    shared_root : Path
-        The ``shared`` reference folder (holding ``reference/pyradiomics``).
-
-    Returns
-    -------
-    BaselineReport
-    """
-    base = Path(shared_root) / BASELINE_DIR
-    tables = {cls: _read_baseline(_need(base / "baseline" / f"baseline_{cls}.csv",
-                                        f"PyRadiomics baseline for {cls}"))
-              for cls in BASELINE_CLASSES}
-    rows: list[BaselineRow] = []
-    skipped: list[str] = []
-    for case in BASELINE_CASES:
-        image = _need(base / f"{case}_image.nrrd", f"{case} image")
-        mask = _need(base / f"{case}_label.nrrd", f"{case} label map")
-        for variant in BASELINE_VARIANTS:
-            column = case + variant
-            # Group classes by their stored settings: one extraction per distinct setting.
-            groups: dict[str, list[str]] = {}
-            for cls, (columns, table) in tables.items():
-                if column not in columns:
-                    skipped.append(f"{cls}/{column}")
-                    continue
-                groups.setdefault(table["diagnostics_Configuration_Settings"][column], []).append(cls)
-            for settings_text, classes in groups.items():
-                settings = ast.literal_eval(settings_text)
-                features = {cls: [k for k in tables[cls][1] if k.startswith(f"original_{cls}_")]
-                            for cls in classes}
-                params = {"imageType": {"Original": {}},
-                          "featureClass": {cls: [k.split("_", 2)[2] for k in names]
-                                           for cls, names in features.items()},
-                          "setting": settings}
-                values = extract_features_from_files(image, mask, params,
-                                                     label=int(settings.get("label", 1)))
-                for cls, names in features.items():
-                    for key in names:
-                        ref = float(tables[cls][1][key][column])
-                        value = values.get(key)
-                        diff = _rel_diff(value, ref)
-                        rows.append(BaselineRow(column, cls, key, value, ref, diff,
-                                                diff < BASELINE_RTOL))
-    return BaselineReport(tuple(rows), tuple(skipped))
