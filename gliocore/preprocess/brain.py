@@ -74,7 +74,8 @@ def _package_dir(module: str) -> Path:
 
 def resolve_backend(backend: str) -> str:
     """``"auto"``: HD-BET where torch sees a GPU, deepbet on CPU (HD-BET's fold 0 ran over eleven
-    CPU-minutes a scan here without finishing, deepbet under one; README, 'From the scanner'); else ``backend``."""
+    CPU-minutes a scan here without finishing, deepbet under one; README, 'From the scanner');
+    any other value is returned as it is."""
     if backend != "auto":
         return backend
     import torch
