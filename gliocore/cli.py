@@ -43,7 +43,7 @@ class _Bars:
     def __call__(self, stage: str, done: int, total: int, subject: str | None) -> None:
         bar = self.bars.get(stage)
         if bar is None:
-            unit = "subj" if stage in ("generate", "followup") else "scan"  # pipeline: per scan
+            unit = "subj" if stage in ("generate", "followup", "prep") else "scan"  # pipeline: per scan
             bar = self._tqdm(total=total, desc=f"{stage:>8}", unit=unit, position=len(self.bars),
                              leave=True, disable=self.disable, dynamic_ncols=True)
             self.bars[stage] = bar
@@ -87,9 +87,46 @@ def _load_cohort_from_args(args: argparse.Namespace, settings: Settings):
         csv = ensure_demo(settings, getattr(args, "n_subjects", None), args.workers, args.quiet)
         return load_cohort(csv, csv.parent, name="demo"), "tcga"
     suffix = getattr(args, "reference_suffix", "_truth")
-    return load_cohort(args.csv, args.root, naming=args.naming, id_column=args.id_column,
-                       name=args.name, scans=getattr(args, "scans", None),
-                       reference_suffix=None if suffix in ("", "none") else suffix), args.naming
+    prepared = _preprocess_from_args(args, settings)
+    scans = getattr(args, "scans", None) if prepared is None else prepared.scans_csv
+    naming = args.naming if prepared is None or not prepared.results else None
+    cohort = load_cohort(args.csv, args.root, naming=naming, id_column=args.id_column,
+                         name=args.name, scans=scans,
+                         reference_suffix=None if suffix in ("", "none") else suffix)
+    if prepared is not None:
+        cohort.problems.extend(prepared.problems)
+    return cohort, naming
+
+
+def _preprocess_from_args(args: argparse.Namespace, settings: Settings):
+    """The preprocessing stage (DICOM import, N4, co-registration, brain extraction), or None.
+
+    ``--preprocess auto`` runs it only when a subject folder holds DICOM or NIfTI on several
+    grids (headers only), so BraTS-style cohorts and the demo take exactly today's path.
+    """
+    mode = getattr(args, "preprocess", "off")
+    if mode == "off":
+        return None
+    from gliocore.pipeline.prepare import describe, needs_preprocessing, prepare_cohort
+    from gliocore.preprocess.identify import read_mapping
+    from gliocore.preprocess.scan import PreprocessOptions
+    root = args.root or str(Path(args.csv).resolve().parent)
+    if mode == "auto" and not needs_preprocessing(args.csv, root, args.id_column, args.naming):
+        return None
+    mappings = read_mapping(args.sequence_map, args.id_column) if args.sequence_map else None
+    options = PreprocessOptions(brain_backend=args.brain_model,
+                                folds=5 if args.brain_accurate else 1)
+    name = args.name or Path(args.csv).resolve().parent.name
+    out_root = settings.data_dir / "preprocessed" / name
+    bars = _Bars(disable=args.quiet)
+    try:
+        prepared = prepare_cohort(args.csv, root, out_root, id_column=args.id_column,
+                                  naming=args.naming, mappings=mappings, options=options,
+                                  progress=bars)
+    finally:
+        bars.close()
+    print(f"preprocessing ({out_root}):\n{describe(prepared)}")
+    return prepared
 
 
 def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -375,6 +412,16 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--scans", help="scans table, one row per scan: SUBJECT ID, scan_id and/or "
                     "days or date, img_dir (default: scans.csv beside the CSV if present, else "
                     "<subject>/<timepoint>/ folders, else one scan per subject)")
+    pr.add_argument("--preprocess", default="auto", choices=["auto", "on", "off"],
+                    help="raw scans (DICOM folders, NIfTI on several grids): N4, rigid "
+                         "co-registration to T1c, brain extraction; auto: only when needed")
+    pr.add_argument("--sequence-map", help="CSV deciding ambiguous DICOM series: SUBJECT ID, "
+                                           "[scan_id,] series (number or description), sequence")
+    pr.add_argument("--brain-model", default="auto", choices=["auto", "hdbet", "deepbet"],
+                    help="brain extraction model (requirements-preprocess.txt); auto: HD-BET "
+                         "on a GPU, deepbet on CPU")
+    pr.add_argument("--brain-accurate", action="store_true",
+                    help="HD-BET's five folds instead of fold 0 (slower)")
     pr.add_argument("--backend", default=None,
                     help="segmentation backend: baseline, learned, import, hdglio, nnunetv2 "
                          "(default: baseline)")

@@ -170,3 +170,10 @@ def load_volume_array(path: str, mtime_ns: int, is_mask: bool = False
     if not is_mask and data.size and float(np.abs(data).max()) < 6e4:
         data = data.astype(np.float16)
     return data, spacing
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def load_preprocess_status(out_root: str, stamp: str) -> pd.DataFrame:
+    """Preprocessing per scan of a cohort (its ``data/preprocessed/<cohort>/`` folder)."""
+    from gliocore.pipeline.prepare import status_table
+    return pd.DataFrame(status_table(out_root))

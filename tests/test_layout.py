@@ -22,13 +22,14 @@ ALLOWED: dict[str, set[str]] = {
     "imaging": VOCABULARY,
     "cohort": VOCABULARY | {"imaging"},
     **{step: VOCABULARY | {"imaging", "cohort"} for step in STEPS},
+    "preprocess": VOCABULARY | {"imaging", "cohort"},  # a step, before segmentation
     "store": VOCABULARY,
     "analysis": VOCABULARY | {"imaging", "cohort", "store"} | STEPS,
-    "pipeline": VOCABULARY | {"imaging", "cohort", "store"} | STEPS,
+    "pipeline": VOCABULARY | {"imaging", "cohort", "store", "preprocess"} | STEPS,
     "models": VOCABULARY | {"imaging", "cohort", "store"} | STEPS,
     "validation": VOCABULARY | {"imaging", "cohort", "analysis"} | STEPS,
     "cli": VOCABULARY | {"imaging", "cohort", "store", "analysis", "models", "pipeline",
-                         "validation"} | STEPS,
+                         "validation", "preprocess"} | STEPS,
     "__main__": {"cli"},
 }
 TOP_LEVEL_MODULES = {"types", "errors", "settings", "versions", "cli", "__main__"}

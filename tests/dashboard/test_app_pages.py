@@ -1065,6 +1065,28 @@ def test_a_corrupt_store_is_not_called_in_use(tmp_path, monkeypatch):
     assert "corrupt" in shown and "in use by another process" not in shown, shown
 
 
+def test_cohort_page_shows_preprocessing_per_scan(demo_store, tmp_path, monkeypatch):
+    """A cohort with preprocessed scans: their QC (brain volume, similarity, coverage, flags)."""
+    import json
+    from dataclasses import asdict
+
+    from gliocore.preprocess.scan import PreprocessResult, _flag
+    db = point_app_at_copy(demo_store, tmp_path / "gliocore.duckdb", monkeypatch)
+    res = PreprocessResult("DEMO-001", "k", {}, similarity={"flair": {"mi_before": 0.2,
+                                                                       "mi_after": 0.5}},
+                           coverage={"flair": 0.41}, brain_ml=1234.0, model="hdbet-fold0")
+    _flag(res)
+    folder = db.parent / "preprocessed" / "demo" / "DEMO-001" / "baseline"
+    folder.mkdir(parents=True)
+    (folder / "preprocess.json").write_text(json.dumps(asdict(res)))
+    at = _open("cohort")
+    assert any(s.value == "Preprocessing per scan" for s in at.subheader)
+    table = next(df.value for df in at.dataframe if "brain_ml" in df.value.columns)
+    assert table.iloc[0]["brain_ml"] == 1234.0 and "flair 41%" in table.iloc[0]["coverage"]
+    assert "field of view covers 41%" in table.iloc[0]["flags"]
+    assert any("1 scan(s) with QC flags" in w.value for w in at.warning)
+
+
 def test_models_page_runs_nested_cv_and_exports_a_card(app_env):
     """Issue 22: the Models page cross-validates the three arms and prepares a model card."""
     at = _open("models")
