@@ -182,93 +182,115 @@ def locate_cohort(store: Any, cohort_id: str, config_key: str, subject_ids: list
     if subject_ids is not None:
         segs = segs[segs["subject_id"].astype(str).isin(set(subject_ids))]
     errors: list[SubjectError] = []
+    total, done = len(segs), 0
+
+    def tick(sid: str) -> None:
+        nonlocal done
+        done += 1
+        progress("location", done, total, sid)
+
+    tasks = _plan_locations(store, segs, cohort_id, config, out_dir, errors, tick)
+
+    def collect(task: dict[str, Any], result: dict[str, Any]) -> None:
+        _save_location_result(store, task, result, errors)
+        tick(task["subject_id"])
+
+    _run_location_tasks(tasks, workers, collect)
+    return errors
+
+
+def _plan_locations(store: Any, segs: Any, cohort_id: str, config: LocationConfig,
+                    out_dir: Path, errors: list[SubjectError], tick: Callable[[str], None]
+                    ) -> list[dict[str, Any]]:
+    """The location tasks still to run; cached, skipped and failed scans are ticked off here."""
     tasks: list[dict[str, Any]] = []
-    total = len(segs)
-    done = 0
     for row in segs.itertuples():
         sid, scan_id = str(row.subject_id), str(row.scan_id)
         err_scan = None if scan_id == BASELINE_SCAN else scan_id  # errors name real timepoints
         try:
-            header = nib.load(row.path)
-            rec = store.segmentation(row.seg_key)
-            mask_sha = rec.mask_sha256 if rec is not None else file_sha256(row.path)
-            space = subject_space(header.shape[:3], header.affine, config)
-            task: dict[str, Any] = {"subject_id": sid, "scan_id": err_scan, "seg_key": row.seg_key,
-                                    "mask_path": row.path, "out_dir": str(out_dir)}
-            if space is not None:
-                task.update(space="atlas", atlas=space, reg_key=None)
-                key = location_key(row.seg_key, mask_sha, space, "atlas", None)
-            elif not config.register:   # native subject, registration not wanted here
-                done += 1
-                progress("location", done, total, sid)
-                continue
-            else:
-                moving = store.scan_images(cohort_id, sid, scan_id).get(config.moving)
-                if moving is None:
-                    raise SubjectError(sid, f"no {config.moving} image recorded to register to the "
-                                            "atlas", stage="location", scan_id=err_scan)
-                moving_sha = _image_sha(store, Path(moving))
-                reg_key = registration_key(moving_sha, config.atlas,
-                                           f"{config.transform}@{config.resolution_mm:g}mm")
-                task.update(space="registered", atlas=config.atlas, reg_key=reg_key,
-                            moving_path=moving, moving_sha256=moving_sha,
-                            transform=config.transform, resolution_mm=config.resolution_mm,
-                            cached_registration=store.registration(reg_key))
-                key = location_key(row.seg_key, mask_sha, config.atlas, "registered", reg_key)
-            task["location_key"] = key
+            task = _location_task(store, row, cohort_id, config, out_dir, err_scan)
         except SubjectError as err:
             errors.append(err)
-            done += 1
-            progress("location", done, total, sid)
-            continue
+            task = None
         except Exception as err:
             errors.append(SubjectError(sid, f"cannot locate: {type(err).__name__}: {err}",
                                        path=str(row.path), stage="location", scan_id=err_scan))
-            done += 1
-            progress("location", done, total, sid)
-            continue
-        if store.has_location(key):
-            done += 1
-            progress("location", done, total, sid)
+            task = None
+        if task is None or store.has_location(task["location_key"]):
+            tick(sid)  # failed, native without registration, or cached
         else:
             tasks.append(task)
+    return tasks
 
-    def collect(task: dict[str, Any], result: dict[str, Any]) -> None:
-        nonlocal done
-        sid = task["subject_id"]
-        if "error" in result:
-            e = result["error"]
-            errors.append(SubjectError(sid, f"location failed: {e['message']}", path=e.get("path"),
-                                       stage="location", scan_id=task["scan_id"]))
-        else:
-            reg = result.get("registration")
-            if reg is not None and task.get("cached_registration") is None:
-                store.save_registration(reg.key, task["moving_sha256"], reg.atlas, reg.transform,
-                                        REGISTRATION_CODE_VERSION, reg.to_json(), reg.brain_dice,
-                                        reg.seconds)
-            store.save_location(location_key=task["location_key"], seg_key=task["seg_key"],
-                                atlas=task["atlas"], space=task["space"], reg_key=task["reg_key"],
-                                code_version=CODE_VERSION,
-                                atlas_mask_path=result["atlas_mask_path"],
-                                seconds=result["seconds"], rows=result["rows"])
-        done += 1
-        progress("location", done, total, sid)
 
+def _location_task(store: Any, row: Any, cohort_id: str, config: LocationConfig, out_dir: Path,
+                   err_scan: str | None) -> dict[str, Any] | None:
+    """One scan's location task, or None for a native scan when registration is not wanted."""
+    sid, scan_id = str(row.subject_id), str(row.scan_id)
+    header = nib.load(row.path)
+    rec = store.segmentation(row.seg_key)
+    mask_sha = rec.mask_sha256 if rec is not None else file_sha256(row.path)
+    space = subject_space(header.shape[:3], header.affine, config)
+    task: dict[str, Any] = {"subject_id": sid, "scan_id": err_scan, "seg_key": row.seg_key,
+                            "mask_path": row.path, "out_dir": str(out_dir)}
+    if space is not None:
+        task.update(space="atlas", atlas=space, reg_key=None)
+        task["location_key"] = location_key(row.seg_key, mask_sha, space, "atlas", None)
+        return task
+    if not config.register:   # native subject, registration not wanted here
+        return None
+    moving = store.scan_images(cohort_id, sid, scan_id).get(config.moving)
+    if moving is None:
+        raise SubjectError(sid, f"no {config.moving} image recorded to register to the "
+                                "atlas", stage="location", scan_id=err_scan)
+    moving_sha = _image_sha(store, Path(moving))
+    reg_key = registration_key(moving_sha, config.atlas,
+                               f"{config.transform}@{config.resolution_mm:g}mm")
+    task.update(space="registered", atlas=config.atlas, reg_key=reg_key,
+                moving_path=moving, moving_sha256=moving_sha,
+                transform=config.transform, resolution_mm=config.resolution_mm,
+                cached_registration=store.registration(reg_key))
+    task["location_key"] = location_key(row.seg_key, mask_sha, config.atlas, "registered", reg_key)
+    return task
+
+
+def _save_location_result(store: Any, task: dict[str, Any], result: dict[str, Any],
+                          errors: list[SubjectError]) -> None:
+    """Store one task's registration (if new) and location rows, or record its error."""
+    if "error" in result:
+        e = result["error"]
+        errors.append(SubjectError(task["subject_id"], f"location failed: {e['message']}",
+                                   path=e.get("path"), stage="location", scan_id=task["scan_id"]))
+        return
+    reg = result.get("registration")
+    if reg is not None and task.get("cached_registration") is None:
+        store.save_registration(reg.key, task["moving_sha256"], reg.atlas, reg.transform,
+                                REGISTRATION_CODE_VERSION, reg.to_json(), reg.brain_dice,
+                                reg.seconds)
+    store.save_location(location_key=task["location_key"], seg_key=task["seg_key"],
+                        atlas=task["atlas"], space=task["space"], reg_key=task["reg_key"],
+                        code_version=CODE_VERSION,
+                        atlas_mask_path=result["atlas_mask_path"],
+                        seconds=result["seconds"], rows=result["rows"])
+
+
+def _run_location_tasks(tasks: list[dict[str, Any]], workers: int,
+                        collect: Callable[[dict[str, Any], dict[str, Any]], None]) -> None:
+    """Run the tasks here or in spawned worker processes; a dead worker fails only its task."""
     if workers <= 1 or len(tasks) <= 1:
         for task in tasks:
             collect(task, locate_subject(task))
-    else:
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)),
-                                 mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(locate_subject, t): t for t in tasks}
-            for fut in as_completed(futures):
-                task = futures[fut]
-                try:
-                    result = fut.result()
-                except Exception as exc:  # the worker died
-                    result = {"error": {"message": f"worker process died ({exc})", "path": None}}
-                collect(task, result)
-    return errors
+        return
+    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)),
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(locate_subject, t): t for t in tasks}
+        for fut in as_completed(futures):
+            task = futures[fut]
+            try:
+                result = fut.result()
+            except Exception as exc:  # the worker died
+                result = {"error": {"message": f"worker process died ({exc})", "path": None}}
+            collect(task, result)
 
 
 def _image_sha(store: Any, path: Path) -> str:
