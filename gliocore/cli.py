@@ -387,18 +387,8 @@ def _model_parser(sub: Any) -> None:
         x.set_defaults(func=cmd_model_fit)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gliocore", description="GlioScope batch processing")
-    p.add_argument("--db", help="DuckDB file (default data/gliocore.duckdb or $GLIOSCOPE_DB)")
-    p.add_argument("--data-dir", help="data folder (default data/ or $GLIOSCOPE_DATA)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    d = sub.add_parser("demo", help="generate the synthetic demo cohort (if absent)")
-    d.add_argument("--n-subjects", type=int, default=None)
-    d.add_argument("--workers", type=int, default=2)
-    d.set_defaults(func=cmd_demo)
-
+def _process_parser(sub: Any) -> None:
+    """The ``process`` sub-command's options."""
     pr = sub.add_parser("process", help="segment, extract features and cache a cohort")
     pr.add_argument("--csv", help="clinical CSV (SUBJECT ID, Survival(months), IDH-status, ...)")
     pr.add_argument("--root", help="image root (default: the CSV's folder)")
@@ -466,6 +456,21 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--no-location", action="store_true",
                     help="skip the atlas location stage")
     pr.set_defaults(func=cmd_process)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gliocore", description="GlioScope batch processing")
+    p.add_argument("--db", help="DuckDB file (default data/gliocore.duckdb or $GLIOSCOPE_DB)")
+    p.add_argument("--data-dir", help="data folder (default data/ or $GLIOSCOPE_DATA)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="generate the synthetic demo cohort (if absent)")
+    d.add_argument("--n-subjects", type=int, default=None)
+    d.add_argument("--workers", type=int, default=2)
+    d.set_defaults(func=cmd_demo)
+
+    _process_parser(sub)
 
     e = sub.add_parser("export", help="write the seed's wide table (CSV or Parquet)")
     e.add_argument("output", help="file ending in .csv or .parquet")
