@@ -231,8 +231,12 @@ def test_one_scan_cohort_unchanged(tiny_source, tmp_path):
     assert "subjects:" in summary.describe()
     res = store.scan_results(summary.cohort_id)
     assert list(res["scan_id"]) == [BASELINE_SCAN] * 3
-    mask = Path(store.segmentations_of(summary.cohort_id)["path"].iloc[0])
-    assert mask.name == "DEMO-001_seg.nii.gz" and mask.parent.name == "seg"
+    segs = store.segmentations_of(summary.cohort_id)
+    mask = Path(segs["path"].iloc[0])
+    # a cross-sectional layout: <subject>/seg/<subject>_<content key>_seg.nii.gz (issue 19.4
+    # put the content key in the name; no scan folder for the only scan)
+    assert mask.name == f"DEMO-001_{segs['seg_key'].iloc[0][:16]}_seg.nii.gz"
+    assert mask.parent.name == "seg" and mask.parent.parent.name == "DEMO-001"
 
 
 # -- migration of a store made before scans existed ---------------------------------------------
