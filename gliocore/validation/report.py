@@ -18,6 +18,7 @@ Parts (each skips with a note when its reference data is absent):
 """
 from __future__ import annotations
 
+import importlib
 import itertools
 import time
 from dataclasses import dataclass, field
@@ -165,32 +166,28 @@ class ValidationReport:
         return "\n".join(lines)
 
 
+#: The parts run from their own modules (imported only when run): name -> (module, function).
+_PART_RUNNERS = {
+    "ibsi": ("gliocore.validation.ibsi", "validate_ibsi"),
+    "pyradiomics": ("gliocore.validation.pyradiomics_baselines", "validate_pyradiomics_baselines"),
+    "survival": ("gliocore.validation.survival", "validate_survival"),
+    "real_gliomas": ("gliocore.validation.real_cases", "validate_real_gliomas"),
+    "learned_cv": ("gliocore.validation.learned_cv", "validate_learned_cv"),
+    "location": ("gliocore.validation.location", "validate_location"),
+}
+
+
 def run_validation(shared_root: Path, parts: Sequence[str] | None = None) -> ValidationReport:
     """Run the chosen parts (default: all) and collect their reports."""
     shared_root = Path(shared_root)
     report = ValidationReport()
     for name in parts or PARTS:
         try:
-            if name == "ibsi":
-                from gliocore.validation.ibsi import validate_ibsi
-                report.parts[name] = validate_ibsi(shared_root)
-            elif name == "pyradiomics":
-                from gliocore.validation.pyradiomics_baselines import validate_pyradiomics_baselines
-                report.parts[name] = validate_pyradiomics_baselines(shared_root)
-            elif name == "survival":
-                from gliocore.validation.survival import validate_survival
-                report.parts[name] = validate_survival(shared_root)
-            elif name == "segmentation":
+            if name == "segmentation":
                 report.parts[name] = validate_segmentation(shared_root)
-            elif name == "real_gliomas":
-                from gliocore.validation.real_cases import validate_real_gliomas
-                report.parts[name] = validate_real_gliomas(shared_root)
-            elif name == "learned_cv":
-                from gliocore.validation.learned_cv import validate_learned_cv
-                report.parts[name] = validate_learned_cv(shared_root)
-            elif name == "location":
-                from gliocore.validation.location import validate_location
-                report.parts[name] = validate_location(shared_root)
+            elif name in _PART_RUNNERS:
+                module, function = _PART_RUNNERS[name]
+                report.parts[name] = getattr(importlib.import_module(module), function)(shared_root)
         except FileNotFoundError as exc:
             report.skipped[name] = f"reference data missing: {exc}"
     return report
