@@ -155,14 +155,8 @@ def load_subject_images(subject: Subject, dtype: np.dtype | type | None = np.flo
     """
     limits = limits or InputLimits()
     scan = scan_label(subject)
-    headers = {}
-    for seq in SEQUENCES:
-        path = subject.path(seq)
-        try:
-            headers[seq] = read_volume_header(path, dtype=dtype, limits=limits)
-        except InvalidVolumeError as exc:
-            raise SubjectError(subject.subject_id, str(exc), path=str(path), stage="load",
-                               scan_id=scan) from exc
+    headers = _each_sequence(subject, scan, lambda path: read_volume_header(path, dtype=dtype,
+                                                                           limits=limits))
     _check_grid(subject, headers)
     held = sum(h.held_bytes for h in headers.values())
     if held > limits.max_subject_bytes:
@@ -171,16 +165,23 @@ def load_subject_images(subject: Subject, dtype: np.dtype | type | None = np.flo
                            f"{human_bytes(limits.max_subject_bytes)} "
                            "(Settings.input_limits.max_subject_bytes); nothing was read",
                            path=str(subject.folder), stage="load", scan_id=scan)
-    images: dict[str, Volume] = {}
+    images: dict[str, Volume] = _each_sequence(
+        subject, scan, lambda path: load_volume(path, dtype=dtype, limits=limits))
+    _check_grid(subject, images)
+    return images
+
+
+def _each_sequence(subject: Subject, scan: str | None, read: Any) -> dict[str, Any]:
+    """``read(path)`` of every sequence; an invalid file is a SubjectError naming it."""
+    out: dict[str, Any] = {}
     for seq in SEQUENCES:
         path = subject.path(seq)
         try:
-            images[seq] = load_volume(path, dtype=dtype, limits=limits)
+            out[seq] = read(path)
         except InvalidVolumeError as exc:
             raise SubjectError(subject.subject_id, str(exc), path=str(path), stage="load",
                                scan_id=scan) from exc
-    _check_grid(subject, images)
-    return images
+    return out
 
 
 def _check_grid(subject: Subject, volumes: Mapping[str, Any]) -> None:
