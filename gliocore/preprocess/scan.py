@@ -144,8 +144,7 @@ def preprocess_scan(images: Mapping[str, object], out_dir: Path, scan_label: str
     res.seconds["coregister"] = round(time.perf_counter() - clock, 2)
     clock = time.perf_counter()
     brain = extract_brain(fixed, resolve_backend(options.brain_backend), options.folds,
-                          options.device,
-                          options.tta, options.threads)
+                          options.device, options.tta, options.threads, also=[on_t1c["t1"]])
     res.seconds["brain"] = round(time.perf_counter() - clock, 2)
     res.brain_ml, res.model, res.weights_sha256 = round(brain.volume_ml, 1), brain.model, \
         brain.weights_sha256

@@ -2,20 +2,25 @@
 
 Skipped where the optional weights (requirements-preprocess.txt) are not installed. deepbet (the
 CPU default) runs in the shared tests; HD-BET (the GPU default; minutes a scan on CPU) is `slow`.
+The mask's post-processing (:func:`refine_mask`) is also tested on a phantom (no weights needed).
 """
 from __future__ import annotations
 
 import importlib.util
 
+import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from gliocore.preprocess.brain import extract_brain, weights_sha256
+from gliocore.preprocess.brain import extract_brain, refine_mask, weights_sha256
 
-CASE = "Brats18_TCIA13_623_1"
-#: Share of the expert tumour label kept inside the mask. The issue asks 99.5 %; measured on this
-#: case: deepbet 98.0 % (the mask trims the tumour's outer rim at the brain surface).
-TUMOUR_KEPT = {"deepbet": 0.975, "hdbet": 0.995}
+#: BraTS cases where deepbet on T1c alone cut the most tumour (a dark necrotic or cystic
+#: compartment at the brain's surface, 1.5-2 % of the tumour) or had the lowest Dice against the
+#: non-zero region; the README lists all twelve (benchmarks/bench_preprocess.py --brain-quality).
+CASES = ["brats18-dev/Brats18_TCIA13_623_1",
+         pytest.param("brats18-dev/Brats18_TCIA02_606_1", marks=pytest.mark.slow),
+         pytest.param("brats18-train/Brats18_TCIA10_637_1", marks=pytest.mark.slow),
+         pytest.param("brats18-train/Brats18_TCIA02_135_1", marks=pytest.mark.slow)]
 
 BACKENDS = [pytest.param("deepbet", marks=pytest.mark.skipif(
                 not importlib.util.find_spec("deepbet"), reason="deepbet not installed")),
@@ -25,17 +30,40 @@ BACKENDS = [pytest.param("deepbet", marks=pytest.mark.skipif(
 
 @pytest.mark.shared
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_brats_case_keeps_brain_and_tumour(shared_dir, backend):
-    base = shared_dir / "cases" / "brats18-dev" / CASE / CASE
+@pytest.mark.parametrize("case", CASES)
+def test_brats_case_keeps_brain_and_tumour(shared_dir, backend, case):
+    """The issue's criteria: Dice >= 0.97 against the non-zero region, >= 99.5 % of the expert
+    tumour (labels 1, 2, 4) inside the mask; deepbet with T1 beside T1c, as the stage runs it."""
+    base = shared_dir / "cases" / case / case.split("/")[1]
     img = sitk.ReadImage(f"{base}_t1ce.nii.gz")
-    res = extract_brain(img, backend, threads=2)
+    res = extract_brain(img, backend, threads=2, also=[sitk.ReadImage(f"{base}_t1.nii.gz")])
     mask = sitk.GetArrayFromImage(res.mask).astype(bool)
     nonzero = sitk.GetArrayFromImage(img) > 0
     tumour = sitk.GetArrayFromImage(sitk.ReadImage(f"{base}_seg.nii.gz")) > 0
     dice = 2 * (mask & nonzero).sum() / (mask.sum() + nonzero.sum())
+    kept = (mask & tumour).sum() / tumour.sum()
     assert dice >= 0.97, f"brain-mask Dice {dice:.4f} against the non-zero region"
-    assert (mask & tumour).sum() / tumour.sum() >= TUMOUR_KEPT[backend]
+    assert kept >= 0.995, f"tumour kept {kept:.4f}"
     assert res.weights_sha256 == weights_sha256(backend) and len(res.weights_sha256) == 64
+
+
+def test_refine_mask_fills_and_adds_a_margin_only_into_tissue():
+    """The post-processing on a phantom: a ball with an inner hole and a bite at its surface, a
+    stray blob, a dark (air) half-space on one side; 1 mm voxels, 2 mm margin."""
+    z, y, x = np.indices((40, 40, 40))
+    r = np.sqrt((z - 20) ** 2 + (y - 20) ** 2 + (x - 20) ** 2)
+    ball = r <= 12
+    mask = ball & ~(r <= 3) & ~((x > 29) & (abs(z - 20) < 4))  # hole and a 3-voxel bite
+    mask[2:4, 2:4, 2:4] = True                                   # a stray blob
+    image = np.where(y < 20, 100.0, 0.0)                         # tissue only where y < 20
+    out = refine_mask(mask, image, (1.0, 1.0, 1.0), margin_mm=2.0)
+    assert not out[2:4, 2:4, 2:4].any()            # the stray blob is gone
+    assert out[r <= 3].all()                       # the hole is filled
+    grown = out & ~ball
+    assert grown.any() and (r[grown] <= 14.01).all() and (y[grown] < 20).all()
+    assert out[(x > 29) & (abs(z - 20) < 4) & ball & (y < 20)].all()   # the bite, tissue side
+    np.testing.assert_array_equal(refine_mask(mask, image, (1.0, 1.0, 1.0), 0.0)[ball & (y >= 20)],
+                                  (mask | (r <= 3))[ball & (y >= 20)])
 
 
 @pytest.mark.shared
