@@ -207,13 +207,14 @@ def refine_mask(mask: np.ndarray, image: np.ndarray, spacing: tuple[float, float
                 margin_mm: float = MARGIN_MM) -> np.ndarray:
     """Post-process a model's brain mask so that it does not cut tumour at the brain's surface.
 
-    1. The largest connected component (26-connected), its holes filled in 3-D.
+    1. The largest (face-)connected component, its holes filled in 3-D.
     2. A margin of ``margin_mm`` (Euclidean, in mm) added where the image shows head tissue:
        brighter than :data:`TISSUE_FRACTION` of the 99th percentile inside the mask, i.e. above
        the noise floor of air and cortical bone (on skull-stripped input: the non-zero region).
        The models draw the brain's edge at the pial surface; the subarachnoid space (CSF,
        vessels) and a tumour's outer rim lie just outside it.
-    3. Holes the margin closed are filled.
+    3. Holes the margin closed are filled; the largest component is kept (margin voxels cut
+       off from the brain by dark ones go).
 
     Parameters
     ----------
@@ -234,10 +235,7 @@ def refine_mask(mask: np.ndarray, image: np.ndarray, spacing: tuple[float, float
     mask = np.asarray(mask, dtype=bool)
     if not mask.any():
         return mask
-    labels, n = ndi.label(mask, structure=np.ones((3, 3, 3), bool))
-    if n > 1:
-        mask = labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
-    mask = ndi.binary_fill_holes(mask)
+    mask = ndi.binary_fill_holes(_largest_component(mask))
     if margin_mm <= 0:
         return mask
     image = np.asarray(image, dtype=np.float32)
@@ -250,7 +248,17 @@ def refine_mask(mask: np.ndarray, image: np.ndarray, spacing: tuple[float, float
     out = mask.copy()
     out[box] |= near & tissue[box]
     out[box] = ndi.binary_fill_holes(out[box])
-    return out
+    # margin voxels cut off from the brain by dark ones are not the brain's rim
+    return _largest_component(out)
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest face-connected component of ``mask``."""
+    from scipy import ndimage as ndi
+    labels, n = ndi.label(mask)
+    if n <= 1:
+        return mask
+    return labels == np.argmax(np.bincount(labels.ravel())[1:]) + 1
 
 
 def _run_hdbet(arr: np.ndarray, spacing, folds: int, device: str, tta: bool) -> np.ndarray:
