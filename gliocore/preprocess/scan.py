@@ -2,7 +2,8 @@
 
 Output (in ``out_dir``): ``<id>_t1.nii.gz``, ``<id>_t1ce.nii.gz``, ``<id>_t2.nii.gz``,
 ``<id>_flair.nii.gz`` (skull-stripped, on the T1c grid, zero background: the BraTS naming that
-``--naming brats`` reads), ``<id>_brainmask.nii.gz``, ``<id>_<seq>_to_t1c.tfm`` and
+``--naming brats`` reads), ``<id>_brainmask.nii.gz``, ``<id>_<seq>_to_t1c.tfm``,
+``qc.npz`` (three slices per step for the Viewer's QC pictures, :mod:`gliocore.preprocess.qc`) and
 ``preprocess.json`` (steps, timings, similarity, QC flags, model and cache key). Nothing in the
 output carries a DICOM header.
 """
@@ -21,6 +22,7 @@ from gliocore.preprocess.bias import BIAS_VERSION, n4_correct
 from gliocore.preprocess.brain import (BRAIN_VERSION, extract_brain, resolve_backend,
                                       weights_sha256)
 from gliocore.preprocess.coregister import COREGISTER_VERSION, register_rigid
+from gliocore.preprocess.qc import QC_FILE, qc_slices, save_qc
 
 OUTPUT_SUFFIX = {"t1": "_t1", "t1c": "_t1ce", "t2": "_t2", "flair": "_flair"}
 #: Plausible adult brain volume (ml) for the mask; outside it the scan is flagged.
@@ -124,17 +126,19 @@ def preprocess_scan(images: Mapping[str, object], out_dir: Path, scan_label: str
     res = PreprocessResult(scan_label=scan_label, key=key, outputs={})
     clock = time.perf_counter()
     imgs = {s: sitk.Cast(images[s], sitk.sitkFloat32) for s in ("t1", "t1c", "t2", "flair")}
+    raw = imgs  # kept for the QC pictures (before/after N4)
     if options.bias_correction:
         imgs = {s: n4_correct(im)[0] for s, im in imgs.items()}
     res.seconds["bias"] = round(time.perf_counter() - clock, 2)
     clock = time.perf_counter()
     fixed = imgs["t1c"]
     on_t1c = {"t1c": fixed}
-    coverage_maps = {}
+    coverage_maps, transforms = {}, {}
     for seq in ("t1", "t2", "flair"):
         reg = register_rigid(fixed, imgs[seq])
         on_t1c[seq] = reg.image
         coverage_maps[seq] = reg.coverage
+        transforms[seq] = reg.transform
         res.similarity[seq] = {"mi_before": round(reg.mi_before, 4), "mi_after": round(reg.mi_after, 4)}
         res.transforms[seq] = {"rotation_deg": round(reg.rotation_deg, 2),
                                "translation_mm": round(reg.translation_mm, 2)}
@@ -150,6 +154,10 @@ def preprocess_scan(images: Mapping[str, object], out_dir: Path, scan_label: str
     res.brain_ml, res.model, res.weights_sha256 = round(brain.volume_ml, 1), brain.model, \
         brain.weights_sha256
     _write_outputs(res, on_t1c, brain.mask, coverage_maps, out_dir, scan_label)
+    clock = time.perf_counter()
+    res.outputs["qc"] = str(save_qc(out_dir / QC_FILE, qc_slices(raw, imgs, transforms, brain.mask,
+                                                                  coverage_maps)))
+    res.seconds["qc"] = round(time.perf_counter() - clock, 2)
     _flag(res)
     (out_dir / CACHE_FILE).write_text(json.dumps(asdict(res), indent=1, sort_keys=True))
     return res
