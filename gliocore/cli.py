@@ -108,21 +108,29 @@ def _preprocess_from_args(args: argparse.Namespace, settings: Settings):
     if mode == "off":
         return None
     from gliocore.pipeline.prepare import describe, needs_preprocessing, prepare_cohort
+    from gliocore.preprocess.decisions import MAPPING_FILE
     from gliocore.preprocess.identify import read_mapping
     from gliocore.preprocess.scan import PreprocessOptions
     root = args.root or str(Path(args.csv).resolve().parent)
     if mode == "auto" and not needs_preprocessing(args.csv, root, args.id_column, args.naming):
         return None
-    mappings = read_mapping(args.sequence_map, args.id_column) if args.sequence_map else None
     options = PreprocessOptions(brain_backend=args.brain_model,
                                 folds=5 if args.brain_accurate else 1)
     name = args.name or Path(args.csv).resolve().parent.name
     out_root = settings.data_dir / "preprocessed" / name
+    map_file = args.sequence_map
+    if not map_file and (out_root / MAPPING_FILE).is_file():  # decided on the dashboard
+        map_file = str(out_root / MAPPING_FILE)
+        print(f"sequence decisions from {map_file} (made on the Cohort page)")
+    mappings = read_mapping(map_file, args.id_column) if map_file else None
+    from gliocore.pipeline.executor import make_executor
+    executor = make_executor(getattr(args, "executor", "local"), getattr(args, "workers", 1),
+                             getattr(args, "scheduler", None))
     bars = _Bars(disable=args.quiet)
     try:
         prepared = prepare_cohort(args.csv, root, out_root, id_column=args.id_column,
                                   naming=args.naming, mappings=mappings, options=options,
-                                  progress=bars)
+                                  progress=bars, executor=executor)
     finally:
         bars.close()
     print(f"preprocessing ({out_root}):\n{describe(prepared)}")
@@ -162,6 +170,9 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
             get_label_map(args.reference_label_map)
     except ValueError as exc:
         raise SystemExit(f"--reference-label-map: {exc}") from None
+    if args.executor == "dask" and not args.scheduler:
+        raise SystemExit("--executor dask needs --scheduler tcp://HOST:PORT (the address "
+                         "`dask scheduler` prints)")
     cohort, _naming = _load_cohort_from_args(args, settings)
     store = Store(args.db or settings.db, run_wait=args.wait)
     from gliocore.location.localise import LocationConfig
@@ -173,9 +184,6 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
                               executor=args.executor, scheduler=args.scheduler,
                               reference_label_map=args.reference_label_map,
                               location=location)
-    if args.executor == "dask" and not args.scheduler:
-        raise SystemExit("--executor dask needs --scheduler tcp://HOST:PORT (the address "
-                         "`dask scheduler` prints)")
     bars = _Bars(disable=args.quiet)
     try:
         summary = process_cohort(cohort, store, config, progress=bars,
