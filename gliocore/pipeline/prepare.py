@@ -210,6 +210,28 @@ def prepare_cohort(csv_path: PathType, root: PathType, out_root: PathType, *,
     return out
 
 
+def identify_cohort(csv_path: PathType, root: PathType, out_root: PathType, *,
+                    id_column: str = ID_COLUMN, naming: str | None = None,
+                    mappings: Mapping | None = None) -> tuple[list[dict], int, list[SubjectError]]:
+    """The stage's first half only (headers, no pixel): find the scans, identify the DICOM
+    sequences and record them (``identification.json`` in ``out_root``), e.g. right after a
+    cohort is loaded so that the user can decide ambiguous series before processing.
+
+    Returns
+    -------
+    (records, n_to_preprocess, problems)
+        The identification records (:func:`gliocore.preprocess.decisions.scan_record`), how many
+        scans the stage would preprocess, and the problems found (undecided scans among them).
+    """
+    csv_path, root, out_root = Path(csv_path).resolve(), Path(root).resolve(), Path(out_root)
+    out_root.mkdir(parents=True, exist_ok=True)
+    out = PreparedCohort(scans_csv=out_root / "scans.csv")
+    jobs, _order, records = _plan(csv_path, root, out_root, id_column, naming, mappings,
+                                  PreprocessOptions(), None, out)
+    save_identifications(out_root, records)
+    return records, len(jobs), out.problems
+
+
 def _plan(csv_path: Path, root: Path, out_root: Path, id_column: str, naming, mappings,
           options: PreprocessOptions, progress, out: PreparedCohort
           ) -> tuple[list[ScanJob], dict, list[dict]]:
