@@ -72,10 +72,10 @@ def brain_centre(mask) -> tuple[int, int, int]:
     """Index (i, j, k) of the brain mask's centroid in the LPS-ordered T1c grid (the grid's
     centre when the mask is empty)."""
     import SimpleITK as sitk
-    arr = sitk.GetArrayViewFromImage(_oriented(mask))
-    idx = np.argwhere(arr > 0)
+    oriented = _oriented(mask)  # kept alive: a view of a temporary image reads freed memory
+    idx = np.argwhere(sitk.GetArrayFromImage(oriented) > 0)
     if not len(idx):
-        return tuple(int(n // 2) for n in _oriented(mask).GetSize())
+        return tuple(int(n // 2) for n in oriented.GetSize())
     z, y, x = np.round(idx.mean(axis=0)).astype(int)
     return int(x), int(y), int(z)
 
