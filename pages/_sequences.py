@@ -74,7 +74,7 @@ def _decide(record: dict, map_file: Path, id_column: str) -> None:
     key = f"seqmap_{sid}_{scan_id}"
     saved = _saved(map_file, id_column).get((sid, scan_id))
     title = f"{sid}, scan {scan_id}: " + "; ".join(
-        f"{TITLES[s]} {why}" for s, why in record["ambiguous"].items())
+        f"{TITLES[s]}: {why}" for s, why in record["ambiguous"].items())
     if saved:
         title = f"{sid}, scan {scan_id}: decided (" + ", ".join(
             f"{TITLES[s]} = series {r}" for s, r in saved.items()) + "), used at the next processing"

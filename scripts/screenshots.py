@@ -82,17 +82,19 @@ def shoot_preprocessing(page, open_, shoot, subject: str | None) -> None:
     """A store with raw scans: the Viewer's preprocessing QC tab, one shot per step
     (viewer_prep_<step>.png), and the Cohort page's table of series to decide
     (cohort_sequences.png). Nothing when the store has neither."""
-    open_("viewer", "Viewer", 1500)
+    open_("viewer", "Viewer", 1700)
     if subject:
         pick(page, "Subject", subject)
     page.get_by_role("tab", name="Preprocessing QC").click()
     wait_idle(page)
     if not page.get_by_text("was not preprocessed here").count():
-        for step, label in (("brain", "Brain extraction"), ("registration", "Co-registration"),
-                            ("bias", "Bias field")):
+        for step, label, height in (("brain", "Brain extraction", 1050),
+                                    ("registration", "Co-registration", 1550),
+                                    ("bias", "Bias field", 2000)):
+            page.set_viewport_size({"width": 1440, "height": height})
             page.locator(".st-key-prep_step").get_by_text(label).click()
             wait_idle(page)
-            page.locator(".js-plotly-plot").last.wait_for()
+            page.locator(f"[class*='st-key-prep_{step}_']").first.wait_for()
             shoot(f"viewer_prep_{step}")
     open_("", "Cohort", 1300)
     heading = page.get_by_role("heading", name="Sequences to decide")

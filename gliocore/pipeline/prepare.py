@@ -24,10 +24,10 @@ from gliocore.cohort.naming import find_sequences, get_naming
 from gliocore.cohort.scans import subject_folder
 from gliocore.errors import GlioError, SubjectError
 from gliocore.imaging.io import read_geometry
-from gliocore.preprocess.detect import check_ready
-from gliocore.preprocess.dicom import is_dicom_folder
 from gliocore.pipeline.executor import Executor, LocalExecutor
 from gliocore.preprocess.decisions import save_identifications, scan_record
+from gliocore.preprocess.detect import check_ready
+from gliocore.preprocess.dicom import is_dicom_folder
 from gliocore.preprocess.importer import (STAGE, RawScan, identify_dicom_scans, read_nifti_scan,
                                           read_raw_scan, undecided_error)
 from gliocore.preprocess.scan import (CACHE_FILE, PreprocessOptions, PreprocessResult,
@@ -185,9 +185,12 @@ def prepare_cohort(csv_path: PathType, root: PathType, out_root: PathType, *,
                                  options or PreprocessOptions(), progress, out)
     save_identifications(out_root, records)
     executor = executor or LocalExecutor(1)
-    done = 0
-    for job, result in executor.map_unordered(run_scan_job, jobs):
-        done += 1
+    gpu = bool(jobs) and _wants_gpu(options or PreprocessOptions())
+    if progress and jobs:
+        progress("prep", 0, len(jobs), None)
+    finished = executor.map_unordered(run_scan_job, jobs, parallel_safe=not gpu,
+                                      resources=lambda _job: {"GPU": 1} if gpu else None)
+    for done, (job, result) in enumerate(finished, start=1):
         if progress:
             progress("prep", done, len(jobs), job.subject_id)
         if isinstance(result, PreprocessResult):
@@ -230,6 +233,16 @@ def identify_cohort(csv_path: PathType, root: PathType, out_root: PathType, *,
                                   PreprocessOptions(), None, out)
     save_identifications(out_root, records)
     return records, len(jobs), out.problems
+
+
+def _wants_gpu(options: PreprocessOptions) -> bool:
+    """HD-BET on a GPU: one scan at a time on a local machine, and on Dask only on workers
+    started with ``--resources GPU=1`` (deepbet and the threshold method run anywhere)."""
+    from gliocore.preprocess.brain import resolve_backend
+    try:
+        return options.device != "cpu" and resolve_backend(options.brain_backend) == "hdbet"
+    except (GlioError, ImportError):  # no model installed: each scan's task says so
+        return False
 
 
 def _plan(csv_path: Path, root: Path, out_root: Path, id_column: str, naming, mappings,

@@ -110,7 +110,7 @@ def qc_slices(raw: Mapping[str, object], corrected: Mapping[str, object],
     for plane in PLANES:
         slab = _slab(reference, plane, centre)
 
-        def on(img, tfm=identity, nearest=False):
+        def on(img, tfm=identity, nearest=False, slab=slab, plane=plane):
             interp = sitk.sitkNearestNeighbor if nearest else sitk.sitkLinear
             return _as_display(sitk.Resample(img, slab, tfm, interp, 0.0, sitk.sitkFloat32), plane)
 

@@ -19,10 +19,10 @@ st_testing = pytest.importorskip("streamlit.testing.v1")
 TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TESTS))
 sys.path.insert(0, str(TESTS / "preprocess"))
-from cohorts import tiny_cohort  # noqa: E402
-from dicom_writer import ambiguous_study  # noqa: E402
-from phantom import phantom_scan  # noqa: E402
-from test_app_pages import _open, texts  # noqa: E402
+from cohorts import tiny_cohort
+from dicom_writer import ambiguous_study
+from phantom import phantom_scan
+from test_app_pages import _open, texts
 
 NAME = "rawcohort"
 SUFFIX = {"t1": "_t1", "t1c": "_t1Gd", "t2": "_t2", "flair": "_flair"}
@@ -157,3 +157,26 @@ def test_a_saved_decision_settles_the_scan(raw_store, raw_env):
     assert not decisions.pending(records) and not problems and n_jobs == 2
     at = _open("cohort")
     assert "Sequences to decide" not in [h.value for h in at.subheader]
+
+
+def test_loading_a_raw_cohort_lists_its_undecided_scans_at_once(raw_store, tmp_path, monkeypatch):
+    """"Load cohort" reads the headers of a raw cohort (no pixel, no preprocessing yet): the
+    message counts the raw scans and the table of series to decide is there before processing."""
+    from test_app_pages import after_background_work
+    data = tmp_path / "fresh"
+    data.mkdir()
+    monkeypatch.setenv("GLIOSCOPE_DATA", str(data))
+    monkeypatch.setenv("GLIOSCOPE_DB", str(data / "gliocore.duckdb"))
+    csv = raw_store.parent.parent / "cohort" / "clinical.csv"
+    at = _open("cohort")
+    at.text_input(key="load_csv").set_value(str(csv))
+    at.text_input(key="load_root").set_value(str(csv.parent))
+    next(b for b in at.button if b.label == "Load cohort").click().run()
+    shown = texts(at)
+    at = after_background_work(at, data / "gliocore.duckdb")
+    assert not at.exception, at.exception
+    shown += texts(at)
+    assert "2 raw scan(s) will be preprocessed" in shown, shown
+    assert "1 wait for your choice of sequences" in shown, shown
+    assert "Sequences to decide" in [h.value for h in at.subheader]
+    assert (data / "preprocessed" / "cohort" / "identification.json").is_file()

@@ -30,12 +30,12 @@ distributed = pytest.importorskip("distributed")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "preprocess"))
-from phantom import phantom_scan  # noqa: E402
-from test_dask_cluster import cluster  # noqa: E402,F401  (the fixture)
+from phantom import phantom_scan
+from test_dask_cluster import cluster  # noqa: F401  (the fixture)
 
-from gliocore.pipeline.executor import DaskExecutor, LocalExecutor  # noqa: E402
-from gliocore.pipeline.prepare import prepare_cohort  # noqa: E402
-from gliocore.preprocess.scan import PreprocessOptions  # noqa: E402
+from gliocore.pipeline.executor import DaskExecutor, LocalExecutor
+from gliocore.pipeline.prepare import prepare_cohort
+from gliocore.preprocess.scan import PreprocessOptions
 
 OPTIONS = PreprocessOptions(brain_backend="threshold")
 #: What must match between executors in preprocess.json (timings and paths may differ).

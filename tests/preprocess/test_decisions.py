@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dicom_writer import ambiguous_study  # noqa: E402
+from dicom_writer import ambiguous_study
 
-from gliocore.preprocess import decisions  # noqa: E402
-from gliocore.preprocess.identify import read_mapping  # noqa: E402
-from gliocore.preprocess.importer import identify_dicom_scans  # noqa: E402
+from gliocore.preprocess import decisions
+from gliocore.preprocess.identify import read_mapping
+from gliocore.preprocess.importer import identify_dicom_scans
 
 
 @pytest.fixture()

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from phantom import phantom_scan  # noqa: E402
+from phantom import phantom_scan
 
-from gliocore.preprocess import qc  # noqa: E402
-from gliocore.preprocess.scan import PreprocessOptions, preprocess_scan  # noqa: E402
+from gliocore.preprocess import qc
+from gliocore.preprocess.scan import PreprocessOptions, preprocess_scan
 
 OPTIONS = PreprocessOptions(brain_backend="threshold")
 
