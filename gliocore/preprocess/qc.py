@@ -5,7 +5,8 @@ through the brain's centre (on the T1c grid, oriented for display like
 :func:`gliocore.analysis.plots.extract_slice`: radiological convention, anterior / superior at
 the top): T1c before and after N4; T1, T2 and FLAIR before N4, after N4 and registration, and
 after N4 in scanner coordinates (before registration); the brain mask; and each sequence's
-field-of-view coverage. A few hundred kilobytes a scan; nothing of it goes into the store.
+field-of-view coverage. About a megabyte a scan (float16, compressed, at most 256 pixels a side);
+nothing of it goes into the store.
 
 The drawing functions return ``(title, (rows, cols, 3) uint8)`` panels (no plotting library):
 
@@ -32,6 +33,9 @@ STEPS = ("brain", "registration", "bias")
 TITLES = {"t1": "T1", "t1c": "T1c", "t2": "T2", "flair": "FLAIR"}
 MASK_COLOUR = (0, 230, 120)
 FOV_COLOUR = (255, 150, 0)
+#: Longest side of a kept slice (a side of a larger T1c grid, e.g. 512, is subsampled by a whole
+#: step; the other side keeps its own step, so thick slices are never dropped).
+MAX_PIXELS = 256
 #: Checkerboard tiles along the longer side of a slice.
 CHECKER_TILES = 8
 
@@ -122,7 +126,11 @@ def qc_slices(raw: Mapping[str, object], corrected: Mapping[str, object],
             out[f"{plane}.{seq}_unregistered"] = on(corrected[seq])
             out[f"{plane}.{seq}_fov"] = on(coverage[seq], nearest=True)
         out[f"{plane}.mask"] = on(mask, nearest=True)
-        out[f"{plane}.pixel_mm"] = np.asarray(_pixel_mm(reference, plane), np.float32)
+        rows, cols = (max(1, int(np.ceil(n / MAX_PIXELS))) for n in out[f"{plane}.mask"].shape)
+        for key in [k for k in out if k.startswith(f"{plane}.")]:
+            out[key] = out[key][::rows, ::cols]
+        out[f"{plane}.pixel_mm"] = (np.asarray(_pixel_mm(reference, plane), np.float32)
+                                    * np.asarray([rows, cols], np.float32))
     return _scaled(out)
 
 

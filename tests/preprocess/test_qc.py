@@ -113,3 +113,21 @@ def test_unpreprocessed_folder_has_no_qc(tmp_path):
     (tmp_path / "preprocess.json").write_text("{not json")
     with pytest.raises(ValueError, match="unreadable preprocessing record"):
         qc.read_scan_qc(tmp_path)
+
+
+def test_large_grids_are_subsampled_and_spacing_follows():
+    """A 500 x 300 x 12 T1c (0.5 mm in-plane): slices of at most 256 pixels, pixel size scaled."""
+    import SimpleITK as sitk
+    arr = np.random.default_rng(0).random((12, 300, 500)).astype(np.float32)
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing((0.5, 0.5, 5.0))
+    mask = sitk.Cast(img > 0.3, sitk.sitkUInt8)
+    seqs = {s: img for s in ("t1", "t1c", "t2", "flair")}
+    tfms = {s: sitk.Transform() for s in qc.MOVING}
+    cover = {s: mask for s in qc.MOVING}
+    slices = qc.qc_slices(seqs, seqs, tfms, mask, cover)
+    assert slices["axial.t1c"].shape == (150, 250) and slices["axial.mask"].shape == (150, 250)
+    assert slices["coronal.flair"].shape == (12, 250)
+    assert list(slices["axial.pixel_mm"]) == [1.0, 1.0]
+    assert list(slices["coronal.pixel_mm"]) == [5.0, 1.0]
+    assert slices["axial.t1c"].dtype == np.float16 and slices["axial.t1_fov"].dtype == np.uint8
