@@ -236,11 +236,15 @@ def identify_cohort(csv_path: PathType, root: PathType, out_root: PathType, *,
 
 
 def _wants_gpu(options: PreprocessOptions) -> bool:
-    """HD-BET on a GPU: one scan at a time on a local machine, and on Dask only on workers
-    started with ``--resources GPU=1`` (deepbet and the threshold method run anywhere)."""
+    """HD-BET on a GPU (``device="cuda"``, or ``"auto"`` where this process sees one): one scan
+    at a time on a local machine, and on Dask only on workers started with ``--resources GPU=1``
+    (deepbet, the threshold method and HD-BET on CPU run anywhere)."""
     from gliocore.preprocess.brain import resolve_backend
     try:
-        return options.device != "cpu" and resolve_backend(options.brain_backend) == "hdbet"
+        if options.device == "cpu" or resolve_backend(options.brain_backend) != "hdbet":
+            return False
+        import torch
+        return options.device == "cuda" or torch.cuda.is_available()
     except (GlioError, ImportError):  # no model installed: each scan's task says so
         return False
 
