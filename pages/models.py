@@ -192,7 +192,8 @@ k1.caption(f"Cut at each training part's median risk; log-rank p = "
 hz = k2.selectbox("Calibration horizon", horizons, key="mod_hz", format_func=lambda h: f"{h:g} months")
 k2.plotly_chart(plots.calibration_figure(res.calibration(arm, hz), hz), key="mod_cal")
 k2.caption("Out-of-fold predicted survival in five groups against each group's Kaplan–Meier "
-           "estimate; on the dashed line the model is calibrated.")
+           "estimate, with its 95 % bootstrap interval (200 resamples of the group's subjects); "
+           "on the dashed line the model is calibrated.")
 if kind == "coxnet" or arm == "clinical":
     st.plotly_chart(plots.coefficient_bars(res.coefficients, arm), key="mod_coef")
     st.caption("Standardised coefficients, mean over the outer folds' models, with the share of "

@@ -5,7 +5,8 @@
 * :func:`time_auc` — cumulative/dynamic AUC at given times (``cumulative_dynamic_auc``);
 * :func:`brier` / :func:`integrated_brier` — IPCW Brier score (``brier_score``,
   ``integrated_brier_score``), with Kaplan–Meier's as the no-information reference;
-* :func:`calibration_at` — predicted vs Kaplan–Meier survival by risk group at a horizon.
+* :func:`calibration_at` — predicted vs Kaplan–Meier survival by risk group at a horizon, with a
+  bootstrap interval per group.
 
 The censoring distribution G of the IPC weights is the reverse Kaplan–Meier of the *training*
 subjects (events leave the risk set before censorings at tied times). An event at T is weighted
@@ -172,15 +173,25 @@ def integrated_brier(train_time, train_event, time, event, surv, times, g_left: 
     return float(area / (times[-1] - times[0]))
 
 
-def calibration_at(time, event, surv_h: np.ndarray, horizon: float, n_groups: int = 5
-                   ) -> pd.DataFrame:
-    """Predicted vs observed survival at ``horizon`` in ``n_groups`` groups of predicted survival.
+def calibration_at(time, event, surv_h: np.ndarray, horizon: float, n_groups: int = 5,
+                   n_boot: int = 200, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Predicted vs observed survival at ``horizon`` in ``n_groups`` groups of predicted survival,
+    with a bootstrap interval of each group's observed survival.
+
+    Parameters
+    ----------
+    n_boot : int
+        Bootstrap resamples of each group's subjects (with replacement; 0: no interval). The
+        interval is the percentile interval of the group's Kaplan–Meier S(horizon) over them.
+    level : float
+        Coverage of the interval.
 
     Returns
     -------
     DataFrame
         ``group``, ``n``, ``predicted`` (mean predicted S(horizon)), ``observed`` (Kaplan–Meier
-        S(horizon) of the group's subjects).
+        S(horizon) of the group's subjects), ``observed_lo``, ``observed_hi`` (NaN without
+        resamples).
     """
     time = np.asarray(time, dtype=float)
     event = np.asarray(event, dtype=bool)
@@ -188,10 +199,17 @@ def calibration_at(time, event, surv_h: np.ndarray, horizon: float, n_groups: in
     n_groups = max(1, min(n_groups, len(time) // 10 or 1))
     ranks = pd.Series(surv_h).rank(method="first").to_numpy()
     group = np.ceil(ranks * n_groups / len(surv_h)).astype(int)
+    rng = np.random.default_rng(seed)
+    q = [(1 - level) / 2, (1 + level) / 2]
     rows = []
     for g in range(1, n_groups + 1):
-        m = group == g
-        km = KaplanMeier.fit(time[m], event[m])
-        rows.append({"group": g, "n": int(m.sum()), "predicted": float(surv_h[m].mean()),
-                     "observed": float(km(horizon))})
+        idx = np.flatnonzero(group == g)
+        observed = float(KaplanMeier.fit(time[idx], event[idx])(horizon))
+        lo = hi = float("nan")
+        if n_boot > 0:
+            boot = [KaplanMeier.fit(time[b], event[b])(horizon)
+                    for b in rng.choice(idx, (n_boot, len(idx)), replace=True)]
+            lo, hi = (float(v) for v in np.quantile(boot, q))
+        rows.append({"group": g, "n": len(idx), "predicted": float(surv_h[idx].mean()),
+                     "observed": observed, "observed_lo": lo, "observed_hi": hi})
     return pd.DataFrame(rows)

@@ -68,9 +68,12 @@ class CVResult:
     horizons: tuple[float, ...]
     notes: list[str] = field(default_factory=list)
 
-    def calibration(self, arm: str, horizon: float, repeat: int = 0) -> pd.DataFrame:
+    def calibration(self, arm: str, horizon: float, repeat: int = 0, n_boot: int = 200
+                    ) -> pd.DataFrame:
+        """Out-of-fold calibration of one repeat at ``horizon``, with 95 % bootstrap intervals
+        of each group's observed survival (see :func:`~gliocore.models.metrics.calibration_at`)."""
         p = self.predictions[(self.predictions["arm"] == arm) & (self.predictions["repeat"] == repeat)]
-        return calibration_at(p["time"], p["event"], p[f"S_{horizon:g}"], horizon)
+        return calibration_at(p["time"], p["event"], p[f"S_{horizon:g}"], horizon, n_boot=n_boot)
 
     def risk_groups(self, arm: str, repeat: int = 0) -> pd.DataFrame:
         """Out-of-fold subjects of one repeat with ``group`` high/low (training-median cut)."""
