@@ -321,7 +321,8 @@ def cmd_model_fit(args: argparse.Namespace, settings: Settings) -> int:
                            horizons=cfg.horizons, cohort=name)
     if args.out:
         path = cards.save_card(card, Path(args.out))
-        print(f"model card: {path} (summary {path.with_suffix('.md')})")
+        print(f"model card: {path} (summary {path.with_suffix('.md')}"
+              + (f", forest {path.with_suffix('.forest.joblib')})" if card.get("forest") else ")"))
     return 0
 
 

@@ -20,7 +20,7 @@ if not ui.require_cohort(ctx) or not ui.require_features(ctx, "a survival model"
 ui.event_notice(ctx)
 
 from gliocore.models import plots  # noqa: E402
-from gliocore.models.card import card_markdown, make_card  # noqa: E402
+from gliocore.models.card import card_json, card_markdown, forest_file, make_card  # noqa: E402
 from gliocore.models.combat import ComBat, site_effect_test  # noqa: E402
 from gliocore.models.data import (FAMILIES, SITE_CANDIDATES, family_columns,  # noqa: E402
                                   find_site_column, prepare)
@@ -223,10 +223,14 @@ if st.button("Fit on all subjects and prepare the card", key="mod_card"):
                      feature_family=family, cv_scheme=res.scheme, cv_summary=summ.drop(
                          columns="shown"), horizons=horizons,
                      cohort=str((ctx.cohort or {}).get("name") or ctx.cohort_id))
-    import json
-    c1, c2 = st.columns(2)
-    c1.download_button("Model card (JSON, for `gliocore model apply`)",
-                       json.dumps(card, indent=1, default=float), "model_card.json",
-                       key="mod_dl_json")
+    forest = forest_file(card, "model_card.forest.joblib") if "_forest" in card else None
+    c1, c2, c3 = st.columns(3)
+    c1.download_button("Model card (JSON, for `gliocore model apply`)", card_json(card),
+                       "model_card.json", key="mod_dl_json")
     c2.download_button("Summary (Markdown, TRIPOD items)", card_markdown(card), "model_card.md",
                        key="mod_dl_md")
+    if forest is not None:
+        c3.download_button("Forest (joblib; keep beside the card)", forest,
+                           "model_card.forest.joblib", key="mod_dl_forest")
+        st.caption("`model apply` reads the forest from beside the card and refuses it if its "
+                   "SHA-256 is not the card's. Keep both names as downloaded.")

@@ -156,9 +156,14 @@ class LinearSurvival:
 
 @dataclass
 class ForestSurvival:
-    """A fitted scikit-survival random survival forest."""
+    """A fitted scikit-survival random survival forest. It predicts on one thread: summing the
+    trees on several threads adds them in a varying order, so the same subject would get risks
+    a few 1e-14 apart from one call to the next (and a saved forest not the same risks)."""
 
     forest: object
+
+    def __post_init__(self) -> None:
+        self.forest.set_params(n_jobs=1)
 
     def risk(self, X: np.ndarray) -> np.ndarray:
         return self.forest.predict(X)
@@ -239,8 +244,8 @@ def _fit_forest(d: SurvivalData, full: "_Design", arm: str, spec: ModelSpec, see
     if len(spec.leaf_grid) > 1:
         folds = list(_inner_designs(d, arm, spec, seed))
         for leaf in spec.leaf_grid:
-            cs = [harrell_c(val.time, val.event,
-                            forest(leaf).fit(inner.X, _y(inner.time, inner.event)).predict(Xva))
+            cs = [harrell_c(val.time, val.event, ForestSurvival(
+                      forest(leaf).fit(inner.X, _y(inner.time, inner.event))).risk(Xva))
                   for inner, Xva, val in folds]
             if cs and np.nanmean(cs) > best:
                 best_leaf, best = leaf, float(np.nanmean(cs))
