@@ -275,14 +275,12 @@ def _model_table(args: argparse.Namespace, settings: Settings):
 
 
 def cmd_model_fit(args: argparse.Namespace, settings: Settings) -> int:
-    import numpy as np
     import pandas as pd
     from gliocore.errors import CohortError
     from gliocore.models import card as cards
     from gliocore.models.data import family_columns, find_site_column, prepare
     from gliocore.models.estimators import ModelSpec, fit_arm
-    from gliocore.models.validate import (CVConfig, cross_validate, external_validation,
-                                          permutation_gain, summarise)
+    from gliocore.models.validate import CVConfig, cross_validate, permutation_gain, summarise
     table, name = _model_table(args, settings)
     features = args.feature_columns or family_columns(table, args.features)
     clinical = [c for c in (args.clinical or ("age", "IDH-status", "sex")) if c in table.columns]
@@ -308,13 +306,7 @@ def cmd_model_fit(args: argparse.Namespace, settings: Settings) -> int:
         gain, p, _ = permutation_gain(d, spec, cfg, args.permutations, observed=res)
         print(f"gain of clinical + signature over clinical (Harrell's C): {gain:+.3f}, "
               f"permutation p = {p:.3g} ({args.permutations} permutations)")
-    if args.external_train_site:
-        if d.site is None:
-            raise SystemExit("--external-train-site needs a site column")
-        ext, _ = external_validation(d, np.isin(d.site, args.external_train_site), spec, cfg)
-        print(f"external validation: trained on {', '.join(args.external_train_site)}, tested on "
-              "the other sites")
-        print(ext.round(3).to_string(index=False))
+    _model_external(args, table, d, spec, cfg)
     fitted = fit_arm(d, args.arm, spec, seed=args.seed)
     card = cards.make_card(fitted, d, time_col=args.time, event_col=args.event, site_col=site,
                            feature_family=args.features, cv_scheme=res.scheme, cv_summary=summary,
@@ -324,6 +316,43 @@ def cmd_model_fit(args: argparse.Namespace, settings: Settings) -> int:
         print(f"model card: {path} (summary {path.with_suffix('.md')}"
               + (f", forest {path.with_suffix('.forest.joblib')})" if card.get("forest") else ")"))
     return 0
+
+
+def _model_external(args: argparse.Namespace, table, d, spec, cfg) -> None:
+    """``model fit``'s external validations: by site (--external-train-site) and by date
+    (--external-before, dates from --date-column or --scans)."""
+    import numpy as np
+    from gliocore.errors import CohortError
+    from gliocore.models import split
+    from gliocore.models.validate import external_validation
+    runs = []
+    if args.external_train_site:
+        if d.site is None:
+            raise SystemExit("--external-train-site needs a site column")
+        train = np.isin(d.site, args.external_train_site)
+        runs.append((f"trained on {', '.join(args.external_train_site)}, tested on the other "
+                     "sites", train, ~train))
+    if args.external_before:
+        try:
+            if args.scans:
+                dates = split.first_scan_dates(args.scans, args.id_column)
+            else:
+                column = args.date_column or next(iter(split.date_columns(table)), None)
+                if column is None:
+                    raise SystemExit("--external-before: the table has no date column; name one "
+                                     "with --date-column or give a scans table with --scans")
+                dates = split.table_dates(table, column, args.id_column)
+            cut = split.date_split(d.ids, dates, args.external_before)
+        except (CohortError, ValueError) as exc:
+            raise SystemExit(f"--external-before: {exc}") from None
+        runs.append((cut.describe(str(dates.name)), cut.train, cut.test))
+    for what, train, test in runs:
+        try:
+            ext, _ = external_validation(d, train, spec, cfg, test_mask=test)
+        except ValueError as exc:
+            raise SystemExit(f"external validation: {exc}") from None
+        print(f"external validation: {what}")
+        print(ext.round(3).to_string(index=False))
 
 
 def cmd_model_apply(args: argparse.Namespace, settings: Settings) -> int:
@@ -385,6 +414,13 @@ def _model_parser(sub: Any) -> None:
         x.add_argument("--permutations", type=int, default=0)
         x.add_argument("--external-train-site", nargs="*",
                        help="also train on these sites and test on the others")
+        x.add_argument("--external-before", metavar="YYYY-MM-DD",
+                       help="also train on subjects dated before this day and test on the others "
+                       "(temporal validation)")
+        x.add_argument("--date-column", help="the subjects' date for --external-before (default: "
+                       "the first date column, e.g. diagnosis_date)")
+        x.add_argument("--scans", help="for --external-before: a scans table whose first scan "
+                       "date per subject is the date")
         x.set_defaults(func=cmd_model_fit)
 
 

@@ -2,9 +2,12 @@
 nested cross-validation, beside a clinical model; external validation and model cards."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import streamlit as st
 
+from gliocore.cohort.scans import SCANS_FILE
 from gliocore.errors import CohortError
 from pages import _context as page_context
 from pages import _display as ui
@@ -25,6 +28,7 @@ from gliocore.models.combat import ComBat, site_effect_test  # noqa: E402
 from gliocore.models.data import (FAMILIES, SITE_CANDIDATES, family_columns,  # noqa: E402
                                   find_site_column, prepare)
 from gliocore.models.estimators import ModelSpec, Preprocessor, fit_arm  # noqa: E402
+from gliocore.models.split import date_columns, date_split, first_scan_dates, table_dates  # noqa: E402
 from gliocore.models.validate import (CVConfig, StopRequested, cross_validate,  # noqa: E402
                                       external_validation, permutation_gain, summarise)
 
@@ -103,6 +107,71 @@ if site_col:
         h1, h2 = st.columns(2)
         h1.plotly_chart(plots.site_boxes(Xb[:, j], Xa[:, j], d.site, feat), key="mod_box")
         h2.plotly_chart(plots.site_projection(Xb, Xa, d.site), key="mod_pca")
+
+
+def _date_sources(data) -> dict:
+    """Where subjects' dates can come from: date columns of the table, the cohort's scans table."""
+    sources = {f"column {c}": ("column", c) for c in date_columns(data)}
+    csv = (ctx.cohort or {}).get("clinical_csv")
+    scans = Path(csv).parent / SCANS_FILE if csv else None
+    if scans is not None and scans.is_file():
+        sources[f"first scan date ({SCANS_FILE})"] = ("scans", scans)
+    return sources
+
+
+def _external_section(d, data, spec: ModelSpec, cfg: CVConfig) -> None:
+    """Train on some sites or on the earlier subjects; test on the rest, with intervals."""
+    sources = _date_sources(data)
+    ways = (["site"] if d.site is not None else []) + (["date"] if sources else [])
+    if not ways:
+        st.caption("Needs a site column (train on some sites, test on the others) or a date "
+                   "(a date column such as diagnosis_date, or dates in the cohort's scans.csv).")
+        return
+    way = st.radio("Split by", ways, horizontal=True, key="mod_ext_way",
+                   format_func={"site": "site", "date": "date (temporal)"}.get)
+    if way == "site":
+        chosen = st.multiselect("Train on site(s); test on the others", sorted(set(d.site)),
+                                key="mod_ext")
+        if not chosen:
+            return
+        train = np.isin(d.site, chosen)
+        parts, what = (train, ~train), f"trained on {', '.join(chosen)}, tested on the other sites"
+    else:
+        e1, e2 = st.columns(2)
+        label = e1.selectbox("Subjects' date", list(sources), key="mod_ext_src")
+        kind, where = sources[label]
+        try:
+            dates = (first_scan_dates(where) if kind == "scans" else table_dates(data, where))
+        except CohortError as exc:
+            st.warning(str(exc))
+            return
+        known = dates.reindex(list(d.ids)).dropna()
+        if known.empty:
+            st.warning("None of the analysed subjects has a readable date there.")
+            return
+        cut = e2.date_input("Train before (test on and after)", known.median().date(),
+                            min_value=known.min().date(), max_value=known.max().date(),
+                            key="mod_ext_cut")
+        try:
+            dsplit = date_split(d.ids, dates, cut)
+        except ValueError as exc:
+            st.warning(str(exc))
+            return
+        parts, what = (dsplit.train, dsplit.test), dsplit.describe(label)
+    st.caption(what.capitalize() + ".")
+    if st.button("Run external validation", key="mod_ext_run"):
+        try:
+            ext, _ = external_validation(d, parts[0], spec, cfg, test_mask=parts[1])
+        except ValueError as exc:
+            st.warning(str(exc))
+            return
+        ext["shown"] = ext.apply(lambda r: f"{r['value']:.3f}" + (
+            f" [{r['lo']:.3f}, {r['hi']:.3f}]" if np.isfinite(r["lo"]) else ""), axis=1)
+        table = ext.pivot(index="metric", columns="arm", values="shown")
+        st.dataframe(table[[a for a in ARMS if a in table.columns]].rename(columns=ARMS),
+                     key="mod_ext_table")
+        st.caption("On the test subjects; C indices with a 95 % bootstrap interval over them "
+                   "(the model fixed). Compare with the held-out performance above.")
 
 
 @st.cache_resource(show_spinner=False)
@@ -200,21 +269,7 @@ if kind == "coxnet" or arm == "clinical":
                "folds whose model kept the predictor (clinical columns are never penalised).")
 
 st.subheader("External validation")
-if d.site is None:
-    st.caption("Needs a site column: train on one site, test on the others.")
-else:
-    train_sites = st.multiselect("Train on site(s); test on the others", sorted(set(d.site)),
-                                 key="mod_ext")
-    if train_sites and st.button("Run external validation", key="mod_ext_run"):
-        try:
-            ext, _ = external_validation(d, np.isin(d.site, train_sites), spec, cfg)
-            st.dataframe(ext.pivot(index="metric", columns="arm", values="value").round(3),
-                         key="mod_ext_table")
-            st.caption("Point values on the test site(s); the C indices' 95 % bootstrap intervals "
-                       "are in the CLI output (`python -m gliocore model fit "
-                       "--external-train-site`).")
-        except ValueError as exc:
-            st.warning(str(exc))
+_external_section(d, data, spec, cfg)
 
 st.subheader("Model card")
 if st.button("Fit on all subjects and prepare the card", key="mod_card"):
