@@ -81,8 +81,10 @@ class Preprocessor:
             cat = [c for c in d.covars.columns if not pd.api.types.is_numeric_dtype(d.covars[c])]
             num = [c for c in d.covars.columns if c not in cat]
             cat = [c for c in cat if d.covars[c].nunique() > 1]
-            self.combat_ = ComBat(tuple(cat), tuple(num)).fit(Z, d.site, d.covars)
-            Z = self.combat_.transform(Z, d.site, d.covars)
+            if pd.Series(d.site).value_counts().max() >= 2:  # else no site effect is estimable
+                self.combat_ = ComBat(tuple(cat), tuple(num), leave_small_sites=True).fit(
+                    Z, d.site, d.covars)
+                Z = self.combat_.transform(Z, d.site, d.covars)
         self.mean_ = Z.mean(axis=0)
         sd = Z.std(axis=0)
         self.scale_ = np.where(sd > 0, sd, 1.0)
