@@ -6,10 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["feature_table", "SIGNAL_FEATURES"]
+__all__ = ["feature_table", "SIGNAL_FEATURES", "DEMO_TABLES", "demo_table"]
 
 #: How many features carry the signal (the first ones of each table).
 SIGNAL_FEATURES = 5
+#: The synthetic tables the Models page offers beside the cohort (262 subjects x 400 features,
+#: three sites): variant -> log hazard ratio of the signal. The image demo (30 subjects) is too
+#: small for a modest signal to show beyond age and IDH under nested CV; these are not.
+DEMO_TABLES = {"signal": 0.5, "noise": 0.0}
 
 
 def feature_table(n: int = 262, p: int = 400, n_sites: int = 3, signal: float = 0.5,
@@ -58,3 +62,11 @@ def feature_table(n: int = 262, p: int = 400, n_sites: int = 3, signal: float = 
         "site": [f"site{chr(65 + s)}" for s in site],
         "diagnosis_date": pd.to_datetime(diagnosed).strftime("%Y-%m-%d")})
     return pd.concat([front, table], axis=1)
+
+
+def demo_table(variant: str) -> pd.DataFrame:
+    """The Models page's synthetic table: ``"signal"`` (a modest signal in 5 of 400 features,
+    log HR 0.5 per SD, beyond age and IDH) or ``"noise"`` (none); both with site effects."""
+    if variant not in DEMO_TABLES:
+        raise ValueError(f"unknown synthetic table {variant!r}; choose from {', '.join(DEMO_TABLES)}")
+    return feature_table(signal=DEMO_TABLES[variant], seed=0)
