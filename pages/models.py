@@ -134,6 +134,16 @@ if site_col:
         h2.plotly_chart(plots.site_projection(Xb, Xa, d.site), key="mod_pca")
 
 
+def _labelled(table):
+    """A metric × arm table in reading order, with readable metric and arm names."""
+    order = ["harrell", "uno", *[m for m in table.index if m.startswith("auc_")], "ibs", "ibs_km"]
+    table = table.reindex([m for m in order if m in table.index])
+    table = table[[x for x in ARMS if x in table.columns]].rename(columns=ARMS)
+    table.index = [METRICS.get(m, m.replace("auc_", "AUC at ") + (" months" if "auc" in m else ""))
+                   for m in table.index]
+    return table
+
+
 def _date_sources(data) -> dict:
     """Where subjects' dates can come from: date columns of the table, the cohort's scans table."""
     sources = {f"column {c}": ("column", c) for c in date_columns(data)}
@@ -182,7 +192,7 @@ def _external_section(d, data, spec: ModelSpec, cfg: CVConfig) -> None:
         except ValueError as exc:
             st.warning(str(exc))
             return
-        parts, what = (dsplit.train, dsplit.test), dsplit.describe(label)
+        parts, what = (dsplit.train, dsplit.test), dsplit.describe(str(dates.name))
     st.caption(what.capitalize() + ".")
     if st.button("Run external validation", key="mod_ext_run"):
         try:
@@ -192,9 +202,8 @@ def _external_section(d, data, spec: ModelSpec, cfg: CVConfig) -> None:
             return
         ext["shown"] = ext.apply(lambda r: f"{r['value']:.3f}" + (
             f" [{r['lo']:.3f}, {r['hi']:.3f}]" if np.isfinite(r["lo"]) else ""), axis=1)
-        table = ext.pivot(index="metric", columns="arm", values="shown")
-        st.dataframe(table[[a for a in ARMS if a in table.columns]].rename(columns=ARMS),
-                     key="mod_ext_table")
+        table = _labelled(ext.pivot(index="metric", columns="arm", values="shown"))
+        st.dataframe(table, key="mod_ext_table")
         st.caption("On the test subjects; C indices with a 95 % bootstrap interval over them "
                    "(the model fixed). Compare with the held-out performance above.")
 
@@ -257,12 +266,7 @@ bar.empty()
 
 summ = summarise(res.folds)
 summ["shown"] = summ.apply(lambda r: f"{r['mean']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]", axis=1)
-table = summ.pivot(index="metric", columns="arm", values="shown")
-order = ["harrell", "uno", *[m for m in table.index if m.startswith("auc_")], "ibs", "ibs_km"]
-table = table.reindex([m for m in order if m in table.index])
-table = table[[x for x in ARMS if x in table.columns]].rename(columns=ARMS)
-table.index = [METRICS.get(m, m.replace("auc_", "AUC at ") + (" months" if "auc" in m else ""))
-               for m in table.index]
+table = _labelled(summ.pivot(index="metric", columns="arm", values="shown"))
 st.subheader("Held-out performance")
 st.dataframe(table, key="mod_summary")
 st.caption(f"Mean over the {len(res.folds) // len(res.arms)} outer test folds [2.5th, 97.5th "

@@ -1118,6 +1118,17 @@ def test_models_page_offers_the_synthetic_signal_and_noise_tables(app_env):
     assert "262 subjects" in texts(at) and "400 features" in texts(at)
     assert at.selectbox(key="mod_site").value == "site"
     assert at.multiselect(key="mod_clinical_True").value == ["age", "IDH-status", "sex"]
+    at.number_input(key="mod_outer").set_value(2)
+    at.number_input(key="mod_inner").set_value(2)
+    at.run()
+    at.button(key="mod_run").click().run()
+    at.radio(key="mod_ext_way").set_value("date").run()  # the table's diagnosis_date
+    assert "with diagnosis_date before" in texts(at)
+    at.button(key="mod_ext_run").click().run()
+    assert not at.exception, at.exception
+    ext = at.dataframe[-1].value  # point values; bootstrap intervals on the C indices only
+    assert list(ext.columns) == ["Clinical", "Signature", "Clinical + signature"]
+    assert "[" in ext.loc["Harrell's C", "Clinical"] and "[" not in ext.loc["AUC at 12 months", "Clinical"]
 
 
 def test_models_page_stop_button_forgets_the_run(app_env):
