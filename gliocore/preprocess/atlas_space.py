@@ -42,7 +42,7 @@ RESOLUTION_MM = 2.0
 #: ANTs levels on the resampled images: shrink 4, 2, 1 (8, 4, 2 mm), smoothing in voxels.
 SHRINK = (4, 2, 1)
 SMOOTHING = (2, 1, 0)
-ITERATIONS = (500, 250, 100)
+ITERATIONS = (200, 100, 50)
 #: ITK threads of the registration (read when ANTs first starts threads; an explicit
 #: ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS`` wins).
 THREADS = "2"
@@ -93,7 +93,7 @@ def _ants():
 
 
 def register_affine(moving, atlas: Atlas, prefix: Path, seed: int = 1,
-                    resolution_mm: float = RESOLUTION_MM) -> tuple[Path, Any]:
+                    resolution_mm: float | None = None) -> tuple[Path, Any]:
     """Register a skull-stripped brain (SimpleITK image) affinely to the atlas reference brain.
 
     Parameters
@@ -105,8 +105,9 @@ def register_affine(moving, atlas: Atlas, prefix: Path, seed: int = 1,
         ANTs' output prefix; the forward transform is ``<prefix>0GenericAffine.mat``.
     seed : int
         ANTs' sampling seed (``ants.registration`` reads it from ``ants.config``).
-    resolution_mm : float
-        Voxel size both images are resampled to for the registration.
+    resolution_mm : float, optional
+        Voxel size both images are resampled to for the registration (default
+        :data:`RESOLUTION_MM`).
 
     Returns
     -------
@@ -118,7 +119,7 @@ def register_affine(moving, atlas: Atlas, prefix: Path, seed: int = 1,
 
     from gliocore.preprocess.coregister import to_ants
     ants = _ants()
-    res = (float(resolution_mm),) * 3
+    res = (float(resolution_mm or RESOLUTION_MM),) * 3
     fixed = ants.resample_image(to_ants(atlas_image(atlas)), res, use_voxels=False, interp_type=0)
     mov = ants.resample_image(to_ants(moving), res, use_voxels=False, interp_type=0)
     Path(prefix).parent.mkdir(parents=True, exist_ok=True)
