@@ -8,6 +8,7 @@ onto a grid of another resolution. The real-template check is in ``test_atlas_sp
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -206,3 +207,31 @@ def test_the_space_option_is_part_of_the_preprocessing_cache_key(monkeypatch):
     assert cache_key(hashes, PreprocessOptions(brain_backend="deepbet", space="sri24")) != native
     with pytest.raises(ValueError, match="space"):
         PreprocessOptions(space="mni")
+
+
+def test_the_preprocessing_step_records_the_atlas_space_and_reads_it_back(native_scan, atlas,
+                                                                         tmp_path, monkeypatch):
+    """``preprocess_scan``'s atlas step (here with the synthetic atlas) adds the SRI24 outputs,
+    both transforms, the time and the quality to the result, which the cache reads back."""
+    import functools
+    import json
+    import shutil
+    from dataclasses import asdict
+
+    from gliocore.preprocess import scan as scan_mod
+    out = tmp_path / "scan"
+    out.mkdir()
+    outputs = {k: str(shutil.copy(v, out / Path(v).name)) for k, v in native_scan["files"].items()}
+    res = scan_mod.PreprocessResult(scan_label=LABEL, key="k2", outputs=outputs)
+    monkeypatch.setattr(scan_mod, "to_atlas_space",
+                        functools.partial(scan_mod.to_atlas_space, atlas=atlas))
+    scan_mod._atlas_step(res, out, LABEL)
+    assert res.atlas["space"] == "test" and res.atlas["brain_dice"] > 0.9 and not res.flags
+    assert res.seconds["atlas"] > 0
+    for k in ("test_t1", "test_t1c", "test_t2", "test_flair", "test_brainmask", "to_test",
+              "from_test"):
+        assert Path(res.outputs[k]).is_file(), k
+    (out / scan_mod.CACHE_FILE).write_text(json.dumps(asdict(res)))
+    again = scan_mod.load_cached(out, "k2")
+    assert again is not None and again.atlas == res.atlas and again.cached
+    assert read_atlas_transform(out).key == "k2"
