@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "preprocess"))
-import SimpleITK as sitk  # noqa: E402
-from known_motion import brain_points, moved  # noqa: E402
+import SimpleITK as sitk
+from known_motion import brain_points, moved
 
-from gliocore.preprocess import atlas_space  # noqa: E402
+from gliocore.preprocess import atlas_space
 
 SEQS = {"t1": "t1", "t1c": "t1ce", "t2": "t2", "flair": "flair"}
 

@@ -28,8 +28,11 @@ from typing import Any
 import numpy as np
 
 from gliocore.imaging.atlas import Atlas, load_atlas
-from gliocore.imaging.atlas_transform import (AtlasTransform, read_atlas_transform,
-                                              write_atlas_transform)
+from gliocore.imaging.atlas_transform import (
+    AtlasTransform,
+    read_atlas_transform,
+    write_atlas_transform,
+)
 from gliocore.imaging.io import load_volume
 from gliocore.imaging.volume import Volume
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from cohorts import clinical_csv, private_copy
+
 from gliocore.cohort import synth
 from gliocore.cohort.loading import load_cohort
 from gliocore.imaging.atlas import load_atlas

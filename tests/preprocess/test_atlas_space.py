@@ -15,12 +15,19 @@ import pytest
 import SimpleITK as sitk
 
 from gliocore.imaging.atlas import make_test_atlas
-from gliocore.imaging.atlas_transform import (ATLAS_SPACE_FILE, atlas_fingerprint,
-                                              read_atlas_transform)
+from gliocore.imaging.atlas_transform import (
+    ATLAS_SPACE_FILE,
+    atlas_fingerprint,
+    read_atlas_transform,
+)
 from gliocore.imaging.io import load_volume
 from gliocore.preprocess import atlas_space
-from gliocore.preprocess.atlas_space import (array_from_sitk, labels_to_native, sitk_from_array,
-                                             to_atlas_space)
+from gliocore.preprocess.atlas_space import (
+    array_from_sitk,
+    labels_to_native,
+    sitk_from_array,
+    to_atlas_space,
+)
 
 pytest.importorskip("ants")
 
