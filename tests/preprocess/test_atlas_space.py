@@ -242,3 +242,29 @@ def test_the_preprocessing_step_records_the_atlas_space_and_reads_it_back(native
     again = scan_mod.load_cached(out, "k2")
     assert again is not None and again.atlas == res.atlas and again.cached
     assert read_atlas_transform(out).key == "k2"
+
+
+def test_the_cli_passes_the_preprocess_space_to_the_stage(tmp_path, monkeypatch):
+    """``process --preprocess-space sri24`` reaches PreprocessOptions (``--space`` stays the
+    location stage's flag)."""
+    from gliocore import cli
+    from gliocore.pipeline import prepare
+    from gliocore.settings import Settings
+
+    seen = {}
+
+    def fake_prepare(*a, options=None, **k):
+        seen["options"] = options
+        return prepare.PreparedCohort(scans_csv=tmp_path / "scans.csv")
+
+    monkeypatch.setattr(prepare, "prepare_cohort", fake_prepare)
+    csv = tmp_path / "clinical.csv"
+    csv.write_text("SUBJECT ID\nS1\n")
+    args = cli.build_parser().parse_args(["process", "--csv", str(csv), "--preprocess", "on",
+                                          "--preprocess-space", "sri24", "--space", "auto",
+                                          "--brain-model", "deepbet"])
+    cli._preprocess_from_args(args, Settings(data_dir=tmp_path))
+    assert seen["options"].space == "sri24" and args.space == "auto"
+    args = cli.build_parser().parse_args(["process", "--csv", str(csv), "--preprocess", "on"])
+    cli._preprocess_from_args(args, Settings(data_dir=tmp_path))
+    assert seen["options"].space == "native"
