@@ -103,6 +103,9 @@ def test_registration_recovers_a_known_affine(native_scan, registered, atlas):
     pts = brain_points(native_scan["grid"], native_scan["files"]["brainmask"])
     err = [np.linalg.norm(np.subtract(inverse.TransformPoint(p), truth.TransformPoint(p)))
            for p in pts]
+    print(f"landmark error {np.mean(err):.2f} mm (max {np.max(err):.2f}), brain Dice "
+          f"{registered.brain_dice:.3f}, Jacobian {registered.jacobian:.3f} (known "
+          f"{1.1 ** -3:.3f})")
     assert np.mean(err) < 2.0, f"landmark error {np.mean(err):.2f} mm (2 mm registration grid)"
     assert registered.brain_dice > 0.9
     # the Jacobian is the known scale's: atlas volume = native volume * det = native / 1.1^3
@@ -147,6 +150,9 @@ def test_label_mask_round_trip_native_atlas_native(registered, native_scan, atla
     atlas_vox = float(abs(np.linalg.det(atlas.affine[:3, :3])))
     for lab in (1, 2):
         a, b = mask == lab, back == lab
+        print(f"label {lab}: Dice {2 * (a & b).sum() / (a.sum() + b.sum()):.3f}, native "
+              f"{a.sum() * native_vox:.0f} -> back {b.sum() * native_vox:.0f} mm3, SRI24 / "
+              f"Jacobian {(on_atlas == lab).sum() * atlas_vox / registered.jacobian:.0f} mm3")
         assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.9, lab
         assert b.sum() == pytest.approx(a.sum(), rel=0.05)
         # the atlas-space volume divided by the Jacobian is the native volume
