@@ -116,7 +116,8 @@ def _preprocess_from_args(args: argparse.Namespace, settings: Settings):
         return None
     mappings = read_mapping(args.sequence_map, args.id_column) if args.sequence_map else None
     options = PreprocessOptions(brain_backend=args.brain_model,
-                                folds=5 if args.brain_accurate else 1)
+                                folds=5 if args.brain_accurate else 1,
+                                space=getattr(args, "preprocess_space", "native"))
     name = args.name or Path(args.csv).resolve().parent.name
     out_root = settings.data_dir / "preprocessed" / name
     bars = _Bars(disable=args.quiet)
@@ -284,6 +285,10 @@ def _process_parser(sub: Any) -> None:
                          "on a GPU, deepbet on CPU")
     pr.add_argument("--brain-accurate", action="store_true",
                     help="HD-BET's five folds instead of fold 0 (slower)")
+    pr.add_argument("--preprocess-space", default="native", choices=["native", "sri24"],
+                    help="sri24: also register each preprocessed scan affinely to SRI24 (the "
+                         "BraTS space); segmentation runs there, masks come back to native space "
+                         "(volumes are native) and the location stage reuses the transform")
     pr.add_argument("--backend", default=None,
                     help="segmentation backend: baseline, learned, import, hdglio, nnunetv2 "
                          "(default: baseline)")
