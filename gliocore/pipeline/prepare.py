@@ -353,8 +353,10 @@ def describe(prepared: PreparedCohort) -> str:
         sim = ", ".join(f"{s} MI {v['mi_before']:.2f}->{v['mi_after']:.2f}"
                         for s, v in r.similarity.items())
         secs = ", ".join(f"{k} {v:.0f}s" for k, v in r.seconds.items())
+        atlas = "" if not r.atlas else (f", affine to {r.atlas['space']} (brain Dice "
+                                        f"{r.atlas['brain_dice']:.2f})")
         lines.append(f"  {sid}/{scan}: {'cached' if r.cached else 'done'}; N4, rigid to T1c "
-                     f"({sim}), brain {r.brain_ml:.0f} ml ({r.model}); {secs}")
+                     f"({sim}), brain {r.brain_ml:.0f} ml ({r.model}){atlas}; {secs}")
         lines.extend(f"    QC: {flag}" for flag in r.flags)
     for err in prepared.problems:
         lines.append(f"  error: {err}")
