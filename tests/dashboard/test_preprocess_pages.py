@@ -180,3 +180,52 @@ def test_loading_a_raw_cohort_lists_its_undecided_scans_at_once(raw_store, tmp_p
     assert "1 wait for your choice of sequences" in shown, shown
     assert "Sequences to decide" in [h.value for h in at.subheader]
     assert (data / "preprocessed" / "cohort" / "identification.json").is_file()
+
+
+@pytest.mark.slow
+def test_process_button_preprocesses_with_the_saved_decision(tmp_path, monkeypatch):
+    """End to end on the page: load a cohort whose DICOM subject has two T1 series and no
+    contrast tag (the phantom, skull and all), decide, save, press Process cohort: the subject is
+    preprocessed with the user's T1c (the page's default brain model, deepbet), segmented and
+    has features; nothing is left to decide."""
+    pytest.importorskip("deepbet", reason="the page's default brain model is not installed")
+    from dicom_writer import uid, write_series
+    from test_app_pages import after_background_work
+    csv = tiny_cohort(tmp_path / "cohort", n=2, shape=(24, 24, 16), seed=3)
+    folder = csv.parent / "TCGA" / "DEMO-001"
+    shutil.rmtree(folder)
+    headers = {"t1": ("AX T1 SE", 500.0, 10.0, None, "SE"),
+               "t1c": ("AX T1 SE", 500.0, 10.0, None, "SE"),  # the contrast tag forgotten
+               "t2": ("AX T2 TSE", 5000.0, 100.0, None, "SE"),
+               "flair": ("AX FLAIR", 9000.0, 110.0, 2500.0, "SE\\IR")}
+    for n, (seq, img) in enumerate(phantom_scan(seed=4).items()):
+        desc, tr, te, ti, scanning = headers[seq]
+        write_series(img, folder / seq, uid(800 + n), 3 + n, desc, tr=tr, te=te, ti=ti,
+                     scanning=scanning)
+    t1c_series = 3 + list(phantom_scan(seed=4)).index("t1c")
+    t1_series = 3 + list(phantom_scan(seed=4)).index("t1")
+    data = tmp_path / "data"
+    data.mkdir()
+    monkeypatch.setenv("GLIOSCOPE_DATA", str(data))
+    monkeypatch.setenv("GLIOSCOPE_DB", str(data / "gliocore.duckdb"))
+    at = _open("cohort")
+    at.text_input(key="load_csv").set_value(str(csv))
+    at.text_input(key="load_root").set_value(str(csv.parent))
+    next(b for b in at.button if b.label == "Load cohort").click().run()
+    at = after_background_work(at, data / "gliocore.duckdb", timeout=300)
+    key = "seqmap_DEMO-001_baseline"
+    at.selectbox(key=f"{key}_{t1_series}").set_value("t1").run()
+    at.selectbox(key=f"{key}_{t1c_series}").set_value("t1c").run()
+    at.button(key=f"{key}_save").click().run()
+    assert any("Saved to" in s.value for s in at.success)
+    at.button(key="process").click().run()
+    at = after_background_work(at, data / "gliocore.duckdb", timeout=1200)
+    assert not at.exception, at.exception
+    assert {m.label: m.value for m in at.metric} == {"Subjects": "2", "With images": "2",
+                                                     "Segmented": "2", "With features": "2"}
+    assert "Sequences to decide" not in [h.value for h in at.subheader]
+    assert "Preprocessing per scan" in [h.value for h in at.subheader]
+    out = data / "preprocessed" / "cohort" / "DEMO-001" / "baseline"
+    import json
+    record = json.loads((out / "preprocess.json").read_text())
+    assert record["model"] == "deepbet" and (out / "qc.npz").is_file()
