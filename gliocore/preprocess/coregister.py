@@ -174,6 +174,7 @@ def register_rigid(fixed, moving, seed: int = 1, workdir: Path | None = None,
         Path(workdir).mkdir(parents=True, exist_ok=True)
         out_prefix = str(Path(workdir) / "rigid_")
     kwargs = {"outprefix": out_prefix} if out_prefix else {}
+    ants.config._random_seed = seed  # antspyx 0.6.3 drops random_seed=; it reads this (seeded runs repeat)
     reg = ants.registration(f, m, type_of_transform="Rigid", random_seed=seed,
                             aff_metric="mattes", aff_sampling=32,
                             aff_random_sampling_rate=SAMPLING, aff_iterations=iterations,
