@@ -194,8 +194,9 @@ def extract_brain(image, backend: str = "auto", folds: int = 1, device: str = "a
     mask = sitk.GetImageFromArray(seg.astype(np.uint8))
     mask.CopyInformation(image)
     volume_ml = int(seg.sum()) * float(np.prod(image.GetSpacing())) / 1000.0
+    # the name stays the backend's (BRAIN_VERSION in the cache key says how its masks are combined)
     model = f"hdbet-fold{folds}" if backend == "hdbet" and folds > 1 else \
-        "hdbet-fold0" if backend == "hdbet" else "deepbet" + ("+t1" if len(inputs) > 1 else "")
+        "hdbet-fold0" if backend == "hdbet" else "deepbet"
     return BrainMask(mask, volume_ml, model, digest, seconds)
 
 
