@@ -4,9 +4,9 @@ Method
 ------
 A :class:`sklearn.ensemble.HistGradientBoostingClassifier` predicts, per brain voxel,
 background / non-enhancing / contrast-enhancing from the relative, multi-scale features of
-:mod:`.learned_features` (robust z-scores of T1, T1c, T2, FLAIR smoothed at 1 and 3 mm, local
-contrast against the 8 mm mean, local texture, left-right asymmetry, T1c - T1, distance to the
-brain's edge). Where FLAIR does not cover part of the brain (an older protocol's partial field
+:mod:`.learned_features` (each sequence bias-flattened, then robust z-scores of T1, T1c, T2,
+FLAIR smoothed at 1, 3 and 8 mm, local contrast at two scales, local texture, left-right
+asymmetry at two scales, T1c - T1, FLAIR - T2, distances to the brain's edge and midline). Where FLAIR does not cover part of the brain (an older protocol's partial field
 of view, found per slice), a second model trained without the FLAIR features predicts those
 voxels, and the scan says so (:attr:`LearnedSegmenter.input_warnings_`).
 
@@ -17,7 +17,8 @@ filled in 3-D (a necrotic core inside its rim is non-enhancing tumour).
 
 Training (``scripts/train_learned_segmenter.py``, seeded) uses the twelve BraTS 2018 training
 cases in ``../shared/cases/brats18-{dev,train}`` (TCIA, images CC BY 3.0, expert labels of the
-BraTS challenge), each clean and in three degraded copies (:mod:`.degrade`), and leaves cases
+BraTS challenge), each clean and in three degraded copies (:mod:`.degrade`), with the number
+of boosting rounds chosen by early stopping on inner validation cases, and leaves cases
 out for cross-validation: the figures it records (``models/learned/cv.json``) each come from
 a fold model that never saw that case. The shipped model is trained on all twelve.
 """
@@ -187,7 +188,7 @@ class LearnedSegmenter(Segmenter):
 
     name: ClassVar[str] = "learned"
     title: ClassVar[str] = "Learned (gradient-boosted trees, 12 BraTS cases, CPU)"
-    code_version: ClassVar[str] = "1"
+    code_version: ClassVar[str] = "2"
 
     def __init__(self, model: str = "final", **options: Any) -> None:
         if options:
