@@ -11,7 +11,8 @@ of view, found per slice), a second model trained without the FLAIR features pre
 voxels, and the scan says so (:attr:`LearnedSegmenter.input_warnings_`).
 
 Inference runs coarse to fine: every second voxel first, then every voxel next to a voxel
-where the coarse pass saw tumour (probability > 0.05). Post-processing, fixed before any
+where the coarse pass saw tumour (probability > 0.05). Labels are decided nested, as the
+regions are scored (:func:`decide`): tumour where P(tumour) > 1/2, then CE or NE. Post-processing, fixed before any
 evaluation: tumour components under 500 mm³ dropped (the largest is always kept), holes
 filled in 3-D (a necrotic core inside its rim is non-enhancing tumour).
 
@@ -136,8 +137,16 @@ def predict_crop(models: ModelPair, fv: FeatureVolume, spacing: Sequence[float])
     labels = np.zeros(brain.shape, dtype=np.uint8)
     if cand.any():
         p = _probabilities(models, fv, cand)
-        labels[cand] = np.argmax(p, axis=1).astype(np.uint8)  # 0 bg, 1 CE, 2 NE
+        labels[cand] = decide(p)
     return postprocess(labels, spacing)
+
+
+def decide(p: np.ndarray) -> np.ndarray:
+    """Labels from class probabilities ``(n, 3)`` (background, CE, NE), nested as the regions
+    are scored: tumour where P(CE) + P(NE) > 1/2 (the whole tumour's own probability, not the
+    larger of its two parts against background), then CE where P(CE) > P(NE)."""
+    tumour = p[:, 0] < 0.5
+    return np.where(tumour, np.where(p[:, 1] > p[:, 2], 1, 2), 0).astype(np.uint8)
 
 
 def postprocess(labels: np.ndarray, spacing: Sequence[float]) -> np.ndarray:

@@ -156,3 +156,14 @@ def test_fold_models_reproduce_the_recorded_held_out_dice(shared_dir, which):
     assert dice(pred > 0, ref > 0) == pytest.approx(row["dice_WT"], abs=1e-4)
     assert dice(pred == 1, ref == 1) == pytest.approx(row["dice_CE"], abs=1e-4)
     assert dice(pred == 2, ref == 2) == pytest.approx(row["dice_NE"], abs=1e-4)
+
+
+def test_labels_are_decided_nested_as_the_regions_are_scored():
+    """Tumour where P(CE) + P(NE) > 1/2 even when background is the single likeliest class."""
+    from gliocore.segment.learned import decide
+
+    p = np.array([[0.4, 0.3, 0.3], [0.4, 0.25, 0.35], [0.6, 0.3, 0.1], [0.1, 0.2, 0.7]],
+                 dtype=np.float32)
+    assert decide(p).tolist() == [2, 2, 0, 2]
+    assert np.argmax(p, axis=1).tolist()[:2] == [0, 0], "argmax would have called them background"
+    assert decide(np.array([[0.3, 0.4, 0.3]], dtype=np.float32)).tolist() == [1]
