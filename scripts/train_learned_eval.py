@@ -110,6 +110,8 @@ def add_degradations(k: int, names: list[str], n_cases: int = 2) -> None:
         if not any(n in name for n in names):
             continue
         for row in rows[:n_cases]:
+            if name in row.get("degraded", {}):
+                continue  # recorded by an earlier run (same seeded draw)
             arrays, ref, spacing, lr_axis = load_case(dirs[row["case"]])
             rng = np.random.default_rng([EVAL_SEED, j, sum(row["case"].encode())])
             pred, uncovered = segment_arrays(fn(arrays, rng), spacing, lr_axis, models)
