@@ -18,10 +18,10 @@ the real class balance. Every second sample is used (48 000 per case; version 1.
 and 60 rounds).
 
 The number of boosting rounds is chosen per model by early stopping on an inner validation
-split of its own training cases (two of them, drawn by seed; never a held-out case): the model
+split of its own training cases (two of them, drawn by seed; never a held-out case): a probe
 is fitted on the others until the inner cases' loss has not improved for ``N_ITER_NO_CHANGE``
-rounds. The FLAIR-free twin is fitted on the same cases with the same number of rounds.
-(Refitting on all training cases with that many rounds did not fit the loaded machine's time.)
+rounds; the best round (at least ``MIN_ROUNDS``) is kept, and the model and its FLAIR-free twin
+are fitted on all the training cases with that many rounds.
 """
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ VERSION = "2.0"
 #: them did not fit the loaded machine's time).
 THIN = 2
 N_INNER_VAL = 2
-N_ITER_NO_CHANGE = 10
+N_ITER_NO_CHANGE = 20
+MIN_ROUNDS = 20
 SHARED = ROOT.parent / "shared"
 CACHE = Path(os.environ.get("LEARNED_CACHE", ROOT.parent / "learned_seg_cache"))
 SEQ_FILES = ("t1", "t1ce", "t2", "flair")
@@ -158,10 +159,10 @@ def inner_split(cases: list[str]) -> tuple[list[str], list[str]]:
 def fit(cases: list[str], files: dict[str, Path]) -> tuple[ModelPair, int]:
     """Fit the full and the FLAIR-free model on the samples of ``cases``.
 
-    The full model is fitted on all but ``N_INNER_VAL`` of ``cases`` and stops once the loss
-    on those inner validation cases has not improved for ``N_ITER_NO_CHANGE`` rounds (so it
-    has that many rounds past the best; sklearn keeps them). The FLAIR-free twin is fitted on
-    the same cases with the same number of rounds. Returns the pair and the rounds.
+    Rounds: a probe is fitted on all but ``N_INNER_VAL`` of ``cases`` until the loss on those
+    inner validation cases has not improved for ``N_ITER_NO_CHANGE`` rounds; the best round
+    (at least ``MIN_ROUNDS``: two cases are a noisy judge) is kept. Both models are then
+    fitted on all of ``cases`` with that many rounds. Returns the pair and the rounds.
     """
     from sklearn.ensemble import HistGradientBoostingClassifier
 
@@ -172,12 +173,15 @@ def fit(cases: list[str], files: dict[str, Path]) -> tuple[ModelPair, int]:
                                            scoring="loss", n_iter_no_change=N_ITER_NO_CHANGE,
                                            **HGB)
     probe.fit(X, y, sample_weight=w, X_val=Xv, y_val=yv, sample_weight_val=wv)
-    n_iter = int(probe.n_iter_)
+    scores = np.asarray(probe.validation_score_)  # minus the loss; index 0 = before round 1
+    n_iter = max(int(np.argmax(scores[1:])) + 1, MIN_ROUNDS)
+    X, y, w = (np.concatenate(p) for p in zip((X, y, w), (Xv, yv, wv)))
     params = {**HGB, "max_iter": n_iter, "early_stopping": False}
     cols = [FEATURES.index(n) for n in NO_FLAIR]
+    full = HistGradientBoostingClassifier(random_state=SEED, **params).fit(X, y, sample_weight=w)
     nofl = HistGradientBoostingClassifier(random_state=SEED, **params).fit(X[:, cols], y,
                                                                            sample_weight=w)
-    return ModelPair(probe, nofl), n_iter
+    return ModelPair(full, nofl), n_iter
 
 
 def plan(names: list[str]) -> dict[str, list[str]]:
@@ -230,6 +234,7 @@ def write_manifest(names: list[str]) -> None:
         "features": list(FEATURES), "hyperparameters": HGB, "per_stratum": PER_STRATUM, "thin": THIN,
         "early_stopping": {"inner_validation_cases": N_INNER_VAL,
                            "n_iter_no_change": N_ITER_NO_CHANGE, "scoring": "loss",
+                           "min_rounds": MIN_ROUNDS,
                            "rounds": json.loads((CACHE / f"rounds_v{VERSION}.json").read_text())},
         "augmentation": "clean + 3 degraded copies per case (see augmented())",
         "classes": {"0": "background", "1": "contrast_enhancing", "2": "non_enhancing"},
