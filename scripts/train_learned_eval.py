@@ -81,6 +81,7 @@ def evaluate_fold(k: int, degraded: bool = True, n_degraded: int = 2,
     for row in rows if baseline else ():
         if recorded and row["case"] in recorded:
             row["baseline"] = recorded[row["case"]]
+            out.write_text(json.dumps(rows, indent=1))
             continue
         arrays, ref, spacing, lr_axis = cases[row["case"]]
         t0 = time.perf_counter()
