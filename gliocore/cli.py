@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from gliocore.cli_model import add_model_commands
 from gliocore.errors import GlioError, StoreBusyError
 from gliocore.settings import Settings
 
@@ -108,21 +109,30 @@ def _preprocess_from_args(args: argparse.Namespace, settings: Settings):
     if mode == "off":
         return None
     from gliocore.pipeline.prepare import describe, needs_preprocessing, prepare_cohort
+    from gliocore.preprocess.decisions import MAPPING_FILE
     from gliocore.preprocess.identify import read_mapping
     from gliocore.preprocess.scan import PreprocessOptions
     root = args.root or str(Path(args.csv).resolve().parent)
     if mode == "auto" and not needs_preprocessing(args.csv, root, args.id_column, args.naming):
         return None
-    mappings = read_mapping(args.sequence_map, args.id_column) if args.sequence_map else None
     options = PreprocessOptions(brain_backend=args.brain_model,
-                                folds=5 if args.brain_accurate else 1)
+                                folds=5 if args.brain_accurate else 1,
+                                space=getattr(args, "preprocess_space", "native"))
     name = args.name or Path(args.csv).resolve().parent.name
     out_root = settings.data_dir / "preprocessed" / name
+    map_file = args.sequence_map
+    if not map_file and (out_root / MAPPING_FILE).is_file():  # decided on the dashboard
+        map_file = str(out_root / MAPPING_FILE)
+        print(f"sequence decisions from {map_file} (made on the Cohort page)")
+    mappings = read_mapping(map_file, args.id_column) if map_file else None
+    from gliocore.pipeline.executor import make_executor
+    executor = make_executor(getattr(args, "executor", "local"), getattr(args, "workers", 1),
+                             getattr(args, "scheduler", None))
     bars = _Bars(disable=args.quiet)
     try:
         prepared = prepare_cohort(args.csv, root, out_root, id_column=args.id_column,
                                   naming=args.naming, mappings=mappings, options=options,
-                                  progress=bars)
+                                  progress=bars, executor=executor)
     finally:
         bars.close()
     print(f"preprocessing ({out_root}):\n{describe(prepared)}")
@@ -162,6 +172,9 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
             get_label_map(args.reference_label_map)
     except ValueError as exc:
         raise SystemExit(f"--reference-label-map: {exc}") from None
+    if args.executor == "dask" and not args.scheduler:
+        raise SystemExit("--executor dask needs --scheduler tcp://HOST:PORT (the address "
+                         "`dask scheduler` prints)")
     cohort, _naming = _load_cohort_from_args(args, settings)
     store = Store(args.db or settings.db, run_wait=args.wait)
     from gliocore.location.localise import LocationConfig
@@ -173,9 +186,6 @@ def cmd_process(args: argparse.Namespace, settings: Settings) -> int:
                               executor=args.executor, scheduler=args.scheduler,
                               reference_label_map=args.reference_label_map,
                               location=location)
-    if args.executor == "dask" and not args.scheduler:
-        raise SystemExit("--executor dask needs --scheduler tcp://HOST:PORT (the address "
-                         "`dask scheduler` prints)")
     bars = _Bars(disable=args.quiet)
     try:
         summary = process_cohort(cohort, store, config, progress=bars,
@@ -258,135 +268,6 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if report.ok else 3
 
 
-def _model_table(args: argparse.Namespace, settings: Settings):
-    """The wide table a model command reads: --table FILE, --synthetic, or a store cohort."""
-    import pandas as pd
-    if getattr(args, "synthetic", None) is not None:
-        from gliocore.models.synthetic import feature_table
-        return feature_table(signal=args.synthetic, seed=args.seed), "synthetic"
-    if args.table:
-        path = Path(args.table)
-        return (pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)), path.stem
-    from gliocore.analysis.export import seed_table
-    from gliocore.store.database import Store
-    store = Store(args.db or settings.db)
-    cohort_id = _pick_cohort(store, args.cohort)
-    return seed_table(store, cohort_id, only_processed=True), str(store.cohort(cohort_id)["name"])
-
-
-def cmd_model_fit(args: argparse.Namespace, settings: Settings) -> int:
-    import numpy as np
-    import pandas as pd
-    from gliocore.errors import CohortError
-    from gliocore.models import card as cards
-    from gliocore.models.data import family_columns, find_site_column, prepare
-    from gliocore.models.estimators import ModelSpec, fit_arm
-    from gliocore.models.validate import (CVConfig, cross_validate, external_validation,
-                                          permutation_gain, summarise)
-    table, name = _model_table(args, settings)
-    features = args.feature_columns or family_columns(table, args.features)
-    clinical = [c for c in (args.clinical or ("age", "IDH-status", "sex")) if c in table.columns]
-    site = None if args.site_column == "none" else (args.site_column or find_site_column(table))
-    covars = [c for c in clinical if c in ("age", "sex", "IDH-status")] if site else []
-    try:
-        d = prepare(table, args.time, args.event, features, clinical, site, covars, args.id_column)
-    except CohortError as exc:
-        raise SystemExit(f"model fit: {exc}") from None
-    spec = ModelSpec(kind=args.model, l1_ratio=args.l1_ratio, k_best=args.k_best or None,
-                     harmonise=not args.no_harmonise, inner_splits=args.inner)
-    cfg = CVConfig(args.outer, args.repeats, tuple(args.horizons), args.seed)
-    print(f"{len(d)} subjects ({d.n_dropped} without a usable outcome left out), "
-          f"{int(d.event.sum())} events, {d.X.shape[1]} features ({args.features}), clinical: "
-          f"{', '.join(clinical) or 'none'}, site column: {site or 'none'}")
-    res = cross_validate(d, spec, cfg, progress=None if args.quiet else
-                         lambda i, n, what: print(f"  [{i}/{n}] {what}", file=sys.stderr))
-    summary = summarise(res.folds)
-    with pd.option_context("display.width", 160):
-        print(res.scheme)
-        print(summary.round(3).to_string(index=False))
-    if args.permutations:
-        gain, p, _ = permutation_gain(d, spec, cfg, args.permutations, observed=res)
-        print(f"gain of clinical + signature over clinical (Harrell's C): {gain:+.3f}, "
-              f"permutation p = {p:.3g} ({args.permutations} permutations)")
-    if args.external_train_site:
-        if d.site is None:
-            raise SystemExit("--external-train-site needs a site column")
-        ext, _ = external_validation(d, np.isin(d.site, args.external_train_site), spec, cfg)
-        print(f"external validation: trained on {', '.join(args.external_train_site)}, tested on "
-              "the other sites")
-        print(ext.round(3).to_string(index=False))
-    fitted = fit_arm(d, args.arm, spec, seed=args.seed)
-    card = cards.make_card(fitted, d, time_col=args.time, event_col=args.event, site_col=site,
-                           feature_family=args.features, cv_scheme=res.scheme, cv_summary=summary,
-                           horizons=cfg.horizons, cohort=name)
-    if args.out:
-        path = cards.save_card(card, Path(args.out))
-        print(f"model card: {path} (summary {path.with_suffix('.md')})")
-    return 0
-
-
-def cmd_model_apply(args: argparse.Namespace, settings: Settings) -> int:
-    from gliocore.models.card import apply_card, load_card, score_applied
-    card = load_card(Path(args.card))
-    table, _ = _model_table(args, settings)
-    try:
-        out = apply_card(card, table, args.id_column)
-    except ValueError as exc:
-        raise SystemExit(f"model apply: {exc}") from None
-    scores = score_applied(card, table, out, args.id_column)
-    if scores:  # the new cohort has the outcome: external validation
-        print("external validation on this table: " + ", ".join(
-            f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items()))
-    if args.out:
-        out.to_csv(args.out, index=False)
-        print(f"wrote {len(out)} predictions to {args.out}")
-    else:
-        print(out.to_string(index=False))
-    return 0
-
-
-def _model_parser(sub: Any) -> None:
-    m = sub.add_parser("model", help="survival models: nested CV, model card, apply a card")
-    msub = m.add_subparsers(dest="model_command", required=True)
-    for name in ("fit", "apply"):
-        x = msub.add_parser(name, help="cross-validate and export a model card" if name == "fit"
-                            else "apply a saved model card to another table or cohort")
-        if name == "apply":
-            x.add_argument("card", help="model card JSON written by `model fit --out`")
-        x.add_argument("--table", help="wide table (CSV or Parquet) instead of a store cohort")
-        x.add_argument("--cohort", help="store cohort name or ID (default: the latest)")
-        x.add_argument("--synthetic", type=float, default=None, metavar="SIGNAL",
-                       help="a synthetic feature table with this signal (0 = noise only)")
-        x.add_argument("--seed", type=int, default=0)
-        x.add_argument("--id-column", default="SUBJECT ID")
-        x.add_argument("--out", help="fit: model card JSON; apply: predictions CSV")
-        if name == "apply":
-            x.set_defaults(func=cmd_model_apply)
-            continue
-        x.add_argument("--time", default="Survival(months)")
-        x.add_argument("--event", default="event")
-        x.add_argument("--features", default="radiomics",
-                       help="family: seed, radiomics, volumes, location, vasari")
-        x.add_argument("--feature-columns", nargs="*", help="explicit feature columns")
-        x.add_argument("--clinical", nargs="*", help="clinical columns (default age IDH-status sex)")
-        x.add_argument("--site-column", help="site / scanner column for ComBat (default: a column "
-                       "named site, scanner, centre...; 'none' for no harmonisation)")
-        x.add_argument("--no-harmonise", action="store_true")
-        x.add_argument("--model", choices=["coxnet", "rsf"], default="coxnet")
-        x.add_argument("--arm", choices=["clinical", "signature", "combined"], default="combined",
-                       help="which arm the exported card holds (default clinical + signature)")
-        x.add_argument("--l1-ratio", type=float, default=0.5)
-        x.add_argument("--k-best", type=int, default=0, help="univariate top-k inside folds")
-        x.add_argument("--outer", type=int, default=5)
-        x.add_argument("--inner", type=int, default=5)
-        x.add_argument("--repeats", type=int, default=1)
-        x.add_argument("--horizons", type=float, nargs="+", default=[12.0, 24.0])
-        x.add_argument("--permutations", type=int, default=0)
-        x.add_argument("--external-train-site", nargs="*",
-                       help="also train on these sites and test on the others")
-        x.set_defaults(func=cmd_model_fit)
-
-
 def _process_parser(sub: Any) -> None:
     """The ``process`` sub-command's options."""
     pr = sub.add_parser("process", help="segment, extract features and cache a cohort")
@@ -412,6 +293,10 @@ def _process_parser(sub: Any) -> None:
                          "on a GPU, deepbet on CPU")
     pr.add_argument("--brain-accurate", action="store_true",
                     help="HD-BET's five folds instead of fold 0 (slower)")
+    pr.add_argument("--preprocess-space", default="native", choices=["native", "sri24"],
+                    help="sri24: also register each preprocessed scan affinely to SRI24 (the "
+                         "BraTS space); segmentation runs there, masks come back to native space "
+                         "(volumes are native) and the location stage reuses the transform")
     pr.add_argument("--backend", default=None,
                     help="segmentation backend: baseline, learned, import, hdglio, nnunetv2 "
                          "(default: baseline)")
@@ -492,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--parts", nargs="*", choices=["ibsi", "pyradiomics", "survival", "segmentation",
                                                  "real_gliomas", "learned_cv", "location"])
     v.set_defaults(func=cmd_validate)
-    _model_parser(sub)
+    add_model_commands(sub, _pick_cohort)
     return p
 
 

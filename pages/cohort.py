@@ -11,6 +11,7 @@ import streamlit as st
 from pages import _context as page_context
 from pages import _display as ui
 from pages import _loaders as loaders
+from pages import _sequences
 from pages import _work
 from pages._columns import ID
 from pages._jobs import Job
@@ -35,7 +36,15 @@ def _process_progress(job: Job) -> Callable[..., None]:
     return report
 
 
-def _process_work(load: Callable[[], Any], store, backend: str, workers: int,
+def _prep_progress(job: Job) -> Callable[..., None]:
+    """The preprocessing stage's progress (raw scans: identify, then preprocess) as the job's."""
+    def report(stage: str, done: int, total: int, subject: str | None = None) -> None:
+        job.progress("preprocess" if stage == "prep" else "identify sequences", done, total,
+                     subject)
+    return report
+
+
+def _process_work(load: Callable[..., Any], store, backend: str, workers: int,
                   options: dict | None = None, reference_label_map: str = "auto"
                   ) -> Callable[[Job], str]:
     """The job that loads the cohort (``load()``) and processes it, reporting progress."""
@@ -50,7 +59,8 @@ def _process_work(load: Callable[[], Any], store, backend: str, workers: int,
             # atlas location for subjects already in an atlas space; registration (about a
             # minute a subject) is left to `python -m gliocore process` (the Location page says)
             location=LocationConfig(register=False))
-        summary = runner.process_cohort(load(), store, config, progress=_process_progress(job))
+        summary = runner.process_cohort(load(_prep_progress(job)), store, config,
+                                        progress=_process_progress(job))
         job.cohort_id = summary.cohort_id
         return "Processing finished: " + summary.describe()
     return work
@@ -69,20 +79,32 @@ def _demo_work(n: int, workers: int) -> Callable[[Job], str]:
         if followups:
             synth.generate_followups(demo_dir, seed=seed, workers=workers,
                                      progress=lambda d, t: job.progress("follow-up scans", d, t))
-        return _process_work(lambda: load_cohort(csv, Path(csv).parent, name="demo"), store,
-                             backend, workers)(job)
+        return _process_work(lambda _progress: load_cohort(csv, Path(csv).parent, name="demo"),
+                             store, backend, workers)(job)
     return work
 
 
-def _current_cohort_loader(reference_suffix: str | None = "_truth") -> Callable[[], Any]:
-    info = dict(ctx.cohort or {})
+def _prep_root(name: str | None) -> Path:
+    """The cohort's preprocessing folder (raw scans' outputs, sequence decisions)."""
+    return settings.data_dir / "preprocessed" / str(name or "")
 
-    def load():
-        from gliocore.cohort.loading import load_cohort
+
+def _current_cohort_loader(reference_suffix: str | None = "_truth") -> Callable[..., Any]:
+    """Load the current cohort; raw subjects (DICOM, NIfTI as acquired) are preprocessed first,
+    with the sequence decisions saved on this page (``sequence_map.csv``)."""
+    info = dict(ctx.cohort or {})
+    out_root = _prep_root(info.get("name"))
+
+    def load(progress=None):
+        from gliocore.pipeline.prepare import load_prepared
+        from gliocore.preprocess.decisions import MAPPING_FILE
         naming = info.get("naming")
-        return load_cohort(info["clinical_csv"], info["image_root"],
-                           naming=naming if isinstance(naming, str) and naming else None,
-                           name=info.get("name"), reference_suffix=reference_suffix or None)
+        cohort, _prepared = load_prepared(
+            info["clinical_csv"], info["image_root"], out_root,
+            naming=naming if isinstance(naming, str) and naming else None,
+            name=info.get("name"), mapping_file=out_root / MAPPING_FILE,
+            reference_suffix=reference_suffix or None, progress=progress)
+        return cohort
     return load
 
 
@@ -120,8 +142,27 @@ def _load_work(csv: str, root: str | None, naming: str | None, name: str | None
                               f"{'; '.join(outside)}); {roots}")
         job.cohort_id = register_cohort(store, cohort, naming)
         return (f"Loaded cohort **{cohort.name}**: {len(cohort.subjects)} subjects with images"
-                + (f", {len(cohort.problems)} problem(s)" if cohort.problems else ""))
+                + (f", {len(cohort.problems)} problem(s)" if cohort.problems else "")
+                + _raw_note(csv, root, naming, cohort.name))
     return work
+
+
+def _raw_note(csv: str, root: str | None, naming: str | None, name: str) -> str:
+    """Raw subjects (DICOM, NIfTI as acquired): identify their sequences now (headers only) so
+    that ambiguous series can be decided before processing; say how many there are."""
+    from gliocore.pipeline.prepare import identify_cohort, needs_preprocessing
+    from gliocore.preprocess.decisions import MAPPING_FILE, pending
+    from gliocore.preprocess.identify import read_mapping
+    root = root or str(Path(csv).resolve().parent)
+    if not needs_preprocessing(csv, root, naming=naming):
+        return ""
+    map_file = _prep_root(name) / MAPPING_FILE
+    records, n_raw, _problems = identify_cohort(
+        csv, root, _prep_root(name), naming=naming,
+        mappings=read_mapping(map_file) if map_file.is_file() else None)
+    waiting = len(pending(records))
+    return (f". {n_raw + waiting} raw scan(s) will be preprocessed when the cohort is processed"
+            + (f"; {waiting} wait for your choice of sequences (below)" if waiting else ""))
 
 
 def _upload_work(upload: Any, naming: str | None, name: str) -> Callable[[Job], str]:
@@ -252,6 +293,10 @@ with st.expander("Upload a cohort (zip)", expanded=False):
 if ctx.cohort_id is None:
     st.stop()
 
+# -- DICOM series the stage could not identify: the user decides ------------------------------------
+if (ctx.cohort or {}).get("name"):
+    _sequences.render(_prep_root(ctx.cohort["name"]))
+
 # -- processing -----------------------------------------------------------------------------------
 st.subheader("Processing")
 status = loaders.load_status(ctx.db, ctx.stamp, ctx.cohort_id, ctx.config_key)
@@ -314,12 +359,14 @@ if st.button("Process cohort", type="primary", key="process",
                   "are reused, so a re-run only does what is missing. It runs on the server: "
                   "leaving the page does not stop it."):
     _start_processing(backend, int(workers), options, ref_suffix, ref_map)
+_map_file = _prep_root((ctx.cohort or {}).get("name")) / "sequence_map.csv"
 st.caption("Command line equivalent: `python -m gliocore process --csv "
            f"{(ctx.cohort or {}).get('clinical_csv', 'CLINICAL.csv')} --backend {backend}"
            + (f" --label-map {options['label_map']}" if options.get("label_map") else "")
            + (f" --reference-suffix {ref_suffix.strip() or 'none'}"
               if ref_suffix.strip() != "_truth" else "")
-           + (f" --reference-label-map {ref_map}" if ref_map != "auto" else "") + "`")
+           + (f" --reference-label-map {ref_map}" if ref_map != "auto" else "")
+           + (f" --sequence-map {_map_file}" if _map_file.is_file() else "") + "`")
 
 _stopped_run_note(running, backend, int(workers), options, ref_suffix, ref_map)
 
@@ -355,9 +402,9 @@ st.dataframe(
                    "feature_seconds": st.column_config.NumberColumn("features s", format="%.2f")})
 
 # -- preprocessing (raw scans: DICOM or NIfTI as acquired) ----------------------------------------
-_prep_root = settings.data_dir / "preprocessed" / str((ctx.cohort or {}).get("name") or "")
-if (ctx.cohort or {}).get("name") and _prep_root.is_dir():
-    _prep = loaders.load_preprocess_status(str(_prep_root), ctx.stamp)
+_prep_dir = _prep_root((ctx.cohort or {}).get("name"))
+if (ctx.cohort or {}).get("name") and _prep_dir.is_dir():
+    _prep = loaders.load_preprocess_status(str(_prep_dir), ctx.stamp)
     if not _prep.empty:
         st.subheader("Preprocessing per scan")
         st.caption("N4, rigid co-registration to T1c and brain extraction of raw scans (README: "

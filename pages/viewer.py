@@ -11,6 +11,7 @@ from pages._columns import ID
 from pages import _loaders as loaders
 from pages import _context as page_context
 from pages import _display as ui
+from pages import _prep_qc as prep_qc
 from pages import _timepoints as timepoints
 
 ctx = page_context.context()
@@ -89,8 +90,8 @@ def _data_check(db: str, stamp: str, cohort_id: str, config_key: str | None, ids
     return fig_raw, fig_norm
 
 
-tab_view, tab_time, tab_check = st.tabs(["Slices", "Timepoints",
-                                         "Data check: intensities across the cohort"])
+tab_view, tab_time, tab_prep, tab_check = st.tabs(["Slices", "Timepoints", "Preprocessing QC",
+                                                   "Data check: intensities across the cohort"])
 
 with tab_view:
     c1, c2, c3 = st.columns([2, 2, 2])
@@ -186,6 +187,9 @@ with tab_view:
 
 with tab_time:
     timepoints.render(ctx, st.session_state.get("viewer_subject"))
+
+with tab_prep:
+    prep_qc.render(ctx, st.session_state.get("viewer_subject"))
 
 with tab_check:
     st.markdown("The seed notebook's data check: are intensities comparable across subjects? "

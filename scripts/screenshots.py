@@ -78,6 +78,32 @@ def pick(page, label: str, option: str) -> None:
     wait_idle(page)
 
 
+def shoot_preprocessing(page, open_, shoot, subject: str | None) -> None:
+    """A store with raw scans: the Viewer's preprocessing QC tab, one shot per step
+    (viewer_prep_<step>.png), and the Cohort page's table of series to decide
+    (cohort_sequences.png). Nothing when the store has neither."""
+    open_("viewer", "Viewer", 1700)
+    if subject:
+        pick(page, "Subject", subject)
+    page.get_by_role("tab", name="Preprocessing QC").click()
+    wait_idle(page)
+    if not page.get_by_text("was not preprocessed here").count():
+        for step, label, height in (("brain", "Brain extraction", 1050),
+                                    ("registration", "Co-registration", 1550),
+                                    ("bias", "Bias field", 2000)):
+            page.set_viewport_size({"width": 1440, "height": height})
+            page.locator(".st-key-prep_step").get_by_text(label).click()
+            wait_idle(page)
+            page.locator(f"[class*='st-key-prep_{step}_']").first.wait_for()
+            shoot(f"viewer_prep_{step}")
+    open_("", "Cohort", 1300)
+    heading = page.get_by_role("heading", name="Sequences to decide")
+    if heading.count():
+        heading.first.scroll_into_view_if_needed()
+        page.mouse.wheel(0, 250)
+        shoot("cohort_sequences")
+
+
 def save(png: bytes, path: Path, width: int = 1400) -> int:
     """Downscale to ``width`` and quantise to a palette until the file is under MAX_BYTES."""
     from PIL import Image
@@ -133,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--subject", default=None, help="subject shown in the viewer")
     ap.add_argument("--only", nargs="*", default=None,
                     help="only these pages (cohort viewer location progression features "
-                    "survival classifiers models qc about); default all")
+                    "survival classifiers models preprocess qc about); default all")
     ap.add_argument("--suffix", default="",
                     help="appended to each file name: `--only qc --suffix _brats18 --db "
                     "data/brats18-qc/gliocore.duckdb` makes qc_brats18.png")
@@ -261,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
                     harm.first.scroll_into_view_if_needed()
                     shoot("models_harmonisation")
 
+            if wanted("preprocess"):
+                shoot_preprocessing(page, open_, shoot, args.subject)
             if wanted("qc"):
                 open_("qc", "Segmentation QC", 1800)
                 shoot("qc")

@@ -29,10 +29,11 @@ ALLOWED: dict[str, set[str]] = {
     "models": VOCABULARY | {"imaging", "cohort", "store"} | STEPS,
     "validation": VOCABULARY | {"imaging", "cohort", "analysis"} | STEPS,
     "cli": VOCABULARY | {"imaging", "cohort", "store", "analysis", "models", "pipeline",
-                         "validation", "preprocess"} | STEPS,
+                         "validation", "preprocess", "cli_model"} | STEPS,
+    "cli_model": VOCABULARY | {"cohort", "store", "analysis", "models"},  # `model` commands
     "__main__": {"cli"},
 }
-TOP_LEVEL_MODULES = {"types", "errors", "settings", "versions", "cli", "__main__"}
+TOP_LEVEL_MODULES = {"types", "errors", "settings", "versions", "cli", "cli_model", "__main__"}
 
 
 def module_name(path: Path) -> str:

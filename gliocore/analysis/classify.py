@@ -26,8 +26,7 @@ from sklearn.svm import SVC
 from threadpoolctl import threadpool_limits
 
 from gliocore.errors import CohortError
-from gliocore.analysis.groups import short_long_mask
-from gliocore.analysis.survival import _clean_survival
+from gliocore.analysis.groups import ShortLongLabels, make_short_long_labels  # noqa: F401
 
 __all__ = ["ShortLongLabels", "ClassifierResult", "make_short_long_labels", "build_pipeline",
            "missing_values", "IMPUTATION_METHOD",
@@ -42,60 +41,6 @@ IMPUTATION_METHOD = ("median of the training folds, refitted inside every cross-
 #: Small-sample thresholds below which results are flagged as unstable.
 SMALL_N = 50
 SMALL_MINORITY = 10
-
-
-@dataclass(frozen=True)
-class ShortLongLabels:
-    """Binary short/long survival labels.
-
-    Attributes
-    ----------
-    y : Series of int
-        1 = short, 0 = long; indexed like the input rows that could be classified.
-    n_excluded : int
-        Subjects left out (censored at or before the threshold, or missing duration/event).
-    rule : str
-        The labelling rule in words.
-    """
-
-    y: pd.Series
-    n_excluded: int
-    rule: str
-
-
-def make_short_long_labels(df: pd.DataFrame, duration_col: str, event_col: str,
-                           threshold: float = 5.0) -> ShortLongLabels:
-    """Label subjects short (1) or long (0) survivors.
-
-    Rule:
-
-    * **short (1)**: death observed at or before ``threshold`` (``duration <= threshold`` and
-      ``event == 1``);
-    * **long (0)**: followed beyond ``threshold`` (``duration > threshold``), whether they died
-      later or were censored later;
-    * **excluded**: censored at or before ``threshold`` — alive when last seen, so whether they
-      outlived the threshold is unknown. Counting them as long would bias the labels.
-
-    Rows with a missing duration or event are excluded too; ``n_excluded`` counts both.
-
-    Parameters
-    ----------
-    df : DataFrame
-    duration_col, event_col : str
-        Survival time (same unit as ``threshold``, months in GlioScope) and 1/0 death indicator.
-    threshold : float, default 5.0
-
-    Returns
-    -------
-    ShortLongLabels
-    """
-    sub, n_missing = _clean_survival(df, duration_col, event_col)
-    is_short, known = short_long_mask(sub[duration_col], sub[event_col], threshold)
-    y = is_short[known].astype(int).rename("short_survival")
-    rule = (f"short (1) = died at or before {threshold:g}; long (0) = followed beyond {threshold:g}; "
-            f"{int((~known).sum())} censored at or before {threshold:g} excluded as unknown"
-            + (f"; {n_missing} with missing {duration_col!r}/{event_col!r} excluded" if n_missing else ""))
-    return ShortLongLabels(y=y, n_excluded=int((~known).sum()) + n_missing, rule=rule)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Group making for Kaplan–Meier comparisons: categorical, short/long survival, median, tertiles."""
+"""Group making for Kaplan–Meier comparisons (categorical, short/long survival, median, tertiles)
+and the short/long survival labels the classifiers learn."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,7 +12,8 @@ from gliocore.analysis.survival import (OUTCOME_DEFINED_REASON, _check_columns, 
                                         _group_order, format_number)
 from gliocore.errors import CohortError
 
-__all__ = ["Grouping", "GroupKind", "short_long_mask", "make_groups"]
+__all__ = ["Grouping", "GroupKind", "ShortLongLabels", "short_long_mask", "make_short_long_labels",
+           "make_groups"]
 
 GroupKind = Literal["categorical", "short_long", "median", "tertile"]
 
@@ -55,6 +57,60 @@ def short_long_mask(durations: pd.Series, events: pd.Series, threshold: float) -
     is_short = (durations <= threshold) & (events == 1)
     is_long = durations > threshold
     return is_short, (is_short | is_long)
+
+
+@dataclass(frozen=True)
+class ShortLongLabels:
+    """Binary short/long survival labels.
+
+    Attributes
+    ----------
+    y : Series of int
+        1 = short, 0 = long; indexed like the input rows that could be classified.
+    n_excluded : int
+        Subjects left out (censored at or before the threshold, or missing duration/event).
+    rule : str
+        The labelling rule in words.
+    """
+
+    y: pd.Series
+    n_excluded: int
+    rule: str
+
+
+def make_short_long_labels(df: pd.DataFrame, duration_col: str, event_col: str,
+                           threshold: float = 5.0) -> ShortLongLabels:
+    """Label subjects short (1) or long (0) survivors.
+
+    Rule:
+
+    * **short (1)**: death observed at or before ``threshold`` (``duration <= threshold`` and
+      ``event == 1``);
+    * **long (0)**: followed beyond ``threshold`` (``duration > threshold``), whether they died
+      later or were censored later;
+    * **excluded**: censored at or before ``threshold`` — alive when last seen, so whether they
+      outlived the threshold is unknown. Counting them as long would bias the labels.
+
+    Rows with a missing duration or event are excluded too; ``n_excluded`` counts both.
+
+    Parameters
+    ----------
+    df : DataFrame
+    duration_col, event_col : str
+        Survival time (same unit as ``threshold``, months in GlioScope) and 1/0 death indicator.
+    threshold : float, default 5.0
+
+    Returns
+    -------
+    ShortLongLabels
+    """
+    sub, n_missing = _clean_survival(df, duration_col, event_col)
+    is_short, known = short_long_mask(sub[duration_col], sub[event_col], threshold)
+    y = is_short[known].astype(int).rename("short_survival")
+    rule = (f"short (1) = died at or before {threshold:g}; long (0) = followed beyond {threshold:g}; "
+            f"{int((~known).sum())} censored at or before {threshold:g} excluded as unknown"
+            + (f"; {n_missing} with missing {duration_col!r}/{event_col!r} excluded" if n_missing else ""))
+    return ShortLongLabels(y=y, n_excluded=int((~known).sum()) + n_missing, rule=rule)
 
 
 def make_groups(df: pd.DataFrame, by: str, kind: GroupKind = "categorical", *,

@@ -9,6 +9,11 @@
 * ``sri24`` / ``mni152``: the cohort is declared in that space (its grid must be that space's);
 * ``native``: always register.
 
+A scan that preprocessing registered to the atlas (``--preprocess-space sri24``: an
+``atlas_space.json`` beside its images, :mod:`gliocore.imaging.atlas_transform`) is not registered
+again: its affine transform is used (when it is to the ``atlas`` template), recorded as a
+registration of transform ``Affine (preprocessing)``.
+
 Results are cached by content: ``location_key`` = hash(seg_key, mask hash, atlas, space,
 registration key, code versions) and registrations by ``reg_key`` (image hash, atlas, transform,
 code version), so a re-run recomputes nothing, and a new segmentation (a new scan, a new backend)
@@ -30,6 +35,7 @@ import numpy as np
 
 from gliocore.imaging import atlas as atlas_mod
 from gliocore.errors import SubjectError
+from gliocore.imaging.atlas_transform import AtlasTransform, read_atlas_transform
 from gliocore.imaging.io import file_sha256, load_volume, text_sha256
 from gliocore.location.describe import locate
 from gliocore.location.regions import (LOCATION_CODE_VERSION, atlas_bits_on_subject,
@@ -145,6 +151,11 @@ def _registration(task: dict[str, Any], atlas: atlas_mod.Atlas, reg_mod: Any) ->
             return reg_mod.Registration(task["reg_key"], atlas.name, cached["transform"],
                                         tuple(files["fwd"]), tuple(files["inv"]),
                                         float(cached["brain_dice"]), float(cached["seconds"] or 0))
+    pre = task.get("preprocess_registration")
+    if pre is not None:  # preprocessing registered this scan already: no registration here
+        return reg_mod.Registration(task["reg_key"], atlas.name, task["transform"],
+                                    tuple(pre["fwd"]), tuple(pre["inv"]),
+                                    float(pre["brain_dice"]), float(pre["seconds"]))
     moving = load_volume(task["moving_path"])
     return reg_mod.register_to_atlas(moving.data, moving.affine,
                                      atlas, Path(task["out_dir"]) / "registrations"
@@ -244,6 +255,9 @@ def _location_task(store: Any, row: Any, cohort_id: str, config: LocationConfig,
         raise SubjectError(sid, f"no {config.moving} image recorded to register to the "
                                 "atlas", stage="location", scan_id=err_scan)
     moving_sha = _image_sha(store, Path(moving))
+    pre = read_atlas_transform(Path(moving).parent)
+    if pre is not None and pre.space == config.atlas:
+        return _preprocessed_task(task, store, pre, moving, moving_sha, mask_sha)
     reg_key = registration_key(moving_sha, config.atlas,
                                f"{config.transform}@{config.resolution_mm:g}mm")
     task.update(space="registered", atlas=config.atlas, reg_key=reg_key,
@@ -251,6 +265,29 @@ def _location_task(store: Any, row: Any, cohort_id: str, config: LocationConfig,
                 transform=config.transform, resolution_mm=config.resolution_mm,
                 cached_registration=store.registration(reg_key))
     task["location_key"] = location_key(row.seg_key, mask_sha, config.atlas, "registered", reg_key)
+    return task
+
+
+#: The transform name recorded for a registration taken over from preprocessing.
+PREPROCESS_TRANSFORM = "Affine (preprocessing)"
+
+
+def _preprocessed_task(task: dict[str, Any], store: Any, pre: AtlasTransform, moving: str,
+                       moving_sha: str, mask_sha: str) -> dict[str, Any]:
+    """A location task that reuses the scan's atlas transform from preprocessing.
+
+    The ANTs affine maps atlas points to subject points; ANTs applies the same file inverted to
+    bring the atlas into the subject (``whichtoinvert``, as for its own affine registrations).
+    """
+    reg_key = registration_key(f"{pre.key}|{file_sha256(pre.forward)}", pre.space,
+                               PREPROCESS_TRANSFORM)
+    task.update(space="registered", atlas=pre.space, reg_key=reg_key, moving_path=moving,
+                moving_sha256=moving_sha, transform=PREPROCESS_TRANSFORM, resolution_mm=None,
+                cached_registration=store.registration(reg_key),
+                preprocess_registration={"fwd": [str(pre.forward)], "inv": [str(pre.forward)],
+                                         "brain_dice": pre.brain_dice, "seconds": pre.seconds})
+    task["location_key"] = location_key(task["seg_key"], mask_sha, pre.space, "registered",
+                                        reg_key)
     return task
 
 

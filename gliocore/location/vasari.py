@@ -227,6 +227,18 @@ def vasari_features(mask: np.ndarray, facts: dict[str, dict[str, float]], voxel_
     nec = None if necrosis is None else np.asarray(necrosis, dtype=bool) & whole & ~ce
     _margin(put, ce, nec, voxel_mm3, spacing)
 
+    _contacts(put, ce_f, ne_f)
+    n_sat = satellites(ce, whole, voxel_mm3, nec)
+    if n_sat is None:
+        put("F24", None, reason=SATELLITES_UNDECIDED)
+    else:
+        put("F24", 2 if n_sat else 1, f"{n_sat} satellites")
+    return [out[c] for c in FEATURES]
+
+
+def _contacts(put: Callable[..., None], ce_f: dict[str, float], ne_f: dict[str, float]) -> None:
+    """F19-F21 (ependymal, pial, deep white matter) from the classes' volumes in those regions;
+    F22-F23 (midline crossing of the non-enhancing and the enhancing parts)."""
     def contact(code: str, regions: tuple[str, ...]) -> None:
         ce_mm3 = sum(ce_f.get(f"{r}_mm3", 0.0) for r in regions)
         ne_mm3 = sum(ne_f.get(f"{r}_mm3", 0.0) for r in regions)
@@ -246,12 +258,6 @@ def vasari_features(mask: np.ndarray, facts: dict[str, dict[str, float]], voxel_
         put("F22", 2, "no")
     put("F23", 3 if ce_f.get("crosses_midline", 0.0) >= 1 else 2,
         "yes" if ce_f.get("crosses_midline", 0.0) >= 1 else "no")
-    n_sat = satellites(ce, whole, voxel_mm3, nec)
-    if n_sat is None:
-        put("F24", None, reason=SATELLITES_UNDECIDED)
-    else:
-        put("F24", 2 if n_sat else 1, f"{n_sat} satellites")
-    return [out[c] for c in FEATURES]
 
 
 def _margin(put: Callable[..., None], ce: np.ndarray, nec: np.ndarray | None, voxel_mm3: float,

@@ -1,13 +1,17 @@
-"""Model card: a fitted linear survival model as JSON (features, coefficients, preprocessing,
-ComBat parameters, CV scheme and results, versions, data hash), applied to another cohort by
+"""Model card: a fitted survival model as JSON (features, coefficients, preprocessing, ComBat
+parameters, CV scheme and results, versions, data hash), applied to another cohort by
 :func:`apply_card`, and a one-page Markdown summary of the TRIPOD items that apply.
 
-The card holds numbers only (no pickle), so it can be read, diffed and applied by any version of
-GlioScope that knows this format. Random survival forests are not exported (a forest is
-thousands of trees); the card records their CV results only and :func:`apply_card` refuses them.
+A Cox card holds numbers only (no pickle), so it can be read, diffed and applied by any version
+of GlioScope that knows this format. A random survival forest (thousands of trees) is saved
+beside the card with joblib (``<card>.forest.joblib``); the card holds the file's name and
+SHA-256, and :func:`load_card` refuses a file whose checksum differs. joblib files are pickles:
+load only forests you made or trust, with the scikit-survival version the card records.
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 from datetime import datetime, timezone
 from importlib import metadata
@@ -19,10 +23,11 @@ import pandas as pd
 
 from gliocore.models.combat import ComBat
 from gliocore.models.data import ClinicalEncoder, SurvivalData
-from gliocore.models.estimators import FittedArm, LinearSurvival, ModelSpec, Preprocessor
+from gliocore.models.estimators import (FittedArm, ForestSurvival, LinearSurvival, ModelSpec,
+                                        Preprocessor)
 
 __all__ = ["FORMAT", "make_card", "save_card", "load_card", "apply_card", "score_applied",
-           "card_markdown"]
+           "card_markdown", "card_json", "forest_file"]
 
 FORMAT = "glioscope-survival-model/1"
 _PACKAGES = ("numpy", "scipy", "scikit-learn", "scikit-survival", "pandas")
@@ -65,35 +70,88 @@ def make_card(fitted: FittedArm, d: SurvivalData, *, time_col: str, event_col: s
         "cv_summary": [] if cv_summary is None else cv_summary.to_dict("records"),
         "versions": _versions(),
     }
+    card["predictors"] = list(fitted.names)
     if isinstance(fitted.model, LinearSurvival):
         card["coefficients"] = dict(zip(fitted.names, fitted.model.coef.tolist()))
         card["baseline"] = {"times": fitted.model.base_times.tolist(),
                             "cumhaz": fitted.model.base_cumhaz.tolist()}
+    elif isinstance(fitted.model, ForestSurvival):
+        card["_forest"] = fitted.model.forest  # written beside the card by save_card
     return card
 
 
+def forest_file(card: dict, name: str) -> bytes:
+    """The card's forest as joblib bytes; records ``name``, the SHA-256 and the size in the
+    card's ``forest`` entry (so the JSON written afterwards names this exact file)."""
+    import joblib
+    if "_forest" not in card:
+        raise ValueError("the card holds no fitted forest")
+    buf = io.BytesIO()
+    joblib.dump(card["_forest"], buf, compress=3)
+    data = buf.getvalue()
+    card["forest"] = {"file": name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+                      "format": "joblib (pickle) of sksurv.ensemble.RandomSurvivalForest"}
+    return data
+
+
+def card_json(card: dict) -> str:
+    """The card as JSON (private entries, such as the in-memory forest, left out)."""
+    return json.dumps({k: v for k, v in card.items() if not k.startswith("_")}, indent=1,
+                      default=float)
+
+
 def save_card(card: dict, path: Path) -> Path:
-    """Write the card as JSON (and, beside it, the Markdown summary ``<stem>.md``)."""
+    """Write the card as JSON, the Markdown summary ``<stem>.md`` and, for a forest, the forest
+    ``<stem>.forest.joblib`` (its SHA-256 in the card)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(card, indent=1, default=float))
+    if "_forest" in card:
+        target = path.with_suffix(".forest.joblib")
+        target.write_bytes(forest_file(card, target.name))
+    path.write_text(card_json(card))
     path.with_suffix(".md").write_text(card_markdown(card))
     return path
 
 
 def load_card(path: Path) -> dict:
-    """Read a card, checking its format."""
-    card = json.loads(Path(path).read_text())
+    """Read a card, checking its format; a forest card's forest is read from beside it after
+    its SHA-256 is checked.
+
+    Raises
+    ------
+    ValueError
+        Not a card; or the forest file is missing or its checksum is not the card's.
+    """
+    path = Path(path)
+    card = json.loads(path.read_text())
     if card.get("format") != FORMAT:
         raise ValueError(f"{path}: not a GlioScope survival model card (format "
                          f"{card.get('format')!r}, expected {FORMAT!r})")
+    if card.get("forest"):
+        card["_forest"] = _read_forest(path.parent / card["forest"]["file"], card["forest"])
     return card
 
 
+def _read_forest(file: Path, entry: dict):
+    import joblib
+    if not file.is_file():
+        raise ValueError(f"{file}: the forest of this model card is missing (it is saved beside "
+                         "the card as <card>.forest.joblib)")
+    data = file.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != entry["sha256"]:
+        raise ValueError(f"{file}: SHA-256 {digest[:16]}… is not the card's {entry['sha256'][:16]}…"
+                         ": refusing to load a forest that is not the one this card was made with")
+    return joblib.load(io.BytesIO(data))
+
+
 def _fitted_from_card(card: dict) -> FittedArm:
-    if "coefficients" not in card:
-        raise ValueError(f"the card's model ({card['kind']}) has no coefficients to apply: only "
-                         "Cox models (clinical or elastic-net) can be applied from a card")
+    if card["kind"] == "rsf":
+        if "_forest" not in card:
+            raise ValueError("the card's random survival forest is not loaded: read the card "
+                             "with load_card(path), which loads <card>.forest.joblib beside it")
+    elif "coefficients" not in card:
+        raise ValueError(f"the card's model ({card['kind']}) has no coefficients to apply")
     spec = ModelSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in card["spec"].items()})
     enc = ClinicalEncoder.from_dict(card["clinical_encoder"]) if card["clinical_encoder"] else None
     pre = None
@@ -104,10 +162,15 @@ def _fitted_from_card(card: dict) -> FittedArm:
         pre.combat_ = ComBat.from_dict(pp["combat"]) if pp["combat"] else None
         pre.mean_, pre.scale_ = np.array(pp["mean"]), np.array(pp["scale"])
         pre.selected_ = np.array(pp["selected"], dtype=int)
-    model = LinearSurvival(np.array(list(card["coefficients"].values())),
-                           np.array(card["baseline"]["times"]), np.array(card["baseline"]["cumhaz"]))
-    return FittedArm(card["arm"], spec, enc, pre, model, list(card["coefficients"]),
-                     card["penalty"], card["train_risk_median"])
+    if card["kind"] == "rsf":
+        model = ForestSurvival(card["_forest"])
+    else:
+        model = LinearSurvival(np.array(list(card["coefficients"].values())),
+                               np.array(card["baseline"]["times"]),
+                               np.array(card["baseline"]["cumhaz"]))
+    names = card.get("predictors") or list(card.get("coefficients", {}))
+    return FittedArm(card["arm"], spec, enc, pre, model, names, card["penalty"],
+                     card["train_risk_median"])
 
 
 def apply_card(card: dict, table: pd.DataFrame, id_col: str = "SUBJECT ID",
@@ -184,6 +247,16 @@ def _rows(t: pd.DataFrame, card: dict, site_col, combat, id_col) -> SurvivalData
                         cov.reset_index(drop=True))
 
 
+def _specification(card: dict, n_nonzero: int) -> str:
+    if card["kind"] != "rsf":
+        return f"{n_nonzero} non-zero coefficients (below)"
+    forest = card.get("forest") or {}
+    saved = (f"saved as `{forest['file']}` (SHA-256 `{forest['sha256'][:16]}…`)" if forest
+             else "not saved")
+    return (f"random survival forest of {card['spec']['n_trees']} trees over "
+            f"{len(card.get('predictors', []))} predictors, {saved}")
+
+
 def card_markdown(card: dict) -> str:
     """One-page summary following the TRIPOD items that apply to a development + internal
     validation study (Collins et al., BMJ 2015)."""
@@ -211,7 +284,7 @@ def card_markdown(card: dict) -> str:
              f"| 10b Model | {card['kind']}; penalty / leaf size chosen by inner CV: "
              f"{card['penalty']} |",
              f"| 10b Internal validation | {card['cv_scheme']} |",
-             f"| 15a Model specification | {len(nonzero)} non-zero coefficients (below); risk "
+             f"| 15a Model specification | {_specification(card, len(nonzero))}; risk "
              f"groups cut at the training median risk {card['train_risk_median']:.4f} |",
              "| 18 Limitations | internal validation only unless an external test is reported; "
              "a synthetic or single-centre cohort does not establish transportability |", ""]

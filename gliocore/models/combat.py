@@ -79,11 +79,21 @@ class ComBat:
         Empirical-Bayes location and scale of each site.
     levels_ : dict
         Levels of each categorical covariate seen in the fit.
+    left_sites_ : list of str
+        With ``leave_small_sites``: sites that had a single subject in the fit, left as they are.
+
+    leave_small_sites : bool
+        A site with a single subject has no estimable scale: by default :meth:`fit` refuses it
+        (and :meth:`transform` refuses an unseen site with one subject); with True such a site
+        is left unharmonised instead, in the fit and wherever the model is applied (a fold of a
+        small cohort can hold one subject of a small site).
     """
 
     categorical: Sequence[str] = ()
     continuous: Sequence[str] = ()
+    leave_small_sites: bool = False
     sites_: list[str] = field(default_factory=list, init=False)
+    left_sites_: list[str] = field(default_factory=list, init=False)
 
     def _covariates(self, covars: pd.DataFrame, fit: bool) -> np.ndarray:
         cols: list[np.ndarray] = []
@@ -112,12 +122,20 @@ class ComBat:
         Raises
         ------
         ValueError
-            A site with one subject, or missing values.
+            A site with one subject (unless ``leave_small_sites``), or missing values.
         """
         X = np.asarray(X, dtype=float)
         site = np.asarray(site).astype(str)
         if np.isnan(X).any():
             raise ValueError("ComBat needs complete features: impute before harmonising")
+        if self.leave_small_sites:
+            names, counts = np.unique(site, return_counts=True)
+            self.left_sites_ = [str(s) for s in names[counts < 2]]
+            keep = ~np.isin(site, self.left_sites_)
+            if not keep.any():
+                raise ValueError("ComBat: every site has a single subject; nothing to harmonise")
+            X, site = X[keep], site[keep]
+            covars = None if covars is None else covars[keep].reset_index(drop=True)
         self.sites_, idx = np.unique(site, return_inverse=True)
         self.sites_ = list(self.sites_)
         counts = np.bincount(idx)
@@ -162,6 +180,10 @@ class ComBat:
         out = np.empty_like(s)
         for name in np.unique(site):
             rows = site == name
+            if name in self.left_sites_ or (self.leave_small_sites and rows.sum() < 2
+                                            and name not in self.sites_):
+                out[rows] = s[rows]  # left as it is: the identity below
+                continue
             if name in self.sites_:
                 j = self.sites_.index(name)
                 g, d = self.gamma_star_[j], self.delta_star_[j]
@@ -176,6 +198,7 @@ class ComBat:
     def to_dict(self) -> dict:
         """Fitted parameters as JSON-ready lists (for the model card)."""
         return {"categorical": list(self.categorical), "continuous": list(self.continuous),
+                "leave_small_sites": self.leave_small_sites, "left_sites": self.left_sites_,
                 "levels": self.levels_, "sites": self.sites_,
                 "grand_mean": self.grand_mean_.tolist(), "var_pooled": self.var_pooled_.tolist(),
                 "beta_cov": self.beta_cov_.tolist(), "gamma_star": self.gamma_star_.tolist(),
@@ -184,8 +207,9 @@ class ComBat:
     @classmethod
     def from_dict(cls, d: dict) -> "ComBat":
         """Inverse of :meth:`to_dict`."""
-        cb = cls(tuple(d["categorical"]), tuple(d["continuous"]))
+        cb = cls(tuple(d["categorical"]), tuple(d["continuous"]), d.get("leave_small_sites", False))
         cb.levels_, cb.sites_ = d["levels"], list(d["sites"])
+        cb.left_sites_ = list(d.get("left_sites", []))
         p = len(d["grand_mean"])
         cb.grand_mean_, cb.var_pooled_ = np.array(d["grand_mean"]), np.array(d["var_pooled"])
         cb.beta_cov_ = np.array(d["beta_cov"], dtype=float).reshape(-1, p)

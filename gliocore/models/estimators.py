@@ -81,8 +81,10 @@ class Preprocessor:
             cat = [c for c in d.covars.columns if not pd.api.types.is_numeric_dtype(d.covars[c])]
             num = [c for c in d.covars.columns if c not in cat]
             cat = [c for c in cat if d.covars[c].nunique() > 1]
-            self.combat_ = ComBat(tuple(cat), tuple(num)).fit(Z, d.site, d.covars)
-            Z = self.combat_.transform(Z, d.site, d.covars)
+            if pd.Series(d.site).value_counts().max() >= 2:  # else no site effect is estimable
+                self.combat_ = ComBat(tuple(cat), tuple(num), leave_small_sites=True).fit(
+                    Z, d.site, d.covars)
+                Z = self.combat_.transform(Z, d.site, d.covars)
         self.mean_ = Z.mean(axis=0)
         sd = Z.std(axis=0)
         self.scale_ = np.where(sd > 0, sd, 1.0)
@@ -156,9 +158,14 @@ class LinearSurvival:
 
 @dataclass
 class ForestSurvival:
-    """A fitted scikit-survival random survival forest."""
+    """A fitted scikit-survival random survival forest. It predicts on one thread: summing the
+    trees on several threads adds them in a varying order, so the same subject would get risks
+    a few 1e-14 apart from one call to the next (and a saved forest not the same risks)."""
 
     forest: object
+
+    def __post_init__(self) -> None:
+        self.forest.set_params(n_jobs=1)
 
     def risk(self, X: np.ndarray) -> np.ndarray:
         return self.forest.predict(X)
@@ -239,8 +246,8 @@ def _fit_forest(d: SurvivalData, full: "_Design", arm: str, spec: ModelSpec, see
     if len(spec.leaf_grid) > 1:
         folds = list(_inner_designs(d, arm, spec, seed))
         for leaf in spec.leaf_grid:
-            cs = [harrell_c(val.time, val.event,
-                            forest(leaf).fit(inner.X, _y(inner.time, inner.event)).predict(Xva))
+            cs = [harrell_c(val.time, val.event, ForestSurvival(
+                      forest(leaf).fit(inner.X, _y(inner.time, inner.event))).risk(Xva))
                   for inner, Xva, val in folds]
             if cs and np.nanmean(cs) > best:
                 best_leaf, best = leaf, float(np.nanmean(cs))

@@ -69,14 +69,21 @@ def risk_group_km(groups: pd.DataFrame, title: str) -> go.Figure:
 
 
 def calibration_figure(cal: pd.DataFrame, horizon: float) -> go.Figure:
-    """Mean predicted vs Kaplan–Meier observed survival at the horizon per group."""
+    """Mean predicted vs Kaplan–Meier observed survival at the horizon per group, with the
+    observed survival's interval (``observed_lo``/``observed_hi``) as error bars when present."""
+    error = None
+    if {"observed_lo", "observed_hi"} <= set(cal.columns) and cal["observed_lo"].notna().any():
+        error = dict(type="data", symmetric=False, array=cal["observed_hi"] - cal["observed"],
+                     arrayminus=cal["observed"] - cal["observed_lo"], thickness=1.2, width=4)
     fig = go.Figure([go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="ideal",
                                 line=dict(dash="dash", color="grey")),
                      go.Scatter(x=cal["predicted"], y=cal["observed"], mode="markers+lines",
-                                name="groups", text=cal["n"].map(lambda n: f"n={n}"))])
+                                name="groups" + (" (95 % bootstrap interval)" if error else ""),
+                                error_y=error, text=cal["n"].map(lambda n: f"n={n}"))])
     fig.update_layout(title=f"Calibration at {horizon:g} months",
                       xaxis_title="predicted survival", yaxis_title="observed (Kaplan–Meier)",
-                      xaxis_range=[0, 1], yaxis_range=[0, 1], height=360, margin=dict(t=40, b=10))
+                      xaxis_range=[0, 1], yaxis_range=[0, 1.02], height=360,
+                      margin=dict(t=40, b=10), legend=dict(orientation="h", y=-0.2))
     return fig
 
 

@@ -68,9 +68,12 @@ class CVResult:
     horizons: tuple[float, ...]
     notes: list[str] = field(default_factory=list)
 
-    def calibration(self, arm: str, horizon: float, repeat: int = 0) -> pd.DataFrame:
+    def calibration(self, arm: str, horizon: float, repeat: int = 0, n_boot: int = 200
+                    ) -> pd.DataFrame:
+        """Out-of-fold calibration of one repeat at ``horizon``, with 95 % bootstrap intervals
+        of each group's observed survival (see :func:`~gliocore.models.metrics.calibration_at`)."""
         p = self.predictions[(self.predictions["arm"] == arm) & (self.predictions["repeat"] == repeat)]
-        return calibration_at(p["time"], p["event"], p[f"S_{horizon:g}"], horizon)
+        return calibration_at(p["time"], p["event"], p[f"S_{horizon:g}"], horizon, n_boot=n_boot)
 
     def risk_groups(self, arm: str, repeat: int = 0) -> pd.DataFrame:
         """Out-of-fold subjects of one repeat with ``group`` high/low (training-median cut)."""
@@ -211,8 +214,10 @@ def permutation_gain(d: SurvivalData, spec: ModelSpec, cfg: CVConfig, n_permutat
 
 def external_validation(d: SurvivalData, train_mask: np.ndarray, spec: ModelSpec,
                         cfg: CVConfig = CVConfig(), arms: Sequence[str] = ARMS,
-                        n_boot: int = 200) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train each arm on ``train_mask`` subjects (inner CV as usual) and score the others.
+                        n_boot: int = 200, test_mask: np.ndarray | None = None
+                        ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train each arm on ``train_mask`` subjects (inner CV as usual) and score ``test_mask``
+    subjects (default: all the others): other sites, or later dates (:mod:`.split`).
 
     Intervals are percentile bootstrap intervals over the test subjects (the model is fixed).
 
@@ -224,7 +229,13 @@ def external_validation(d: SurvivalData, train_mask: np.ndarray, spec: ModelSpec
         Test subjects' risk, group (cut at the training median) and S at the horizons.
     """
     train_mask = np.asarray(train_mask, dtype=bool)
-    train, test = d.subset(train_mask), d.subset(~train_mask)
+    test_mask = ~train_mask if test_mask is None else np.asarray(test_mask, dtype=bool)
+    if (train_mask & test_mask).any():
+        raise ValueError("a subject is in both the training and the test part")
+    train, test = d.subset(train_mask), d.subset(test_mask)
+    if len(train) < 10 or train.event.sum() < 3:
+        raise ValueError(f"the training part has {len(train)} subjects and "
+                         f"{int(train.event.sum())} events: too few to fit on")
     if len(test) < 5 or test.event.sum() < 2:
         raise ValueError(f"the test part has {len(test)} subjects and {int(test.event.sum())} "
                          "events: too few to validate on")

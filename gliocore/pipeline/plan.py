@@ -10,6 +10,7 @@ import numpy as np
 
 from gliocore.cohort.subjects import Cohort, Scan
 from gliocore.errors import SubjectError
+from gliocore.imaging.atlas_transform import atlas_fingerprint
 from gliocore.imaging.io import file_sha256, text_sha256
 from gliocore.imaging.labels import declared_reference_map, inferable_map_names
 from gliocore.pipeline.context import ProgressCallback, RunContext
@@ -185,6 +186,7 @@ def _key_scans(ctx: RunContext, subjects: list[Scan], writer: ResultWriter,
                 hashes[seq] = sha
             input_key = text_sha256(json.dumps(hashes, sort_keys=True))
             extra = fingerprint(subj) if fingerprint is not None else ""
+            extra += atlas_fingerprint(subj.folder)  # '' unless segmented in an atlas space
             seg_key = text_sha256(f"{input_key}|{ctx.token}|{extra}")
         except SubjectError as err:
             fail(i, subj, err)

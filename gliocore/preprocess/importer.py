@@ -44,6 +44,48 @@ def _days(d: str | None, first: str | None) -> float | None:
     return float((a - b).days)
 
 
+def identify_dicom_scans(folder: Path, subject_id: str,
+                         mappings: Mapping[tuple[str, str | None], dict[str, str]] | None = None
+                         ) -> tuple[list[RawScan], list[SubjectError]]:
+    """Group a subject's DICOM folder into scans (one per study) and identify each one's
+    sequences (headers only), whether or not the identification is complete.
+
+    Returns
+    -------
+    scans : list of RawScan
+        Every study, with its :class:`Identification` (``complete`` or not) and, when complete,
+        its four series.
+    problems : list of SubjectError
+        The folder cannot be read as DICOM (no scan is returned then).
+    """
+    try:
+        series, _skipped = group_series(folder)
+    except DicomSeriesError as exc:
+        return [], [SubjectError(subject_id, str(exc), path=str(folder), stage=STAGE)]
+    if not series:
+        return [], [SubjectError(subject_id, "no DICOM series found", path=str(folder), stage=STAGE)]
+    studies = by_study(series)
+    first = min((s[0].date for s in studies.values() if s[0].date), default=None)
+    scans: list[RawScan] = []
+    for i, group in enumerate(studies.values()):
+        days = _days(group[0].date, first)
+        scan_id = (BASELINE_SCAN if len(studies) == 1 else f"day{int(days)}" if days is not None
+                   else f"study{i + 1}")
+        mapping = (mappings or {}).get((subject_id, scan_id)) or (mappings or {}).get(
+            (subject_id, None))
+        ident = pick_sequences(group, mapping)
+        picked = {seq: ident.picks[seq].series for seq in SEQUENCES} if ident.complete else {}
+        scans.append(RawScan(subject_id, scan_id, days, picked, ident))
+    return scans, []
+
+
+def undecided_error(scan: RawScan, folder: Path) -> SubjectError:
+    """The error of a scan whose sequences were not all identified (lists every series)."""
+    return SubjectError(scan.subject_id, _undecided(scan.identification), path=str(folder),
+                        stage=STAGE,
+                        scan_id=None if scan.scan_id == BASELINE_SCAN else scan.scan_id)
+
+
 def find_dicom_scans(folder: Path, subject_id: str,
                      mappings: Mapping[tuple[str, str | None], dict[str, str]] | None = None
                      ) -> tuple[list[RawScan], list[SubjectError]]:
@@ -57,30 +99,9 @@ def find_dicom_scans(folder: Path, subject_id: str,
         One per scan that could not be identified (naming the candidates), and one per broken
         series that was a candidate.
     """
-    try:
-        series, _skipped = group_series(folder)
-    except DicomSeriesError as exc:
-        return [], [SubjectError(subject_id, str(exc), path=str(folder), stage=STAGE)]
-    if not series:
-        return [], [SubjectError(subject_id, "no DICOM series found", path=str(folder), stage=STAGE)]
-    studies = by_study(series)
-    first = min((s[0].date for s in studies.values() if s[0].date), default=None)
-    scans: list[RawScan] = []
-    problems: list[SubjectError] = []
-    for i, group in enumerate(studies.values()):
-        days = _days(group[0].date, first)
-        scan_id = (BASELINE_SCAN if len(studies) == 1 else f"day{int(days)}" if days is not None
-                   else f"study{i + 1}")
-        mapping = (mappings or {}).get((subject_id, scan_id)) or (mappings or {}).get(
-            (subject_id, None))
-        ident = pick_sequences(group, mapping)
-        if not ident.complete:
-            problems.append(SubjectError(subject_id, _undecided(ident), path=str(folder),
-                                         stage=STAGE,
-                                         scan_id=None if scan_id == BASELINE_SCAN else scan_id))
-            continue
-        scans.append(RawScan(subject_id, scan_id, days,
-                             {seq: ident.picks[seq].series for seq in SEQUENCES}, ident))
+    found, problems = identify_dicom_scans(folder, subject_id, mappings)
+    scans = [s for s in found if s.identification.complete]
+    problems += [undecided_error(s, folder) for s in found if not s.identification.complete]
     return scans, problems
 
 

@@ -2,9 +2,11 @@
 
 Output (in ``out_dir``): ``<id>_t1.nii.gz``, ``<id>_t1ce.nii.gz``, ``<id>_t2.nii.gz``,
 ``<id>_flair.nii.gz`` (skull-stripped, on the T1c grid, zero background: the BraTS naming that
-``--naming brats`` reads), ``<id>_brainmask.nii.gz``, ``<id>_<seq>_to_t1c.tfm`` and
+``--naming brats`` reads), ``<id>_brainmask.nii.gz``, ``<id>_<seq>_to_t1c.tfm``,
+``qc.npz`` (three slices per step for the Viewer's QC pictures, :mod:`gliocore.preprocess.qc`) and
 ``preprocess.json`` (steps, timings, similarity, QC flags, model and cache key). Nothing in the
-output carries a DICOM header.
+output carries a DICOM header. With ``space="sri24"`` the scan is also registered to SRI24
+(:mod:`gliocore.preprocess.atlas_space`): ``sri24/`` images, both transforms, ``atlas_space.json``.
 """
 from __future__ import annotations
 
@@ -17,10 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from gliocore.preprocess.atlas_space import ATLAS_SPACE_VERSION, SPACE_CHOICES, to_atlas_space
 from gliocore.preprocess.bias import BIAS_VERSION, n4_correct
 from gliocore.preprocess.brain import (BRAIN_VERSION, extract_brain, resolve_backend,
                                       weights_sha256)
 from gliocore.preprocess.coregister import COREGISTER_VERSION, register_rigid
+from gliocore.preprocess.qc import QC_FILE, qc_slices, save_qc
 
 OUTPUT_SUFFIX = {"t1": "_t1", "t1c": "_t1ce", "t2": "_t2", "flair": "_flair"}
 #: Plausible adult brain volume (ml) for the mask; outside it the scan is flagged.
@@ -33,6 +37,9 @@ MIN_COVERAGE = 0.98
 MIN_MI_AFTER = 0.15
 MI_DROP = 0.02
 CACHE_FILE = "preprocess.json"
+#: Brain-mask Dice with the atlas brain after the affine registration below which a scan in
+#: atlas space is flagged (BraTS cases reach about 0.9 with the SRI24 reference).
+MIN_ATLAS_DICE = 0.8
 
 
 @dataclass(frozen=True)
@@ -45,15 +52,22 @@ class PreprocessOptions:
     device: str = "auto"  # "auto": CUDA when torch sees a GPU, else CPU (not in the cache key)
     bias_correction: bool = True
     threads: int | None = None
+    #: "native" (the T1c grid) or "sri24": also register to SRI24 and segment there
+    space: str = "native"
 
     def __post_init__(self) -> None:
         if self.folds not in (1, 5):
             raise ValueError(f"folds must be 1 (HD-BET fast) or 5 (accurate), got {self.folds}")
+        if self.space not in SPACE_CHOICES:
+            raise ValueError(f"space must be one of {SPACE_CHOICES}, got {self.space!r}")
 
     def key_items(self) -> dict:
-        return {"brain_backend": resolve_backend(self.brain_backend), "folds": self.folds,
-                "tta": self.tta,
-                "bias": self.bias_correction}
+        items = {"brain_backend": resolve_backend(self.brain_backend), "folds": self.folds,
+                 "tta": self.tta,
+                 "bias": self.bias_correction}
+        if self.space != "native":  # native keys stay as they were: existing caches stay valid
+            items["space"] = [self.space, ATLAS_SPACE_VERSION]
+        return items
 
 
 @dataclass
@@ -72,6 +86,7 @@ class PreprocessResult:
     weights_sha256: str | None = None
     flags: list[str] = field(default_factory=list)
     cached: bool = False
+    atlas: dict[str, object] | None = None
 
 
 def cache_key(input_hashes: Mapping[str, str], options: PreprocessOptions) -> str:
@@ -124,17 +139,19 @@ def preprocess_scan(images: Mapping[str, object], out_dir: Path, scan_label: str
     res = PreprocessResult(scan_label=scan_label, key=key, outputs={})
     clock = time.perf_counter()
     imgs = {s: sitk.Cast(images[s], sitk.sitkFloat32) for s in ("t1", "t1c", "t2", "flair")}
+    raw = imgs  # kept for the QC pictures (before/after N4)
     if options.bias_correction:
         imgs = {s: n4_correct(im)[0] for s, im in imgs.items()}
     res.seconds["bias"] = round(time.perf_counter() - clock, 2)
     clock = time.perf_counter()
     fixed = imgs["t1c"]
     on_t1c = {"t1c": fixed}
-    coverage_maps = {}
+    coverage_maps, transforms = {}, {}
     for seq in ("t1", "t2", "flair"):
         reg = register_rigid(fixed, imgs[seq])
         on_t1c[seq] = reg.image
         coverage_maps[seq] = reg.coverage
+        transforms[seq] = reg.transform
         res.similarity[seq] = {"mi_before": round(reg.mi_before, 4), "mi_after": round(reg.mi_after, 4)}
         res.transforms[seq] = {"rotation_deg": round(reg.rotation_deg, 2),
                                "translation_mm": round(reg.translation_mm, 2)}
@@ -150,9 +167,29 @@ def preprocess_scan(images: Mapping[str, object], out_dir: Path, scan_label: str
     res.brain_ml, res.model, res.weights_sha256 = round(brain.volume_ml, 1), brain.model, \
         brain.weights_sha256
     _write_outputs(res, on_t1c, brain.mask, coverage_maps, out_dir, scan_label)
+    clock = time.perf_counter()
+    res.outputs["qc"] = str(save_qc(out_dir / QC_FILE, qc_slices(raw, imgs, transforms, brain.mask,
+                                                                  coverage_maps)))
+    res.seconds["qc"] = round(time.perf_counter() - clock, 2)
+    if options.space != "native":
+        _atlas_step(res, out_dir, scan_label)
     _flag(res)
     (out_dir / CACHE_FILE).write_text(json.dumps(asdict(res), indent=1, sort_keys=True))
     return res
+
+
+def _atlas_step(res: PreprocessResult, out_dir: Path, label: str) -> None:
+    """Register the brain to the atlas space; record its files, time and quality in ``res``."""
+    record = to_atlas_space(res.outputs, out_dir, label, res.key)
+    res.seconds["atlas"] = record.seconds
+    res.outputs.update({f"{record.space}_{k}": str(v) for k, v in record.images.items()})
+    res.outputs[f"to_{record.space}"] = str(record.forward)
+    res.outputs[f"from_{record.space}"] = str(record.inverse)
+    res.atlas = {"space": record.space, "brain_dice": record.brain_dice,
+                 "jacobian": record.jacobian}
+    if record.brain_dice < MIN_ATLAS_DICE:
+        res.flags.append(f"{record.space}: poor registration to the atlas (brain Dice "
+                         f"{record.brain_dice:.2f})")
 
 
 def brain_coverage(fov, brain: np.ndarray) -> float:

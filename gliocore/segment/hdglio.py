@@ -33,9 +33,8 @@ import shutil
 import tempfile
 import warnings
 from collections import OrderedDict
-from importlib import metadata
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Mapping
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
@@ -45,6 +44,8 @@ from gliocore.imaging.volume import Volume
 from gliocore.imaging.labels import LabelMap, get_label_map
 from gliocore.segment.base import Segmenter, register_segmenter
 from gliocore.segment.checks import record_input_warnings
+from gliocore.segment.torch_runtime import (cuda_hidden, package_version, quiet,
+                                            resolve_torch_device, torch_threads)
 from gliocore.types import SEQUENCES, PathType
 
 #: Environment variable naming the HD-GLIO parameter folder (overrides hd-glio's default).
@@ -115,69 +116,6 @@ def weights_sha256(weights_dir: PathType) -> str:
                     h.update(block)
         _CHECKSUMS[key] = h.hexdigest()
     return _CHECKSUMS[key]
-
-
-def resolve_torch_device(option: str, backend: str):
-    """``auto`` -> CUDA when available else CPU; otherwise ``cpu``, ``cuda`` or ``cuda:N``."""
-    import torch
-    opt = str(option).lower()
-    if opt == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(opt)
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"{backend}: device must be auto, cpu, cuda or cuda:N, got {opt!r}")
-    return dev
-
-
-def _package_version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-@contextlib.contextmanager
-def _quiet(enabled: bool) -> Iterator[None]:
-    """Swallow nnU-Net's progress prints (they go to stdout) unless ``verbose``."""
-    if not enabled:
-        yield
-        return
-    with contextlib.redirect_stdout(io.StringIO()):
-        yield
-
-
-@contextlib.contextmanager
-def _cuda_hidden(hide: bool) -> Iterator[None]:
-    """Make ``torch.cuda.is_available()`` false while nnU-Net v1 code runs on the CPU.
-
-    nnU-Net v1 calls ``.cuda()`` whenever CUDA is available, whatever device the network is
-    on; this is the only way to run it on the CPU of a CUDA machine.
-    """
-    if not hide:
-        yield
-        return
-    import torch
-    original = torch.cuda.is_available
-    torch.cuda.is_available = lambda: False  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        torch.cuda.is_available = original  # type: ignore[assignment]
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    """Run with ``n`` torch CPU threads, then restore the previous number."""
-    if n is None:
-        yield
-        return
-    import torch
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @register_segmenter
@@ -261,8 +199,8 @@ class HDGlioSegmenter(Segmenter):
     # -- identity -------------------------------------------------------------------------
     @property
     def version(self) -> str:
-        return (f"hd-glio {_package_version('hd-glio') or 'absent'}; nnunet "
-                f"{_package_version('nnunet') or 'absent'}; adapter {ADAPTER_REVISION}")
+        return (f"hd-glio {package_version('hd-glio') or 'absent'}; nnunet "
+                f"{package_version('nnunet') or 'absent'}; adapter {ADAPTER_REVISION}")
 
     @property
     def label_map(self) -> LabelMap:
@@ -319,14 +257,14 @@ class HDGlioSegmenter(Segmenter):
 
     def _restore(self, device) -> None:
         import torch
-        with _quiet(not self.verbose), warnings.catch_warnings():
+        with quiet(not self.verbose), warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # nnU-Net v1 uses torch.cuda.amp
             from nnunet.postprocessing.connected_components import load_postprocessing
             from nnunet.training import model_restore
             from nnunet.training.network_training.nnUNetTrainer import nnUNetTrainer
 
             fold_dir = self.weights_dir / f"fold_{FOLD}"
-            with _cuda_hidden(device.type == "cpu" and torch.cuda.is_available()):
+            with cuda_hidden(device.type == "cpu" and torch.cuda.is_available()):
                 # As load_model_and_checkpoint_files, but the trainer's scratch folder (it
                 # creates one and may log there) is a temporary one, not the weights folder.
                 trainer = model_restore.restore_model(
@@ -439,7 +377,7 @@ class HDGlioSegmenter(Segmenter):
         properties["original_spacing"] = np.asarray(spacing, dtype=float)
         properties["list_of_data_files"] = [case]
         properties["seg_file"] = None
-        with _quiet(not self.verbose):
+        with quiet(not self.verbose):
             d, s, properties = ImageCropper.crop(np.array(data, dtype=np.float32), properties, None)
             tf = [i + 1 for i in trainer.transpose_forward]
             d = d.transpose((0, *tf))
@@ -458,8 +396,8 @@ class HDGlioSegmenter(Segmenter):
         trainer = self.trainer_
         hide = self._device.type == "cpu" and torch.cuda.is_available()
         d, properties = self.preprocess_array(data, spacing, case)
-        with _quiet(not self.verbose), warnings.catch_warnings(), _cuda_hidden(hide), \
-                _torch_threads(self.num_threads):
+        with quiet(not self.verbose), warnings.catch_warnings(), cuda_hidden(hide), \
+                torch_threads(self.num_threads):
             warnings.simplefilter("ignore", FutureWarning)
             softmax = trainer.predict_preprocessed_data_return_seg_and_softmax(
                 d, do_mirroring=self.mirroring,

@@ -36,8 +36,8 @@ from gliocore.imaging.volume import Volume
 from gliocore.imaging.labels import LabelMap, get_label_map
 from gliocore.segment.base import Segmenter, register_segmenter
 from gliocore.segment.checks import record_input_warnings
-from gliocore.segment.hdglio import (_package_version, _quiet, _torch_threads,
-                                     resolve_torch_device)
+from gliocore.segment.torch_runtime import (package_version, quiet, resolve_torch_device,
+                                            torch_threads)
 from gliocore.types import SEQUENCES, PathType
 
 #: Environment variable naming a default model folder.
@@ -191,7 +191,7 @@ class NnUNetV2Segmenter(Segmenter):
     # -- identity -------------------------------------------------------------------------
     @property
     def version(self) -> str:
-        return f"nnunetv2 {_package_version('nnunetv2') or 'absent'}; adapter {ADAPTER_REVISION}"
+        return f"nnunetv2 {package_version('nnunetv2') or 'absent'}; adapter {ADAPTER_REVISION}"
 
     @property
     def label_map(self) -> LabelMap:
@@ -294,7 +294,7 @@ class NnUNetV2Segmenter(Segmenter):
                 f"{self.name}: the model takes {n_channels} channels "
                 f"({dataset.get('channel_names')}) but channels={channels}; map one sequence to "
                 "each channel")
-        with _quiet(not self.verbose), warnings.catch_warnings():
+        with quiet(not self.verbose), warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
             predictor = nnUNetPredictor(tile_step_size=self.step_size, use_gaussian=True,
@@ -349,8 +349,8 @@ class NnUNetV2Segmenter(Segmenter):
             spacing = reoriented
         data = np.stack([a.transpose(2, 1, 0) for a in arrays])
         props = {"spacing": [float(s) for s in spacing[::-1]]}
-        with _quiet(not self.verbose), warnings.catch_warnings(), \
-                _torch_threads(self.num_threads):
+        with quiet(not self.verbose), warnings.catch_warnings(), \
+                torch_threads(self.num_threads):
             warnings.simplefilter("ignore", FutureWarning)
             seg = self.predictor_.predict_single_npy_array(data, props, None, None, False)
         seg = np.asarray(seg).transpose(2, 1, 0)

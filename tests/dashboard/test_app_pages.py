@@ -1108,6 +1108,29 @@ def test_models_page_runs_nested_cv_and_exports_a_card(app_env):
     assert not at.exception, at.exception
 
 
+def test_models_page_offers_the_synthetic_signal_and_noise_tables(app_env):
+    """Issue 22's demo: beside the (small) cohort, the page offers the 262 x 400 synthetic tables
+    with a modest signal and with noise only (tests/models/test_demo_signal.py runs them)."""
+    at = _open("models")
+    assert "only a strong signal shows a gain" in texts(at)  # the 14-subject demo
+    at.radio(key="mod_source").set_value("noise").run()
+    assert not at.exception, at.exception
+    assert "262 subjects" in texts(at) and "400 features" in texts(at)
+    assert at.selectbox(key="mod_site").value == "site"
+    assert at.multiselect(key="mod_clinical_True").value == ["age", "IDH-status", "sex"]
+    at.number_input(key="mod_outer").set_value(2)
+    at.number_input(key="mod_inner").set_value(2)
+    at.run()
+    at.button(key="mod_run").click().run()
+    at.radio(key="mod_ext_way").set_value("date").run()  # the table's diagnosis_date
+    assert "with diagnosis_date before" in texts(at)
+    at.button(key="mod_ext_run").click().run()
+    assert not at.exception, at.exception
+    ext = at.dataframe[-1].value  # point values; bootstrap intervals on the C indices only
+    assert list(ext.columns) == ["Clinical", "Signature", "Clinical + signature"]
+    assert "[" in ext.loc["Harrell's C", "Clinical"] and "[" not in ext.loc["AUC at 12 months", "Clinical"]
+
+
 def test_models_page_stop_button_forgets_the_run(app_env):
     at = _open("models")
     at.number_input(key="mod_outer").set_value(2)

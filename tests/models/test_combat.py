@@ -74,3 +74,36 @@ def test_round_trip_and_errors():
         ComBat().fit(X[:3], ["a", "b", "b"])
     with pytest.raises(ValueError, match="complete"):
         ComBat().fit(np.where(np.eye(len(X), X.shape[1]) > 0, np.nan, X), site)
+
+
+def test_small_sites_can_be_left_unharmonised():
+    """A fold of a small cohort can hold one subject of a small site: with leave_small_sites
+    that site is left as it is (in the fit and when applied), the others harmonised as before."""
+    X, site, cov = _data(6)
+    site = site.astype(object)
+    site[0] = "tiny"
+    cb = ComBat(("sex",), ("age",), leave_small_sites=True).fit(X, site, cov)
+    rest = ComBat(("sex",), ("age",)).fit(X[1:], site[1:], cov.iloc[1:].reset_index(drop=True))
+    out = cb.transform(X, site, cov)
+    assert cb.left_sites_ == ["tiny"] and np.allclose(out[0], X[0])
+    assert np.allclose(out[1:], rest.transform(X[1:], site[1:], cov.iloc[1:].reset_index(drop=True)))
+    lone = cb.transform(X[:1], np.array(["unseen"]), cov.iloc[:1])
+    assert np.allclose(lone, X[:1])
+    again = ComBat.from_dict(cb.to_dict())
+    assert again.left_sites_ == ["tiny"] and np.allclose(again.transform(X, site, cov), out)
+    with pytest.raises(ValueError, match="every site"):
+        ComBat(leave_small_sites=True).fit(X[:2], ["a", "b"])
+
+
+def test_cross_validation_survives_a_site_with_three_subjects():
+    from gliocore.models.data import family_columns, prepare
+    from gliocore.models.estimators import ModelSpec
+    from gliocore.models.synthetic import feature_table
+    from gliocore.models.validate import CVConfig, cross_validate
+    t = feature_table(n=40, p=8, seed=1)
+    t["site"] = np.where(np.arange(40) < 3, "siteZ", t["site"])
+    d = prepare(t, "Survival(months)", "event", family_columns(t, "radiomics"),
+                ["age", "IDH-status", "sex"], "site", ["age", "sex", "IDH-status"])
+    res = cross_validate(d, ModelSpec(n_alphas=8, inner_splits=5), CVConfig(5),
+                         arms=("combined",))
+    assert len(res.folds) == 5 and res.folds["harrell"].notna().all()

@@ -60,3 +60,26 @@ def test_kaplan_meier_and_calibration():
     perfect = M.KaplanMeier.fit(t, e)(100.0) * np.ones(len(t))
     cal = M.calibration_at(t, e, perfect + np.linspace(-1e-6, 1e-6, len(t)), 100.0, n_groups=1)
     assert cal["observed"].iloc[0] == pytest.approx(cal["predicted"].iloc[0], abs=1e-5)
+
+
+def test_calibration_interval_covers_the_truth_and_narrows_with_n():
+    """Exponential survival with known S(h): perfect predictions sit inside the groups'
+    bootstrap intervals (most groups), every interval contains its estimate, and the intervals
+    narrow as the groups grow."""
+    def sample(n, seed):
+        rng = np.random.default_rng(seed)
+        rate = np.exp(rng.normal(0, 0.8, n)) / 20.0
+        T, C = rng.exponential(1 / rate), rng.uniform(5, 60, n)
+        return np.minimum(T, C), T <= C, np.exp(-rate * 12.0)
+    widths = []
+    for n in (200, 2000):
+        t, e, s12 = sample(n, n)
+        cal = M.calibration_at(t, e, s12, 12.0, n_boot=200, seed=1)
+        assert (cal["observed_lo"] <= cal["observed"]).all()
+        assert (cal["observed"] <= cal["observed_hi"]).all()
+        inside = (cal["observed_lo"] <= cal["predicted"]) & (cal["predicted"] <= cal["observed_hi"])
+        assert inside.sum() >= 4
+        widths.append((cal["observed_hi"] - cal["observed_lo"]).mean())
+    assert widths[1] < 0.5 * widths[0]
+    assert M.calibration_at(t, e, s12, 12.0, n_boot=0)["observed_lo"].isna().all()
+    assert M.calibration_at(t, e, s12, 12.0, seed=3).equals(M.calibration_at(t, e, s12, 12.0, seed=3))

@@ -96,6 +96,10 @@ def test_risk_groups_are_cut_at_the_training_median():
     assert 0.25 < (g["group"] == "high").mean() < 0.75
     cal = res.calibration("combined", 12.0)
     assert cal["n"].sum() == len(d) and cal["predicted"].between(0, 1).all()
+    assert (cal["observed_lo"] <= cal["observed"]).all() and (cal["observed"] <= cal["observed_hi"]).all()
+    from gliocore.models.plots import calibration_figure
+    bars = calibration_figure(cal, 12.0).data[1].error_y
+    assert np.allclose(np.asarray(bars.array) + cal["observed"], cal["observed_hi"])
 
 
 def test_external_validation_and_stop():

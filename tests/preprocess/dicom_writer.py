@@ -101,3 +101,17 @@ def crop(image: sitk.Image, keep_slices: tuple[int, int] | None = None) -> sitk.
     if keep_slices is None:
         return image
     return image[:, :, keep_slices[0]:keep_slices[1]]
+
+
+def ambiguous_study(folder: Path, rng, shape: tuple[int, int, int] = (6, 16, 16)) -> None:
+    """A study the rules cannot settle: two T1 series with the same description and no contrast
+    tag (series 3 and 4), a T2 (5) and a FLAIR (6), each a small random volume."""
+    import numpy as np
+    for number, desc, tr, te, ti, scanning in ((3, "AX T1 SE", 500.0, 10.0, None, "SE"),
+                                              (4, "AX T1 SE", 500.0, 10.0, None, "SE"),
+                                              (5, "AX T2 TSE", 5000.0, 100.0, None, "SE"),
+                                              (6, "AX FLAIR", 9000.0, 110.0, 2500.0, "SE\\IR")):
+        img = sitk.GetImageFromArray(rng.integers(0, 1000, size=shape).astype(np.int16))
+        img.SetSpacing((1.0, 1.0, 3.0))
+        write_series(img, folder / f"s{number}", uid(700 + number), number, desc, tr=tr, te=te,
+                     ti=ti, scanning=scanning)
