@@ -32,7 +32,9 @@ def main() -> None:
     import resource
     import time
 
-    from gliocore.cohort.loading import Subject, find_sequences, get_naming, load_subject_images
+    from gliocore.cohort.loading import Subject
+    from gliocore.cohort.naming import find_sequences, get_naming
+    from gliocore.cohort.subjects import load_subject_images
     from gliocore.segment import get_segmenter
     from gliocore.segment.learned_features import SEQUENCES, compute_features
 

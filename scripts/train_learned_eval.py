@@ -55,10 +55,11 @@ def _fold_models(k: int) -> ModelPair:
 
 
 def evaluate_fold(k: int, degraded: bool = True, n_degraded: int = 2,
-                  baseline: bool = True) -> None:
+                  baseline: bool = True, recorded: dict[str, dict] | None = None) -> None:
     """Score fold ``k``'s model on its two held-out cases: clean and the baseline first, then
     each degradation (on the first ``n_degraded`` of them); written after every step to
-    ``$LEARNED_CACHE/eval_fold<k>.json``."""
+    ``$LEARNED_CACHE/eval_fold<k>.json``. ``recorded``: case -> the rule baseline's figures
+    recorded by an earlier run (the rules did not change), instead of re-running them."""
     from gliocore.segment.baseline import segment_arrays as baseline_arrays
 
     dirs = {d.name: d for d in case_dirs()}
@@ -78,6 +79,10 @@ def evaluate_fold(k: int, degraded: bool = True, n_degraded: int = 2,
         print(json.dumps({k2: v for k2, v in row.items() if k2 != "degraded"}), flush=True)
         out.write_text(json.dumps(rows, indent=1))
     for row in rows if baseline else ():
+        if recorded and row["case"] in recorded:
+            row["baseline"] = recorded[row["case"]]
+            out.write_text(json.dumps(rows, indent=1))
+            continue
         arrays, ref, spacing, lr_axis = cases[row["case"]]
         t0 = time.perf_counter()
         base = baseline_arrays(*arrays, spacing=spacing, lr_axis=lr_axis)
@@ -106,6 +111,8 @@ def add_degradations(k: int, names: list[str], n_cases: int = 2) -> None:
         if not any(n in name for n in names):
             continue
         for row in rows[:n_cases]:
+            if name in row.get("degraded", {}):
+                continue  # recorded by an earlier run (same seeded draw)
             arrays, ref, spacing, lr_axis = load_case(dirs[row["case"]])
             rng = np.random.default_rng([EVAL_SEED, j, sum(row["case"].encode())])
             pred, uncovered = segment_arrays(fn(arrays, rng), spacing, lr_axis, models)
@@ -117,11 +124,15 @@ def add_degradations(k: int, names: list[str], n_cases: int = 2) -> None:
 
 
 def evaluate(fold_ids: list[int], degraded: bool = True, n_degraded: int = 2,
-             baseline: bool = True) -> None:
+             baseline: bool = True, baseline_from: Path | None = None) -> None:
     """Evaluate the given folds, each into ``$LEARNED_CACHE/eval_fold<k>.json``."""
     CACHE.mkdir(parents=True, exist_ok=True)
+    recorded = None
+    if baseline_from is not None:
+        recorded = {r["case"]: r["baseline"] for r in
+                    json.loads(Path(baseline_from).read_text())["cases"] if "baseline" in r}
     for k in fold_ids:
-        evaluate_fold(k, degraded, n_degraded, baseline)
+        evaluate_fold(k, degraded, n_degraded, baseline, recorded)
 
 
 def merge() -> None:
@@ -142,6 +153,9 @@ if __name__ == "__main__":
     parser.add_argument("--n-degraded", type=int, default=2,
                         help="held-out cases per fold to degrade (2 = both)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the rule baseline")
+    parser.add_argument("--baseline-from", type=Path,
+                        help="a cv.json whose recorded rule-baseline figures to reuse")
+    parser.add_argument("--clean-only", action="store_true", help="skip the degradations")
     parser.add_argument("--add-degradations", nargs="*",
                         help="only add these degradations (name substrings) to recorded folds")
     args = parser.parse_args()
@@ -149,5 +163,6 @@ if __name__ == "__main__":
         for k in args.folds:
             add_degradations(k, args.add_degradations, args.n_degraded)
     elif not args.merge:
-        evaluate(args.folds, n_degraded=args.n_degraded, baseline=not args.no_baseline)
+        evaluate(args.folds, degraded=not args.clean_only, n_degraded=args.n_degraded,
+                 baseline=not args.no_baseline, baseline_from=args.baseline_from)
     merge()

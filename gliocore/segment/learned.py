@@ -4,20 +4,22 @@ Method
 ------
 A :class:`sklearn.ensemble.HistGradientBoostingClassifier` predicts, per brain voxel,
 background / non-enhancing / contrast-enhancing from the relative, multi-scale features of
-:mod:`.learned_features` (robust z-scores of T1, T1c, T2, FLAIR smoothed at 1 and 3 mm, local
-contrast against the 8 mm mean, local texture, left-right asymmetry, T1c - T1, distance to the
-brain's edge). Where FLAIR does not cover part of the brain (an older protocol's partial field
+:mod:`.learned_features` (each sequence bias-flattened, then robust z-scores of T1, T1c, T2,
+FLAIR smoothed at 1, 3 and 8 mm, local contrast at two scales, local texture, left-right
+asymmetry at two scales, T1c - T1, FLAIR - T2, distances to the brain's edge and midline). Where FLAIR does not cover part of the brain (an older protocol's partial field
 of view, found per slice), a second model trained without the FLAIR features predicts those
 voxels, and the scan says so (:attr:`LearnedSegmenter.input_warnings_`).
 
 Inference runs coarse to fine: every second voxel first, then every voxel next to a voxel
-where the coarse pass saw tumour (probability > 0.05). Post-processing, fixed before any
+where the coarse pass saw tumour (probability > 0.05). Labels are decided nested, as the
+regions are scored (:func:`decide`): tumour where P(tumour) > 1/2, then CE or NE. Post-processing, fixed before any
 evaluation: tumour components under 500 mm³ dropped (the largest is always kept), holes
 filled in 3-D (a necrotic core inside its rim is non-enhancing tumour).
 
 Training (``scripts/train_learned_segmenter.py``, seeded) uses the twelve BraTS 2018 training
 cases in ``../shared/cases/brats18-{dev,train}`` (TCIA, images CC BY 3.0, expert labels of the
-BraTS challenge), each clean and in three degraded copies (:mod:`.degrade`), and leaves cases
+BraTS challenge), each clean and in three degraded copies (:mod:`.degrade`), with the number
+of boosting rounds chosen by early stopping on inner validation cases, and leaves cases
 out for cross-validation: the figures it records (``models/learned/cv.json``) each come from
 a fold model that never saw that case. The shipped model is trained on all twelve.
 """
@@ -135,8 +137,16 @@ def predict_crop(models: ModelPair, fv: FeatureVolume, spacing: Sequence[float])
     labels = np.zeros(brain.shape, dtype=np.uint8)
     if cand.any():
         p = _probabilities(models, fv, cand)
-        labels[cand] = np.argmax(p, axis=1).astype(np.uint8)  # 0 bg, 1 CE, 2 NE
+        labels[cand] = decide(p)
     return postprocess(labels, spacing)
+
+
+def decide(p: np.ndarray) -> np.ndarray:
+    """Labels from class probabilities ``(n, 3)`` (background, CE, NE), nested as the regions
+    are scored: tumour where P(CE) + P(NE) > 1/2 (the whole tumour's own probability, not the
+    larger of its two parts against background), then CE where P(CE) > P(NE)."""
+    tumour = p[:, 0] < 0.5
+    return np.where(tumour, np.where(p[:, 1] > p[:, 2], 1, 2), 0).astype(np.uint8)
 
 
 def postprocess(labels: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
@@ -187,7 +197,7 @@ class LearnedSegmenter(Segmenter):
 
     name: ClassVar[str] = "learned"
     title: ClassVar[str] = "Learned (gradient-boosted trees, 12 BraTS cases, CPU)"
-    code_version: ClassVar[str] = "1"
+    code_version: ClassVar[str] = "2"
 
     def __init__(self, model: str = "final", **options: Any) -> None:
         if options:

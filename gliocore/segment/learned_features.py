@@ -1,17 +1,23 @@
 """Voxel features of the learned segmenter (:mod:`gliocore.segment.learned`).
 
-Every feature is relative, never an absolute intensity: each sequence is z-scored inside the
-brain with its median and a robust spread (the 25-75 % range), so a gain, an offset or a
-monotone contrast change between scanners moves the features little. Per sequence:
+Every feature is relative, never an absolute intensity. Each sequence is first flattened: a
+slow multiplicative field (scanner coil bias) is estimated from the log intensity of the
+normal-looking tissue (robust z within 1.5), averaged in 4 mm blocks and smoothed at 30 mm
+inside the brain, and divided out (:func:`flatten_bias`: a cheap stand-in for N4, which takes
+6-8 s per sequence on two cores). It is then z-scored inside the brain with its median and a
+robust spread (the 25-75 % range), so a gain, an offset, a bias field or a monotone contrast
+change between scanners moves the features little. Per sequence:
 
-* ``g1``, ``g3``: the z-scored image smoothed inside the brain (normalised convolution, so
-  the brain's edge does not darken) at 1 and 3 mm;
-* ``c8``: local contrast, ``g1`` minus the 8 mm local mean (a slow bias field cancels out);
+* ``g1``, ``g3``, ``g8``: the z-scored image smoothed inside the brain (normalised
+  convolution, so the brain's edge does not darken) at 1, 3 and 8 mm;
+* ``c3``, ``c8``: local contrast, ``g1`` minus ``g3`` and minus ``g8`` (differences of
+  Gaussians: blobs and edges at two scales);
 * ``s3``: local standard deviation at 3 mm (texture);
-* ``m3``: left-right asymmetry, ``g3`` minus its mirror image across the brain's midline
-  (gliomas are mostly unilateral, normal anatomy roughly symmetric).
+* ``m3``, ``m8``: left-right asymmetry, ``g3`` (``g8``) minus its mirror image across the
+  brain's midline (gliomas are mostly unilateral, normal anatomy roughly symmetric).
 
-Plus ``t1c-t1`` (enhancement, at 1 mm) and ``edge_mm``, the distance to the brain's edge.
+Plus ``t1c-t1`` (enhancement, at 1 mm), ``flair-t2`` (at 1 mm), ``edge_mm`` (the distance to
+the brain's edge) and ``mid_mm`` (the distance to the brain's left-right midline).
 Sigmas are in mm, so the features mean the same at any voxel size.
 
 A sequence that does not cover part of the brain (zero or constant there while the others
@@ -27,12 +33,16 @@ import numpy as np
 from scipy import ndimage as ndi
 
 SEQUENCES: tuple[str, ...] = ("t1", "t1c", "t2", "flair")
-PER_SEQUENCE: tuple[str, ...] = ("g1", "g3", "c8", "s3", "m3")
+PER_SEQUENCE: tuple[str, ...] = ("g1", "g3", "g8", "c3", "c8", "s3", "m3", "m8")
 #: Feature names in column order.
 FEATURES: tuple[str, ...] = tuple(f"{s}_{f}" for s in SEQUENCES for f in PER_SEQUENCE) \
-    + ("t1c-t1", "edge_mm")
+    + ("t1c-t1", "flair-t2", "edge_mm", "mid_mm")
+#: Bias flattening: block size and smoothing (mm), and the robust |z| of the tissue it uses.
+BIAS_BLOCK_MM = 4.0
+BIAS_SIGMA_MM = 12.0
+BIAS_KEEP_Z = 1.5
 #: Columns of the model that does without FLAIR (used where FLAIR does not cover the brain).
-NO_FLAIR: tuple[str, ...] = tuple(f for f in FEATURES if not f.startswith("flair_"))
+NO_FLAIR: tuple[str, ...] = tuple(f for f in FEATURES if not f.startswith("flair"))
 
 
 @dataclass
@@ -138,6 +148,55 @@ def _edge_distance(brain: np.ndarray, sp: np.ndarray) -> np.ndarray:
     return up[:brain.shape[0], :brain.shape[1], :brain.shape[2]]
 
 
+def flatten_bias(a: np.ndarray, inside: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+    """Divide out a slow multiplicative field (a bias field), estimated inside ``inside``.
+
+    The log intensity of the tissue within :data:`BIAS_KEEP_Z` robust z of its median (normal
+    grey and white matter: bright lesions, CSF and necrosis left out) is averaged in blocks of
+    :data:`BIAS_BLOCK_MM`, smoothed at :data:`BIAS_SIGMA_MM` by normalised convolution, brought
+    back to the grid (linear) and divided out, centred on its median inside the brain (so the
+    image keeps its scale). Outside ``inside`` the image is returned unchanged.
+    """
+    sp = np.asarray(spacing, dtype=float)
+    pos = inside & (a > 0)
+    if pos.sum() < 1000:
+        return a
+    log = np.zeros(a.shape, dtype=np.float32)
+    log[pos] = np.log(a[pos])
+    z = _robust_z(log, pos)
+    keep = pos & (np.abs(z) < BIAS_KEEP_Z)
+    block = np.maximum(np.round(BIAS_BLOCK_MM / sp).astype(int), 1)
+    pad = [(0, (-n) % b) for n, b in zip(a.shape, block)]
+    coarse_shape = [(n + p[1]) // b for n, p, b in zip(a.shape, pad, block)]
+
+    def block_sum(x: np.ndarray) -> np.ndarray:
+        xp = np.pad(x, pad).reshape(coarse_shape[0], block[0], coarse_shape[1], block[1],
+                                    coarse_shape[2], block[2])
+        return xp.sum(axis=(1, 3, 5))
+
+    sigma = BIAS_SIGMA_MM / (block * sp)
+    num = ndi.gaussian_filter(block_sum(np.where(keep, log, 0.0)), sigma, truncate=2.5)
+    den = ndi.gaussian_filter(block_sum(keep.astype(np.float32)), sigma, truncate=2.5)
+    field = np.where(den > 1e-3, num / np.maximum(den, 1e-3), float(np.median(log[keep])))
+    full = ndi.zoom(field.astype(np.float32), block.astype(float), order=1, grid_mode=True,
+                    mode="nearest")[:a.shape[0], :a.shape[1], :a.shape[2]]
+    full -= float(np.median(full[pos]))
+    return np.where(pos, a * np.exp(-full), a).astype(np.float32)
+
+
+def _sequence_features(a: np.ndarray, inside: np.ndarray, norms: list[np.ndarray],
+                       sigmas: list[np.ndarray], sp: np.ndarray, lr_axis: int) -> np.ndarray:
+    """The :data:`PER_SEQUENCE` channels of one sequence (flattened, z-scored inside)."""
+    w = inside.astype(np.float32)
+    z = _robust_z(flatten_bias(a, inside, sp), inside) * w
+    g1 = _smooth_in(z, w, norms[0], sigmas[0])
+    g3 = _smooth_in(z, w, norms[1], sigmas[1])
+    g8 = _coarse_smooth(z, sigmas[2]) / norms[2]
+    var3 = _smooth_in(z * z, w, norms[1], sigmas[1]) - g3 * g3
+    return np.stack((g1, g3, g8, g1 - g3, g1 - g8, np.sqrt(np.maximum(var3, 0.0)),
+                     g3 - np.flip(g3, axis=lr_axis), g8 - np.flip(g8, axis=lr_axis)))
+
+
 def compute_features(arrays: Sequence[np.ndarray], spacing: Sequence[float], lr_axis: int,
                      brain: np.ndarray | None = None) -> FeatureVolume:
     """Features of one scan (see the module docstring).
@@ -173,27 +232,26 @@ def compute_features(arrays: Sequence[np.ndarray], spacing: Sequence[float], lr_
         if miss.any():
             uncovered[name] = miss
     values = np.zeros((len(FEATURES),) + brain.shape, dtype=np.float32)
-    s1, s3, s8 = (np.asarray([m, m, m]) / sp for m in (1.0, 3.0, 8.0))
-    zs = {}
+    sigmas = [np.asarray([m, m, m]) / sp for m in (1.0, 3.0, 8.0)]
     norms_of: dict[bytes, list[np.ndarray]] = {}
-    for name, a in zip(SEQUENCES, crops):
+    n = len(PER_SEQUENCE)
+    for k, (name, a) in enumerate(zip(SEQUENCES, crops)):
         inside = brain & ~uncovered.get(name, np.zeros_like(brain))
-        w = inside.astype(np.float32)
         key = np.packbits(inside).tobytes() if name in uncovered else b""
         if key not in norms_of:
+            w = inside.astype(np.float32)
             norms_of[key] = [np.maximum(ndi.gaussian_filter(w, s, truncate=2.5), 1e-3)
-                             for s in (s1, s3)] + [np.maximum(_coarse_smooth(w, s8), 1e-3)]
-        norms = norms_of[key]
-        z = _robust_z(a, inside) * w
-        g1 = _smooth_in(z, w, norms[0], s1)
-        g3 = _smooth_in(z, w, norms[1], s3)
-        g8 = _coarse_smooth(z, s8) / norms[2]
-        var3 = _smooth_in(z * z, w, norms[1], s3) - g3 * g3
-        mirror = np.flip(g3, axis=lr_axis)
-        i = SEQUENCES.index(name) * len(PER_SEQUENCE)
-        values[i:i + 5] = (g1, g3, g1 - g8, np.sqrt(np.maximum(var3, 0.0)), g3 - mirror)
-        zs[name] = g1
-    values[-2] = zs["t1c"] - zs["t1"]
-    values[-1] = _edge_distance(brain, sp)
+                             for s in sigmas[:2]] + [np.maximum(_coarse_smooth(w, sigmas[2]),
+                                                                1e-3)]
+        values[k * n:(k + 1) * n] = _sequence_features(a, inside, norms_of[key], sigmas, sp,
+                                                       lr_axis)
+    g1 = {name: values[k * n] for k, name in enumerate(SEQUENCES)}
+    values[-4] = g1["t1c"] - g1["t1"]
+    values[-3] = g1["flair"] - g1["t2"]
+    values[-2] = _edge_distance(brain, sp)
+    mid = np.abs(np.arange(brain.shape[lr_axis]) - (brain.shape[lr_axis] - 1) / 2.0)
+    shape = [1, 1, 1]
+    shape[lr_axis] = -1
+    values[-1] = (mid * sp[lr_axis]).astype(np.float32).reshape(shape)
     values[:, ~brain] = 0.0
     return FeatureVolume(values, brain, box, uncovered)

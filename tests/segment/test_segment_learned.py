@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
 from gliocore.cohort.loading import Subject
 from gliocore.imaging.io import Volume
@@ -15,7 +16,7 @@ from gliocore.segment import SEGMENTERS, get_segmenter
 from gliocore.segment import degrade
 from gliocore.segment.learned import (MODEL_DIR, file_sha256, load_manifest, load_models,
                                       segment_arrays)
-from gliocore.segment.learned_features import FEATURES, compute_features, coverage
+from gliocore.segment.learned_features import FEATURES, compute_features, coverage, flatten_bias
 from gliocore.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,11 +48,17 @@ def _volumes(arrays: list[np.ndarray]) -> dict[str, Volume]:
     return {s: Volume(a, affine) for s, a in zip(("t1", "t1c", "t2", "flair"), arrays)}
 
 
-def test_backend_is_registered_but_not_the_default_while_the_rules_score_higher():
-    """Held out, the learned model scored below the rules (README): the rules stay the default."""
+def test_the_default_backend_follows_the_recorded_held_out_verdict():
+    """``learned`` is the default offline backend exactly when its held-out figures (cv.json)
+    meet issue 21's targets; the rules stay registered as the fallback, and the demo keeps
+    them (its export is pinned and ``make run`` must not get slower)."""
+    from gliocore.validation.learned_cv import verdict
+
     assert "learned" in SEGMENTERS and "baseline" in SEGMENTERS
+    ok, misses = verdict(json.loads((MODEL_DIR / "cv.json").read_text()))
     settings = Settings()
-    assert settings.default_backend == "baseline" and settings.demo_backend == "baseline"
+    assert settings.default_backend == ("learned" if ok else "baseline"), misses
+    assert settings.demo_backend == "baseline"
 
 
 def test_runs_on_a_tiny_phantom_and_returns_canonical_classes(rng):
@@ -87,6 +94,34 @@ def test_features_are_relative_to_the_scan(rng):
     b = compute_features([3.0 * x for x in arrays], (1.0, 1.0, 1.0), 0)
     assert a.values.shape[0] == len(FEATURES)
     np.testing.assert_allclose(a.values, b.values, atol=1e-3)
+
+
+def test_a_slow_bias_field_is_flattened_out(rng):
+    """A smooth multiplicative field (±30 %) is mostly divided out; a lesion keeps its contrast."""
+    arrays = _phantom(rng, (64, 72, 56))
+    brain = arrays[3] > 0
+    idx = np.indices(brain.shape, dtype=np.float32)
+    field = np.exp(0.3 * np.sin(idx[0] / 64 * np.pi) * np.cos(idx[2] / 56 * np.pi))
+    biased = arrays[3] * field
+    out = flatten_bias(biased, brain, (1.0, 1.0, 1.0))
+    lesion = np.sqrt((idx[0] - 22) ** 2 + (idx[1] - 36) ** 2 + (idx[2] - 28) ** 2) < 6
+    normal = brain & ~ndi.binary_dilation(lesion, iterations=8)
+    before = np.std(np.log(biased[normal] / arrays[3][normal]))  # the field itself
+    after = np.std(np.log(out[normal] / arrays[3][normal]))  # what is left of it
+    assert after < 0.5 * before, (before, after)
+    contrast = np.median(out[lesion]) / np.median(out[normal])
+    assert contrast > 0.8 * np.median(arrays[3][lesion]) / np.median(arrays[3][normal])
+    untouched = flatten_bias(arrays[3], brain, (1.0, 1.0, 1.0))
+    assert np.std(np.log(untouched[normal] / arrays[3][normal])) < 0.05
+
+
+def test_midline_and_edge_distances_are_in_mm(rng):
+    arrays = _phantom(rng, (40, 44, 36))
+    fv = compute_features(arrays, (2.0, 1.0, 1.0), 0)
+    mid = fv.values[FEATURES.index("mid_mm")]
+    assert mid[fv.brain].max() == pytest.approx((fv.brain.shape[0] - 1) / 2 * 2.0)
+    assert mid[fv.brain].min() <= 1.0
+    assert fv.values[FEATURES.index("edge_mm")][fv.brain].max() >= 10.0
 
 
 def test_model_checksums_enter_the_cache_key_and_a_changed_file_is_refused(tmp_path):
@@ -127,3 +162,14 @@ def test_fold_models_reproduce_the_recorded_held_out_dice(shared_dir, which):
     assert dice(pred > 0, ref > 0) == pytest.approx(row["dice_WT"], abs=1e-4)
     assert dice(pred == 1, ref == 1) == pytest.approx(row["dice_CE"], abs=1e-4)
     assert dice(pred == 2, ref == 2) == pytest.approx(row["dice_NE"], abs=1e-4)
+
+
+def test_labels_are_decided_nested_as_the_regions_are_scored():
+    """Tumour where P(CE) + P(NE) > 1/2 even when background is the single likeliest class."""
+    from gliocore.segment.learned import decide
+
+    p = np.array([[0.4, 0.3, 0.3], [0.4, 0.25, 0.35], [0.6, 0.3, 0.1], [0.1, 0.2, 0.7]],
+                 dtype=np.float32)
+    assert decide(p).tolist() == [2, 2, 0, 2]
+    assert np.argmax(p, axis=1).tolist()[:2] == [0, 0], "argmax would have called them background"
+    assert decide(np.array([[0.3, 0.4, 0.3]], dtype=np.float32)).tolist() == [1]

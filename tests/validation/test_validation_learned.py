@@ -43,3 +43,23 @@ def test_verdict_names_each_missed_target():
 def test_recheck_reproduces_the_recorded_figure(shared_dir):
     report = validate_learned_cv(shared_dir)
     assert report.reproduced.endswith("reproduced."), report.reproduced
+
+
+def test_the_readme_table_is_the_recorded_cross_validation():
+    """Each case's held-out whole-tumour Dice and the mean in the README are cv.json's."""
+    from pathlib import Path
+
+    cv = json.loads((MODEL_DIR / "cv.json").read_text())
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("#### Cross-validated figures"):
+                     readme.index("Whole-tumour Dice under each degradation")]
+    rows = {line.split("|")[1].strip().split(" ")[0]: line.split("|")
+            for line in section.splitlines() if line.startswith("| ")}
+    assert len(cv["cases"]) == 12
+    for r in cv["cases"]:
+        cells = rows[r["case"].replace("Brats18_", "")]
+        assert cells[2].strip() == r["fold"]
+        assert float(cells[3]) == pytest.approx(r["dice_WT"], abs=6e-4)
+        assert float(cells[4]) == pytest.approx(r["dice_CE"], abs=6e-4)
+    mean = sum(r["dice_WT"] for r in cv["cases"]) / len(cv["cases"])
+    assert float(rows["mean"][3]) == pytest.approx(mean, abs=6e-4)
