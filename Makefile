@@ -11,7 +11,7 @@ $(VENV)/.installed: requirements.txt requirements-nodeps.txt scripts/setup_env.s
 	scripts/setup_env.sh
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt requirements-deepbet.txt
 	scripts/setup_env.sh --dev
 	touch $@
 

