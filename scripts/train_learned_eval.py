@@ -1,12 +1,15 @@
 """Held-out evaluation of the learned segmenter, after ``train_learned_segmenter.py train``.
 
     python scripts/train_learned_eval.py [--folds 0 1 2]   # then --merge once all six are done
+    python scripts/train_learned_eval.py --stacked ...      # the same for the stacked backend
 
 Every figure comes from the fold model that did not see the case. Writes
 ``gliocore/segment/models/learned/cv.json``: per case, clean Dice (whole tumour, contrast-
 enhancing, non-enhancing) and volumes, the same under each degradation of
 :data:`gliocore.segment.degrade.DEGRADATIONS` (fixed seeded draws, other than training's), the
-rule baseline's Dice on the same clean case, and the seconds each took.
+rule baseline's Dice on the same clean case, and the seconds each took. With ``--stacked``
+the stacked backend (:mod:`gliocore.segment.stacked`, rules + trees) is scored instead, into
+``models/stacked/cv.json`` (its seconds include the rules').
 """
 from __future__ import annotations
 
@@ -22,14 +25,31 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from gliocore.segment import degrade  # noqa: E402
-from gliocore.segment.learned import (MODEL_DIR, ModelPair, load_models,  # noqa: E402
-                                      segment_arrays)
+from gliocore.segment import degrade, learned, stacked  # noqa: E402
+from gliocore.segment.learned import ModelPair, load_models  # noqa: E402
 from gliocore.segment.qc import dice  # noqa: E402
 from train_learned_segmenter import (CACHE, N_FOLDS, SEED, case_dirs, folds,  # noqa: E402
                                      load_case)
 
 EVAL_SEED = SEED + 1
+#: The backend scored: (model folder, segment_arrays, prefix of the per-fold result files);
+#: ``--stacked`` switches to the stacked backend.
+BACKEND = {"model_dir": learned.MODEL_DIR, "segment": learned.segment_arrays, "prefix": "eval"}
+
+
+def use_stacked() -> None:
+    """Score the stacked backend (rules + trees) instead of the learned one."""
+    BACKEND.update(model_dir=stacked.MODEL_DIR, segment=stacked.segment_arrays,
+                   prefix="eval_stacked")
+
+
+def segment_arrays(arrays, spacing, lr_axis, models):
+    """The scored backend's segmentation (see :data:`BACKEND`)."""
+    return BACKEND["segment"](arrays, spacing, lr_axis, models)
+
+
+def _out(k: int) -> Path:
+    return CACHE / f"{BACKEND['prefix']}_fold{k}.json"
 
 
 def scores(pred: np.ndarray, ref: np.ndarray, voxel_mm3: float) -> dict[str, float]:
@@ -48,9 +68,10 @@ def _fold_models(k: int) -> ModelPair:
     every model is fitted; the folds can be evaluated before the final model is done)."""
     import joblib
 
-    if (MODEL_DIR / "manifest.json").is_file():
-        return load_models(f"fold{k}")
-    return ModelPair(*(joblib.load(MODEL_DIR / f"fold{k}_{kind}.joblib")
+    model_dir = BACKEND["model_dir"]
+    if (model_dir / "manifest.json").is_file():
+        return load_models(f"fold{k}", model_dir)
+    return ModelPair(*(joblib.load(model_dir / f"fold{k}_{kind}.joblib")
                        for kind in ("full", "noflair")))
 
 
@@ -64,7 +85,7 @@ def evaluate_fold(k: int, degraded: bool = True, n_degraded: int = 2,
 
     dirs = {d.name: d for d in case_dirs()}
     models = _fold_models(k)
-    out = CACHE / f"eval_fold{k}.json"
+    out = _out(k)
     rows, cases = [], {}
     for case in folds(sorted(dirs))[k]:
         arrays, ref, spacing, lr_axis = load_case(dirs[case])
@@ -103,7 +124,7 @@ def evaluate_fold(k: int, degraded: bool = True, n_degraded: int = 2,
 
 def add_degradations(k: int, names: list[str], n_cases: int = 2) -> None:
     """Add degradations whose name contains one of ``names`` to fold ``k``'s recorded rows."""
-    out = CACHE / f"eval_fold{k}.json"
+    out = _out(k)
     rows = json.loads(out.read_text())
     dirs = {d.name: d for d in case_dirs()}
     models = _fold_models(k)
@@ -139,15 +160,17 @@ def merge() -> None:
     """Collect the six folds' results into ``models/learned/cv.json``."""
     rows = []
     for k in range(N_FOLDS):
-        rows += json.loads((CACHE / f"eval_fold{k}.json").read_text())
+        rows += json.loads(_out(k).read_text())
     out = {"note": "every figure from the fold model that never saw the case (leave-two-cases-"
                    "out, 6 folds); written by scripts/train_learned_eval.py",
            "seed": EVAL_SEED, "cases": sorted(rows, key=lambda r: r["case"])}
-    (MODEL_DIR / "cv.json").write_text(json.dumps(out, indent=1) + "\n")
+    (BACKEND["model_dir"] / "cv.json").write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stacked", action="store_true",
+                        help="score the stacked backend (rules + trees)")
     parser.add_argument("--folds", type=int, nargs="*", default=list(range(N_FOLDS)))
     parser.add_argument("--merge", action="store_true", help="only merge the folds' results")
     parser.add_argument("--n-degraded", type=int, default=2,
@@ -159,6 +182,8 @@ if __name__ == "__main__":
     parser.add_argument("--add-degradations", nargs="*",
                         help="only add these degradations (name substrings) to recorded folds")
     args = parser.parse_args()
+    if args.stacked:
+        use_stacked()
     if args.add_degradations:
         for k in args.folds:
             add_degradations(k, args.add_degradations, args.n_degraded)

@@ -8,7 +8,9 @@ Backends register themselves by name; :func:`get_segmenter` builds one.
 ``baseline`` (intensity rules) is the default. ``learned`` (:mod:`.learned`: gradient-boosted
 trees over the voxel features of :mod:`.learned_features`, trained on twelve expert-labelled BraTS
 cases, model shipped in ``models/learned``) is available by name; held out it scores below the
-rules, so it is not the default yet. :mod:`.degrade` degrades scans the way other centres' differ.
+rules, so it is not the default yet. ``stacked`` (:mod:`.stacked`: the same trees given the
+rules' mask as features, model in ``models/stacked``) is a third variant, available by name.
+:mod:`.degrade` degrades scans the way other centres' differ.
 
 Torch is imported only inside the deep-learning backends, lazily. Mask QC (Dice, HD95 against a
 reference) is :mod:`.qc`; input and output checks of the backends are :mod:`.checks`.
@@ -24,6 +26,7 @@ from gliocore.segment.base import (SEGMENTERS, Segmenter, available_segmenters, 
 from gliocore.segment import baseline as _baseline  # noqa: F401,E402
 from gliocore.segment import learned as _learned  # noqa: F401,E402
 from gliocore.segment import maskimport as _maskimport  # noqa: F401,E402
+from gliocore.segment import stacked as _stacked  # noqa: F401,E402
 
 try:  # deep-learning backends register even when their packages are absent (they report why)
     from gliocore.segment import hdglio as _hdglio  # noqa: F401

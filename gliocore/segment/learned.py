@@ -114,13 +114,14 @@ def _predict(model: Any, fv: FeatureVolume, names: Sequence[str], where: np.ndar
 
 
 def _probabilities(models: ModelPair, fv: FeatureVolume, where: np.ndarray) -> np.ndarray:
-    """Probabilities at ``where``: the FLAIR-free model where FLAIR does not cover the brain."""
+    """Probabilities at ``where``: the full model on all of ``fv``'s channels, the FLAIR-free
+    model (on :data:`NO_FLAIR`) where FLAIR does not cover the brain."""
     no_flair = fv.uncovered.get("flair")
     if no_flair is None:
-        return _predict(models.full, fv, FEATURES, where)
+        return _predict(models.full, fv, fv.names, where)
     out = np.zeros((int(where.sum()), 3), dtype=np.float32)
     sel = no_flair[where]
-    out[~sel] = _predict(models.full, fv, FEATURES, where & ~no_flair)
+    out[~sel] = _predict(models.full, fv, fv.names, where & ~no_flair)
     out[sel] = _predict(models.no_flair, fv, NO_FLAIR, where & no_flair)
     return out
 
@@ -198,17 +199,19 @@ class LearnedSegmenter(Segmenter):
     name: ClassVar[str] = "learned"
     title: ClassVar[str] = "Learned (gradient-boosted trees, 12 BraTS cases, CPU)"
     code_version: ClassVar[str] = "2"
+    #: Where the models and their manifest live.
+    model_dir: ClassVar[Path] = MODEL_DIR
 
     def __init__(self, model: str = "final", **options: Any) -> None:
         if options:
-            raise ValueError(f"unknown learned option(s) {sorted(options)}; known: model")
+            raise ValueError(f"unknown {self.name} option(s) {sorted(options)}; known: model")
         super().__init__(model=str(model))
         self._models: ModelPair | None = None
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
         try:
-            load_manifest()
+            load_manifest(cls.model_dir)
         except FileNotFoundError as exc:
             return str(exc)
         return None
@@ -217,11 +220,11 @@ class LearnedSegmenter(Segmenter):
     def version(self) -> str:
         import sklearn
 
-        return f"{load_manifest()['version']} (scikit-learn {sklearn.__version__})"
+        return f"{load_manifest(self.model_dir)['version']} (scikit-learn {sklearn.__version__})"
 
     @property
     def weights_checksum(self) -> str | None:
-        files = load_manifest()["files"]
+        files = load_manifest(self.model_dir)["files"]
         prefix = self.options["model"]
         return hashlib.sha256("".join(files[f"{prefix}_{k}.joblib"]
                                       for k in ("full", "noflair")).encode()).hexdigest()
@@ -232,22 +235,27 @@ class LearnedSegmenter(Segmenter):
 
     def load(self) -> None:
         super().load()
-        self._models = _cached_models(self.options["model"], str(MODEL_DIR))
+        self._models = _cached_models(self.options["model"], str(self.model_dir))
 
     def close(self) -> None:
         self._models = None
         super().close()
 
+    def segment_arrays(self, arrays: Sequence[np.ndarray], spacing: Sequence[float],
+                       lr_axis: int) -> tuple[np.ndarray, dict[str, float]]:
+        """Labels and uncovered fractions of four arrays (see :func:`segment_arrays`)."""
+        return segment_arrays(arrays, spacing, lr_axis, self._models)
+
     def segment_images(self, subject: Subject, images: Mapping[str, Volume]) -> np.ndarray:
         missing = [s for s in SEQUENCES if s not in images]
         if missing:
-            raise ValueError(f"learned needs t1, t1c, t2 and flair; missing {missing} "
+            raise ValueError(f"{self.name} needs t1, t1c, t2 and flair; missing {missing} "
                              f"(subject {subject.subject_id})")
         messages = record_input_warnings(subject, images, self.input_warnings_)
         ref = images["flair"]
         lr_axis = int(np.argmax(np.abs(np.asarray(ref.affine, dtype=float)[0, :3])))
-        mask, uncovered = segment_arrays([images[s].data for s in SEQUENCES], ref.spacing,
-                                         lr_axis, self._models)
+        mask, uncovered = self.segment_arrays([images[s].data for s in SEQUENCES], ref.spacing,
+                                              lr_axis)
         messages += [f"{seq.upper()} does not cover {100 * frac:.0f} % of the brain: that part "
                     "was segmented from the other sequences" if seq == "flair" else
                     f"{seq.upper()} does not cover {100 * frac:.0f} % of the brain: that part "

@@ -59,16 +59,20 @@ class FeatureVolume:
         Where the crop lies in the full image.
     uncovered : dict of str -> (I, J, K) bool ndarray
         Brain voxels each sequence does not cover (absent when it covers the whole brain).
+    names : tuple of str
+        The channel names, in order (:data:`FEATURES`; more when channels were added, as the
+        stacked segmenter adds the rules' output).
     """
 
     values: np.ndarray
     brain: np.ndarray
     box: tuple[slice, slice, slice]
     uncovered: dict[str, np.ndarray]
+    names: tuple[str, ...] = FEATURES
 
     def columns(self, names: Sequence[str], where: np.ndarray) -> np.ndarray:
         """The ``(n_voxels, len(names))`` feature matrix at the voxels ``where`` is True."""
-        idx = [FEATURES.index(n) for n in names]
+        idx = [self.names.index(n) for n in names]
         return np.stack([self.values[i][where] for i in idx], axis=1)
 
 

@@ -1,0 +1,83 @@
+"""Stacked learned segmenter: the learned trees given the intensity rules' output as features.
+
+Method
+------
+The rule baseline (:mod:`.baseline`, deterministic, nothing learned) segments the scan first;
+its mask becomes five more voxel features (:mod:`.rule_features`: its CE and NE classes, the
+signed distance to its whole-tumour boundary, and its whole-tumour and CE masks smoothed at
+3 mm), appended to the 36 intensity features of :mod:`.learned_features`. The gradient-boosted
+trees (same hyperparameters, cases, folds, seed and sampled voxels as the learned backend 2.0)
+then learn where the rules' shape is right and where the intensities disagree. Inference,
+labels and post-processing are those of :mod:`.learned` (coarse to fine, nested decision,
+small components dropped, holes filled). Where FLAIR does not cover part of the brain, those
+voxels are predicted by a FLAIR-free twin without the rule features (the rules need FLAIR).
+
+Trained by ``scripts/train_stacked_segmenter.py`` (seeded); cross-validated by
+``scripts/train_learned_eval.py --stacked`` (figures in ``models/stacked/cv.json``). The
+rules' constants were chosen on the five ``brats18-dev`` cases, so held-out figures on those
+five inherit that optimism; the seven ``brats18-train`` cases are held out for both parts.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import ClassVar, Sequence
+
+import numpy as np
+
+from gliocore.segment.base import register_segmenter
+from gliocore.segment.baseline import segment_arrays as rule_arrays
+from gliocore.segment.learned import LearnedSegmenter, ModelPair, predict_crop
+from gliocore.segment.learned_features import FEATURES, FeatureVolume, compute_features
+from gliocore.segment.rule_features import RULE_FEATURES, rule_feature_volume
+
+MODEL_DIR = Path(__file__).with_name("models") / "stacked"
+#: Columns of the full stacked model: the 2.0 features, then the rules'.
+STACKED: tuple[str, ...] = FEATURES + RULE_FEATURES
+
+
+def with_rules(fv: FeatureVolume, rules: np.ndarray, spacing: Sequence[float]) -> FeatureVolume:
+    """``fv`` with the :data:`RULE_FEATURES` of the rules' full-grid labels ``rules`` appended."""
+    extra = rule_feature_volume(np.asarray(rules)[fv.box], fv.brain, spacing)
+    return replace(fv, values=np.concatenate([fv.values, extra]), names=STACKED)
+
+
+def segment_arrays(arrays: Sequence[np.ndarray], spacing: Sequence[float], lr_axis: int,
+                   models: ModelPair) -> tuple[np.ndarray, dict[str, float]]:
+    """Segment four co-registered, skull-stripped sequences (T1, T1c, T2, FLAIR): the rules
+    first, then the stacked trees.
+
+    Returns
+    -------
+    mask : (I, J, K) uint8 ndarray
+        Canonical labels on the input grid.
+    uncovered : dict of str -> float
+        Fraction of the brain each sequence does not cover (only sequences that miss some).
+    """
+    rules = rule_arrays(*arrays, spacing=tuple(spacing), lr_axis=lr_axis)
+    fv = with_rules(compute_features(arrays, spacing, lr_axis), rules, spacing)
+    out = np.zeros(np.asarray(arrays[0]).shape, dtype=np.uint8)
+    out[fv.box] = predict_crop(models, fv, spacing)
+    n = max(int(fv.brain.sum()), 1)
+    return out, {k: float(v.sum()) / n for k, v in fv.uncovered.items()}
+
+
+@register_segmenter
+class StackedSegmenter(LearnedSegmenter):
+    """The learned trees over intensity features plus the rule baseline's output.
+
+    Parameters
+    ----------
+    model : str
+        ``"final"`` (default: trained on all twelve cases) or ``"fold<k>"``.
+    """
+
+    name: ClassVar[str] = "stacked"
+    title: ClassVar[str] = "Stacked (rules + learned trees, 12 BraTS cases, CPU)"
+    code_version: ClassVar[str] = "1"
+    model_dir: ClassVar[Path] = MODEL_DIR
+
+    def segment_arrays(self, arrays: Sequence[np.ndarray], spacing: Sequence[float],
+                       lr_axis: int) -> tuple[np.ndarray, dict[str, float]]:
+        """Labels and uncovered fractions of four arrays (see :func:`segment_arrays`)."""
+        return segment_arrays(arrays, spacing, lr_axis, self._models)
