@@ -63,3 +63,28 @@ def test_the_readme_table_is_the_recorded_cross_validation():
         assert float(cells[4]) == pytest.approx(r["dice_CE"], abs=6e-4)
     mean = sum(r["dice_WT"] for r in cv["cases"]) / len(cv["cases"])
     assert float(rows["mean"][3]) == pytest.approx(mean, abs=6e-4)
+
+
+def test_group_means_split_the_cases_the_rules_were_tuned_on():
+    """The 7 brats18-train cases (held out for rules and trees) are reported apart from the 5
+    dev cases, and the stacked verdict needs the 7-case mean above the rules'."""
+    from gliocore.validation.learned_cv import DEV_CASES, group_means, stacked_verdict
+
+    cv = json.loads((MODEL_DIR / "cv.json").read_text())
+    g = group_means(cv, cv).set_index("cases")
+    assert list(g["n"]) == [12, 7, 5]
+    seven = [r for r in cv["cases"] if r["case"].replace("Brats18_", "") not in DEV_CASES]
+    assert g.iloc[1]["rules WT"] == pytest.approx(
+        sum(r["baseline"]["dice_WT"] for r in seven) / 7, abs=6e-4)
+    good = copy.deepcopy(cv)
+    for r in good["cases"]:
+        r.update(dice_WT=0.95, dice_CE=0.9, pred_CE_cm3=r["ref_CE_cm3"])
+    assert stacked_verdict(good, cv) == (True, [])
+    worse = copy.deepcopy(good)
+    for r in worse["cases"]:
+        if r["case"].replace("Brats18_", "") not in DEV_CASES:
+            r["dice_WT"] = r["baseline"]["dice_WT"] - 0.01
+        else:
+            r["dice_WT"] = 1.0
+    ok, misses = stacked_verdict(worse, cv)
+    assert not ok and any("7 brats18-train" in m for m in misses)
