@@ -1,14 +1,15 @@
 """Seconds and peak memory of the learned backend on one real 240 x 240 x 155 case.
 
-Runs :class:`gliocore.segment.learned.LearnedSegmenter` (the shipped final model) exactly as the
-pipeline does, on a BraTS 2018 case from ``../shared/cases`` (default Brats18_TCIA01_201_1),
+Runs :class:`gliocore.segment.learned.LearnedSegmenter` (the shipped final model; ``--backend
+stacked``: the stacked one, rules included) exactly as the pipeline does, on a BraTS 2018 case from ``../shared/cases`` (default Brats18_TCIA01_201_1),
 with the thread pools limited to ``--threads`` (default 2, the issue's budget: ≤ 30 s and
 ≤ 2 GiB on 2 cores). Prints load, feature, total seconds and the process's peak resident
-memory. Run it alone: on a shared machine, other jobs' load inflates the seconds.
+memory and the 1-minute load average before and after. Run it alone: on a shared machine,
+other jobs' load inflates the seconds.
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_learned_segment.py [--case NAME] [--threads 2] [--repeat 2]
+    .venv/bin/python benchmarks/bench_learned_segment.py [--case NAME] [--threads 2] [--repeat 2] [--backend stacked]
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ def main() -> None:
     parser.add_argument("--case", default="Brats18_TCIA01_201_1")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--backend", default="learned", choices=("learned", "stacked"))
     args = parser.parse_args()
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(args.threads)
@@ -47,7 +49,8 @@ def main() -> None:
     images = load_subject_images(subject)
     print(f"case {args.case} {images['t1'].shape}, {args.threads} threads, "
           f"load {time.perf_counter() - t0:.1f} s", flush=True)
-    seg = get_segmenter("learned")
+    print(f"load average before {os.getloadavg()[0]:.2f}", flush=True)
+    seg = get_segmenter(args.backend)
     t0 = time.perf_counter()
     seg.load()
     print(f"model load {time.perf_counter() - t0:.2f} s", flush=True)
@@ -61,6 +64,7 @@ def main() -> None:
         total = time.perf_counter() - t0
         print(f"run {i + 1}: features {t_feat:.1f} s, segment (features + trees + clean-up) "
               f"{total:.1f} s, {int((mask > 0).sum()) / 1000:.0f} cm³ of tumour", flush=True)
+    print(f"load average after {os.getloadavg()[0]:.2f}", flush=True)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak resident memory {peak_mib:.0f} MiB")
 
