@@ -113,7 +113,8 @@ class Settings:
     demo_followups: bool = True
     short_survival_months: float = 5.0
     #: Backend for user cohorts. The learned backend is not the default: held out, it scored
-    #: below the rules on the twelve BraTS cases (README, "Learned backend").
+    #: below the rules on the twelve BraTS cases (README, "Learned backend"); the stacked one
+    #: (rules + trees) beat them on whole tumour but missed more enhancement targets than 2.0.
     default_backend: str = "baseline"
     #: Backend for the synthetic demo: the rule baseline (about 2 s a scan on the demo's phantoms,
     #: which are not real MRI; the learned model is trained on real scans only).

@@ -88,3 +88,31 @@ def test_group_means_split_the_cases_the_rules_were_tuned_on():
             r["dice_WT"] = 1.0
     ok, misses = stacked_verdict(worse, cv)
     assert not ok and any("7 brats18-train" in m for m in misses)
+
+
+def test_the_readme_stacked_table_is_the_recorded_cross_validation():
+    """The stacked section's per-case held-out Dice and its means are models/stacked/cv.json's,
+    and its group table's 7-case mean is the recorded one."""
+    from pathlib import Path
+
+    from gliocore.segment.stacked import MODEL_DIR as STACKED_DIR
+    from gliocore.validation.learned_cv import group_means
+
+    cv = json.loads((STACKED_DIR / "cv.json").read_text())
+    learned = json.loads((MODEL_DIR / "cv.json").read_text())
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index("#### Stacked variant 3.0")
+    section = readme[start:readme.index("**Where 3.0 stands", start)]
+    rows = {line.split("|")[1].strip().split(" ")[0]: line.split("|")
+            for line in section.splitlines() if line.startswith("| ")}
+    assert len(cv["cases"]) == 12
+    for r in cv["cases"]:
+        cells = rows[r["case"].replace("Brats18_", "")]
+        assert cells[2].strip() == r["fold"]
+        assert float(cells[3]) == pytest.approx(r["dice_WT"], abs=6e-4)
+        assert float(cells[6]) == pytest.approx(r["dice_CE"], abs=6e-4)
+    mean = sum(r["dice_WT"] for r in cv["cases"]) / len(cv["cases"])
+    assert float(rows["mean"][3]) == pytest.approx(mean, abs=6e-4)
+    seven = group_means(cv, learned).iloc[1]
+    assert float(rows["7"][3]) == pytest.approx(seven["stacked WT"], abs=6e-4)
+    assert float(rows["7"][5]) == pytest.approx(seven["rules WT"], abs=6e-4)
