@@ -40,7 +40,7 @@ from gliocore.imaging.io import Volume
 from gliocore.imaging.labels import CANONICAL, LabelMap
 from gliocore.segment.base import Segmenter, register_segmenter
 from gliocore.segment.checks import record_input_warnings
-from gliocore.segment.learned_features import (FEATURES, NO_FLAIR, SEQUENCES, FeatureVolume,
+from gliocore.segment.learned_features import (NO_FLAIR, SEQUENCES, FeatureVolume,
                                                compute_features)
 
 MODEL_DIR = Path(__file__).with_name("models") / "learned"

@@ -114,7 +114,8 @@ def group_means(stacked: dict, learned: dict) -> pd.DataFrame:
 
     rows = []
     for group, keep in (("all 12", lambda c: True),
-                        ("7 brats18-train (held out for all)", lambda c: _short(c) not in DEV_CASES),
+                        ("7 brats18-train (held out for all)",
+                         lambda c: _short(c) not in DEV_CASES),
                         ("5 brats18-dev (rules tuned here)", lambda c: _short(c) in DEV_CASES)):
         cases = [r for r in stacked["cases"] if keep(r["case"])]
         rows.append({"cases": group, "n": len(cases),
@@ -220,9 +221,9 @@ def validate_learned_cv(shared_root: Path | None, cv_path: Path | None = None) -
         stacked = json.loads(stacked_path.read_text())
         report.stacked = group_means(stacked, cv)
         s_ok, s_misses = stacked_verdict(stacked, cv)
-        report.stacked_note = ("Stacked model as default (mean WT ≥ 0.88 on all twelve, above the "
-                               "rules on the seven held-out-for-all cases, fewer enhancement "
-                               "misses than 2.0): " + ("met." if s_ok else "NOT met: "
+        report.stacked_note = ("Stacked model as default (mean WT ≥ 0.88 on all twelve, above "
+                               "the rules on the seven held-out-for-all cases, fewer "
+                               "enhancement misses than 2.0): " + ("met." if s_ok else "NOT met: "
                                                        + "; ".join(s_misses) + "."))
     report.seconds = time.perf_counter() - t0
     return report
