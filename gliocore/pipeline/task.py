@@ -23,6 +23,7 @@ from gliocore.imaging.io import file_sha256, load_volume, save_mask, text_sha256
 from gliocore.imaging.labels import read_reference
 from gliocore.imaging.volume import Volume
 from gliocore.preprocess.atlas_space import segment_in_atlas_space
+from gliocore.preprocess.field_of_view import brain_of, restrict_to_field_of_view
 from gliocore.segment import Segmenter, get_segmenter, qc
 from gliocore.types import TumourClass
 
@@ -89,9 +90,13 @@ def process_subject(task: dict[str, Any], segmenter: Segmenter | None = None) ->
             t0 = time.perf_counter()
             # in SRI24 when preprocessing registered the scan there; the mask comes back native
             mask = segment_in_atlas_space(seg, subject, images)
+            # nothing where a sequence's field of view missed the brain (unless the backend
+            # segments that part from the other sequences itself)
+            mask, fov_warnings = restrict_to_field_of_view(mask, subject.folder, seg,
+                                                           brain_of(images))
             seconds = time.perf_counter() - t0
             path = save_mask(mask, ref.affine, task["mask_path"])
-            warnings = list(seg.input_warnings_.get(subject.subject_id, []))
+            warnings = list(seg.input_warnings_.get(subject.subject_id, [])) + fov_warnings
             out["segmentation"] = {
                 "backend": seg.name, "backend_version": seg.version,
                 "weights_checksum": seg.weights_checksum, "cache_token": seg.cache_token(),

@@ -198,6 +198,7 @@ class LearnedSegmenter(Segmenter):
     name: ClassVar[str] = "learned"
     title: ClassVar[str] = "Learned (gradient-boosted trees, 12 BraTS cases, CPU)"
     code_version: ClassVar[str] = "2"
+    handles_partial_coverage: ClassVar[bool] = True  # the FLAIR-free twin model
 
     def __init__(self, model: str = "final", **options: Any) -> None:
         if options:
