@@ -15,6 +15,7 @@ from gliocore.imaging.io import file_sha256, text_sha256
 from gliocore.imaging.labels import declared_reference_map, inferable_map_names
 from gliocore.pipeline.context import ProgressCallback, RunContext
 from gliocore.pipeline.writer import ResultWriter, stat_key
+from gliocore.preprocess.field_of_view import fov_fingerprint
 from gliocore.segment import qc
 from gliocore.store import Store
 
@@ -187,6 +188,7 @@ def _key_scans(ctx: RunContext, subjects: list[Scan], writer: ResultWriter,
             input_key = text_sha256(json.dumps(hashes, sort_keys=True))
             extra = fingerprint(subj) if fingerprint is not None else ""
             extra += atlas_fingerprint(subj.folder)  # '' unless segmented in an atlas space
+            extra += fov_fingerprint(subj.folder)  # '' unless a field of view missed the brain
             seg_key = text_sha256(f"{input_key}|{ctx.token}|{extra}")
         except SubjectError as err:
             fail(i, subj, err)

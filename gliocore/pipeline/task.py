@@ -23,6 +23,7 @@ from gliocore.imaging.io import file_sha256, load_volume, save_mask, text_sha256
 from gliocore.imaging.labels import read_reference
 from gliocore.imaging.volume import Volume
 from gliocore.preprocess.atlas_space import segment_in_atlas_space
+from gliocore.preprocess.field_of_view import brain_of, restrict_to_field_of_view
 from gliocore.segment import Segmenter, get_segmenter, qc
 from gliocore.types import TumourClass
 
@@ -66,6 +67,46 @@ def _class_volumes(mask: np.ndarray, vol: Volume) -> dict[str, float]:
             "volume_ne_mm3": float((mask == TumourClass.NON_ENHANCING.canonical_label).sum() * vox)}
 
 
+def _segment(seg: Segmenter, subject: Scan, images: Mapping[str, Volume], mask_path: str
+             ) -> tuple[np.ndarray, dict[str, Any]]:
+    """Segment one scan, save its mask and describe the result (the store's row)."""
+    ref = next(iter(images.values()))
+    t0 = time.perf_counter()
+    # in SRI24 when preprocessing registered the scan there; the mask comes back native
+    mask = segment_in_atlas_space(seg, subject, images)
+    # nothing where a sequence's field of view missed the brain (unless the backend segments
+    # that part from the other sequences itself)
+    mask, fov_warnings = restrict_to_field_of_view(mask, subject.folder, seg, brain_of(images))
+    seconds = time.perf_counter() - t0
+    path = save_mask(mask, ref.affine, mask_path)
+    warnings = list(seg.input_warnings_.get(subject.subject_id, [])) + fov_warnings
+    return mask, {
+        "backend": seg.name, "backend_version": seg.version,
+        "weights_checksum": seg.weights_checksum, "cache_token": seg.cache_token(),
+        "label_map": seg.label_map.to_json(), "device": seg.device, "path": str(path),
+        "mask_sha256": file_sha256(path), "seconds": seconds, "warnings": warnings,
+        **_class_volumes(mask, ref)}
+
+
+def _score_against_reference(task: dict[str, Any], mask: np.ndarray, affine: Any
+                             ) -> dict[str, Any]:
+    """QC rows against the scan's reference mask, or a QC error: QC is optional, so a bad
+    reference mask is reported and the scan's other results are kept."""
+    try:
+        rvol = load_volume(task["reference_mask"], dtype=None)
+        ref_sha = file_sha256(task["reference_mask"])
+        # the reference in its declared (or unambiguous) labels: unknown values, non-integers
+        # and an undecidable map refused
+        reference, ref_map = read_reference(rvol.data, task["reference_label_map"],
+                                            Path(task["reference_mask"]).name)
+        rows = qc.compare_masks(mask, reference, affine)
+        return {"qc_rows": [{"reference_sha256": ref_sha, "reference_label_map": ref_map.name,
+                             "qc_version": qc.QC_VERSION, **_qc_row_dict(r)} for r in rows]}
+    except Exception as err:
+        return {"qc_error": {"stage": "qc", "path": str(task["reference_mask"]),
+                             "message": f"reference mask not scored: {type(err).__name__}: {err}"}}
+
+
 def process_subject(task: dict[str, Any], segmenter: Segmenter | None = None) -> dict[str, Any]:
     """Do the missing work for one scan (runs in a worker process or in-process).
 
@@ -86,18 +127,7 @@ def process_subject(task: dict[str, Any], segmenter: Segmenter | None = None) ->
         stage = "segment"
         if task["need_segmentation"]:
             seg = segmenter or _worker_segmenter(task["backend"], task["backend_options"])
-            t0 = time.perf_counter()
-            # in SRI24 when preprocessing registered the scan there; the mask comes back native
-            mask = segment_in_atlas_space(seg, subject, images)
-            seconds = time.perf_counter() - t0
-            path = save_mask(mask, ref.affine, task["mask_path"])
-            warnings = list(seg.input_warnings_.get(subject.subject_id, []))
-            out["segmentation"] = {
-                "backend": seg.name, "backend_version": seg.version,
-                "weights_checksum": seg.weights_checksum, "cache_token": seg.cache_token(),
-                "label_map": seg.label_map.to_json(), "device": seg.device, "path": str(path),
-                "mask_sha256": file_sha256(path), "seconds": seconds, "warnings": warnings,
-                **_class_volumes(mask, ref)}
+            mask, out["segmentation"] = _segment(seg, subject, images, task["mask_path"])
             mask_sha = out["segmentation"]["mask_sha256"]
         else:
             mvol = load_volume(task["mask_path"], dtype=None)
@@ -121,20 +151,7 @@ def process_subject(task: dict[str, Any], segmenter: Segmenter | None = None) ->
             out["feature_seconds"] = time.perf_counter() - t0
         stage = "qc"
         if task.get("reference_mask"):
-            # QC is optional: a bad reference mask is reported, the results above are kept.
-            try:
-                rvol = load_volume(task["reference_mask"], dtype=None)
-                ref_sha = file_sha256(task["reference_mask"])
-                # the reference in its declared (or unambiguous) labels: unknown values,
-                # non-integers and an undecidable map refused
-                reference, ref_map = read_reference(rvol.data, task["reference_label_map"],
-                                                    Path(task["reference_mask"]).name)
-                rows = qc.compare_masks(mask, reference, affine)
-                out["qc_rows"] = [{"reference_sha256": ref_sha, "reference_label_map": ref_map.name,
-                                   "qc_version": qc.QC_VERSION, **_qc_row_dict(r)} for r in rows]
-            except Exception as err:
-                out["qc_error"] = {"stage": "qc", "path": str(task["reference_mask"]),
-                                   "message": f"reference mask not scored: {type(err).__name__}: {err}"}
+            out.update(_score_against_reference(task, mask, affine))
     except SubjectError as err:
         out["error"] = {"stage": err.stage or stage, "path": err.path, "message": err.message}
     except GlioError as err:

@@ -56,6 +56,10 @@ class Segmenter(abc.ABC):
     #: :meth:`cache_token`, so results cached by the old code are not served again.
     code_version: ClassVar[str] = "1"
     parallel_safe: ClassVar[bool] = True
+    #: True when the backend segments a part of the brain that one sequence did not image from
+    #: the sequences that did (and says so), or its mask does not come from the images (import);
+    #: otherwise the pipeline leaves that part unsegmented (:mod:`gliocore.preprocess.field_of_view`).
+    handles_partial_coverage: ClassVar[bool] = False
     runtime_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **options: Any) -> None:

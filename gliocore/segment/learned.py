@@ -201,6 +201,7 @@ class LearnedSegmenter(Segmenter):
     code_version: ClassVar[str] = "2"
     #: Where the models and their manifest live.
     model_dir: ClassVar[Path] = MODEL_DIR
+    handles_partial_coverage: ClassVar[bool] = True  # the FLAIR-free twin model
 
     def __init__(self, model: str = "final", **options: Any) -> None:
         if options:

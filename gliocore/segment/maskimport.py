@@ -89,6 +89,9 @@ class MaskImportSegmenter(Segmenter):
     """
 
     name: ClassVar[str] = "import"
+    #: An imported mask was not made from these images: a sequence's missing part says nothing
+    #: about it, so it is kept whole.
+    handles_partial_coverage: ClassVar[bool] = True
     title: ClassVar[str] = "Import existing masks"
 
     def __init__(self, pattern: str = "{subject}_seg.nii.gz",
