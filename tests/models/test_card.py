@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from gliocore.models.card import apply_card, card_markdown, load_card, make_card, save_card
+from gliocore.models.card import apply_card, load_card, make_card, save_card
 from gliocore.models.data import family_columns, prepare
 from gliocore.models.estimators import ModelSpec, fit_arm
 from gliocore.models.synthetic import feature_table
