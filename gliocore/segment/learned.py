@@ -177,8 +177,14 @@ def segment_arrays(arrays: Sequence[np.ndarray], spacing: Sequence[float], lr_ax
     uncovered : dict of str -> float
         Fraction of the brain each sequence does not cover (only sequences that miss some).
     """
-    shape = np.asarray(arrays[0]).shape
     fv = compute_features(arrays, spacing, lr_axis)
+    return predict_grid(models, fv, spacing, np.asarray(arrays[0]).shape)
+
+
+def predict_grid(models: ModelPair, fv: FeatureVolume, spacing: Sequence[float],
+                 shape: tuple[int, ...]) -> tuple[np.ndarray, dict[str, float]]:
+    """The labels of a feature volume's crop placed on the full grid of ``shape``, and the
+    fraction of the brain each sequence does not cover (:func:`segment_arrays`' returns)."""
     out = np.zeros(shape, dtype=np.uint8)
     out[fv.box] = predict_crop(models, fv, spacing)
     n = max(int(fv.brain.sum()), 1)

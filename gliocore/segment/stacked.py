@@ -27,7 +27,7 @@ import numpy as np
 
 from gliocore.segment.base import register_segmenter
 from gliocore.segment.baseline import segment_arrays as rule_arrays
-from gliocore.segment.learned import LearnedSegmenter, ModelPair, predict_crop
+from gliocore.segment.learned import LearnedSegmenter, ModelPair, predict_grid
 from gliocore.segment.learned_features import FEATURES, FeatureVolume, compute_features
 from gliocore.segment.rule_features import RULE_FEATURES, rule_feature_volume
 
@@ -56,10 +56,7 @@ def segment_arrays(arrays: Sequence[np.ndarray], spacing: Sequence[float], lr_ax
     """
     rules = rule_arrays(*arrays, spacing=tuple(spacing), lr_axis=lr_axis)
     fv = with_rules(compute_features(arrays, spacing, lr_axis), rules, spacing)
-    out = np.zeros(np.asarray(arrays[0]).shape, dtype=np.uint8)
-    out[fv.box] = predict_crop(models, fv, spacing)
-    n = max(int(fv.brain.sum()), 1)
-    return out, {k: float(v.sum()) / n for k, v in fv.uncovered.items()}
+    return predict_grid(models, fv, spacing, np.asarray(arrays[0]).shape)
 
 
 @register_segmenter
