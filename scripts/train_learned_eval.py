@@ -43,9 +43,9 @@ def use_stacked() -> None:
                    prefix="eval_stacked")
 
 
-def segment_arrays(arrays, spacing, lr_axis, models):
+def segment_arrays(arrays, spacing, lr_axis, models, keep=None):
     """The scored backend's segmentation (see :data:`BACKEND`)."""
-    return BACKEND["segment"](arrays, spacing, lr_axis, models)
+    return BACKEND["segment"](arrays, spacing, lr_axis, models, keep)
 
 
 def _out(k: int) -> Path:
@@ -61,6 +61,16 @@ def scores(pred: np.ndarray, ref: np.ndarray, voxel_mm3: float) -> dict[str, flo
         out[f"pred_{region}_cm3"] = round(float(a.sum()) * voxel_mm3 / 1000, 2)
         out[f"ref_{region}_cm3"] = round(float(b.sum()) * voxel_mm3 / 1000, 2)
     return out
+
+
+def keep_prediction(case: str, pred: np.ndarray, kept: dict) -> None:
+    """Keep a held-out prediction and its crop's class probabilities
+    (``$LEARNED_CACHE/pred/<prefix>_<case>.npz``), to study its errors without re-running it."""
+    folder = CACHE / "pred"
+    folder.mkdir(parents=True, exist_ok=True)
+    box = np.array([[b.start, b.stop] for b in kept["box"]])
+    np.savez_compressed(folder / f"{BACKEND['prefix']}_{case}.npz", pred=pred.astype(np.uint8),
+                        prob=kept["prob"].astype(np.float16), box=box)
 
 
 def _fold_models(k: int) -> ModelPair:
@@ -92,7 +102,9 @@ def evaluate_fold(k: int, degraded: bool = True, n_degraded: int = 2,
         cases[case] = (arrays, ref, spacing, lr_axis)
         vox = float(np.prod(spacing))
         t0 = time.perf_counter()
-        pred, _ = segment_arrays(arrays, spacing, lr_axis, models)
+        kept: dict = {}
+        pred, _ = segment_arrays(arrays, spacing, lr_axis, models, kept)
+        keep_prediction(case, pred, kept)
         row = {"case": case, "fold": f"fold{k}",
                "seconds": round(time.perf_counter() - t0, 1), **scores(pred, ref, vox)}
         row["degraded"] = {}
@@ -156,15 +168,92 @@ def evaluate(fold_ids: list[int], degraded: bool = True, n_degraded: int = 2,
         evaluate_fold(k, degraded, n_degraded, baseline, recorded)
 
 
+def rules_degraded() -> None:
+    """Score the rule baseline under every degradation (the model's seeded draws) and
+    record it beside the model's figures in the merged ``cv.json`` (``baseline.degraded``)."""
+    from gliocore.segment.baseline import segment_arrays as baseline_arrays
+
+    path = BACKEND["model_dir"] / "cv.json"
+    cv = json.loads(path.read_text())
+    dirs = {d.name: d for d in case_dirs()}
+    for row in cv["cases"]:
+        base = row.setdefault("baseline", {})
+        done = base.setdefault("degraded", {})
+        arrays, ref, spacing, lr_axis = load_case(dirs[row["case"]])
+        for j, (name, fn) in enumerate(degrade.DEGRADATIONS.items()):
+            if name in done:
+                continue
+            rng = np.random.default_rng([EVAL_SEED, j, sum(row["case"].encode())])
+            pred = baseline_arrays(*fn(arrays, rng), spacing=spacing, lr_axis=lr_axis)
+            done[name] = scores(pred, ref, float(np.prod(spacing)))
+            print(row["case"], "rules", name, done[name]["dice_WT"], flush=True)
+            path.write_text(json.dumps(cv, indent=1) + "\n")
+
+
+def majority_vote(folder: Path) -> np.ndarray:
+    """Canonical labels voted by the five algorithms' masks of TCGA-DU-7294 (a voxel is tumour
+    where at least three say so; CE where at least three say enhancing)."""
+    import nibabel as nib
+
+    from gliocore.imaging.labels import BRATS
+
+    masks = [BRATS.to_canonical(np.asarray(nib.load(f).dataobj))
+             for f in sorted((folder / "algorithm_segmentations").glob("*.nii.gz"))]
+    tumour = sum((m > 0).astype(np.int8) for m in masks) >= 3
+    ce = sum((m == 1).astype(np.int8) for m in masks) >= 3
+    return np.where(tumour, np.where(ce, 1, 2), 0).astype(np.uint8)
+
+
+def evaluate_external(shared: Path) -> None:
+    """Score the shipped (final) model and the rules on TCGA-DU-7294, a case from another
+    source (TCGA-LGG, BraTS Toolkit preprocessing) that no model was trained or tuned on,
+    against the majority vote of five BraTS-2020 algorithms (a weak reference, not an
+    expert's); recorded as ``external`` in the merged ``cv.json``."""
+    import nibabel as nib
+
+    from gliocore.segment.baseline import segment_arrays as baseline_arrays
+
+    folder = shared / "cases" / "TCGA-DU-7294"
+    imgs = [nib.load(folder / f"TCGA-DU-7294_{s}_bet.nii.gz") for s in ("t1", "t1c", "t2", "fla")]
+    arrays = [i.get_fdata(dtype=np.float32) for i in imgs]
+    spacing = tuple(float(z) for z in imgs[0].header.get_zooms()[:3])
+    lr_axis = int(np.argmax(np.abs(imgs[0].affine[0, :3])))
+    ref = majority_vote(folder)
+    vox = float(np.prod(spacing))
+    t0 = time.perf_counter()
+    kept: dict = {}
+    pred, _ = segment_arrays(arrays, spacing, lr_axis, load_models("final", BACKEND["model_dir"]),
+                             kept)
+    keep_prediction("TCGA-DU-7294", pred, kept)
+    row = {"case": "TCGA-DU-7294", "model": "final",
+           "reference": "majority vote (>= 3 of 5) of five BraTS-2020 algorithms, not manual",
+           "seconds": round(time.perf_counter() - t0, 1), **scores(pred, ref, vox),
+           "baseline": scores(baseline_arrays(*arrays, spacing=spacing, lr_axis=lr_axis), ref, vox)}
+    path = BACKEND["model_dir"] / "cv.json"
+    cv = json.loads(path.read_text())
+    cv["external"] = [row]
+    path.write_text(json.dumps(cv, indent=1) + "\n")
+    print(json.dumps(row), flush=True)
+
+
 def merge() -> None:
     """Collect the six folds' results into ``models/learned/cv.json``."""
     rows = []
     for k in range(N_FOLDS):
         rows += json.loads(_out(k).read_text())
+    path = BACKEND["model_dir"] / "cv.json"
+    before = json.loads(path.read_text()) if path.is_file() else {}
+    by_case = {r["case"]: r for r in before.get("cases", [])}
+    for r in rows:  # keep the rules' degraded figures recorded by --rules-degraded
+        old = by_case.get(r["case"], {}).get("baseline", {}).get("degraded")
+        if old and "baseline" in r:
+            r["baseline"]["degraded"] = old
     out = {"note": "every figure from the fold model that never saw the case (leave-two-cases-"
                    "out, 6 folds); written by scripts/train_learned_eval.py",
            "seed": EVAL_SEED, "cases": sorted(rows, key=lambda r: r["case"])}
-    (BACKEND["model_dir"] / "cv.json").write_text(json.dumps(out, indent=1) + "\n")
+    if "external" in before:
+        out["external"] = before["external"]
+    path.write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":
@@ -181,9 +270,19 @@ if __name__ == "__main__":
     parser.add_argument("--clean-only", action="store_true", help="skip the degradations")
     parser.add_argument("--add-degradations", nargs="*",
                         help="only add these degradations (name substrings) to recorded folds")
+    parser.add_argument("--rules-degraded", action="store_true",
+                        help="score the rules under each degradation the model was scored on")
+    parser.add_argument("--external", action="store_true",
+                        help="score the final model and the rules on TCGA-DU-7294")
     args = parser.parse_args()
     if args.stacked:
         use_stacked()
+    if args.rules_degraded or args.external:
+        if args.rules_degraded:
+            rules_degraded()
+        if args.external:
+            evaluate_external(ROOT.parent / "shared")
+        sys.exit(0)
     if args.add_degradations:
         for k in args.folds:
             add_degradations(k, args.add_degradations, args.n_degraded)

@@ -115,7 +115,7 @@ def sample(fv, labels: np.ndarray, spacing, rng: np.random.Generator):
         mask = np.zeros(brain.size, dtype=bool)
         mask[pick] = True
         mask = mask.reshape(brain.shape)
-        X.append(fv.columns(FEATURES, mask))
+        X.append(fv.columns(fv.names, mask))
         y.append(lab[mask])
         w.append(np.full(pick.size, idx.size / pick.size, dtype=np.float32))
     return np.concatenate(X), np.concatenate(y), np.concatenate(w)

@@ -49,6 +49,28 @@ CANDIDATE_P = 0.05
 MIN_COMPONENT_MM3 = 500.0
 
 
+@dataclass(frozen=True)
+class Decision:
+    """How class probabilities become labels (:func:`labels_from_probabilities`).
+
+    Attributes
+    ----------
+    ce_share : float
+        A tumour voxel is contrast-enhancing where P(CE) > ``ce_share`` x (P(CE) + P(NE))
+        (0.5: the larger of the two).
+    min_ce_mm3 : float
+        Enhancing components smaller than this become non-enhancing (0: none).
+    """
+
+    ce_share: float = 0.5
+    min_ce_mm3: float = 0.0
+
+    @classmethod
+    def from_manifest(cls, manifest: Mapping[str, Any]) -> "Decision":
+        """The decision a model's manifest records (the default where it records none)."""
+        return cls(**manifest.get("decision", {}).get("chosen", {}))
+
+
 @dataclass
 class ModelPair:
     """The model on all four sequences and the one without FLAIR."""
@@ -126,8 +148,10 @@ def _probabilities(models: ModelPair, fv: FeatureVolume, where: np.ndarray) -> n
     return out
 
 
-def predict_crop(models: ModelPair, fv: FeatureVolume, spacing: Sequence[float]) -> np.ndarray:
-    """Canonical labels (0, 1 = CE, 2 = NE) on the feature crop, post-processed."""
+def crop_probabilities(models: ModelPair, fv: FeatureVolume) -> np.ndarray:
+    """Class probabilities ``(3, I, J, K)`` (background, CE, NE) on the feature crop, coarse to
+    fine: every second voxel first, then every voxel next to a coarse tumour candidate; voxels
+    never refined keep P(background) = 1."""
     brain = fv.brain
     coarse = np.zeros_like(brain)
     coarse[::2, ::2, ::2] = brain[::2, ::2, ::2]
@@ -135,25 +159,44 @@ def predict_crop(models: ModelPair, fv: FeatureVolume, spacing: Sequence[float])
     hit = np.zeros_like(brain)
     hit[coarse] = (1.0 - p[:, 0]) > CANDIDATE_P
     cand = ndi.binary_dilation(hit, np.ones((3, 3, 3), dtype=bool)) & brain
-    labels = np.zeros(brain.shape, dtype=np.uint8)
+    prob = np.zeros((3,) + brain.shape, dtype=np.float32)
+    prob[0] = 1.0
     if cand.any():
-        p = _probabilities(models, fv, cand)
-        labels[cand] = decide(p)
-    return postprocess(labels, spacing)
+        prob[:, cand] = _probabilities(models, fv, cand).T
+    return prob
 
 
-def decide(p: np.ndarray) -> np.ndarray:
+def labels_from_probabilities(prob: np.ndarray, spacing: Sequence[float],
+                              decision: Decision = Decision()) -> np.ndarray:
+    """Canonical labels (0, 1 = CE, 2 = NE) from :func:`crop_probabilities`, post-processed."""
+    tumour = prob[0] < 1.0
+    labels = np.zeros(prob.shape[1:], dtype=np.uint8)
+    labels[tumour] = decide(prob[:, tumour].T, decision.ce_share)
+    return postprocess(labels, spacing, decision.min_ce_mm3)
+
+
+def predict_crop(models: ModelPair, fv: FeatureVolume, spacing: Sequence[float]) -> np.ndarray:
+    """Canonical labels (0, 1 = CE, 2 = NE) on the feature crop, post-processed."""
+    return labels_from_probabilities(crop_probabilities(models, fv), spacing)
+
+
+def decide(p: np.ndarray, ce_share: float = 0.5) -> np.ndarray:
     """Labels from class probabilities ``(n, 3)`` (background, CE, NE), nested as the regions
     are scored: tumour where P(CE) + P(NE) > 1/2 (the whole tumour's own probability, not the
-    larger of its two parts against background), then CE where P(CE) > P(NE)."""
+    larger of its two parts against background), then CE where P(CE) > ``ce_share`` x
+    (P(CE) + P(NE))."""
     tumour = p[:, 0] < 0.5
-    return np.where(tumour, np.where(p[:, 1] > p[:, 2], 1, 2), 0).astype(np.uint8)
+    ce = p[:, 1] > ce_share * (p[:, 1] + p[:, 2])
+    return np.where(tumour, np.where(ce, 1, 2), 0).astype(np.uint8)
 
 
-def postprocess(labels: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
-    """Drop tumour components under :data:`MIN_COMPONENT_MM3` (keeping the largest), fill holes."""
+def postprocess(labels: np.ndarray, spacing: Sequence[float],
+                min_ce_mm3: float = 0.0) -> np.ndarray:
+    """Drop tumour components under :data:`MIN_COMPONENT_MM3` (keeping the largest), fill holes
+    (as non-enhancing), and relabel enhancing components under ``min_ce_mm3`` non-enhancing."""
     tumour = labels > 0
-    lab, n = ndi.label(tumour, np.ones((3, 3, 3), dtype=bool))
+    full = np.ones((3, 3, 3), dtype=bool)
+    lab, n = ndi.label(tumour, full)
     if n == 0:
         return labels
     sizes = np.bincount(lab.ravel())[1:] * float(np.prod(spacing))
@@ -163,12 +206,19 @@ def postprocess(labels: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     box = ndi.find_objects(tumour.astype(np.uint8))[0]
     holes = ndi.binary_fill_holes(tumour[box]) & ~tumour[box]
     out[box][holes] = 2
+    if min_ce_mm3 > 0 and (out == 1).any():
+        lab, n = ndi.label(out == 1, full)
+        small = np.flatnonzero(np.bincount(lab.ravel())[1:] * float(np.prod(spacing))
+                               < min_ce_mm3) + 1
+        out[np.isin(lab, small)] = 2
     return out
 
 
 def segment_arrays(arrays: Sequence[np.ndarray], spacing: Sequence[float], lr_axis: int,
-                   models: ModelPair) -> tuple[np.ndarray, dict[str, float]]:
-    """Segment four co-registered, skull-stripped sequences (T1, T1c, T2, FLAIR).
+                   models: ModelPair, keep: dict | None = None,
+                   decision: Decision = Decision()) -> tuple[np.ndarray, dict[str, float]]:
+    """Segment four co-registered, skull-stripped sequences (T1, T1c, T2, FLAIR); ``keep``
+    and ``decision`` as in :func:`predict_grid`.
 
     Returns
     -------
@@ -178,15 +228,21 @@ def segment_arrays(arrays: Sequence[np.ndarray], spacing: Sequence[float], lr_ax
         Fraction of the brain each sequence does not cover (only sequences that miss some).
     """
     fv = compute_features(arrays, spacing, lr_axis)
-    return predict_grid(models, fv, spacing, np.asarray(arrays[0]).shape)
+    return predict_grid(models, fv, spacing, np.asarray(arrays[0]).shape, keep, decision)
 
 
 def predict_grid(models: ModelPair, fv: FeatureVolume, spacing: Sequence[float],
-                 shape: tuple[int, ...]) -> tuple[np.ndarray, dict[str, float]]:
+                 shape: tuple[int, ...], keep: dict | None = None,
+                 decision: Decision = Decision()) -> tuple[np.ndarray, dict[str, float]]:
     """The labels of a feature volume's crop placed on the full grid of ``shape``, and the
-    fraction of the brain each sequence does not cover (:func:`segment_arrays`' returns)."""
+    fraction of the brain each sequence does not cover (:func:`segment_arrays`' returns).
+    ``keep``: a dict that receives the crop's probabilities (``"prob"``) and ``"box"``;
+    ``decision``: how the probabilities become labels."""
+    prob = crop_probabilities(models, fv)
+    if keep is not None:
+        keep.update(prob=prob, box=fv.box)
     out = np.zeros(shape, dtype=np.uint8)
-    out[fv.box] = predict_crop(models, fv, spacing)
+    out[fv.box] = labels_from_probabilities(prob, spacing, decision)
     n = max(int(fv.brain.sum()), 1)
     return out, {k: float(v.sum()) / n for k, v in fv.uncovered.items()}
 
@@ -214,6 +270,7 @@ class LearnedSegmenter(Segmenter):
             raise ValueError(f"unknown {self.name} option(s) {sorted(options)}; known: model")
         super().__init__(model=str(model))
         self._models: ModelPair | None = None
+        self._decision = Decision()
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -231,10 +288,12 @@ class LearnedSegmenter(Segmenter):
 
     @property
     def weights_checksum(self) -> str | None:
-        files = load_manifest(self.model_dir)["files"]
+        manifest = load_manifest(self.model_dir)
         prefix = self.options["model"]
-        return hashlib.sha256("".join(files[f"{prefix}_{k}.joblib"]
-                                      for k in ("full", "noflair")).encode()).hexdigest()
+        decision = json.dumps(manifest.get("decision", {}).get("chosen", {}), sort_keys=True)
+        return hashlib.sha256(("".join(manifest["files"][f"{prefix}_{k}.joblib"]
+                                       for k in ("full", "noflair")) + decision).encode()
+                              ).hexdigest()
 
     @property
     def label_map(self) -> LabelMap:
@@ -243,6 +302,7 @@ class LearnedSegmenter(Segmenter):
     def load(self) -> None:
         super().load()
         self._models = _cached_models(self.options["model"], str(self.model_dir))
+        self._decision = Decision.from_manifest(load_manifest(self.model_dir))
 
     def close(self) -> None:
         self._models = None
@@ -251,7 +311,7 @@ class LearnedSegmenter(Segmenter):
     def segment_arrays(self, arrays: Sequence[np.ndarray], spacing: Sequence[float],
                        lr_axis: int) -> tuple[np.ndarray, dict[str, float]]:
         """Labels and uncovered fractions of four arrays (see :func:`segment_arrays`)."""
-        return segment_arrays(arrays, spacing, lr_axis, self._models)
+        return segment_arrays(arrays, spacing, lr_axis, self._models, decision=self._decision)
 
     def segment_images(self, subject: Subject, images: Mapping[str, Volume]) -> np.ndarray:
         missing = [s for s in SEQUENCES if s not in images]
