@@ -104,7 +104,7 @@ def _learned_note(learned: dict) -> str:
     return (f"Learned 2.0 (the trees without the rules, `--backend learned`), same folds: WT "
             f"mean {np.mean(wt):.3f} (SD {np.std(wt, ddof=1):.3f}, min {min(wt):.3f}), CE mean "
             f"{np.mean([r['dice_CE'] for r in learned['cases']]):.3f}; issue 21's targets "
-            + ("met." if ok else f"missed {len(misses)} times."))
+            + ("met." if ok else f"missed: {len(misses)}."))
 
 
 def build_report(stacked: dict, learned: dict) -> LearnedCVReport:

