@@ -1,18 +1,21 @@
-"""Train the stacked learned segmenter (version 4.0): flattened images, rules + trees.
+"""Train the stacked learned segmenter (version 3.0): the 2.0 features plus the rules' output.
 
     python scripts/train_stacked_segmenter.py --samples-only [--part 0/2]  # per-case samples
     python scripts/train_stacked_segmenter.py                  # fold models + final, manifest
     python scripts/train_learned_eval.py --stacked             # held-out Dice
+    python scripts/tune_stacked_decision.py                    # CE decision, nested by case
 
 Same cases, folds, seed, hyperparameters, augmentation (clean + three degraded copies per
-case), voxel sampling and inner early stopping as ``train_learned_segmenter.py`` (version 2.0).
-Each copy goes through :func:`gliocore.segment.stacked.stacked_features`, as at inference: the
-sequences are flattened (three bias passes), the rule baseline runs on them, and the 36
-intensity features plus the rules' five are sampled at the drawn voxels. The rules are
-deterministic and learn nothing from the case, so no held-out case informs a fold model.
+case), voxel sampling and inner early stopping as ``train_learned_segmenter.py`` (version 2.0):
+each copy goes through :func:`gliocore.segment.stacked.stacked_features`, as at inference (the
+rule baseline runs on the copy, and the 36 intensity features plus the rules' five are sampled
+at the voxels 2.0 draws). The rules are deterministic and learn nothing from the case, so no
+held-out case informs a fold model.
 
-Version 3.0 (the same without the flattening before the rules, one bias pass in the features)
-lost 0.14 whole-tumour Dice under a +-30 % bias field; 4.0 changes only that.
+A variant that flattened each sequence (three bias passes) before the rules and the features
+was tried in session 6: the rules lost up to 0.27 whole-tumour Dice on flattened images (the
+flattening also weakens a large lesion's FLAIR and T2 contrast by 13-16 %), and the fold
+models' held-out Dice fell on 4 of 4 cases scored; it was dropped.
 
 The FLAIR-free twin (used where FLAIR does not cover the brain) stays without the rule
 features: the rules need FLAIR.
@@ -36,9 +39,9 @@ import train_learned_segmenter as t2  # noqa: E402
 from gliocore.segment.learned import file_sha256  # noqa: E402
 from gliocore.segment.learned_features import NO_FLAIR  # noqa: E402
 from gliocore.segment.rule_features import RULE_FEATURES  # noqa: E402
-from gliocore.segment.stacked import BIAS_PASSES, MODEL_DIR, STACKED, stacked_features  # noqa: E402
+from gliocore.segment.stacked import MODEL_DIR, STACKED, stacked_features  # noqa: E402
 
-VERSION = "4.0"
+VERSION = "3.0"
 
 
 def build_samples(folder: Path) -> Path:
@@ -139,8 +142,7 @@ def write_manifest(names: list[str]) -> None:
                            "rounds": json.loads((t2.CACHE / f"rounds_v{VERSION}.json")
                                                 .read_text())},
         "augmentation": "clean + 3 degraded copies per case (train_learned_segmenter.augmented);"
-                        " each copy flattened, then the rule baseline run on it",
-        "bias_passes": BIAS_PASSES,
+                        " the rule baseline run on each copy",
         "classes": {"0": "background", "1": "contrast_enhancing", "2": "non_enhancing"},
         "folds": {f"fold{k}": held for k, held in enumerate(t2.folds(names))},
         "training_cases": names,

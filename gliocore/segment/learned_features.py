@@ -41,11 +41,6 @@ FEATURES: tuple[str, ...] = tuple(f"{s}_{f}" for s in SEQUENCES for f in PER_SEQ
 BIAS_BLOCK_MM = 4.0
 BIAS_SIGMA_MM = 12.0
 BIAS_KEEP_Z = 1.5
-#: Flattening passes of learned 2.0 (one) and of the stacked backend 4.0 (three). One pass
-#: leaves about half of an imposed +-30 % field (its tissue selection is itself biased by the
-#: field); three leave a fifth to a third (log-ratio SD 0.02-0.04 against 0.13 imposed, on a
-#: BraTS case, measured against the clean image: no labels involved).
-BIAS_PASSES = 1
 #: Columns of the model that does without FLAIR (used where FLAIR does not cover the brain).
 NO_FLAIR: tuple[str, ...] = tuple(f for f in FEATURES if not f.startswith("flair"))
 
@@ -157,12 +152,8 @@ def _edge_distance(brain: np.ndarray, sp: np.ndarray) -> np.ndarray:
     return up[:brain.shape[0], :brain.shape[1], :brain.shape[2]]
 
 
-def flatten_bias(a: np.ndarray, inside: np.ndarray, spacing: Sequence[float],
-                 passes: int = 1) -> np.ndarray:
+def flatten_bias(a: np.ndarray, inside: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     """Divide out a slow multiplicative field (a bias field), estimated inside ``inside``.
-
-    Each pass estimates the field on the output of the one before (the tissue kept as normal
-    is chosen afresh, so a strong field no longer decides which tissue is kept).
 
     The log intensity of the tissue within :data:`BIAS_KEEP_Z` robust z of its median (normal
     grey and white matter: bright lesions, CSF and necrosis left out) is averaged in blocks of
@@ -170,13 +161,6 @@ def flatten_bias(a: np.ndarray, inside: np.ndarray, spacing: Sequence[float],
     back to the grid (linear) and divided out, centred on its median inside the brain (so the
     image keeps its scale). Outside ``inside`` the image is returned unchanged.
     """
-    for _ in range(passes):
-        a = _flatten_once(a, inside, spacing)
-    return a
-
-
-def _flatten_once(a: np.ndarray, inside: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
-    """One pass of :func:`flatten_bias`."""
     sp = np.asarray(spacing, dtype=float)
     pos = inside & (a > 0)
     if pos.sum() < 1000:
@@ -205,11 +189,10 @@ def _flatten_once(a: np.ndarray, inside: np.ndarray, spacing: Sequence[float]) -
 
 
 def _sequence_features(a: np.ndarray, inside: np.ndarray, norms: list[np.ndarray],
-                       sigmas: list[np.ndarray], sp: np.ndarray, lr_axis: int,
-                       bias_passes: int) -> np.ndarray:
+                       sigmas: list[np.ndarray], sp: np.ndarray, lr_axis: int) -> np.ndarray:
     """The :data:`PER_SEQUENCE` channels of one sequence (flattened, z-scored inside)."""
     w = inside.astype(np.float32)
-    z = _robust_z(flatten_bias(a, inside, sp, bias_passes), inside) * w
+    z = _robust_z(flatten_bias(a, inside, sp), inside) * w
     g1 = _smooth_in(z, w, norms[0], sigmas[0])
     g3 = _smooth_in(z, w, norms[1], sigmas[1])
     g8 = _coarse_smooth(z, sigmas[2]) / norms[2]
@@ -218,36 +201,8 @@ def _sequence_features(a: np.ndarray, inside: np.ndarray, norms: list[np.ndarray
                      g3 - np.flip(g3, axis=lr_axis), g8 - np.flip(g8, axis=lr_axis)))
 
 
-def _clean(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
-    arrays = [np.ascontiguousarray(a, dtype=np.float32) for a in arrays]
-    return [a if np.isfinite(a).all() else np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
-            for a in arrays]
-
-
-def flatten_sequences(arrays: Sequence[np.ndarray], spacing: Sequence[float],
-                      passes: int) -> list[np.ndarray]:
-    """The four sequences each with its bias field divided out (:func:`flatten_bias`, over the
-    brain that the sequence covers), on their full grid; for a segmenter that flattens once
-    before both the rules and the trees see the images."""
-    arrays = _clean(arrays)
-    full_brain = brain_mask(arrays)
-    if not full_brain.any():
-        return arrays
-    box = ndi.find_objects(full_brain.astype(np.uint8))[0]
-    brain = full_brain[box]
-    out = []
-    for a in arrays:
-        crop = a[box]
-        inside = brain & ~coverage(crop, brain)
-        flat = np.array(a, copy=True)
-        flat[box] = flatten_bias(crop, inside, spacing, passes)
-        out.append(flat)
-    return out
-
-
 def compute_features(arrays: Sequence[np.ndarray], spacing: Sequence[float], lr_axis: int,
-                     brain: np.ndarray | None = None,
-                     bias_passes: int = BIAS_PASSES) -> FeatureVolume:
+                     brain: np.ndarray | None = None) -> FeatureVolume:
     """Features of one scan (see the module docstring).
 
     Parameters
@@ -260,15 +215,14 @@ def compute_features(arrays: Sequence[np.ndarray], spacing: Sequence[float], lr_
         The array axis that runs left-right (the mirror for the asymmetry features).
     brain : bool array, optional
         The brain; by default :func:`brain_mask`.
-    bias_passes : int
-        Passes of :func:`flatten_bias` per sequence (0: the arrays are flattened already,
-        by :func:`flatten_sequences`).
 
     Returns
     -------
     FeatureVolume
     """
-    arrays = _clean(arrays)
+    arrays = [np.ascontiguousarray(a, dtype=np.float32) for a in arrays]
+    arrays = [a if np.isfinite(a).all() else np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
+              for a in arrays]
     sp = np.asarray(spacing, dtype=float)
     full_brain = brain_mask(arrays) if brain is None else np.asarray(brain, dtype=bool)
     if not full_brain.any():
@@ -294,7 +248,7 @@ def compute_features(arrays: Sequence[np.ndarray], spacing: Sequence[float], lr_
                              for s in sigmas[:2]] + [np.maximum(_coarse_smooth(w, sigmas[2]),
                                                                 1e-3)]
         values[k * n:(k + 1) * n] = _sequence_features(a, inside, norms_of[key], sigmas, sp,
-                                                       lr_axis, bias_passes)
+                                                       lr_axis)
     g1 = {name: values[k * n] for k, name in enumerate(SEQUENCES)}
     values[-4] = g1["t1c"] - g1["t1"]
     values[-3] = g1["flair"] - g1["t2"]

@@ -2,10 +2,8 @@
 
 Method
 ------
-Each sequence is first flattened (:func:`.learned_features.flatten_sequences`, three passes of
-the bias-field estimate: :data:`BIAS_PASSES`), so that neither the rules nor the trees see a
-scanner's coil bias. On the flattened images the rule baseline (:mod:`.baseline`,
-deterministic, nothing learned) segments the scan first; its mask becomes five more voxel features (:mod:`.rule_features`: its CE and NE classes, the
+The rule baseline (:mod:`.baseline`, deterministic, nothing learned) segments the scan first;
+its mask becomes five more voxel features (:mod:`.rule_features`: its CE and NE classes, the
 signed distance to its whole-tumour boundary, and its whole-tumour and CE masks smoothed at
 3 mm), appended to the 36 intensity features of :mod:`.learned_features`. The gradient-boosted
 trees (same hyperparameters, cases, folds, seed and sampled voxels as the learned backend 2.0)
@@ -30,15 +28,12 @@ import numpy as np
 from gliocore.segment.base import register_segmenter
 from gliocore.segment.baseline import segment_arrays as rule_arrays
 from gliocore.segment.learned import Decision, LearnedSegmenter, ModelPair, predict_grid
-from gliocore.segment.learned_features import (FEATURES, FeatureVolume, compute_features,
-                                               flatten_sequences)
+from gliocore.segment.learned_features import FEATURES, FeatureVolume, compute_features
 from gliocore.segment.rule_features import RULE_FEATURES, rule_feature_volume
 
 MODEL_DIR = Path(__file__).with_name("models") / "stacked"
 #: Columns of the full stacked model: the 2.0 features, then the rules'.
 STACKED: tuple[str, ...] = FEATURES + RULE_FEATURES
-#: Passes of the bias-field flattening before the rules and the features (version 4.0).
-BIAS_PASSES = 3
 
 
 def with_rules(fv: FeatureVolume, rules: np.ndarray, spacing: Sequence[float]) -> FeatureVolume:
@@ -49,19 +44,17 @@ def with_rules(fv: FeatureVolume, rules: np.ndarray, spacing: Sequence[float]) -
 
 def stacked_features(arrays: Sequence[np.ndarray], spacing: Sequence[float],
                      lr_axis: int) -> FeatureVolume:
-    """The :data:`STACKED` feature volume of four sequences: flattened, the rules run on the
-    flattened images, the intensity features and the rules' appended (training and inference
-    both call this)."""
-    flat = flatten_sequences(arrays, spacing, BIAS_PASSES)
-    rules = rule_arrays(*flat, spacing=tuple(spacing), lr_axis=lr_axis)
-    return with_rules(compute_features(flat, spacing, lr_axis, bias_passes=0), rules, spacing)
+    """The :data:`STACKED` feature volume of four sequences: the intensity features with the
+    rules' appended (training and inference both call this)."""
+    rules = rule_arrays(*arrays, spacing=tuple(spacing), lr_axis=lr_axis)
+    return with_rules(compute_features(arrays, spacing, lr_axis), rules, spacing)
 
 
 def segment_arrays(arrays: Sequence[np.ndarray], spacing: Sequence[float], lr_axis: int,
                    models: ModelPair, keep: dict | None = None,
                    decision: Decision = Decision()) -> tuple[np.ndarray, dict[str, float]]:
-    """Segment four co-registered, skull-stripped sequences (T1, T1c, T2, FLAIR): flattened,
-    the rules first, then the stacked trees (``keep``, ``decision``: see
+    """Segment four co-registered, skull-stripped sequences (T1, T1c, T2, FLAIR): the rules
+    first, then the stacked trees (``keep``, ``decision``: see
     :func:`.learned.predict_grid`).
 
     Returns
