@@ -177,3 +177,26 @@ def test_labels_are_decided_nested_as_the_regions_are_scored():
     assert decide(p).tolist() == [2, 2, 0, 2]
     assert np.argmax(p, axis=1).tolist()[:2] == [0, 0], "argmax would have called them background"
     assert decide(np.array([[0.3, 0.4, 0.3]], dtype=np.float32)).tolist() == [1]
+
+
+def test_the_ce_decision_moves_only_the_enhancing_part():
+    """``ce_share`` and ``min_ce_mm3`` change which tumour voxels are enhancing, never the whole
+    tumour; a small enhancing speck becomes non-enhancing, a large enhancing region stays."""
+    from gliocore.segment.learned import Decision, labels_from_probabilities
+
+    prob = np.zeros((3, 30, 30, 30), dtype=np.float32)
+    prob[0] = 1.0
+    prob[:, 5:25, 5:25, 5:25] = np.array([0.1, 0.35, 0.55])[:, None, None, None]  # NE
+    prob[:, 8:16, 8:16, 8:16] = np.array([0.1, 0.6, 0.3])[:, None, None, None]  # CE, 512 mm³
+    prob[:, 20:22, 20:22, 20:22] = np.array([0.1, 0.5, 0.4])[:, None, None, None]  # speck, 8 mm³
+    sp = (1.0, 1.0, 1.0)
+    default = labels_from_probabilities(prob, sp)
+    assert (default == 1).sum() == 512 + 8
+    strict = labels_from_probabilities(prob, sp, Decision(ce_share=0.6))
+    assert (strict == 1).sum() == 512, "P(CE) share 0.56 of the speck falls below 0.6"
+    loose = labels_from_probabilities(prob, sp, Decision(ce_share=0.3))
+    assert (loose == 1).sum() == 20 ** 3, "share 0.39 of the NE region is above 0.3"
+    no_speck = labels_from_probabilities(prob, sp, Decision(min_ce_mm3=100.0))
+    assert (no_speck == 1).sum() == 512 and no_speck[21, 21, 21] == 2
+    for out in (strict, loose, no_speck):
+        np.testing.assert_array_equal(out > 0, default > 0)

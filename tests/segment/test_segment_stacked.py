@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from gliocore.segment import SEGMENTERS, get_segmenter
-from gliocore.segment.learned import file_sha256, load_manifest, load_models
+from gliocore.segment.learned import Decision, file_sha256, load_manifest, load_models
 from gliocore.segment.learned_features import FEATURES, compute_features
 from gliocore.segment.rule_features import (RULE_FEATURES, SD_CLIP_MM, rule_feature_volume,
                                             signed_distance)
@@ -109,6 +109,51 @@ def test_a_fold_model_reproduces_the_recorded_held_out_dice(shared_dir):
     folder = next(p for sub in ("brats18-dev", "brats18-train")
                   for p in (shared_dir / "cases" / sub).glob(row["case"]))
     arrays, ref, spacing, lr_axis = load_case(folder)
-    pred, _ = segment_arrays(arrays, spacing, lr_axis, load_models(row["fold"], MODEL_DIR))
+    decision = Decision(**row.get("decision", {}))  # chosen without this case (nested)
+    pred, _ = segment_arrays(arrays, spacing, lr_axis, load_models(row["fold"], MODEL_DIR),
+                             decision=decision)
     assert dice(pred > 0, ref > 0) == pytest.approx(row["dice_WT"], abs=1e-4)
     assert dice(pred == 1, ref == 1) == pytest.approx(row["dice_CE"], abs=1e-4)
+    assert dice(pred == 2, ref == 2) == pytest.approx(row["dice_NE"], abs=1e-4)
+
+
+def test_the_shipped_decision_is_recorded_and_enters_the_cache_key(tmp_path, monkeypatch):
+    """The CE decision the manifest records is the one the segmenter applies, and changing it
+    changes the cache key (labels change, so cached masks must not be reused)."""
+    manifest = load_manifest(MODEL_DIR)
+    chosen = Decision.from_manifest(manifest)
+    if "decision" in manifest:
+        assert set(manifest["decision"]["chosen"]) == {"ce_share", "min_ce_mm3"}
+    seg = get_segmenter("stacked")
+    token = seg.weights_checksum
+    copy = tmp_path / "stacked"
+    shutil.copytree(MODEL_DIR, copy)
+    other = dict(manifest, decision={"chosen": {"ce_share": chosen.ce_share + 0.05,
+                                                "min_ce_mm3": chosen.min_ce_mm3}})
+    (copy / "manifest.json").write_text(json.dumps(other))
+    monkeypatch.setattr(type(seg), "model_dir", copy)
+    assert get_segmenter("stacked").weights_checksum != token
+
+
+def test_the_ce_decision_is_chosen_without_the_case_it_scores():
+    """``tune_stacked_decision.choose`` picks the grid entry meeting most enhancement targets
+    on the cases it is given (then mean CE Dice), so a case's own figures cannot pick it."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    import tune_stacked_decision as tune
+
+    n = len(tune.GRID)
+
+    def row(dice_ce, pred, ref):
+        return {"dice_CE": dice_ce, "pred_CE_cm3": pred, "ref_CE_cm3": ref}
+
+    # case a (small enhancement) is met only by entry 3; case b (large) by every entry but 3,
+    # best at entry 5; case c has no target (2-5 cm³) and prefers entry 7.
+    table = {"a": [row(0.2, 1.5 if i == 3 else 5.0, 1.0) for i in range(n)],
+             "b": [row(0.9 if i == 5 else 0.6 if i == 3 else 0.8, 30, 30) for i in range(n)],
+             "c": [row(0.9 if i == 7 else 0.5, 3.0, 3.0) for i in range(n)]}
+    assert tune.meets(table["a"][3]) and not tune.meets(table["a"][0])
+    assert tune.meets(table["c"][0]) is None
+    assert tune.choose(table, ["b"]) == 5
+    assert tune.choose(table, ["a"]) == 3
+    assert tune.choose(table, ["b", "c"]) == 7  # b's target met by both: best mean CE Dice
+    assert tune.choose(table, ["a", "b"]) == 5  # one target either way: mean CE Dice decides
