@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import json
 import sys
+from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
@@ -73,14 +74,14 @@ def choose(table: dict[str, list[dict]], cases: list[str]) -> int:
     return next(i for i in range(len(GRID)) if key(i) == best)
 
 
-def main() -> None:
+def main(processes: int = 2) -> None:
+    """Score the grid on every case, record the nested choices in ``cv.json`` and the choice
+    on all twelve in ``manifest.json``."""
     path = MODEL_DIR / "cv.json"
     cv = json.loads(path.read_text())
     cases = [r["case"] for r in cv["cases"]]
-    table = {}
-    for c in cases:
-        table[c] = score_grid(c)
-        print(c, "scored", flush=True)
+    with Pool(processes) as pool:  # one case per process: labelling is single-threaded
+        table = dict(zip(cases, pool.map(score_grid, cases)))
     for row in cv["cases"]:
         others = [c for c in cases if c != row["case"]]
         i = choose(table, others)
