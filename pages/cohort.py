@@ -308,7 +308,9 @@ c[2].metric("Segmented", int(status["segmented"].sum()) if n_all else 0)
 c[3].metric("With features", int(status["features"].sum()) if n_all else 0)
 
 backends = loaders.available_backends()
-names = sorted(backends, key=lambda b: (backends[b] is not None, b != settings.default_backend, b))
+# the synthetic demo keeps its fast rule backend (as `process --demo`); real cohorts the default
+first = settings.demo_backend if (ctx.cohort or {}).get("name") == "demo" else settings.default_backend
+names = sorted(backends, key=lambda b: (backends[b] is not None, b != first, b))
 captions = [("available" if backends[b] is None
              else "unavailable: " + backends[b].split(". ")[0].rstrip(".") + ".") for b in names]
 col_a, col_b = st.columns([3, 1])

@@ -45,9 +45,10 @@ def use_stacked() -> None:
                        "without_rules": load_models(prefix, learned.MODEL_DIR).full})
 
 
-def segment_arrays(arrays, spacing, lr_axis, models, keep=None, prefix="final"):
+def segment_arrays(arrays, spacing, lr_axis, models, keep=None, prefix="final", **kwargs):
     """The scored backend's segmentation with the models of ``prefix`` (see :data:`BACKEND`)."""
-    return BACKEND["segment"](arrays, spacing, lr_axis, models, keep, **BACKEND["extra"](prefix))
+    return BACKEND["segment"](arrays, spacing, lr_axis, models, keep, **BACKEND["extra"](prefix),
+                              **kwargs)
 
 
 def _out(k: int) -> Path:
@@ -226,10 +227,11 @@ def evaluate_external(shared: Path) -> None:
     vox = float(np.prod(spacing))
     t0 = time.perf_counter()
     kept: dict = {}
+    decision = learned.Decision.from_manifest(learned.load_manifest(BACKEND["model_dir"]))
     pred, _ = segment_arrays(arrays, spacing, lr_axis, load_models("final", BACKEND["model_dir"]),
-                             kept)
+                             kept, decision=decision)
     keep_prediction("TCGA-DU-7294", pred, kept)
-    row = {"case": "TCGA-DU-7294", "model": "final",
+    row = {"case": "TCGA-DU-7294", "model": "final", "decision": vars(decision),
            "reference": "majority vote (>= 3 of 5) of five BraTS-2020 algorithms, not manual",
            "seconds": round(time.perf_counter() - t0, 1), **scores(pred, ref, vox),
            "baseline": scores(baseline_arrays(*arrays, spacing=spacing, lr_axis=lr_axis), ref, vox)}

@@ -74,14 +74,28 @@ def choose(table: dict[str, list[dict]], cases: list[str]) -> int:
     return next(i for i in range(len(GRID)) if key(i) == best)
 
 
+def score_table(cases: list[str], processes: int) -> dict[str, list[dict]]:
+    """:func:`score_grid` of every case, one case per process (labelling is single-threaded);
+    kept in ``$LEARNED_CACHE/decision_grid.json`` for the probability maps of the same run."""
+    kept = CACHE / "decision_grid.json"
+    grid = [vars(d) for d in GRID]
+    if kept.is_file():
+        old = json.loads(kept.read_text())
+        if old["grid"] == grid and sorted(old["table"]) == sorted(cases):
+            return old["table"]
+    with Pool(processes) as pool:
+        table = dict(zip(cases, pool.map(score_grid, cases)))
+    kept.write_text(json.dumps({"grid": grid, "table": table}))
+    return table
+
+
 def main(processes: int = 2) -> None:
     """Score the grid on every case, record the nested choices in ``cv.json`` and the choice
     on all twelve in ``manifest.json``."""
     path = MODEL_DIR / "cv.json"
     cv = json.loads(path.read_text())
     cases = [r["case"] for r in cv["cases"]]
-    with Pool(processes) as pool:  # one case per process: labelling is single-threaded
-        table = dict(zip(cases, pool.map(score_grid, cases)))
+    table = score_table(cases, processes)
     for row in cv["cases"]:
         others = [c for c in cases if c != row["case"]]
         i = choose(table, others)
@@ -105,4 +119,15 @@ def main(processes: int = 2) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--score-only", action="store_true",
+                        help="only score the grid (kept for the next run), record nothing")
+    args = parser.parse_args()
+    if args.score_only:
+        score_table([r["case"] for r in json.loads((MODEL_DIR / "cv.json").read_text())["cases"]],
+                    args.processes)
+    else:
+        main(args.processes)
