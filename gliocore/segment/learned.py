@@ -175,11 +175,6 @@ def labels_from_probabilities(prob: np.ndarray, spacing: Sequence[float],
     return postprocess(labels, spacing, decision.min_ce_mm3)
 
 
-def predict_crop(models: ModelPair, fv: FeatureVolume, spacing: Sequence[float]) -> np.ndarray:
-    """Canonical labels (0, 1 = CE, 2 = NE) on the feature crop, post-processed."""
-    return labels_from_probabilities(crop_probabilities(models, fv), spacing)
-
-
 def decide(p: np.ndarray, ce_share: float = 0.5) -> np.ndarray:
     """Labels from class probabilities ``(n, 3)`` (background, CE, NE), nested as the regions
     are scored: tumour where P(CE) + P(NE) > 1/2 (the whole tumour's own probability, not the

@@ -493,7 +493,10 @@ def test_unprocessed_cohort_says_what_is_missing_then_processes(tmp_path, monkey
     shown = texts(at) + texts(after_background_work(at, db))
     assert "Processing finished: 3 subjects: 3 computed" in shown
     assert [m for m in at.metric if m.label == "Segmented"][0].value == "3"
-    assert any("Segmentation: baseline v" in c.value for c in at.caption)
+    # a user's cohort (not the demo) is processed with the default backend, and says so
+    from gliocore.settings import Settings
+    default = Settings().default_backend
+    assert any(f"Segmentation: {default} v" in c.value for c in at.caption)
 
 
 def test_warm_render_times(app_env):
