@@ -34,21 +34,18 @@ from train_learned_segmenter import (CACHE, N_FOLDS, SEED, case_dirs, folds,  # 
 EVAL_SEED = SEED + 1
 #: The backend scored: (model folder, segment_arrays, prefix of the per-fold result files);
 #: ``--stacked`` switches to the stacked backend.
-BACKEND = {"model_dir": learned.MODEL_DIR, "segment": learned.segment_arrays, "prefix": "eval",
-           "extra": lambda prefix: {}}
+BACKEND = {"model_dir": learned.MODEL_DIR, "segment": learned.segment_arrays, "prefix": "eval"}
 
 
 def use_stacked() -> None:
     """Score the stacked backend (rules + trees) instead of the learned one."""
     BACKEND.update(model_dir=stacked.MODEL_DIR, segment=stacked.segment_arrays,
-                   prefix="eval_stacked", extra=lambda prefix: {
-                       "without_rules": load_models(prefix, learned.MODEL_DIR).full})
+                   prefix="eval_stacked")
 
 
-def segment_arrays(arrays, spacing, lr_axis, models, keep=None, prefix="final", **kwargs):
-    """The scored backend's segmentation with the models of ``prefix`` (see :data:`BACKEND`)."""
-    return BACKEND["segment"](arrays, spacing, lr_axis, models, keep, **BACKEND["extra"](prefix),
-                              **kwargs)
+def segment_arrays(arrays, spacing, lr_axis, models, keep=None, **kwargs):
+    """The scored backend's segmentation (see :data:`BACKEND`)."""
+    return BACKEND["segment"](arrays, spacing, lr_axis, models, keep, **kwargs)
 
 
 def _out(k: int) -> Path:
@@ -106,7 +103,7 @@ def evaluate_fold(k: int, degraded: bool = True, n_degraded: int = 2,
         vox = float(np.prod(spacing))
         t0 = time.perf_counter()
         kept: dict = {}
-        pred, _ = segment_arrays(arrays, spacing, lr_axis, models, kept, f"fold{k}")
+        pred, _ = segment_arrays(arrays, spacing, lr_axis, models, kept)
         keep_prediction(case, pred, kept)
         row = {"case": case, "fold": f"fold{k}",
                "seconds": round(time.perf_counter() - t0, 1), **scores(pred, ref, vox)}
@@ -130,8 +127,7 @@ def evaluate_fold(k: int, degraded: bool = True, n_degraded: int = 2,
         for row in rows[:n_degraded]:
             arrays, ref, spacing, lr_axis = cases[row["case"]]
             rng = np.random.default_rng([EVAL_SEED, j, sum(row["case"].encode())])
-            pred, uncovered = segment_arrays(fn(arrays, rng), spacing, lr_axis, models,
-                                          prefix=f"fold{k}")
+            pred, uncovered = segment_arrays(fn(arrays, rng), spacing, lr_axis, models)
             row["degraded"][name] = {**scores(pred, ref, float(np.prod(spacing))),
                                      "uncovered": {s: round(f, 3) for s, f in uncovered.items()}}
             print(row["case"], name, row["degraded"][name]["dice_WT"], flush=True)
@@ -152,8 +148,7 @@ def add_degradations(k: int, names: list[str], n_cases: int = 2) -> None:
                 continue  # recorded by an earlier run (same seeded draw)
             arrays, ref, spacing, lr_axis = load_case(dirs[row["case"]])
             rng = np.random.default_rng([EVAL_SEED, j, sum(row["case"].encode())])
-            pred, uncovered = segment_arrays(fn(arrays, rng), spacing, lr_axis, models,
-                                          prefix=f"fold{k}")
+            pred, uncovered = segment_arrays(fn(arrays, rng), spacing, lr_axis, models)
             row.setdefault("degraded", {})[name] = {
                 **scores(pred, ref, float(np.prod(spacing))),
                 "uncovered": {s: round(f, 3) for s, f in uncovered.items()}}
