@@ -111,7 +111,9 @@ def degradation_table(cv: dict) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     if not any(rules_drop(cv, n)[0] for n in names):
         table = table.drop(columns=["rules WT mean", "rules WT drop"])
-    return table.round(3)
+    num = table.select_dtypes("number").columns
+    table[num] = table[num].round(3) + 0.0  # + 0.0: a drop that rounds to -0 prints as 0
+    return table
 
 
 def group_means(stacked: dict, learned: dict) -> pd.DataFrame:
