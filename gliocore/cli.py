@@ -298,8 +298,8 @@ def _process_parser(sub: Any) -> None:
                          "BraTS space); segmentation runs there, masks come back to native space "
                          "(volumes are native) and the location stage reuses the transform")
     pr.add_argument("--backend", default=None,
-                    help="segmentation backend: baseline, learned, stacked, import, hdglio, nnunetv2 "
-                         "(default: baseline)")
+                    help="segmentation backend: stacked, baseline, learned, import, hdglio, nnunetv2 "
+                         "(default: stacked for a cohort CSV, baseline for the demo)")
     pr.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE")
     pr.add_argument("--label-map", help="label map of the backend's output, e.g. brats, "
                     "hdglio-v2, seed, or '4:ce,1:ne,2:ne' (required with --backend import)")

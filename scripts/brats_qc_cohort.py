@@ -7,11 +7,13 @@ Usage::
 
 Writes ``OUT/clinical.csv`` (one row per case; survival, IDH status and event left empty:
 these cases have no clinical data here) whose image root is ``SHARED/cases/brats18-dev`` (the images and the expert
-``_seg`` labels stay there), and prints the command that processes it with the baseline and
-scores it against the expert labels read through the ``brats`` label map::
+``_seg`` labels stay there), and prints the command that processes it with the rule baseline
+(named: the default ``stacked`` backend's shipped model was trained on these cases, so its
+figures here would not be held out) and scores it against the expert labels read through the
+``brats`` label map::
 
     python -m gliocore --db OUT/gliocore.duckdb process --csv OUT/clinical.csv \\
-        --root SHARED/cases/brats18-dev --naming brats --name brats18-qc \\
+        --root SHARED/cases/brats18-dev --naming brats --name brats18-qc --backend baseline \\
         --reference-suffix _seg --reference-label-map brats --no-location
 
 ``--process`` runs it too. Then ``GLIOSCOPE_DB=OUT/gliocore.duckdb make run`` shows the
@@ -44,7 +46,8 @@ def write_cohort(shared: Path, out: Path) -> tuple[Path, Path]:
 def process_args(csv: Path, root: Path, db: Path) -> list[str]:
     """The ``python -m gliocore`` arguments that process the cohort with QC references."""
     return ["--db", str(db), "process", "--csv", str(csv), "--root", str(root),
-            "--naming", "brats", "--name", "brats18-qc", "--reference-suffix", "_seg",
+            "--naming", "brats", "--name", "brats18-qc", "--backend", "baseline",
+            "--reference-suffix", "_seg",
             "--reference-label-map", "brats", "--no-location"]
 
 

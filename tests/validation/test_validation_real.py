@@ -79,3 +79,5 @@ def test_qc_cohort_script_points_at_shared_without_copying(shared_dir, tmp_path)
                for s in cohort.subjects)
     args = mod.process_args(csv, root, tmp_path / "qc" / "store.duckdb")
     assert args[args.index("--reference-label-map") + 1] == "brats"
+    # the rules, named: the default stacked model was trained on these five cases
+    assert args[args.index("--backend") + 1] == "baseline"
