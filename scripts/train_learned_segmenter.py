@@ -31,6 +31,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -156,8 +157,10 @@ def inner_split(cases: list[str]) -> tuple[list[str], list[str]]:
     return [c for c in cases if c not in val], val
 
 
-def fit(cases: list[str], files: dict[str, Path]) -> tuple[ModelPair, int]:
-    """Fit the full and the FLAIR-free model on the samples of ``cases``.
+def fit(cases: list[str], files: dict[str, Path],
+        columns: Sequence[str] = FEATURES) -> tuple[ModelPair, int]:
+    """Fit the full and the FLAIR-free model on the samples of ``cases`` (whose columns are
+    ``columns``; the FLAIR-free model takes their :data:`NO_FLAIR` ones).
 
     Rounds: a probe is fitted on all but ``N_INNER_VAL`` of ``cases`` until the loss on those
     inner validation cases has not improved for ``N_ITER_NO_CHANGE`` rounds; the best round
@@ -177,7 +180,7 @@ def fit(cases: list[str], files: dict[str, Path]) -> tuple[ModelPair, int]:
     n_iter = max(int(np.argmax(scores[1:])) + 1, MIN_ROUNDS)
     X, y, w = (np.concatenate(p) for p in zip((X, y, w), (Xv, yv, wv)))
     params = {**HGB, "max_iter": n_iter, "early_stopping": False}
-    cols = [FEATURES.index(n) for n in NO_FLAIR]
+    cols = [list(columns).index(n) for n in NO_FLAIR]
     full = HistGradientBoostingClassifier(random_state=SEED, **params).fit(X, y, sample_weight=w)
     nofl = HistGradientBoostingClassifier(random_state=SEED, **params).fit(X[:, cols], y,
                                                                            sample_weight=w)
@@ -192,10 +195,29 @@ def plan(names: list[str]) -> dict[str, list[str]]:
     return out
 
 
-def train(only: list[str] | None = None, samples_only: bool = False) -> None:
-    """Build the samples, fit the models named in ``only`` (default all), write the manifest."""
+def fit_and_save(names: list[str], files: dict[str, Path], only: list[str] | None,
+                 model_dir: Path, version: str, columns: Sequence[str] = FEATURES) -> None:
+    """Fit the models of :func:`plan` named in ``only`` (default all), save them in
+    ``model_dir`` and record the rounds early stopping chose (``rounds_v<version>.json``)."""
     import joblib
 
+    model_dir.mkdir(parents=True, exist_ok=True)
+    for prefix, train_cases in plan(names).items():
+        if only and prefix not in only:
+            continue
+        t0 = time.perf_counter()
+        pair, n_iter = fit(train_cases, files, columns)
+        for kind, model in (("full", pair.full), ("noflair", pair.no_flair)):
+            joblib.dump(model, model_dir / f"{prefix}_{kind}.joblib", compress=3)
+        record = CACHE / f"rounds_v{version}.json"
+        done = json.loads(record.read_text()) if record.is_file() else {}
+        done[prefix] = n_iter
+        record.write_text(json.dumps(done, indent=1, sort_keys=True))
+        print(f"{prefix}: {n_iter} rounds, {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def train(only: list[str] | None = None, samples_only: bool = False) -> None:
+    """Build the samples, fit the models named in ``only`` (default all), write the manifest."""
     dirs = case_dirs()
     names = [d.name for d in dirs]
     files = {}
@@ -205,48 +227,47 @@ def train(only: list[str] | None = None, samples_only: bool = False) -> None:
         print(f"samples {d.name}: {time.perf_counter() - t0:.0f} s", flush=True)
     if samples_only:
         return
-    MODEL_DIR.mkdir(parents=True, exist_ok=True)
-    for prefix, train_cases in plan(names).items():
-        if only and prefix not in only:
-            continue
-        t0 = time.perf_counter()
-        pair, n_iter = fit(train_cases, files)
-        for kind, model in (("full", pair.full), ("noflair", pair.no_flair)):
-            joblib.dump(model, MODEL_DIR / f"{prefix}_{kind}.joblib", compress=3)
-        record = CACHE / f"rounds_v{VERSION}.json"
-        done = json.loads(record.read_text()) if record.is_file() else {}
-        done[prefix] = n_iter
-        record.write_text(json.dumps(done, indent=1, sort_keys=True))
-        print(f"{prefix}: {n_iter} rounds, {time.perf_counter() - t0:.0f} s", flush=True)
+    fit_and_save(names, files, only, MODEL_DIR, VERSION)
     write_manifest(names)
 
 
-def write_manifest(names: list[str]) -> None:
-    """The manifest (checksums, folds, provenance), once every model file exists."""
+def manifest_of(names: list[str], model_dir: Path, version: str, features: Sequence[str],
+                augmentation: str, provenance_note: str = "") -> dict | None:
+    """The manifest of the models in ``model_dir`` (checksums, folds, seed, hyperparameters,
+    rounds, provenance), or None while some model file is still missing."""
     import sklearn
 
     want = [f"{p}_{k}.joblib" for p in plan(names) for k in ("full", "noflair")]
-    if not all((MODEL_DIR / f).is_file() for f in want):
+    if not all((model_dir / f).is_file() for f in want):
         print("manifest not written yet: some models are still missing", flush=True)
-        return
-    manifest = {
-        "version": VERSION, "seed": SEED, "sklearn": sklearn.__version__,
-        "features": list(FEATURES), "hyperparameters": HGB, "per_stratum": PER_STRATUM, "thin": THIN,
+        return None
+    return {
+        "version": version, "seed": SEED, "sklearn": sklearn.__version__,
+        "features": list(features), "hyperparameters": HGB, "per_stratum": PER_STRATUM,
+        "thin": THIN,
         "early_stopping": {"inner_validation_cases": N_INNER_VAL,
                            "n_iter_no_change": N_ITER_NO_CHANGE, "scoring": "loss",
                            "min_rounds": MIN_ROUNDS,
-                           "rounds": json.loads((CACHE / f"rounds_v{VERSION}.json").read_text())},
-        "augmentation": "clean + 3 degraded copies per case (see augmented())",
+                           "rounds": json.loads((CACHE / f"rounds_v{version}.json").read_text())},
+        "augmentation": augmentation,
         "classes": {"0": "background", "1": "contrast_enhancing", "2": "non_enhancing"},
         "folds": {f"fold{k}": held for k, held in enumerate(folds(names))},
         "training_cases": names,
         "provenance": "BraTS 2018 training cases from TCIA (TCGA-GBM / TCGA-LGG), "
                       "../shared/cases/brats18-dev and brats18-train; images CC BY 3.0 (TCIA), "
                       "labels: BraTS challenge expert annotations (cite Menze et al. IEEE TMI "
-                      "2015; Bakas et al. Sci Data 2017; Bakas et al. arXiv:1811.02629)",
-        "files": {f: file_sha256(MODEL_DIR / f) for f in want},
+                      "2015; Bakas et al. Sci Data 2017; Bakas et al. arXiv:1811.02629)"
+                      + provenance_note,
+        "files": {f: file_sha256(model_dir / f) for f in want},
     }
-    (MODEL_DIR / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+
+
+def write_manifest(names: list[str]) -> None:
+    """The manifest (checksums, folds, provenance), once every model file exists."""
+    manifest = manifest_of(names, MODEL_DIR, VERSION, FEATURES,
+                           "clean + 3 degraded copies per case (see augmented())")
+    if manifest is not None:
+        (MODEL_DIR / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
 
 
 if __name__ == "__main__":

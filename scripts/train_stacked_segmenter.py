@@ -36,7 +36,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import train_learned_segmenter as t2  # noqa: E402
-from gliocore.segment.learned import file_sha256  # noqa: E402
 from gliocore.segment.learned_features import NO_FLAIR  # noqa: E402
 from gliocore.segment.rule_features import RULE_FEATURES  # noqa: E402
 from gliocore.segment.stacked import MODEL_DIR, STACKED, stacked_features  # noqa: E402
@@ -63,37 +62,10 @@ def build_samples(folder: Path) -> Path:
     return out
 
 
-def fit(cases: list[str], files: dict[str, Path]):
-    """As :func:`t2.fit`, the full model on :data:`STACKED` columns (2.0's plus the rules'),
-    the FLAIR-free twin on 2.0's :data:`NO_FLAIR` columns."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    from gliocore.segment.learned import ModelPair
-
-    fit_cases, val_cases = t2.inner_split(cases)
-    X, y, w = t2._stack(fit_cases, files)
-    Xv, yv, wv = t2._stack(val_cases, files)
-    probe = HistGradientBoostingClassifier(random_state=t2.SEED, early_stopping=True,
-                                           scoring="loss", n_iter_no_change=t2.N_ITER_NO_CHANGE,
-                                           **t2.HGB)
-    probe.fit(X, y, sample_weight=w, X_val=Xv, y_val=yv, sample_weight_val=wv)
-    scores = np.asarray(probe.validation_score_)
-    n_iter = max(int(np.argmax(scores[1:])) + 1, t2.MIN_ROUNDS)
-    X, y, w = (np.concatenate(p) for p in zip((X, y, w), (Xv, yv, wv)))
-    params = {**t2.HGB, "max_iter": n_iter, "early_stopping": False}
-    cols = [STACKED.index(n) for n in NO_FLAIR]
-    full = HistGradientBoostingClassifier(random_state=t2.SEED, **params).fit(X, y,
-                                                                              sample_weight=w)
-    nofl = HistGradientBoostingClassifier(random_state=t2.SEED, **params).fit(
-        X[:, cols], y, sample_weight=w)
-    return ModelPair(full, nofl), n_iter
-
-
 def train(only: list[str] | None = None, samples_only: bool = False,
           part: tuple[int, int] = (0, 1)) -> None:
     """Build the samples (of every ``part[1]``-th case from ``part[0]``), fit the models named
     in ``only`` (default all), write the manifest."""
-    import joblib
 
     dirs = t2.case_dirs()
     names = [d.name for d in dirs]
@@ -106,54 +78,20 @@ def train(only: list[str] | None = None, samples_only: bool = False,
         print(f"samples {d.name}: {time.perf_counter() - t0:.0f} s", flush=True)
     if samples_only:
         return
-    MODEL_DIR.mkdir(parents=True, exist_ok=True)
-    for prefix, train_cases in t2.plan(names).items():
-        if only and prefix not in only:
-            continue
-        t0 = time.perf_counter()
-        pair, n_iter = fit(train_cases, files)
-        for kind, model in (("full", pair.full), ("noflair", pair.no_flair)):
-            joblib.dump(model, MODEL_DIR / f"{prefix}_{kind}.joblib", compress=3)
-        record = t2.CACHE / f"rounds_v{VERSION}.json"
-        done = json.loads(record.read_text()) if record.is_file() else {}
-        done[prefix] = n_iter
-        record.write_text(json.dumps(done, indent=1, sort_keys=True))
-        print(f"{prefix}: {n_iter} rounds, {time.perf_counter() - t0:.0f} s", flush=True)
+    t2.fit_and_save(names, files, only, MODEL_DIR, VERSION, STACKED)
     write_manifest(names)
 
 
 def write_manifest(names: list[str]) -> None:
     """The manifest (checksums, folds, provenance), once every model file exists."""
-    import sklearn
-
-    plan = t2.plan(names)
-    want = [f"{p}_{k}.joblib" for p in plan for k in ("full", "noflair")]
-    if not all((MODEL_DIR / f).is_file() for f in want):
-        print("manifest not written yet: some models are still missing", flush=True)
-        return
-    manifest = {
-        "version": VERSION, "seed": t2.SEED, "sklearn": sklearn.__version__,
-        "features": list(STACKED), "rule_features": list(RULE_FEATURES),
-        "noflair_features": list(NO_FLAIR), "hyperparameters": t2.HGB,
-        "per_stratum": t2.PER_STRATUM, "thin": t2.THIN,
-        "early_stopping": {"inner_validation_cases": t2.N_INNER_VAL,
-                           "n_iter_no_change": t2.N_ITER_NO_CHANGE, "scoring": "loss",
-                           "min_rounds": t2.MIN_ROUNDS,
-                           "rounds": json.loads((t2.CACHE / f"rounds_v{VERSION}.json")
-                                                .read_text())},
-        "augmentation": "clean + 3 degraded copies per case (train_learned_segmenter.augmented);"
-                        " the rule baseline run on each copy",
-        "classes": {"0": "background", "1": "contrast_enhancing", "2": "non_enhancing"},
-        "folds": {f"fold{k}": held for k, held in enumerate(t2.folds(names))},
-        "training_cases": names,
-        "provenance": "BraTS 2018 training cases from TCIA (TCGA-GBM / TCGA-LGG), "
-                      "../shared/cases/brats18-dev and brats18-train; images CC BY 3.0 (TCIA), "
-                      "labels: BraTS challenge expert annotations (cite Menze et al. IEEE TMI "
-                      "2015; Bakas et al. Sci Data 2017; Bakas et al. arXiv:1811.02629). The "
-                      "rule baseline's constants were chosen on the five brats18-dev cases.",
-        "files": {f: file_sha256(MODEL_DIR / f) for f in want},
-    }
-    (MODEL_DIR / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    manifest = t2.manifest_of(
+        names, MODEL_DIR, VERSION, STACKED,
+        "clean + 3 degraded copies per case (train_learned_segmenter.augmented); the rule "
+        "baseline run on each copy",
+        ". The rule baseline's constants were chosen on the five brats18-dev cases.")
+    if manifest is not None:
+        manifest.update(rule_features=list(RULE_FEATURES), noflair_features=list(NO_FLAIR))
+        (MODEL_DIR / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
 
 
 if __name__ == "__main__":
