@@ -65,8 +65,10 @@ def test_the_default_backend_follows_the_recorded_held_out_verdict():
     assert settings.demo_backend == "baseline"
 
 
-def test_runs_on_a_tiny_phantom_and_returns_canonical_classes(rng):
-    seg = get_segmenter("learned")
+@pytest.mark.parametrize("backend", ["learned", "stacked"])
+def test_runs_on_a_tiny_phantom_and_returns_canonical_classes(rng, backend):
+    assert backend in SEGMENTERS
+    seg = get_segmenter(backend)
     images = _volumes(_phantom(rng))
     with seg:
         mask = seg.segment(_subject("phantom"), images)
